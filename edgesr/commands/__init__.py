@@ -1,0 +1,1 @@
+"""Sub-command modules of the ``edgesr`` CLI (see :mod:`edgesr.cli`)."""

@@ -1,0 +1,57 @@
+"""PSNR and SSIM of the standard SR evaluation protocol (BasicSR ``psnr_ssim.py`` convention).
+
+Both take images already converted to the evaluated channel (BT.601 Y in [0, 255], see
+:mod:`edgesr.color`), crop ``border`` pixels (= the scale) from every side, and compute in
+float64 with no epsilon. SSIM follows Wang et al., "Image quality assessment: from error
+visibility to structural similarity", IEEE TIP 2004: 11 x 11 Gaussian window, sigma 1.5,
+K1 = 0.01, K2 = 0.03, L = 255, 'valid' filtering (no padding), mean over the SSIM map.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.signal import convolve2d
+
+
+def _crop(img: np.ndarray, border: int) -> np.ndarray:
+    img = np.asarray(img, dtype=np.float64)
+    return img[border:-border, border:-border] if border > 0 else img
+
+
+def psnr(a: np.ndarray, b: np.ndarray, border: int = 0, peak: float = 255.0) -> float:
+    """PSNR in dB of two (H, W) images in [0, peak], after cropping ``border`` pixels.
+
+    Returns ``inf`` for identical images. Raises ValueError on a shape mismatch.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"psnr: shapes differ {a.shape} vs {b.shape}")
+    diff = _crop(a, border) - _crop(b, border)
+    mse = float(np.mean(diff * diff))
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def _gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
+    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2.0
+    g = np.exp(-(ax * ax) / (2.0 * sigma * sigma))
+    g /= g.sum()
+    return np.outer(g, g)
+
+
+_WINDOW = _gaussian_window()
+
+
+def ssim(a: np.ndarray, b: np.ndarray, border: int = 0, peak: float = 255.0) -> float:
+    """Mean SSIM of two (H, W) images in [0, peak] (Wang et al. 2004), after the border crop."""
+    if a.shape != b.shape:
+        raise ValueError(f"ssim: shapes differ {a.shape} vs {b.shape}")
+    x, y = _crop(a, border), _crop(b, border)
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    filt = lambda img: convolve2d(img, _WINDOW, mode="valid")  # noqa: E731 (window is symmetric)
+    mu_x, mu_y = filt(x), filt(y)
+    sxx = filt(x * x) - mu_x**2
+    syy = filt(y * y) - mu_y**2
+    sxy = filt(x * y) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return float(ssim_map.mean())
