@@ -1,0 +1,49 @@
+"""The three ways ``eval``, ``upscale`` and ``validate`` take a model.
+
+* ``--model NAME --scale S``: a weight-free registry model (``bicubic``);
+* ``--checkpoint CKPT``: an edgesr checkpoint (run in its deploy form, PyTorch, CPU);
+* ``--artifact FILE``: an exported model or LUT bundle, run by its own runtime
+  (:func:`edgesr.artifacts.load_upscaler`).
+"""
+
+from __future__ import annotations
+
+from edgesr.errors import EdgesrError
+
+
+def add_source_arguments(p, engine: bool = False) -> None:
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--model", help="weight-free registry model, e.g. bicubic")
+    g.add_argument("--checkpoint", help="edgesr checkpoint (.pt)")
+    g.add_argument("--artifact", help="exported model (.tflite, .onnx, .mlpackage) or LUT bundle (.lut)")
+    p.add_argument("--scale", type=int, default=None, help="upscaling factor for --model (default 2)")
+    if engine:
+        p.add_argument("--engine", choices=("numpy", "torch", "c"), default=None, help="LUT engine for .lut artifacts (default numpy)")
+
+
+def resolve_upscaler(args):
+    """Build the :class:`~edgesr.evaluate.Upscaler` the arguments name. Raises EdgesrError."""
+    from edgesr.evaluate import TorchUpscaler
+
+    if args.model:
+        from edgesr.registry import create
+
+        model = create(args.model, scale=args.scale or 2)
+        if any(True for _ in model.parameters()):
+            raise EdgesrError(f"model {args.model!r} has weights: pass --checkpoint CKPT (from `edgesr train`) instead")
+        return TorchUpscaler(model)
+    if args.scale is not None:
+        raise EdgesrError("--scale applies to --model only; checkpoints and artifacts carry their scale")
+    if args.checkpoint:
+        from edgesr.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(args.checkpoint, deploy=True)
+        return TorchUpscaler(model)
+    from edgesr.artifacts import load_upscaler
+
+    options = {"engine": args.engine} if getattr(args, "engine", None) else {}
+    return load_upscaler(args.artifact, **options)
+
+
+def describe(args) -> str:
+    return args.model or args.checkpoint or args.artifact
