@@ -1,0 +1,258 @@
+"""Fake quantization in PyTorch: float tensors that carry exactly the int8 values TFLite stores.
+
+* Activations: per-tensor asymmetric int8 with TF's nudged range, bit for bit TF's
+  ``FakeQuantWithMinMaxVars`` forward (:func:`fake_quant_activation`, tested against
+  TensorFlow and :func:`quantization.arithmetic.fake_quant`).
+* Weights: per-output-channel symmetric int8 in [-127, 127], scale ``max|w| / 127``
+  (:func:`fake_quant_weight`, equal to :func:`~quantization.arithmetic.quantize_weights_per_channel`
+  dequantized); conv biases as int32 with scale ``input_scale * weight_scale``.
+* PReLU slopes: per-tensor int8 over [min(alpha, 0), max(alpha, 0)].
+
+Gradients are straight-through: d out / d x = 1 inside the nudged range, 0 outside (TF's
+FakeQuant gradient); weights and biases pass gradients unchanged. With learnable ranges the
+range bounds receive the gradient of the scale and nudged minimum (LSQ-style).
+
+:func:`fake_quant_module` rewrites a traced deploy module: a fake-quant after every node that is
+an int8 tensor in TFLite (:func:`quantization.graph.quant_plan`), the same quantizer re-applied
+where TFLite keeps the input's parameters, and quantized weights in every conv.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from edgesr.errors import EdgesrError
+from quantization.graph import QUANTIZE, SHARED, quant_plan, range_source, tensor_nodes, trace
+
+MIN_RANGE_WIDTH = 1e-6
+"""Narrowest activation range used (a constant-zero tensor would give scale 0)."""
+
+
+def _floor_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.floor(x) - x).detach()
+
+
+def _round_half_away(x: torch.Tensor) -> torch.Tensor:
+    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+
+
+def _round_half_away_ste(x: torch.Tensor) -> torch.Tensor:
+    return x + (_round_half_away(x) - x).detach()
+
+
+def fake_quant_activation(x: torch.Tensor, rmin: torch.Tensor, rmax: torch.Tensor) -> torch.Tensor:
+    """Per-tensor asymmetric int8 fake quantization, TF's FakeQuant forward in float32.
+
+    Nudging (``Nudge`` in ``fake_quant_ops_functor.h``), uint8 domain [0, 255]::
+
+        scale = (rmax - rmin) / 255;  inv_scale = 255 / (rmax - rmin)
+        zp = clamp(round_half_away(-rmin / scale), 0, 255)       (int8 zero point = zp - 128)
+        nudged_min, nudged_max = -zp * scale, (255 - zp) * scale
+        out = floor((clamp(x, nudged_min, nudged_max) - nudged_min) * inv_scale - zp + 0.5) * scale
+
+    Args:
+        x: float32 tensor, any shape (e.g. (N, C, H, W)).
+        rmin, rmax: 0-dim float32 tensors with rmin <= 0 <= rmax, rmax > rmin (callers
+            enforce it; see :class:`ActivationFakeQuant`). May require grad.
+    Returns:
+        float32 tensor of x's shape whose values are ``scale * (q - zero_point)``, q in [-128, 127].
+    """
+    scale = (rmax - rmin) / 255.0
+    inv_scale = 255.0 / (rmax - rmin)
+    zero_point_from_min = 0.0 - rmin.detach() / scale.detach()
+    zp = torch.clamp(_round_half_away(zero_point_from_min), 0.0, 255.0)
+    nudged_min = (0.0 - zp) * scale
+    nudged_max = (255.0 - zp) * scale
+    quant_zero = torch.floor(-nudged_min.detach() * inv_scale.detach() + 0.5)
+    shifted = torch.minimum(torch.maximum(x, nudged_min), nudged_max) - nudged_min
+    return _floor_ste(shifted * inv_scale - quant_zero + 0.5) * scale
+
+
+def weight_scales(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel scales ``max|w[c]| / 127`` (float64 division, float32 result), shape (O,).
+
+    An all-zero channel gets 1.0. ``w``: (O, ...) float, e.g. conv OIHW.
+    """
+    absmax = w.detach().abs().reshape(w.shape[0], -1).amax(dim=1).double()
+    return torch.where(absmax > 0, absmax / 127.0, torch.ones_like(absmax)).float()
+
+
+def fake_quant_weight(w: torch.Tensor) -> torch.Tensor:
+    """Per-channel symmetric int8 fake quantization of weights (O, ...): range [-127, 127], zp 0.
+
+    ``q = clamp(round_half_away(w / scale[c]), -127, 127)`` in float64, returns ``q * scale[c]``
+    as float32 with a straight-through gradient.
+    """
+    shape = (-1,) + (1,) * (w.dim() - 1)
+    scale = weight_scales(w).double().reshape(shape)
+    q = torch.clamp(_round_half_away(w.detach().double() / scale), -127.0, 127.0)
+    return w + ((q * scale).float() - w).detach()
+
+
+def fake_quant_bias(b: torch.Tensor, bias_scale: torch.Tensor) -> torch.Tensor:
+    """int32 bias fake quantization: ``round_half_away(b / bias_scale) * bias_scale`` (STE).
+
+    ``bias_scale``: (O,) float32, ``input_scale * weight_scale[c]``.
+    """
+    return _round_half_away_ste(b / bias_scale) * bias_scale
+
+
+class ActivationFakeQuant(nn.Module):
+    """The int8 quantizer of one TFLite tensor: range [rmin, rmax] -> :func:`fake_quant_activation`.
+
+    Args:
+        rmin, rmax: initial range (widened to contain 0 and at least :data:`MIN_RANGE_WIDTH`).
+        mode: ``"fixed"`` (buffers), ``"ema"`` (buffers; in training mode each observed batch
+            moves them by ``momentum`` towards the batch min/max, as tfmot's moving-average
+            quantizers do) or ``"learn"`` (parameters trained by the straight-through gradient).
+    """
+
+    def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01):
+        super().__init__()
+        if mode not in ("fixed", "ema", "learn"):
+            raise EdgesrError(f"range mode must be 'fixed', 'ema' or 'learn', got {mode!r}")
+        lo, hi = min(float(rmin), 0.0), max(float(rmax), 0.0)
+        lo_t, hi_t = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
+        if mode == "learn":
+            self.rmin, self.rmax = nn.Parameter(lo_t), nn.Parameter(hi_t)
+        else:
+            self.register_buffer("rmin", lo_t)
+            self.register_buffer("rmax", hi_t)
+        self.mode, self.momentum = mode, momentum
+
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The range in use: rmin <= 0 <= rmax, rmax - rmin >= MIN_RANGE_WIDTH (0-dim float32)."""
+        lo = torch.clamp(self.rmin, max=0.0)
+        hi = torch.maximum(torch.clamp(self.rmax, min=0.0), lo + MIN_RANGE_WIDTH)
+        return lo, hi
+
+    def range(self) -> tuple[float, float]:
+        lo, hi = self.bounds()
+        return float(lo), float(hi)
+
+    def forward(self, x: torch.Tensor, observe: bool = True) -> torch.Tensor:
+        if self.training and observe and self.mode == "ema":
+            with torch.no_grad():
+                self.rmin.lerp_(torch.clamp(x.min(), max=0.0), self.momentum)
+                self.rmax.lerp_(torch.clamp(x.max(), min=0.0), self.momentum)
+        lo, hi = self.bounds()
+        return fake_quant_activation(x, lo, hi)
+
+
+class QuantConv2d(nn.Module):
+    """A conv with per-channel int8 weights and an int32 bias (scale input_scale * weight_scale).
+
+    Wraps (does not copy) ``conv``, so training updates the float conv. ``input_quantizer``
+    is the :class:`ActivationFakeQuant` of the conv's input (None: bias left in float).
+    Input and output (N, C, H, W) float32.
+    """
+
+    def __init__(self, conv: nn.Conv2d, input_quantizer: ActivationFakeQuant | None):
+        super().__init__()
+        if conv.padding_mode != "zeros":
+            raise EdgesrError(f"int8 conv supports zero padding only, got padding_mode={conv.padding_mode!r}")
+        self.conv = conv
+        self._input_quantizer = [input_quantizer]  # a list: not registered as a second owner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv
+        w = fake_quant_weight(c.weight)
+        b, quantizer = c.bias, self._input_quantizer[0]
+        if b is not None and quantizer is not None:
+            lo, hi = quantizer.bounds()
+            input_scale = ((hi - lo) / 255.0).detach()
+            b = fake_quant_bias(b, input_scale * weight_scales(c.weight))
+        return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+
+
+class QuantPReLU(nn.Module):
+    """PReLU with its slopes fake-quantized per tensor over [min(alpha, 0), max(alpha, 0)]."""
+
+    def __init__(self, prelu: nn.PReLU):
+        super().__init__()
+        self.prelu = prelu
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.prelu.weight
+        lo = torch.clamp(a.detach().min(), max=0.0)
+        hi = torch.maximum(torch.clamp(a.detach().max(), min=0.0), lo + MIN_RANGE_WIDTH)
+        return F.prelu(x, fake_quant_activation(a, lo, hi))
+
+
+_UNSUPPORTED = (nn.Linear, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Conv1d, nn.Conv3d)
+
+
+def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], *,
+                      range_mode: str = "fixed", share_weights: bool = False) -> fx.GraphModule:
+    """The int8 simulation of ``deploy_module``: a traced copy with fake-quant inserted.
+
+    Args:
+        deploy_module: a plain deploy module (after ``collapse()``), float32, traceable by fx.
+        ranges: ``{fx node name: (min, max)}`` for every int8 tensor node
+            (:func:`quantization.graph.tensor_nodes`), e.g. from :func:`quantization.calibrate`.
+        range_mode: ``"fixed"``, ``"ema"`` or ``"learn"`` (:class:`ActivationFakeQuant`).
+        share_weights: wrap ``deploy_module``'s own convs (QAT trains them) instead of a copy.
+    Returns:
+        ``fx.GraphModule`` with the same ``contract``/``scale`` attributes, input and output
+        shapes as ``deploy_module``; ``quantizers()`` of it maps node names to quantizers.
+
+    Raises:
+        EdgesrError: a node without a range, or a layer int8 simulation does not cover.
+    """
+    module = deploy_module if share_weights else copy.deepcopy(deploy_module)
+    gm = trace(module)
+    plan = quant_plan(gm)
+    quantizers: dict[str, ActivationFakeQuant] = {}
+    graph = gm.graph
+    for node in list(graph.nodes):
+        point = plan[node.name]
+        if point.kind not in (QUANTIZE, SHARED):
+            continue
+        if point.kind == QUANTIZE:
+            rng = point.fixed_range or ranges.get(node.name)
+            if rng is None:
+                raise EdgesrError(f"activation range missing for node {node.name!r} (have: {', '.join(sorted(ranges))})")
+            mode = "fixed" if point.fixed_range else range_mode
+            quantizers[node.name] = ActivationFakeQuant(rng[0], rng[1], mode)
+            gm.add_submodule(f"fq_{node.name}", quantizers[node.name])
+        target = f"fq_{range_source(plan, node.name)}"
+        with graph.inserting_after(node):
+            fq_node = graph.call_module(target, (node,), {} if point.kind == QUANTIZE else {"observe": False})
+        node.replace_all_uses_with(fq_node, delete_user_cb=lambda user, fq=fq_node: user is not fq)
+    for node in graph.nodes:
+        if node.op != "call_module" or node.target.startswith("fq_"):
+            continue
+        mod = gm.get_submodule(node.target)
+        if isinstance(mod, _UNSUPPORTED):
+            raise EdgesrError(f"int8 simulation does not support {type(mod).__name__} (node {node.name!r})")
+        if isinstance(mod, nn.Conv2d):
+            arg = node.args[0]
+            feeds_from_quantizer = arg.op == "call_module" and str(arg.target).startswith("fq_")
+            new = QuantConv2d(mod, quantizers[arg.target[3:]] if feeds_from_quantizer else None)
+        elif isinstance(mod, nn.PReLU):
+            new = QuantPReLU(mod)
+        else:
+            continue
+        parent, _, leaf = node.target.rpartition(".")
+        setattr(gm.get_submodule(parent) if parent else gm, leaf, new)
+    graph.lint()
+    gm.recompile()
+    for attr in ("contract", "scale", "registry_name", "registry_kwargs"):
+        if hasattr(deploy_module, attr):
+            setattr(gm, attr, getattr(deploy_module, attr))
+    gm.quantizers, gm.quant_plan = quantizers, plan
+    return gm.train(deploy_module.training)
+
+
+def quantizer_ranges(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:
+    """Current ``{node name: (min, max)}`` of a :func:`fake_quant_module` result.
+
+    Every int8 tensor node of the original graph is a key; nodes that keep their input's
+    parameters (depth-to-space, the final clip) repeat their source's range.
+    """
+    plan = gm.quant_plan
+    return {name: gm.quantizers[range_source(plan, name)].range() for name in tensor_nodes(plan)}

@@ -1,0 +1,142 @@
+"""Where TFLite's int8 graph holds a quantized tensor, read off a traced deploy module.
+
+The traced graph is ``torch.fx.symbolic_trace(deploy_module)``; its node names are the keys
+of ``activation_ranges`` everywhere in edgesr (calibration, QAT, the converters' Keras rebuild).
+
+TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
+
+* the input: QUANTIZE -> its own (scale, zero point);
+* CONV_2D / ADD / MUL / CONCATENATION / PRELU / MEAN / SUM and any op not listed below: the
+  output tensor has its own parameters (CONCATENATION rescales each input to the output's);
+* RELU / RELU6 following a CONV_2D or ADD whose only consumer it is: *fused* into that op
+  (``fused_activation_function``), so conv+relu is one int8 tensor: the conv node is
+  :data:`FUSED` (no tensor of its own) and the relu node carries the parameters;
+* DEPTH_TO_SPACE, RESHAPE, TRANSPOSE, MAXIMUM/MINIMUM with a constant (the final clip to
+  [0, 1]), MAX_POOL, REDUCE_MAX/MIN: the output keeps the input's parameters (:data:`SHARED`);
+* SOFTMAX, LOGISTIC: fixed output parameters scale 1/256, zero point -128 (range
+  [0, 255/256]); TANH: scale 1/128, zero point 0 (range [-1, 127/128]).
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+QUANTIZE = "quantize"
+"""The node's output is an int8 tensor with its own parameters."""
+FUSED = "fused"
+"""The node's output is no TFLite tensor: the RELU after it is fused into it."""
+SHARED = "shared"
+"""The node's output keeps the parameters of :attr:`QuantPoint.source`."""
+NOT_A_TENSOR = "none"
+"""Output node, attributes, shapes: nothing to quantize."""
+
+SOFTMAX_RANGE = (0.0, 255.0 / 256.0)
+TANH_RANGE = (-1.0, 127.0 / 128.0)
+
+
+@dataclass(frozen=True)
+class QuantPoint:
+    """How one fx node's output is quantized in the int8 TFLite model.
+
+    Attributes:
+        kind: :data:`QUANTIZE`, :data:`FUSED`, :data:`SHARED` or :data:`NOT_A_TENSOR`.
+        source: for :data:`SHARED`, the :data:`QUANTIZE` node whose parameters it keeps.
+        fixed_range: for ops with fixed output parameters (softmax, logistic, tanh).
+    """
+
+    kind: str
+    source: str | None = None
+    fixed_range: tuple[float, float] | None = None
+
+
+_RELU_MODULES = (nn.ReLU, nn.ReLU6)
+_SHARED_MODULES = (nn.PixelShuffle, nn.Identity, nn.Flatten, nn.MaxPool2d, nn.Hardtanh)
+_FIXED_MODULES = {nn.Softmax: SOFTMAX_RANGE, nn.Sigmoid: SOFTMAX_RANGE, nn.Tanh: TANH_RANGE}
+_RELU_FUNCTIONS = {F.relu, torch.relu, F.relu6}
+_SHARED_FUNCTIONS = {F.pixel_shuffle, torch.pixel_shuffle, torch.clamp, torch.clip, torch.reshape, torch.flatten,
+                     torch.permute, torch.transpose, F.max_pool2d, torch.amax, torch.amin, F.hardtanh}
+_FIXED_FUNCTIONS = {F.softmax: SOFTMAX_RANGE, torch.softmax: SOFTMAX_RANGE, torch.sigmoid: SOFTMAX_RANGE,
+                    torch.tanh: TANH_RANGE}
+_RELU_METHODS = {"relu"}
+_SHARED_METHODS = {"clamp", "clip", "view", "reshape", "permute", "transpose", "flatten", "contiguous", "amax", "amin"}
+_FIXED_METHODS = {"softmax": SOFTMAX_RANGE, "sigmoid": SOFTMAX_RANGE, "tanh": TANH_RANGE}
+_NON_TENSOR_METHODS = {"size", "dim"}
+_FUSING_FUNCTIONS = {operator.add, torch.add, operator.iadd, F.conv2d}
+
+
+def trace(module: nn.Module) -> fx.GraphModule:
+    """``torch.fx.symbolic_trace`` of a deploy module (node names are the range keys)."""
+    return fx.symbolic_trace(module)
+
+
+def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, float] | None]:
+    """('relu' | 'shared' | 'fixed' | 'fusing' | 'quantize' | 'none', fixed range)."""
+    if node.op == "placeholder":
+        return "quantize", None
+    if node.op in ("output", "get_attr"):
+        return "none", None
+    if node.op == "call_module":
+        mod = gm.get_submodule(node.target)
+        if isinstance(mod, _RELU_MODULES):
+            return "relu", None
+        if isinstance(mod, _SHARED_MODULES):
+            return "shared", None
+        for cls, rng in _FIXED_MODULES.items():
+            if isinstance(mod, cls):
+                return "fixed", rng
+        return ("fusing" if isinstance(mod, nn.Conv2d) else "quantize"), None
+    if node.op == "call_method":
+        if node.target in _NON_TENSOR_METHODS:
+            return "none", None
+        if node.target in _RELU_METHODS:
+            return "relu", None
+        if node.target in _FIXED_METHODS:
+            return "fixed", _FIXED_METHODS[node.target]
+        return ("shared" if node.target in _SHARED_METHODS else "quantize"), None
+    fn = node.target  # call_function
+    if fn is operator.getitem or fn is getattr:
+        return "none", None
+    if fn in _RELU_FUNCTIONS:
+        return "relu", None
+    if fn in _FIXED_FUNCTIONS:
+        return "fixed", _FIXED_FUNCTIONS[fn]
+    if fn in _SHARED_FUNCTIONS:
+        return "shared", None
+    return ("fusing" if fn in _FUSING_FUNCTIONS else "quantize"), None
+
+
+def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
+    """The :class:`QuantPoint` of every node of ``gm`` (see the module doc for the rules)."""
+    classes = {n.name: _op_class(gm, n) for n in gm.graph.nodes}
+    plan: dict[str, QuantPoint] = {}
+    for node in gm.graph.nodes:
+        cls, rng = classes[node.name]
+        first = next((a for a in node.args if isinstance(a, fx.Node)), None)
+        if cls == "none":
+            plan[node.name] = QuantPoint(NOT_A_TENSOR)
+        elif cls == "fixed":
+            plan[node.name] = QuantPoint(QUANTIZE, fixed_range=rng)
+        elif cls == "shared" and first is not None and plan[first.name].kind in (QUANTIZE, SHARED):
+            src = plan[first.name]
+            plan[node.name] = QuantPoint(SHARED, source=src.source if src.kind == SHARED else first.name)
+        else:
+            plan[node.name] = QuantPoint(QUANTIZE)
+        if cls == "relu" and first is not None and classes[first.name][0] == "fusing" and len(first.users) == 1:
+            plan[first.name] = QuantPoint(FUSED)
+    return plan
+
+
+def range_source(plan: dict[str, QuantPoint], name: str) -> str:
+    """The node whose parameters ``name``'s tensor uses (itself unless :data:`SHARED`)."""
+    point = plan[name]
+    return point.source if point.kind == SHARED else name
+
+
+def tensor_nodes(plan: dict[str, QuantPoint]) -> list[str]:
+    """Names of the nodes that are int8 tensors in TFLite (the keys of ``activation_ranges``)."""
+    return [name for name, p in plan.items() if p.kind in (QUANTIZE, SHARED)]
