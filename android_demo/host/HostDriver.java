@@ -1,0 +1,109 @@
+import dev.edgesr.demo.ColorPipeline;
+import dev.edgesr.demo.LutEngine;
+
+import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+/**
+ * Host-JVM driver for the app's plain-Java classes, used by {@code tests/test_android_jni.py}.
+ *
+ * <p>Not part of the app. Files are raw little-endian arrays, row-major:
+ * <pre>
+ *   srlut LUT.bin BITS SCALE IN.bin H W OUT.bin       uint8 plane through LutEngine.srlut
+ *   splut VARIANT IN.bin H W OUT.bin LUT0.bin ...     uint8 plane through LutEngine.splut
+ *   color RGB.bin H W S COLOR NET.bin X.bin OUT.bin   ColorPipeline.upscaleLuma with a fixed
+ *                                                     network output NET (float32, sH x sW);
+ *                                                     writes the model input X (float32) and
+ *                                                     the RGB result (uint8, sH x sW x 3)
+ *   errors                                            the JNI argument checks throw
+ * </pre>
+ */
+public final class HostDriver {
+    public static void main(String[] a) throws IOException {
+        switch (a[0]) {
+            case "srlut": {
+                LutEngine.load();
+                ByteBuffer lut = LutEngine.direct(Files.readAllBytes(Path.of(a[1])));
+                int h = Integer.parseInt(a[5]), w = Integer.parseInt(a[6]);
+                byte[] out = LutEngine.srlut(lut, Integer.parseInt(a[2]), Integer.parseInt(a[3]), Files.readAllBytes(Path.of(a[4])), h, w);
+                Files.write(Path.of(a[7]), out);
+                break;
+            }
+            case "splut": {
+                LutEngine.load();
+                ByteBuffer[] luts = new ByteBuffer[a.length - 6];
+                for (int i = 0; i < luts.length; i++) luts[i] = LutEngine.direct(Files.readAllBytes(Path.of(a[6 + i])));
+                int h = Integer.parseInt(a[3]), w = Integer.parseInt(a[4]);
+                byte[] out = LutEngine.splut(luts, Integer.parseInt(a[1]), Files.readAllBytes(Path.of(a[2])), h, w);
+                Files.write(Path.of(a[5]), out);
+                break;
+            }
+            case "color": color(a); break;
+            case "errors": errors(); break;
+            default: throw new IllegalArgumentException("unknown mode " + a[0]);
+        }
+    }
+
+    private static void color(String[] a) throws IOException {
+        byte[] rgb = Files.readAllBytes(Path.of(a[1]));
+        int h = Integer.parseInt(a[2]), w = Integer.parseInt(a[3]), s = Integer.parseInt(a[4]);
+        int[] argb = new int[h * w];
+        for (int i = 0; i < argb.length; i++) {
+            argb[i] = 0xff000000 | (rgb[3 * i] & 0xff) << 16 | (rgb[3 * i + 1] & 0xff) << 8 | (rgb[3 * i + 2] & 0xff);
+        }
+        float[] net = readFloats(Path.of(a[6]));
+        float[][] seen = new float[1][];
+        int[] out = ColorPipeline.upscaleLuma(argb, h, w, s, a[5], (x, hh, ww) -> { seen[0] = x; return net; });
+        writeFloats(Path.of(a[7]), seen[0]);
+        byte[] bytes = new byte[out.length * 3];
+        for (int i = 0; i < out.length; i++) {
+            bytes[3 * i] = (byte) (out[i] >> 16);
+            bytes[3 * i + 1] = (byte) (out[i] >> 8);
+            bytes[3 * i + 2] = (byte) out[i];
+        }
+        Files.write(Path.of(a[8]), bytes);
+    }
+
+    /** Each bad call must throw IllegalArgumentException with a message; prints one line per case. */
+    private static void errors() {
+        LutEngine.load();
+        ByteBuffer lut = ByteBuffer.allocateDirect(17 * 17 * 17 * 17 * 4);
+        ByteBuffer in = ByteBuffer.allocateDirect(6), out = ByteBuffer.allocateDirect(24);
+        Runnable[] cases = {
+            () -> LutEngine.srlutUpscale(null, 4, 2, in, 2, 3, out),
+            () -> LutEngine.srlutUpscale(ByteBuffer.allocate(17 * 17 * 17 * 17 * 4), 4, 2, in, 2, 3, out),
+            () -> LutEngine.srlutUpscale(ByteBuffer.allocateDirect(100), 4, 2, in, 2, 3, out),
+            () -> LutEngine.srlutUpscale(lut, 4, 2, in, 2, 3, ByteBuffer.allocateDirect(23)),
+            () -> LutEngine.srlutUpscale(lut, 4, 2, in, 3, 3, out),
+            () -> LutEngine.srlutUpscale(lut, 0, 2, in, 2, 3, out),
+            () -> LutEngine.srlutUpscale(lut, 4, 2, in, 0, 3, out),
+            () -> LutEngine.splutUpscale(new ByteBuffer[0], 0, in, 2, 3, out),
+            () -> LutEngine.splutUpscale(new ByteBuffer[10], 0, in, 2, 3, out),
+            () -> LutEngine.splutUpscale(new ByteBuffer[10], 3, in, 2, 3, out),
+        };
+        for (int i = 0; i < cases.length; i++) {
+            try {
+                cases[i].run();
+                System.out.println("case " + i + ": NO EXCEPTION");
+            } catch (IllegalArgumentException e) {
+                System.out.println("case " + i + ": IllegalArgumentException: " + e.getMessage());
+            }
+        }
+    }
+
+    private static float[] readFloats(Path p) throws IOException {
+        ByteBuffer b = ByteBuffer.wrap(Files.readAllBytes(p)).order(ByteOrder.LITTLE_ENDIAN);
+        float[] f = new float[b.remaining() / 4];
+        b.asFloatBuffer().get(f);
+        return f;
+    }
+
+    private static void writeFloats(Path p, float[] f) throws IOException {
+        ByteBuffer b = ByteBuffer.allocate(f.length * 4).order(ByteOrder.LITTLE_ENDIAN);
+        b.asFloatBuffer().put(f);
+        Files.write(p, b.array());
+    }
+}
