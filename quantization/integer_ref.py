@@ -1,0 +1,468 @@
+"""A NumPy integer reference for edgesr's int8 TFLite graphs, bit-exact with LiteRT.
+
+Reads the ``.tflite`` flatbuffer with the ``tflite`` package (TFLite's schema bindings),
+then runs the operators in graph order with the kernels of
+:mod:`quantization.integer_kernels`, written after TFLite's reference kernels
+(``kernels/internal/reference/integer_ops``). Tensors are NHWC; activations int8 (or
+uint8/float32 at the model's edges); weights int8 per-channel (OHWI), biases int32.
+
+Kernel families (``kernels=``), each reproducing one LiteRT configuration bit for bit:
+
+* ``"reference"``: ``OpResolverType.BUILTIN_REF`` (double-rounding fixed point everywhere);
+* ``"optimized"``: ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (x86 build; :data:`KERNEL_NOTES`);
+* ``"xnnpack"``: the default ``Interpreter`` (XNNPACK delegate for the ops it takes).
+
+``IntegerReference(path)`` is an :class:`edgesr.evaluate.Upscaler`;
+:func:`compare_with_litert` runs both and counts differing elements.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.errors import EdgesrError
+from quantization import integer_kernels as K
+
+_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
+_ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
+_QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
+
+KERNEL_NOTES = {
+    "reference": "TFLite reference kernels: gemmlowp double rounding in every requantization.",
+    "optimized": ("TFLite optimized kernels: int8 CONV_2D through ruy's x86 GEMM, whose requantization rounds "
+                  "ties half up (twice) where the reference rounds negative ties away from zero."),
+    "xnnpack": ("XNNPACK: fp32 requantization of CONV/DEPTHWISE/MUL accumulators (float multiply, round half to even); "
+                "ADD with 21-bit multipliers and one arithmetic shift (half up)."),
+}
+
+
+@dataclass
+class Tensor:
+    """One flatbuffer tensor: ``shape`` uses -1 for dynamic dims; ``data`` for constants."""
+
+    name: str
+    shape: tuple
+    dtype: type
+    scale: np.ndarray
+    zero_point: np.ndarray
+    quantized_dimension: int
+    data: np.ndarray | None = None
+
+    @property
+    def s(self) -> float:
+        return float(self.scale[0])
+
+    @property
+    def z(self) -> int:
+        return int(self.zero_point[0]) if len(self.zero_point) else 0
+
+
+@dataclass
+class Operator:
+    name: str
+    version: int
+    inputs: list
+    outputs: list
+    options: dict = field(default_factory=dict)
+
+
+def _builtin_names() -> dict:
+    import tflite
+
+    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def _options(op, name: str) -> dict:
+    """The builtin options the kernels read, as a plain dict."""
+    import tflite
+
+    table = op.BuiltinOptions()
+    if table is None:
+        return {}
+    cls = {
+        "CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions,
+        "ADD": tflite.AddOptions, "MUL": tflite.MulOptions, "SUB": tflite.SubOptions,
+        "CONCATENATION": tflite.ConcatenationOptions, "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
+        "SOFTMAX": tflite.SoftmaxOptions, "MEAN": tflite.ReducerOptions, "SUM": tflite.ReducerOptions,
+        "REDUCE_MAX": tflite.ReducerOptions, "RESHAPE": tflite.ReshapeOptions,
+    }.get(name)
+    if cls is None:
+        return {}
+    o = cls()
+    o.Init(table.Bytes, table.Pos)
+    out = {}
+    for key, getter in [("padding", "Padding"), ("stride_h", "StrideH"), ("stride_w", "StrideW"),
+                        ("dilation_h", "DilationHFactor"), ("dilation_w", "DilationWFactor"),
+                        ("activation", "FusedActivationFunction"), ("axis", "Axis"),
+                        ("block_size", "BlockSize"), ("beta", "Beta"), ("keep_dims", "KeepDims"),
+                        ("depth_multiplier", "DepthMultiplier")]:
+        if hasattr(o, getter):
+            out[key] = getattr(o, getter)()
+    if "activation" in out:
+        out["activation"] = _ACT.get(out["activation"], str(out["activation"]))
+    if "padding" in out:
+        out["padding"] = "SAME" if out["padding"] == 0 else "VALID"
+    return out
+
+
+def read_model(path: str | os.PathLike) -> tuple[list[Tensor], list[Operator], list[int], list[int]]:
+    """Parse subgraph 0 of a ``.tflite`` file: ``(tensors, operators, input ids, output ids)``.
+
+    Raises:
+        EdgesrError: missing or unparsable file.
+    """
+    import tflite
+
+    path = Path(path)
+    if not path.is_file():
+        raise EdgesrError(f"{path}: no such TFLite model")
+    buf = path.read_bytes()
+    try:
+        model = tflite.Model.GetRootAsModel(buf, 0)
+        sg = model.Subgraphs(0)
+        names = _builtin_names()
+        tensors = []
+        for t in range(sg.TensorsLength()):
+            tt = sg.Tensors(t)
+            sig = tt.ShapeSignatureAsNumpy() if tt.ShapeSignatureLength() else tt.ShapeAsNumpy()
+            q = tt.Quantization()
+            scale = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else np.zeros(0, np.float32)
+            zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else np.zeros(0, np.int64)
+            dtype = _TYPES.get(tt.Type())
+            data = None
+            b = model.Buffers(tt.Buffer())
+            if b is not None and b.DataLength() and dtype is not None:
+                data = np.frombuffer(b.DataAsNumpy().tobytes(), dtype=dtype).reshape(tt.ShapeAsNumpy())
+            tensors.append(Tensor(tt.Name().decode(), tuple(int(v) for v in np.atleast_1d(sig)) if not isinstance(sig, int) else (),
+                                  dtype, np.asarray(scale, np.float32), np.asarray(zp, np.int64),
+                                  q.QuantizedDimension() if q is not None else 0, data))
+        ops = []
+        for i in range(sg.OperatorsLength()):
+            op = sg.Operators(i)
+            oc = model.OperatorCodes(op.OpcodeIndex())
+            name = names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "CUSTOM")
+            ops.append(Operator(name, oc.Version(), [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else [],
+                                [int(v) for v in op.OutputsAsNumpy()], _options(op, name)))
+        inputs = [int(v) for v in sg.InputsAsNumpy()]
+        outputs = [int(v) for v in sg.OutputsAsNumpy()]
+    except EdgesrError:
+        raise
+    except Exception as exc:
+        raise EdgesrError(f"{path}: not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
+    return tensors, ops, inputs, outputs
+
+
+# --------------------------------------------------------------------------- the graph
+
+
+def _act_range(t: Tensor, activation: str) -> tuple[int, int]:
+    qmin, qmax = _QRANGE[t.dtype]
+    return K.activation_range_int8(activation, t.s, t.z, qmin, qmax)
+
+
+class IntegerGraph:
+    """Subgraph 0 of an int8 ``.tflite`` model, executable with NumPy integer kernels.
+
+    Args:
+        path: the ``.tflite`` file.
+        kernels: ``"reference"`` | ``"optimized"`` | ``"xnnpack"`` (see the module doc).
+    Raises:
+        EdgesrError: unreadable file, unsupported operator (named), or unknown ``kernels``.
+    """
+
+    SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "CONCATENATION", "PRELU", "RELU", "RELU6",
+                 "DEPTH_TO_SPACE", "QUANTIZE", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE",
+                 "TANH", "LOGISTIC")
+
+    def __init__(self, path: str | os.PathLike, kernels: str = "reference"):
+        if kernels not in KERNEL_NOTES:
+            raise EdgesrError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNEL_NOTES)}")
+        self.path = Path(path)
+        self.kernels = kernels
+        self.tensors, self.ops, self.inputs, self.outputs = read_model(path)
+        bad = sorted({op.name for op in self.ops if op.name not in self.SUPPORTED})
+        if bad:
+            raise EdgesrError(f"{self.path}: the integer reference has no kernel for {', '.join(bad)}")
+
+    def run(self, *inputs: np.ndarray, keep: bool = False) -> list[np.ndarray] | dict:
+        """Run the graph on NHWC arrays of the model's input dtypes; returns the outputs (or
+        every tensor by id when ``keep``). Raises EdgesrError on a wrong input dtype/rank."""
+        if len(inputs) != len(self.inputs):
+            raise EdgesrError(f"{self.path}: model takes {len(self.inputs)} input(s), got {len(inputs)}")
+        values: dict[int, np.ndarray] = {}
+        for tid, arr in zip(self.inputs, inputs):
+            t = self.tensors[tid]
+            arr = np.asarray(arr)
+            if arr.dtype != t.dtype or arr.ndim != len(t.shape):
+                raise EdgesrError(f"{self.path}: input {t.name!r} needs {np.dtype(t.dtype).name} rank {len(t.shape)}, got {arr.dtype} {arr.shape}")
+            values[tid] = arr
+        for op in self.ops:
+            args = [values[i] if i in values else (self.tensors[i].data if i >= 0 else None) for i in op.inputs]
+            out = getattr(self, "_op_" + op.name.lower())(op, args)
+            t = self.tensors[op.outputs[0]]
+            values[op.outputs[0]] = np.asarray(out).astype(t.dtype)
+        return values if keep else [values[i] for i in self.outputs]
+
+    # ---- helpers
+    def _t(self, op, k, out=False) -> Tensor:
+        return self.tensors[(op.outputs if out else op.inputs)[k]]
+
+    # ---- convolutions
+    def _conv(self, op, args, depthwise: bool):
+        x, w, b = args[0], args[1], args[2] if len(args) > 2 else None
+        ti, tw, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        o = op.options
+        acc = K.conv_accumulate(x.astype(np.int64) - ti.z, w, (o["stride_h"], o["stride_w"]),
+                                (o.get("dilation_h", 1), o.get("dilation_w", 1)), o["padding"], depthwise)
+        if b is not None:
+            acc = acc + b.astype(np.int64)
+        lo, hi = _act_range(to, o["activation"])
+        cout = acc.shape[-1]
+        wscale = np.broadcast_to(tw.scale, (cout,))
+        if self.kernels == "xnnpack":
+            scale = np.float32(ti.s) * wscale.astype(np.float32) / np.float32(to.s)
+            return K.requantize_fp32(acc, scale, to.z, lo, hi)
+        # kernel_util.cc PopulateConvolutionQuantizationParams: double(in) * double(w_c) / double(out)
+        pairs = [K.quantize_multiplier(float(ti.s) * float(ws) / float(to.s)) for ws in wscale]
+        mult = np.array([p[0] for p in pairs], np.int64)
+        shift = np.array([p[1] for p in pairs], np.int64)
+        # optimized CONV_2D runs im2col + ruy GEMM; optimized depthwise keeps gemmlowp rounding
+        rounding = "ruy_x86" if self.kernels == "optimized" and not depthwise else "double"
+        return np.clip(K.requantize(acc, mult, shift, rounding) + to.z, lo, hi)
+
+    def _op_conv_2d(self, op, args):
+        return self._conv(op, args, False)
+
+    def _op_depthwise_conv_2d(self, op, args):
+        return self._conv(op, args, True)
+
+    # ---- elementwise
+    def _op_add(self, op, args):
+        t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if self.kernels == "xnnpack":
+            return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
+        return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
+
+    def _op_mul(self, op, args):
+        t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if self.kernels == "xnnpack":
+            return K.mul_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
+        return K.mul_int8(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
+
+    def _op_prelu(self, op, args):
+        ti, ta, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        return K.prelu_int8(args[0], ti.z, args[1], ta.z, ti.s, ta.s, to.s, to.z, *_QRANGE[to.dtype])
+
+    def _relu(self, op, args, activation):
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        lo, hi = _act_range(to, activation)
+        return np.clip(K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype]), lo, hi)
+
+    def _op_relu(self, op, args):
+        return self._relu(op, args, "RELU")
+
+    def _op_relu6(self, op, args):
+        return self._relu(op, args, "RELU6")
+
+    def _minmax(self, op, args, fn):
+        t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        if (t1.s, t1.z) != (to.s, to.z) or (t2.s, t2.z) != (to.s, to.z):
+            raise EdgesrError(f"{self.path}: {op.name} with rescaling inputs is not supported")
+        return fn(args[0], args[1])
+
+    def _op_maximum(self, op, args):
+        return self._minmax(op, args, np.maximum)
+
+    def _op_minimum(self, op, args):
+        return self._minmax(op, args, np.minimum)
+
+    # ---- data movement
+    def _op_concatenation(self, op, args):
+        to = self._t(op, 0, out=True)
+        parts = []
+        for k, a in enumerate(args):
+            t = self._t(op, k)
+            parts.append(a if (t.s, t.z) == (to.s, to.z) else K.requantize_int8(a, t.z, t.s, to.s, to.z, *_QRANGE[to.dtype]))
+        return np.concatenate(parts, axis=op.options.get("axis", -1))
+
+    def _op_depth_to_space(self, op, args):
+        return K.depth_to_space_nhwc(args[0], op.options["block_size"])
+
+    def _op_reshape(self, op, args):
+        shape = args[1] if len(args) > 1 and args[1] is not None else self._t(op, 0, out=True).shape
+        return args[0].reshape([int(v) for v in shape])
+
+    def _op_reduce_max(self, op, args):
+        axes = tuple(int(a) for a in np.atleast_1d(args[1]))
+        return args[0].max(axis=axes, keepdims=bool(op.options.get("keep_dims", False)))
+
+    def _op_quantize(self, op, args):
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        if ti.dtype == np.float32:
+            return K.quantize_affine(args[0], to.s, to.z, *_QRANGE[to.dtype])
+        return K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype])
+
+    def _op_dequantize(self, op, args):
+        ti = self._t(op, 0)
+        return K.dequantize_affine(args[0], ti.s, ti.z)
+
+    def _lut(self, op, args, fn):
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        table = K.activation_lut_int8(fn, ti.s, ti.z, to.s, to.z)
+        return table[args[0].astype(np.int64) + 128]
+
+    def _op_tanh(self, op, args):
+        return self._lut(op, args, np.tanh)
+
+    def _op_logistic(self, op, args):
+        return self._lut(op, args, lambda v: np.float32(1) / (np.float32(1) + np.exp(-v)))
+
+
+# --------------------------------------------------------------------------- Upscaler
+
+
+def _contract_of(path: Path, graph: IntegerGraph):
+    """The artifact's IOContract: the sidecar ``PATH.json`` (``{"contract": {...}}``) when
+    present, else inferred from the tensors (channels; scale from a tiny run; Y for 1 channel)."""
+    from edgesr.registry import IOContract
+
+    side = Path(str(path) + ".json")
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text())
+        except (OSError, ValueError) as exc:
+            raise EdgesrError(f"{side}: unreadable sidecar ({exc})") from None
+        c = meta.get("contract", meta)
+        if isinstance(c, dict) and "scale" in c:
+            fields = {k: (tuple(v) if k == "value_range" else v) for k, v in c.items() if k in IOContract.__dataclass_fields__}
+            return IOContract(**fields)
+    t = graph.tensors[graph.inputs[0]]
+    probe = np.zeros((1, 4, 4, t.shape[-1]), dtype=t.dtype)
+    out = graph.run(probe)[0]
+    scale = out.shape[1] // 4
+    return IOContract(scale=scale, color="y" if t.shape[-1] == 1 else "rgb", channels=t.shape[-1])
+
+
+def quantize_input(x_nhwc: np.ndarray, t: Tensor) -> np.ndarray:
+    """Float model-space input -> the model's input dtype: ``clamp(round_half_away(x / s) + z)``
+    for int8/uint8 inputs (TFLite's AffineQuantize rounding), unchanged for float inputs."""
+    if t.dtype == np.float32:
+        return x_nhwc.astype(np.float32)
+    return K.quantize_affine(x_nhwc, t.s, t.z, *_QRANGE[t.dtype]).astype(t.dtype)
+
+
+def dequantize_output(q: np.ndarray, t: Tensor) -> np.ndarray:
+    return q.astype(np.float32) if t.dtype == np.float32 else K.dequantize_affine(q, t.s, t.z)
+
+
+class IntegerReference:
+    """The int8 integer reference as an :class:`edgesr.evaluate.Upscaler`.
+
+    ``__call__(x)``: float32 (N, C, h, w) in [0, 1] -> float32 (N, C, s*h, s*w): quantized
+    to the input tensor (NHWC), run with :class:`IntegerGraph`, dequantized.
+    ``run_quantized(q)`` works on the model's own NHWC integer tensors.
+    """
+
+    def __init__(self, path: str | os.PathLike, kernels: str = "reference", contract=None):
+        self.path = Path(path)
+        self.graph = IntegerGraph(path, kernels)
+        self.contract = contract if contract is not None else _contract_of(self.path, self.graph)
+        self.input_tensor = self.graph.tensors[self.graph.inputs[0]]
+        self.output_tensor = self.graph.tensors[self.graph.outputs[0]]
+
+    def run_quantized(self, q: np.ndarray) -> np.ndarray:
+        return self.graph.run(q)[0]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        q = quantize_input(np.asarray(x, np.float32).transpose(0, 2, 3, 1), self.input_tensor)
+        out = self.run_quantized(q)
+        return dequantize_output(out, self.output_tensor).transpose(0, 3, 1, 2)
+
+
+# --------------------------------------------------------------------------- LiteRT comparison
+
+RESOLVERS = {"reference": "BUILTIN_REF", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "xnnpack": "AUTO"}
+
+
+def model_bytes_for_resolver(path: str | os.PathLike, kernels: str) -> bytes:
+    """The model bytes to give LiteRT for ``kernels``.
+
+    LiteRT's BUILTIN_REF resolver registers DEPTH_TO_SPACE only up to version 1 (float/uint8)
+    although its reference kernel is templated over int8; the int8 op is version 2. For the
+    reference run the operator-code version is rewritten to 1 in a copy (same kernel code,
+    nothing else changes); other resolvers get the file unchanged.
+    """
+    import struct
+
+    import tflite
+
+    buf = bytearray(Path(path).read_bytes())
+    if kernels != "reference":
+        return bytes(buf)
+    model = tflite.Model.GetRootAsModel(buf, 0)
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.DEPTH_TO_SPACE:
+            off = oc._tab.Offset(8)  # OperatorCode.version (vtable slot 2)
+            if off:
+                struct.pack_into("<i", buf, oc._tab.Pos + off, 1)
+    return bytes(buf)
+
+
+def run_litert(path: str | os.PathLike, q: np.ndarray, kernels: str = "xnnpack", num_threads: int = 1) -> np.ndarray:
+    """Run the model's first output on one NHWC input with LiteRT's ``kernels`` resolver."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_content=model_bytes_for_resolver(path, kernels), num_threads=num_threads,
+                     experimental_op_resolver_type=getattr(OpResolverType, RESOLVERS[kernels]))
+    d = it.get_input_details()[0]
+    it.resize_tensor_input(d["index"], list(q.shape))
+    it.allocate_tensors()
+    it.set_tensor(d["index"], q)
+    it.invoke()
+    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
+
+
+def lsb_diff(a: np.ndarray, b: np.ndarray) -> dict:
+    """Differences in output LSBs: mismatched elements, max |a - b|, and a histogram."""
+    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    values, counts = np.unique(d[d > 0], return_counts=True)
+    return {"mismatched_elements": int((d > 0).sum()), "max_lsb_diff": int(d.max()) if d.size else 0,
+            "elements": int(d.size), "histogram": {int(v): int(c) for v, c in zip(values, counts)}}
+
+
+def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kernels=("reference", "optimized", "xnnpack")) -> dict:
+    """Integer reference vs LiteRT, per kernel family, summed over ``inputs``.
+
+    Args:
+        inputs: NHWC arrays in the model's input dtype (e.g. int8 (1, h, w, 1) crops of photos).
+        kernels: the families to compare (each against the matching LiteRT resolver).
+    Returns:
+        ``{"mismatched_elements", "max_lsb_diff", "elements", "per_kernels": {k: {...}},
+        "litert_reference_vs_optimized": {...}, "litert_reference_vs_xnnpack": {...}}``; the
+        top-level numbers are the worst over ``kernels``.
+    """
+    kernels = [kernels] if isinstance(kernels, str) else list(kernels)
+    per, litert = {}, {}
+    for k in kernels:
+        ref = IntegerGraph(path, k)
+        outs_ref, outs_rt = [], []
+        for q in inputs:
+            outs_ref.append(ref.run(q)[0].ravel())
+            outs_rt.append(run_litert(path, q, k).ravel())
+        litert[k] = np.concatenate(outs_rt)
+        per[k] = lsb_diff(np.concatenate(outs_ref), litert[k]) | {"note": KERNEL_NOTES[k]}
+    out = {"mismatched_elements": max(p["mismatched_elements"] for p in per.values()),
+           "max_lsb_diff": max(p["max_lsb_diff"] for p in per.values()),
+           "elements": next(iter(per.values()))["elements"], "per_kernels": per}
+    for k in ("optimized", "xnnpack"):
+        if "reference" in litert and k in litert:
+            out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k])
+    return out

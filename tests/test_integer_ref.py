@@ -1,0 +1,89 @@
+"""The NumPy integer reference reproduces LiteRT bit for bit on real photos (int8 graphs)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import crop
+from test_integer_ref_models import int8_model
+
+from edgesr.data import embedded_image, to_luma
+from edgesr.errors import EdgesrError
+from quantization import integer_kernels as K
+from quantization.integer_ref import IntegerGraph, IntegerReference, compare_with_litert, quantize_input, run_litert
+
+
+def _inputs(path):
+    """int8 NHWC crops of three real photographs at odd sizes (catches layout/padding bugs)."""
+    t = IntegerGraph(path).tensors[IntegerGraph(path).inputs[0]]
+    crops = [crop(embedded_image("chelsea"), 61, 87, 40, 150), crop(embedded_image("camera"), 77, 53, 200, 210),
+             crop(embedded_image("coffee"), 45, 99, 100, 300)]
+    return [quantize_input(to_luma(c)[None, :, :, None], t) for c in crops]
+
+
+def test_ruy_x86_rounding_differs_from_gemmlowp_on_a_negative_tie():
+    # acc * M * 2^shift = -3.5002...: the first stage rounds to -3584 = -3.5 * 2^10 exactly, a tie.
+    acc, m, shift = np.int64(-6246), 1232310722, -10
+    assert int(K.multiply_by_quantized_multiplier(np.array([acc]), m, shift)[0]) == -4  # ties away from 0
+    assert int(K.multiply_by_quantized_multiplier_ruy_x86(acc, m, shift)) == -3  # ties up
+    assert int(K.requantize_fp32(acc, np.float32(m * 2.0**shift / 2**31), 0, -128, 127)) == -4
+
+
+def test_quantize_multiplier_edges():
+    assert K.quantize_multiplier(1.0) == (1 << 30, 1)
+    assert K.quantize_multiplier(0.0) == (0, 0)
+    assert K.quantize_multiplier(2.0**-40) == (0, 0)
+
+
+def test_activation_ranges_follow_calculate_activation_range_quantized():
+    assert K.activation_range_int8("RELU", 0.01, -11) == (-11, 127)
+    assert K.activation_range_int8("RELU6", 0.05, -128) == (-128, -8)  # round(6 / 0.05) = 120
+    assert K.activation_range_int8("NONE", 0.05, 3) == (-128, 127)
+
+
+@pytest.mark.parametrize("kernels", ["reference", "optimized", "xnnpack"])
+def test_bit_exact_with_litert_on_real_photos(kernels):
+    path = int8_model("sesr_like")
+    res = compare_with_litert(path, _inputs(path), kernels=kernels)
+    assert res["elements"] > 3 * 45 * 53 * 4
+    assert res["mismatched_elements"] == 0, res
+    assert res["max_lsb_diff"] == 0
+
+
+def test_kernel_families_are_distinguishable():
+    """The comparison can fail: LiteRT's reference and optimized kernels differ on this graph
+    (ruy's x86 rounding), and the reference-kernel emulation does not match the optimized run."""
+    path = int8_model("sesr_like")
+    q = _inputs(path)[0]
+    ours = IntegerGraph(path, "reference").run(q)[0]
+    assert (ours != run_litert(path, q, "optimized")).any()
+    res = compare_with_litert(path, [q], kernels=("reference", "optimized"))
+    diff = res["litert_reference_vs_optimized"]
+    assert diff["mismatched_elements"] > 0 and 1 <= diff["max_lsb_diff"] <= 3
+
+
+def test_upscaler_matches_dequantized_litert():
+    path = int8_model("sesr_like")
+    up = IntegerReference(path, kernels="xnnpack")
+    assert up.contract.scale == 2 and up.contract.channels == 1
+    y = to_luma(crop(embedded_image("astronaut"), 33, 41, 100, 100))
+    out = up(y[None, None])
+    assert out.shape == (1, 1, 66, 82) and out.dtype == np.float32
+    q = quantize_input(y[None, :, :, None], up.input_tensor)
+    ref = run_litert(path, q, "xnnpack").astype(np.float32)
+    t = up.output_tensor
+    np.testing.assert_array_equal(out[0, 0], (t.s * (ref[0, :, :, 0].astype(np.int64) - t.z)).astype(np.float32))
+
+
+def test_bad_inputs(tmp_path):
+    with pytest.raises(EdgesrError, match="no such TFLite model"):
+        IntegerGraph(tmp_path / "missing.tflite")
+    junk = tmp_path / "junk.tflite"
+    junk.write_bytes(b"not a flatbuffer at all")
+    with pytest.raises(EdgesrError, match="junk.tflite"):
+        IntegerGraph(junk)
+    g = IntegerGraph(int8_model("sesr_like"))
+    with pytest.raises(EdgesrError, match="needs int8"):
+        g.run(np.zeros((1, 8, 8, 1), np.float32))
+    with pytest.raises(EdgesrError, match="unknown kernels"):
+        IntegerGraph(int8_model("sesr_like"), kernels="gpu")

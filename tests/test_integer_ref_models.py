@@ -1,0 +1,97 @@
+"""Small int8 TFLite models for the deployment tests, built once per session from Keras.
+
+Built with ``tf.lite.TFLiteConverter.from_keras_model``, per-channel int8 weights, int8
+input and output, representative dataset = real patches of the embedded photographs (BT.601
+Y / 255), dynamic H x W. Files are cached in one temporary folder for the whole session, so
+every test module that asks for the same model shares one conversion.
+
+Other test modules import :func:`int8_model` from here (``from test_integer_ref_models import
+int8_model``).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+_CACHE = Path(tempfile.mkdtemp(prefix="edgesr_int8_models_"))
+
+
+def _patches(n: int = 12, size: int = 32, seed: int = 0):
+    from edgesr.data import embedded_image, to_luma
+
+    rng = np.random.default_rng(seed)
+    ys = [to_luma(embedded_image(k)) for k in ("camera", "astronaut", "coffee")]
+    for i in range(n):
+        y = ys[i % len(ys)]
+        a, b = rng.integers(0, y.shape[0] - size), rng.integers(0, y.shape[1] - size)
+        yield [y[a : a + size, b : b + size][None, :, :, None]]
+
+
+def _build(kind: str):
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((None, None, 1))
+    d2s = keras.layers.Lambda(lambda t: tf.nn.depth_to_space(t, 2))
+    if kind == "sesr_like":  # every op the zoo's int8 exports use, plus MUL/CONCAT/depthwise/RELU6
+        x0 = keras.layers.Conv2D(8, 5, padding="same")(inp)
+        h = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x0)
+        h = keras.layers.PReLU(shared_axes=[1, 2])(keras.layers.Conv2D(8, 3, padding="same")(h))
+        h = keras.layers.DepthwiseConv2D(3, padding="same", activation="relu6")(h)
+        h = keras.layers.Add()([h, x0])
+        c = keras.layers.Concatenate()([h, keras.layers.Multiply()([h, h])])
+        out = d2s(keras.layers.Add()([keras.layers.Conv2D(4, 3, padding="same")(c), inp]))
+    elif kind == "rank6_shuffle":  # unfriendly: pixel shuffle via rank-6 reshape/transpose
+        h = keras.layers.Conv2D(4, 3, padding="same")(inp)
+        out = keras.layers.Lambda(lambda t: tf.reshape(tf.transpose(tf.reshape(t, [1, 16, 16, 2, 2, 1]), [0, 1, 3, 2, 4, 5]), [1, 32, 32, 1]))(h)
+    else:
+        raise ValueError(kind)
+    return keras.Model(inp, out)
+
+
+@functools.lru_cache(maxsize=None)
+def int8_model(kind: str = "sesr_like", float_island: bool = False) -> Path:
+    """Path of a cached int8 ``.tflite`` (``kind``: ``"sesr_like"`` | ``"rank6_shuffle"``).
+
+    ``float_island=True`` allows float fallback ops (``TFLITE_BUILTINS``) and uses float I/O
+    for the rank-6 model so that unquantizable parts stay float.
+    """
+    import tensorflow as tf
+
+    model = _build(kind)
+    if kind == "rank6_shuffle":  # static shape: the rank-6 reshape needs it
+        model = _static(model)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: _patches(size=16 if kind == "rank6_shuffle" else 32)
+    if float_island:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
+    else:
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    path = _CACHE / f"{kind}{'_island' if float_island else ''}.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
+def _static(model):
+    import keras
+
+    inp = keras.Input((16, 16, 1), batch_size=1)
+    return keras.Model(inp, model(inp))
+
+
+def test_sesr_like_model_has_the_zoo_ops():
+    from quantization.integer_ref import read_model
+
+    _, ops, _, _ = read_model(int8_model("sesr_like"))
+    names = {op.name for op in ops}
+    assert {"CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MUL", "CONCATENATION", "DEPTH_TO_SPACE"} <= names
