@@ -136,9 +136,10 @@ class SplitSR(_SplitSRBase):
 
         Each BN (its running mean/var, eps, affine weight and bias) is folded into the conv
         before it: ``w' = w * g / sqrt(var + eps)``, ``b' = (b - mean) * g / sqrt(var + eps) + beta``.
-        ``self`` is unchanged.
+        ``self`` is unchanged; the new module has self's dtype and device.
         """
-        deploy = SplitSRDeploy(self.scale, **self.config)
+        ref = self.head.weight
+        deploy = SplitSRDeploy(self.scale, **self.config).to(device=ref.device, dtype=ref.dtype)
         src = dict(self.named_modules())
         with torch.no_grad():
             for name, dst in deploy.named_modules():
