@@ -1,0 +1,189 @@
+"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX artifacts with metadata.
+
+Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`)
+write one artifact and its sidecar ``PATH.json``; :func:`export` runs the requested
+formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``.
+
+Precisions per format (a requested precision a format does not have is skipped for that format):
+``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
+w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
+w8 and w8a8.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from converters.metadata import build_metadata, sidecar_path, write_sidecar
+from edgesr.errors import EdgesrError
+
+FORMATS = ("tflite", "coreml", "onnx")
+FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+
+
+def deploy_module(model_or_checkpoint):
+    """A deploy-form module from an ``nn.Module`` (collapsed if it has ``collapse``) or a checkpoint path.
+
+    Raises:
+        EdgesrError: unreadable checkpoint (see :func:`edgesr.checkpoint.load_checkpoint`).
+    """
+    if isinstance(model_or_checkpoint, (str, os.PathLike)):
+        from edgesr.checkpoint import load_checkpoint
+
+        model, _ = load_checkpoint(model_or_checkpoint, deploy=True)
+        return model
+    model = model_or_checkpoint
+    return (model.collapse() if hasattr(model, "collapse") else model).eval()
+
+
+def calibration_patches(contract, folder: str | os.PathLike | None = None, patch: int = 48, count: int = 32,
+                        seed: int = 0) -> np.ndarray:
+    """Real image patches in the model's input space, for int8 calibration.
+
+    Each HR photograph (``folder``, else the embedded training photographs) is reduced to its
+    benchmark LR (MATLAB bicubic 1/s) and converted by :func:`edgesr.evaluate.model_input`;
+    ``count`` random ``patch`` x ``patch`` crops are drawn (seeded) over the images.
+
+    Returns:
+        float32 (count, C, patch, patch) NCHW in [0, 1].
+
+    Raises:
+        EdgesrError: the folder is missing, has no image, or no LR image is ``patch`` pixels wide.
+    """
+    from edgesr.data import embedded_images, load_folder
+    from edgesr.evaluate import model_input
+    from edgesr.imresize import make_lr
+
+    images = embedded_images("train") if folder is None else load_folder(folder)
+    planes = []
+    for _, hr in images:
+        x = model_input(make_lr(hr, contract.scale), contract)  # (1, C, h, w) or (C, 1, h, w)
+        if x.shape[2] >= patch and x.shape[3] >= patch:
+            planes.extend(x[i] for i in range(x.shape[0]))
+    if not planes:
+        where = folder or "the embedded training photographs"
+        raise EdgesrError(f"{where}: no image gives an LR of at least {patch}x{patch} pixels for calibration")
+    rng = np.random.default_rng(seed)
+    out = np.empty((count, planes[0].shape[0], patch, patch), np.float32)
+    for k in range(count):
+        p = planes[rng.integers(len(planes))]
+        y, x = rng.integers(0, p.shape[1] - patch + 1), rng.integers(0, p.shape[2] - patch + 1)
+        out[k] = p[:, y : y + patch, x : x + patch]
+    return out
+
+
+def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
+    """Write the artifact (``write(path)``, atomic), then its sidecar; remove both on failure."""
+    write(path)
+    try:
+        write_sidecar(path, meta)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
+        raise
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+    return {"format": fmt, "precision": precision, "path": str(path), "bytes": int(size)}
+
+
+def export_tflite(module, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
+                  activation_ranges=None, source=None) -> dict:
+    """Write a ``.tflite`` (see :mod:`converters.tflite`); returns ``{format, precision, path, bytes}``."""
+    from converters import tflite
+
+    c = module.contract
+    data = tflite.convert(module, c.channels, precision, calibration, io_dtype, activation_ranges)
+    meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
+                          source=source, tools=("tensorflow", "ai-edge-litert"),
+                          extra={"activation_ranges": bool(activation_ranges)})
+    return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p))
+
+
+def export_onnx(module, path, source=None) -> dict:
+    """Write an fp32 ``.onnx`` (see :mod:`converters.onnx_export`); returns the artifact dict."""
+    from converters import onnx_export
+
+    meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"))
+    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta))
+
+
+def export_coreml(module, path, precision: str = "fp16", calibration=None, source=None) -> dict:
+    """Write a ``.mlpackage`` (see :mod:`converters.coreml`); returns the artifact dict."""
+    from converters import coreml
+
+    ml = coreml.convert(module, module.contract.channels, precision, calibration)
+    meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",))
+    return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta))
+
+
+def plan(formats, precisions) -> list[tuple[str, str]]:
+    """The (format, precision) pairs :func:`export` writes, in order.
+
+    Raises:
+        EdgesrError: an unknown format, or a precision no requested format has.
+    """
+    pairs = []
+    for fmt in formats:
+        if fmt not in FORMATS:
+            raise EdgesrError(f"unknown export format {fmt!r} (expected {', '.join(FORMATS)})")
+        for prec in precisions:
+            wanted = ("w8", "w8a8") if (fmt == "coreml" and prec == "int8") else (prec,)
+            pairs += [(fmt, p) for p in wanted if p in FORMAT_PRECISIONS[fmt] and (fmt, p) not in pairs]
+    known = {p for fmt in formats for p in FORMAT_PRECISIONS[fmt]} | {"int8"}
+    bad = [p for p in precisions if p not in known]
+    if bad:
+        raise EdgesrError(f"unknown precision {bad[0]!r} for formats {', '.join(formats)}")
+    return pairs
+
+
+def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "fp16", "int8"), calibration=None,
+           activation_ranges=None, io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
+           progress: bool = False) -> list[dict]:
+    """Export every (format, precision) of :func:`plan`.
+
+    Args:
+        model_or_checkpoint: an ``nn.Module`` built by the registry (collapsed here if it has
+            ``collapse``) or a checkpoint path.
+        out_dir: folder for the artifacts (created).
+        calibration: float32 (N, C, h, w) real patches in model-input space for int8 /
+            w8a8 (:func:`calibration_patches`); computed from the embedded training
+            photographs when None and needed.
+        activation_ranges: ``{torch.fx node name: (min, max)}`` for the int8 TFLite model.
+        io_dtype: ``"int8"`` or ``"uint8"`` input/output of the int8 TFLite model.
+        stem: file name stem (default ``{model}_x{scale}``).
+        source: provenance note (default: the checkpoint path when one is given).
+
+    Returns:
+        ``[{"format", "precision", "path", "bytes"}]`` in :func:`plan` order.
+
+    Raises:
+        EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision.
+    """
+    pairs = plan(formats, precisions)
+    if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
+        source = str(model_or_checkpoint)
+    module = deploy_module(model_or_checkpoint)
+    out_dir = Path(out_dir)
+    stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
+    if calibration is None and any(p in ("int8", "w8a8") for _, p in pairs):
+        calibration = calibration_patches(module.contract)
+    from tqdm.auto import tqdm
+
+    results = []
+    for fmt, prec in tqdm(pairs, disable=not progress, desc="export", leave=False):
+        path = out_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
+        if fmt == "tflite":
+            results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source))
+        elif fmt == "onnx":
+            results.append(export_onnx(module, path, source))
+        else:
+            results.append(export_coreml(module, path, prec, calibration, source))
+    return results
+
+
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
+           "export_onnx", "export_tflite", "plan", "sidecar_path"]

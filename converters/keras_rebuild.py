@@ -1,0 +1,482 @@
+"""Generic PyTorch -> Keras rebuild of a deploy module, driven by ``torch.fx.symbolic_trace``.
+
+No per-model Keras twin: every node of the traced graph is looked up in :data:`OPS` (the op
+table; add an entry to support a new op) and emitted as a Keras layer or ``keras.ops`` call
+on NHWC tensors. Weights are copied (conv OIHW -> HWIO). The Keras model takes
+float32 (1, H, W, C) with dynamic H and W and returns float32 (1, s*H, s*W, C).
+
+Channel order of depth-to-space. PyTorch's ``pixel_shuffle(r)`` sends input channel
+``c*r*r + i*r + j`` to output channel ``c`` at sub-pixel ``(i, j)``; TF's
+``depth_to_space(r)`` reads that value from channel ``(i*r + j)*C + c``. They agree when
+C = 1. For C > 1 the rebuild keeps, per tensor, a *channel layout* ``perm`` (Keras channel
+``k`` holds PyTorch channel ``perm[k]``) and asks the producers of a depth-to-space input for
+the permuted layout: convs absorb it by permuting their output channels (weights and bias),
+elementwise ops (add, mul, PReLU, ReLU, clamp, tanh, softmax) pass it on to their inputs, so
+the exported graph holds no extra op. Only where a producer cannot absorb it (a concat, the
+model input, conflicting consumers) is an explicit channel gather inserted.
+
+Activation ranges: ``activation_ranges={fx node name: (min, max)}`` inserts a fake-quant
+(``tf.quantization.fake_quant_with_min_max_args``, 8 bits, TFLite's nudged ranges) after
+each named node, so the int8 converter uses exactly those ranges.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesr.errors import EdgesrError
+
+# Op kinds: how an op treats channel layouts.
+ELEMENTWISE = "elementwise"  # per-channel op: output layout = input layout (any perm)
+CONV = "conv"                # absorbs any input layout and produces any output layout
+INVARIANT = "invariant"      # reduces over channels: accepts any layout, outputs 1 channel
+FIXED = "fixed"              # needs the PyTorch channel order in and produces it
+DEPTH_TO_SPACE = "depth_to_space"  # needs the permuted order (module doc) in, produces PyTorch order
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One entry of the op table: ``emit(builder, node, *args, **kwargs) -> keras tensor``."""
+
+    emit: Callable
+    kind: str
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+# --------------------------------------------------------------------------- Keras layers
+
+
+def _layers():
+    """Small custom layers (defined lazily so importing this module does not load TF)."""
+    global _LAYERS
+    if _LAYERS is not None:
+        return _LAYERS
+    import tensorflow as tf
+
+    keras = _keras()
+
+    class DepthToSpace(keras.layers.Layer):
+        """NHWC depth-to-space (TFLite DEPTH_TO_SPACE): (1, H, W, r*r*C) -> (1, r*H, r*W, C)."""
+
+        def __init__(self, block: int, **kw):
+            super().__init__(**kw)
+            self.block = block
+
+        def call(self, x):
+            return tf.nn.depth_to_space(x, self.block)
+
+        def compute_output_shape(self, s):
+            r = self.block
+            mul = lambda d: None if d is None else d * r  # noqa: E731
+            return (s[0], mul(s[1]), mul(s[2]), s[3] // (r * r))
+
+    class FakeQuant(keras.layers.Layer):
+        """8-bit fake-quant with fixed (min, max), nudged as TFLite does (zero exactly representable)."""
+
+        def __init__(self, lo: float, hi: float, **kw):
+            super().__init__(**kw)
+            self.lo, self.hi = float(lo), float(hi)
+
+        def call(self, x):
+            return tf.quantization.fake_quant_with_min_max_args(x, min=self.lo, max=self.hi, num_bits=8)
+
+    class ChannelGather(keras.layers.Layer):
+        """Reorder channels: output channel k = input channel ``index[k]`` (TFLite GATHER)."""
+
+        def __init__(self, index, **kw):
+            super().__init__(**kw)
+            self.index = [int(i) for i in index]
+
+        def call(self, x):
+            return tf.gather(x, self.index, axis=-1)
+
+        def compute_output_shape(self, s):
+            return (*s[:3], len(self.index))
+
+    _LAYERS = {"DepthToSpace": DepthToSpace, "FakeQuant": FakeQuant, "ChannelGather": ChannelGather}
+    return _LAYERS
+
+
+_LAYERS = None
+
+
+# --------------------------------------------------------------------------- the builder
+
+
+class Builder:
+    """State of one rebuild: the traced module, shapes, chosen layouts and emitted tensors."""
+
+    def __init__(self, gm: torch.fx.GraphModule):
+        self.gm = gm
+        self.layout: dict[torch.fx.Node, tuple[int, ...] | None] = {}
+        self.env: dict[torch.fx.Node, object] = {}
+
+    # shapes of the PyTorch tensors (N, C, H, W), from ShapeProp
+    def channels(self, node) -> int | None:
+        meta = node.meta.get("tensor_meta") if isinstance(node, torch.fx.Node) else None
+        shape = getattr(meta, "shape", None)
+        return int(shape[1]) if shape is not None and len(shape) == 4 else None
+
+    def module(self, node) -> nn.Module:
+        return self.gm.get_submodule(node.target)
+
+    def constant(self, node) -> torch.Tensor:
+        if isinstance(node, torch.fx.Node) and node.op == "get_attr":
+            obj = self.gm
+            for part in node.target.split("."):
+                obj = getattr(obj, part)
+            return obj.detach()
+        raise EdgesrError(f"keras rebuild: expected a parameter, got {node} (weights computed in forward are not supported; export the collapsed module)")
+
+    def to_layout(self, tensor, have, want):
+        """Reorder ``tensor`` from channel layout ``have`` to ``want`` (None = PyTorch order)."""
+        if have == want:
+            return tensor
+        n = len(have or want)
+        inv_have = np.argsort(np.asarray(have if have is not None else range(n)))
+        index = inv_have[np.asarray(want if want is not None else range(n))]
+        return _layers()["ChannelGather"](index)(tensor)
+
+
+def _perm_index(perm, n):
+    return np.asarray(perm if perm is not None else range(n))
+
+
+# --------------------------------------------------------------------------- op emitters
+
+
+def _bind(args, kwargs, names, defaults):
+    out = dict(zip(names, args))
+    for k in names:
+        if k not in out:
+            out[k] = kwargs.get(k, defaults.get(k))
+    return out
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv(b: Builder, node, x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
+    """Conv2d (OIHW weights) as Keras Conv2D / DepthwiseConv2D with HWIO weights."""
+    keras = _keras()
+    w = weight.numpy().astype(np.float32)
+    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias.numpy().astype(np.float32)
+    cout, cin_g, kh, kw = w.shape
+    have = b.layout.get(node.args[0]) if isinstance(node.args[0], torch.fx.Node) else None
+    if groups == 1 and have is not None:  # absorb the input's channel layout
+        w = w[:, _perm_index(have, cin_g)]
+    elif have is not None:
+        x = b.to_layout(x, have, None)
+    out_perm = _perm_index(b.layout.get(node), cout)
+    w, bias = w[out_perm], bias[out_perm]
+    stride, dilation = _pair(stride), _pair(dilation)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise EdgesrError(f"keras rebuild: conv padding {padding!r} not supported")
+        pad = padding
+    else:
+        ph, pw = _pair(padding)
+        same = stride == (1, 1) and kh % 2 == 1 and kw % 2 == 1 and (ph, pw) == (dilation[0] * (kh // 2), dilation[1] * (kw // 2))
+        pad = "same" if same else "valid"
+        if not same and (ph or pw):
+            x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)))(x)
+    cin = cin_g * groups
+    if groups > 1 and groups == cin and cout % cin == 0:  # depthwise: TFLite DEPTHWISE_CONV_2D
+        layer = keras.layers.DepthwiseConv2D((kh, kw), strides=stride, padding=pad, dilation_rate=dilation,
+                                             depth_multiplier=cout // cin)
+        y = layer(x)
+        # OIHW (cin*m, 1, kh, kw) -> (kh, kw, cin, m); PyTorch output channel o = c*m + k
+        layer.set_weights([w[:, 0].reshape(cin, cout // cin, kh, kw).transpose(2, 3, 0, 1), bias])
+        return y
+    layer = keras.layers.Conv2D(cout, (kh, kw), strides=stride, padding=pad, dilation_rate=dilation, groups=groups)
+    y = layer(x)
+    layer.set_weights([w.transpose(2, 3, 1, 0), bias])  # OIHW -> HWIO
+    return y
+
+
+def _conv_module(b, node, x):
+    m = b.module(node)
+    if not isinstance(m, nn.Conv2d) or m.padding_mode != "zeros":
+        raise EdgesrError(f"keras rebuild: module {node.target} ({type(m).__name__}, padding_mode={getattr(m, 'padding_mode', None)}) not supported")
+    bias = None if m.bias is None else m.bias.detach()
+    return _conv(b, node, x, m.weight.detach(), bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+def _conv_function(b, node, *args, **kwargs):
+    a = _bind(args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    for key in ("weight", "bias"):
+        if a[key] is not None and not isinstance(a[key], torch.Tensor):
+            raise EdgesrError(f"keras rebuild: F.conv2d {key} of node {node.name} is computed in forward, not a parameter (export the collapsed module)")
+    return _conv(b, node, a["input"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"])
+
+
+def _prelu(b, node, x):
+    m = b.module(node)
+    keras = _keras()
+    alpha = m.weight.detach().numpy().astype(np.float32)
+    if alpha.size == 1:
+        layer = keras.layers.PReLU(shared_axes=[1, 2, 3])
+        y = layer(x)
+        layer.set_weights([alpha.reshape(1, 1, 1)])
+        return y
+    alpha = alpha[_perm_index(b.layout.get(node), alpha.size)]
+    layer = keras.layers.PReLU(shared_axes=[1, 2])  # one slope per channel: native TFLite PRELU
+    y = layer(x)
+    layer.set_weights([alpha.reshape(1, 1, -1)])
+    return y
+
+
+def _binary(fn):
+    def emit(b, node, x, y, *rest, **kw):
+        if rest or kw.get("alpha", 1) != 1:
+            raise EdgesrError(f"keras rebuild: {node.target} with alpha/extra arguments not supported")
+        return fn(x, y)
+
+    return emit
+
+
+def _clamp(b, node, x, min=None, max=None):  # noqa: A002 (PyTorch's names)
+    ops = _keras().ops
+    if min is not None:
+        x = ops.maximum(x, float(min))
+    if max is not None:
+        x = ops.minimum(x, float(max))
+    return x
+
+
+def _pixel_shuffle(b, node, x, upscale_factor):
+    return _layers()["DepthToSpace"](int(upscale_factor))(x)
+
+
+def _channel_dim(node, dim, what):
+    if dim not in (1, -3):
+        raise EdgesrError(f"keras rebuild: {what} over dim {dim} not supported (only channels, dim=1, of NCHW)")
+
+
+def _reduction(name):
+    def emit(b, node, x, dim=None, keepdim=False, **kw):
+        _channel_dim(node, dim, name)
+        if not keepdim and name != "max_pair":
+            raise EdgesrError(f"keras rebuild: {name} over channels needs keepdim=True")
+        ops = _keras().ops
+        fn = {"sum": ops.sum, "mean": ops.mean, "amax": ops.max, "max_pair": ops.max}[name]
+        y = fn(x, axis=-1, keepdims=True)
+        return (y, None) if name == "max_pair" else y
+
+    return emit
+
+
+def _max(b, node, x, dim=None, keepdim=False):
+    if dim is None:
+        raise EdgesrError("keras rebuild: torch.max without dim (a global max) not supported")
+    if not keepdim:
+        raise EdgesrError("keras rebuild: torch.max over channels needs keepdim=True")
+    return _reduction("max_pair")(b, node, x, dim, True)
+
+
+def _softmax(b, node, x, dim=None, **kw):
+    _channel_dim(node, dim, "softmax")
+    return _keras().ops.softmax(x, axis=-1)
+
+
+def _cat(b, node, tensors, dim=0):
+    _channel_dim(node, dim, "concat")
+    return _keras().layers.Concatenate(axis=-1)(list(tensors))
+
+
+def _unary(fn_name):
+    return lambda b, node, x, *a, **k: getattr(_keras().ops, fn_name)(x)
+
+
+def _identity(b, node, x, *a, **k):
+    return x
+
+
+def _getitem(b, node, pair, index):
+    if not isinstance(pair, tuple) or index != 0:
+        raise EdgesrError(f"keras rebuild: indexing {node.args[0]} with {index!r} not supported (only the values of torch.max)")
+    return pair[0]
+
+
+def _ops_add(x, y):
+    return _keras().ops.add(x, y)
+
+
+def _ops_sub(x, y):
+    return _keras().ops.subtract(x, y)
+
+
+def _ops_mul(x, y):
+    return _keras().ops.multiply(x, y)
+
+
+_ADD, _SUB, _MUL = OpSpec(_binary(_ops_add), ELEMENTWISE), OpSpec(_binary(_ops_sub), ELEMENTWISE), OpSpec(_binary(_ops_mul), ELEMENTWISE)
+_RELU, _TANH = OpSpec(_unary("relu"), ELEMENTWISE), OpSpec(_unary("tanh"), ELEMENTWISE)
+_CLAMP, _SOFTMAX = OpSpec(_clamp, ELEMENTWISE), OpSpec(_softmax, ELEMENTWISE)
+
+#: The op table: fx target (module class, function, or method name) -> OpSpec.
+OPS: dict[object, OpSpec] = {
+    nn.Conv2d: OpSpec(_conv_module, CONV), F.conv2d: OpSpec(_conv_function, CONV),
+    nn.PReLU: OpSpec(_prelu, ELEMENTWISE),
+    nn.ReLU: _RELU, F.relu: _RELU, torch.relu: _RELU, "relu": _RELU,
+    nn.Tanh: _TANH, torch.tanh: _TANH, "tanh": _TANH,
+    nn.Identity: OpSpec(_identity, ELEMENTWISE),
+    operator.add: _ADD, torch.add: _ADD, "add": _ADD, operator.sub: _SUB, torch.sub: _SUB, "sub": _SUB,
+    operator.mul: _MUL, torch.mul: _MUL, "mul": _MUL,
+    torch.clamp: _CLAMP, torch.clip: _CLAMP, "clamp": _CLAMP, "clip": _CLAMP,
+    nn.Hardtanh: None,  # placeholder resolved below (module with min_val/max_val)
+    F.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE), torch.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE),
+    nn.PixelShuffle: None,  # resolved below
+    torch.cat: OpSpec(_cat, FIXED), torch.concat: OpSpec(_cat, FIXED),
+    torch.sum: OpSpec(_reduction("sum"), INVARIANT), "sum": OpSpec(_reduction("sum"), INVARIANT),
+    torch.mean: OpSpec(_reduction("mean"), INVARIANT), "mean": OpSpec(_reduction("mean"), INVARIANT),
+    torch.amax: OpSpec(_reduction("amax"), INVARIANT), "amax": OpSpec(_reduction("amax"), INVARIANT),
+    torch.max: OpSpec(_max, INVARIANT), "max": OpSpec(_max, INVARIANT),
+    torch.softmax: _SOFTMAX, F.softmax: _SOFTMAX, "softmax": _SOFTMAX,
+    operator.getitem: OpSpec(_getitem, FIXED),
+}
+OPS[nn.Hardtanh] = OpSpec(lambda b, node, x: _clamp(b, node, x, b.module(node).min_val, b.module(node).max_val), ELEMENTWISE)
+OPS[nn.PixelShuffle] = OpSpec(lambda b, node, x: _pixel_shuffle(b, node, x, b.module(node).upscale_factor), DEPTH_TO_SPACE)
+
+
+# --------------------------------------------------------------------------- the rebuild
+
+
+def trace(module: nn.Module, channels: int) -> torch.fx.GraphModule:
+    """``torch.fx.symbolic_trace`` the module and record every tensor's shape (ShapeProp).
+
+    Raises:
+        EdgesrError: the module cannot be traced symbolically (data-dependent control flow).
+    """
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    try:
+        gm = torch.fx.symbolic_trace(module.eval())
+    except Exception as exc:  # fx raises TraceError, TypeError, ... on untraceable code
+        raise EdgesrError(f"keras rebuild: {type(module).__name__} cannot be traced by torch.fx ({str(exc).splitlines()[0][:160]})") from None
+    with torch.no_grad():
+        ShapeProp(gm).propagate(torch.rand(1, channels, 12, 12, generator=torch.Generator().manual_seed(0)))
+    return gm
+
+
+def spec_of(b: Builder, node: torch.fx.Node) -> OpSpec:
+    """The op table entry of a call node (EdgesrError naming the op if unsupported)."""
+    key = type(b.module(node)) if node.op == "call_module" else node.target
+    spec = OPS.get(key)
+    if spec is None:
+        name = getattr(key, "__name__", str(key))
+        raise EdgesrError(f"keras rebuild: op {name!r} (node {node.name}) is not in converters.keras_rebuild.OPS")
+    return spec
+
+
+_ANY = "any"
+
+
+def _groups(b: Builder, conv: torch.fx.Node) -> int:
+    if conv.op == "call_module":
+        return b.module(conv).groups
+    return conv.args[6] if len(conv.args) > 6 else conv.kwargs.get("groups", 1)
+
+
+def _requirement(b: Builder, user: torch.fx.Node, node: torch.fx.Node):
+    """The channel layout ``user`` wants for its input ``node``: a perm, None (PyTorch order) or _ANY."""
+    if user.op == "output":
+        return None
+    spec = spec_of(b, user)
+    if spec.kind == INVARIANT:
+        return _ANY
+    if spec.kind == CONV:
+        return _ANY if _groups(b, user) == 1 and user.args[0] is node else None
+    if spec.kind == ELEMENTWISE:
+        return b.layout.get(user) if b.channels(node) == b.channels(user) else _ANY
+    if spec.kind == DEPTH_TO_SPACE:
+        r = int(b.module(user).upscale_factor if user.op == "call_module" else (user.args[1] if len(user.args) > 1 else user.kwargs["upscale_factor"]))
+        c = b.channels(user)
+        return None if c == 1 else tuple(c_ * r * r + ij for ij in range(r * r) for c_ in range(c))
+    return None
+
+
+def _choose_layouts(b: Builder) -> None:
+    """Reverse pass: each conv/elementwise node takes the layout all its consumers agree on."""
+    for node in reversed(b.gm.graph.nodes):
+        if node.op not in ("call_module", "call_function", "call_method") or (b.channels(node) or 1) == 1:
+            continue
+        kind = spec_of(b, node).kind
+        if kind not in (CONV, ELEMENTWISE) or (kind == CONV and _groups(b, node) != 1):
+            continue  # grouped convs keep PyTorch order (their channels are tied to the input's)
+        wants = {_requirement(b, u, node) for u in node.users} - {_ANY}
+        b.layout[node] = wants.pop() if len(wants) == 1 else None
+
+
+def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple[float, float]] | None = None):
+    """Rebuild a deploy module as a Keras functional model.
+
+    Args:
+        module: the deploy ``nn.Module`` (NCHW float32 in, NCHW out), traceable by torch.fx.
+        channels: C of the input (the contract's channels).
+        activation_ranges: ``{fx node name: (min, max)}``; a fake-quant with that range is
+            inserted after each named node (the placeholder's name covers the input).
+
+    Returns:
+        ``keras.Model`` taking float32 (1, None, None, C) NHWC, returning (1, None, None, C_out).
+
+    Raises:
+        EdgesrError: an op outside :data:`OPS`, an unknown node name in ``activation_ranges``,
+        or weights computed in forward.
+    """
+    keras = _keras()
+    gm = trace(module, channels)
+    b = Builder(gm)
+    names = {n.name for n in gm.graph.nodes}
+    unknown = sorted(set(activation_ranges or {}) - names)
+    if unknown:
+        raise EdgesrError(f"activation_ranges name nodes not in the traced graph: {', '.join(unknown[:5])} (nodes: {', '.join(sorted(names))[:300]})")
+    _choose_layouts(b)
+    inputs = outputs = None
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            if inputs is not None:
+                raise EdgesrError("keras rebuild: the module must take one input tensor")
+            inputs = y = keras.Input(shape=(None, None, channels), batch_size=1, name="input")
+        elif node.op == "get_attr":
+            y = b.constant(node)
+        elif node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, torch.fx.Node):
+                raise EdgesrError("keras rebuild: the module must return one tensor")
+            outputs = b.to_layout(b.env[out], b.layout.get(out), None)
+            continue
+        else:
+            spec = spec_of(b, node)
+            want = b.layout.get(node)
+
+            def fetch(a, spec=spec, want=want, node=node):
+                t = b.env[a]
+                if spec.kind == ELEMENTWISE and (b.channels(a) or 1) > 1:
+                    return b.to_layout(t, b.layout.get(a), want)
+                if spec.kind in (FIXED, DEPTH_TO_SPACE) and (b.channels(a) or 1) > 1:
+                    return b.to_layout(t, b.layout.get(a), _requirement(b, node, a))
+                return t
+
+            args = torch.fx.node.map_arg(node.args, fetch)
+            kwargs = torch.fx.node.map_arg(node.kwargs, fetch)
+            y = spec.emit(b, node, *args, **kwargs)
+        if activation_ranges and node.name in activation_ranges:
+            lo, hi = activation_ranges[node.name]
+            y = _layers()["FakeQuant"](lo, hi, name=f"fq_{node.name}")(y)
+        b.env[node] = y
+    return keras.Model(inputs, outputs, name=type(module).__name__)

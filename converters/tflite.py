@@ -1,0 +1,136 @@
+"""PyTorch deploy module -> TFLite (LiteRT) flatbuffer, through the generic Keras rebuild.
+
+``tf.lite.TFLiteConverter.from_keras_model`` on the Keras model of
+:func:`converters.keras_rebuild.rebuild`; input float32/int8/uint8 (1, H, W, C) NHWC with
+dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``), output
+(1, s*H, s*W, C). Precisions:
+
+* ``fp32``: float32 weights and activations;
+* ``fp16``: float16 weights (DEQUANTIZE to float32 at load), float32 arithmetic;
+* ``int8``: full integer: per-channel symmetric int8 weights, per-tensor asymmetric int8
+  activations calibrated on the caller's real image patches (representative dataset), int8
+  or uint8 input/output (``io_dtype``). Affine mapping: ``real = scale * (q - zero_point)``.
+
+The graph keeps native DEPTH_TO_SPACE and PRELU ops and no tensor above rank 4 (what the GPU
+delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.atomic import atomic_path
+from edgesr.errors import EdgesrError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+IO_DTYPES = ("int8", "uint8")
+
+
+def _tf():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    return tf
+
+
+def convert(module, channels: int, precision: str = "fp32", calibration: np.ndarray | None = None,
+            io_dtype: str = "int8", activation_ranges: dict[str, tuple[float, float]] | None = None) -> bytes:
+    """Convert a deploy module to TFLite flatbuffer bytes.
+
+    Args:
+        module: deploy ``nn.Module`` (float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W)).
+        channels: C of the input.
+        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
+        calibration: for int8: float32 (N, C, h, w) NCHW real image patches in the model's
+            input space ([0, 1]); each patch is one representative sample.
+        io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
+        activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
+            in the rebuild); the converter then keeps these ranges instead of calibrating them.
+
+    Raises:
+        EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
+        the rebuild does not support.
+    """
+    from converters.keras_rebuild import rebuild
+
+    if precision not in PRECISIONS:
+        raise EdgesrError(f"unknown TFLite precision {precision!r} (expected {', '.join(PRECISIONS)})")
+    if precision == "int8":
+        if io_dtype not in IO_DTYPES:
+            raise EdgesrError(f"unknown int8 io dtype {io_dtype!r} (expected {', '.join(IO_DTYPES)})")
+        if calibration is None or len(calibration) == 0:
+            raise EdgesrError("int8 TFLite needs calibration patches (real images; e.g. --calib DIR)")
+        calibration = np.asarray(calibration, dtype=np.float32)
+        if calibration.ndim != 4 or calibration.shape[1] != channels:
+            raise EdgesrError(f"calibration patches must be float32 (N, {channels}, h, w), got shape {calibration.shape}")
+    tf = _tf()
+    model = rebuild(module, channels, activation_ranges)
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "int8":
+        nhwc = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([p[None]] for p in nhwc)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" etc.
+            return conv.convert()
+    except Exception as exc:  # the converter raises ConverterError and friends
+        raise EdgesrError(f"TFLite conversion ({precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+
+
+def save(data: bytes, path: str | os.PathLike) -> Path:
+    """Write flatbuffer bytes atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def graph_report(model: bytes | str | os.PathLike) -> dict:
+    """Read a flatbuffer's ops and tensors (with the ``tflite`` package).
+
+    Returns:
+        ``{"ops": [builtin op names in order], "max_rank": int,
+        "tensor_types": {tensor name: type name}, "float_ops": [ops with a float32/float16
+        input or output other than a leading QUANTIZE's input / trailing DEQUANTIZE's output]}``.
+    """
+    import tflite
+
+    data = Path(model).read_bytes() if not isinstance(model, (bytes, bytearray)) else bytes(model)
+    m = tflite.Model.GetRootAsModel(data, 0)
+    g = m.Subgraphs(0)
+    op_names = {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
+    type_names = {v: k for k, v in vars(tflite.TensorType).items() if not k.startswith("_")}
+    graph_inputs = {g.Inputs(i) for i in range(g.InputsLength())}
+    graph_outputs = {g.Outputs(i) for i in range(g.OutputsLength())}
+    tensors = [g.Tensors(i) for i in range(g.TensorsLength())]
+    ops, float_ops = [], []
+    for i in range(g.OperatorsLength()):
+        op = g.Operators(i)
+        code = m.OperatorCodes(op.OpcodeIndex())
+        name = op_names.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()), "CUSTOM")
+        ops.append(name)
+        ins = [op.Inputs(k) for k in range(op.InputsLength()) if op.Inputs(k) >= 0]
+        outs = [op.Outputs(k) for k in range(op.OutputsLength())]
+        if name == "QUANTIZE":
+            ins = [t for t in ins if t not in graph_inputs]
+        if name == "DEQUANTIZE":
+            outs = [t for t in outs if t not in graph_outputs]
+        if any(type_names[tensors[t].Type()] in ("FLOAT32", "FLOAT16") for t in ins + outs):
+            float_ops.append(name)
+    return {
+        "ops": ops,
+        "max_rank": max((max(t.ShapeLength(), t.ShapeSignatureLength()) for t in tensors), default=0),
+        "tensor_types": {t.Name().decode(): type_names[t.Type()] for t in tensors},
+        "float_ops": float_ops,
+    }
