@@ -1,1 +1,22 @@
-"""quantization."""
+"""Int8 quantization for TFLite: arithmetic, calibration, QAT and checkpoint quantization.
+
+Public API::
+
+    calibrate(deploy_module, patches, observer="minmax", **kw) -> {fx node: (min, max)}
+    calibration_patches(images, contract, patch=64, count=64, seed=0) -> float32 (N, C, P, P)
+    fake_quant_module(deploy_module, ranges) -> fx.GraphModule (the int8 simulation)
+    qat(deploy_module, patches_or_images, steps, ...) -> (module, ranges)
+    quantize_checkpoint(ckpt_path, calib_dir, observer, qat_steps, out_path) -> report dict
+
+The bit-exact integer arithmetic (nudging, per-channel weights, int32 bias, fixed-point
+requantization) is in :mod:`quantization.arithmetic`; which fx nodes are int8 tensors in
+TFLite is decided in :mod:`quantization.graph`.
+"""
+
+from quantization.api import load_activation_ranges, quantize_checkpoint
+from quantization.calibration import OBSERVERS, calibrate, calibration_patches
+from quantization.fake_quant import fake_quant_module, quantizer_ranges
+from quantization.qat import qat
+
+__all__ = ["OBSERVERS", "calibrate", "calibration_patches", "fake_quant_module", "load_activation_ranges", "qat",
+           "quantize_checkpoint", "quantizer_ranges"]

@@ -1,0 +1,99 @@
+"""Quantize a checkpoint: calibrate (or QAT), score the int8 simulation, save the result."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from edgesr.errors import EdgesrError
+
+DEFAULT_PATCH = 64
+DEFAULT_COUNT = 64
+
+
+def default_out_path(ckpt_path: str | os.PathLike) -> Path:
+    """``NAME_int8.pt`` beside the checkpoint ``NAME.pt``."""
+    p = Path(ckpt_path)
+    return p.with_name(f"{p.stem}_int8{p.suffix or '.pt'}")
+
+
+def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLike | None = None,
+                        observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
+                        data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
+                        count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
+                        progress: bool = False) -> dict:
+    """Calibrate (and with ``qat_steps > 0`` fine-tune) a checkpoint for int8; save and score it.
+
+    Args:
+        ckpt_path: an edgesr checkpoint (train or deploy form; collapsed here).
+        calib_dir: folder of real photos for calibration/QAT; None: the embedded training
+            photographs (:data:`edgesr.data.EMBEDDED_TRAIN`).
+        observer: ``"minmax"``, ``"percentile"`` or ``"mse"`` (``observer_kw`` configure it).
+        qat_steps: QAT steps (0: post-training quantization only).
+        out_path: where to write the quantized checkpoint (default :func:`default_out_path`):
+            deploy form, the (fine-tuned) float weights, plus ``activation_ranges``
+            (``{node: [min, max]}``) and ``quantization`` (settings and scores).
+        data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
+            validation photographs.
+        patch, count, seed: calibration crops (:func:`~quantization.calibration.calibration_patches`).
+    Returns:
+        ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
+        "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
+        ``psnr_drop_db`` = float PSNR - int8-simulation PSNR on Y (edgesr.evaluate protocol),
+        float = the checkpoint before quantization.
+
+    Raises:
+        EdgesrError: unreadable checkpoint, calibration folder without images, bad settings.
+    """
+    from edgesr.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.data import embedded_images, load_folder, resolve_eval_sets
+    from edgesr.evaluate import TorchUpscaler, evaluate_sets
+    from quantization.calibration import calibrate, calibration_patches
+    from quantization.fake_quant import fake_quant_module
+    from quantization.qat import qat
+
+    if qat_steps < 0:
+        raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
+    model, state = load_checkpoint(ckpt_path, deploy=True)
+    images = embedded_images("train") if calib_dir is None else load_folder(calib_dir)
+    observer_kw = dict(observer_kw or {})
+    patches = calibration_patches(images, model.contract, patch, count, seed)
+    ranges = calibrate(model, patches, observer, **observer_kw)
+    quantized = model
+    if qat_steps > 0:
+        quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
+                                count=max(count, 64), seed=seed)
+    sim = fake_quant_module(quantized, ranges).eval()
+    eval_sets = resolve_eval_sets(data_root, sets)
+    float_scores = evaluate_sets(TorchUpscaler(model), eval_sets, progress)
+    sim_scores = evaluate_sets(TorchUpscaler(sim), eval_sets, progress)
+    scores = {
+        name: {"float": float_scores[name], "int8_sim": sim_scores[name],
+               "psnr_drop_db": float_scores[name]["psnr_y"] - sim_scores[name]["psnr_y"]}
+        for name in eval_sets
+    }
+    out = Path(out_path) if out_path is not None else default_out_path(ckpt_path)
+    settings = {"observer": observer, "observer_kw": observer_kw, "qat_steps": int(qat_steps),
+                "calib": str(calib_dir) if calib_dir is not None else "embedded:train",
+                "patch": patch, "count": count, "seed": seed,
+                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged"}
+    save_checkpoint(out, quantized, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
+                    extra={"activation_ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in ranges.items()},
+                           "quantization": {**settings, "eval": scores}})
+    return {"checkpoint": str(ckpt_path), "out": str(out), "observer": observer, "qat_steps": int(qat_steps),
+            "activation_ranges": ranges, "eval": scores}
+
+
+def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
+    """``activation_ranges`` of a quantized checkpoint written by :func:`quantize_checkpoint`.
+
+    Raises:
+        EdgesrError: unreadable file or a checkpoint without ranges (not quantized).
+    """
+    from edgesr.checkpoint import read_checkpoint
+
+    state = read_checkpoint(path)
+    ranges = state.get("activation_ranges")
+    if not isinstance(ranges, dict) or not ranges:
+        raise EdgesrError(f"{path}: no activation_ranges (run 'edgesr quantize' on it first)")
+    return {str(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}

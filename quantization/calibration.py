@@ -1,0 +1,218 @@
+"""Post-training calibration: activation ranges of a deploy module on real image patches.
+
+:func:`calibrate` runs ``torch.fx.symbolic_trace(deploy_module)`` through an
+``fx.Interpreter`` on the patches, feeds each int8 tensor node's output (see
+:mod:`quantization.graph`) to an observer, and returns ``{node name: (min, max)}``: the
+``activation_ranges`` the QAT model simulates and the converters put into the int8 TFLite
+graph. Every range contains 0 (TFLite requires it). Observers, selected by name:
+
+* ``"minmax"``: the observed minimum and maximum;
+* ``"percentile"``: the ``100 - p`` and ``p`` percentiles (default p = 99.99) of a sample of
+  the values, clipping rare outliers;
+* ``"mse"``: the clipping range minimising the mean squared error between the values and
+  their int8 fake quantization (:func:`~quantization.fake_quant.fake_quant_activation`), found
+  by a grid search (common shrink of both ends, then each end alone).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import fx, nn
+
+from edgesr.errors import EdgesrError
+from edgesr.evaluate import model_input
+from edgesr.registry import IOContract
+from quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
+from quantization.graph import QUANTIZE, quant_plan, range_source, tensor_nodes, trace
+
+
+def _with_zero(lo: float, hi: float) -> tuple[float, float]:
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    return lo, max(hi, lo + MIN_RANGE_WIDTH)
+
+
+class MinMaxObserver:
+    """Running minimum and maximum of every value seen."""
+
+    def __init__(self):
+        self.lo, self.hi = float("inf"), float("-inf")
+
+    def update(self, x: torch.Tensor) -> None:
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+
+    def range(self) -> tuple[float, float]:
+        """(min, max) widened to contain 0."""
+        if self.lo > self.hi:
+            raise EdgesrError("calibration observed no values (no calibration patches?)")
+        return _with_zero(self.lo, self.hi)
+
+
+class _SampleObserver(MinMaxObserver):
+    """Min/max plus a seeded uniform sample of at most ``samples_per_batch`` values per update."""
+
+    def __init__(self, samples_per_batch: int = 1 << 17, seed: int = 0):
+        super().__init__()
+        self.samples_per_batch = samples_per_batch
+        self.generator = torch.Generator().manual_seed(seed)
+        self.samples: list[torch.Tensor] = []
+
+    def update(self, x: torch.Tensor) -> None:
+        super().update(x)
+        flat = x.detach().reshape(-1).float()
+        if flat.numel() > self.samples_per_batch:
+            flat = flat[torch.randint(flat.numel(), (self.samples_per_batch,), generator=self.generator)]
+        self.samples.append(flat.clone())
+
+    def values(self) -> torch.Tensor:
+        """All sampled values, 1-D float32."""
+        return torch.cat(self.samples)
+
+
+class PercentileObserver(_SampleObserver):
+    """Range (P_{100-p}, P_p) of the sampled values; ``percentile`` p in (50, 100]."""
+
+    def __init__(self, percentile: float = 99.99, **kw):
+        super().__init__(**kw)
+        if not 50.0 < float(percentile) <= 100.0:
+            raise EdgesrError(f"percentile must be in (50, 100], got {percentile}")
+        self.percentile = float(percentile)
+
+    def range(self) -> tuple[float, float]:
+        super().range()
+        v = self.values().double().numpy()
+        lo, hi = np.percentile(v, [100.0 - self.percentile, self.percentile])
+        return _with_zero(lo, hi)
+
+
+class MSEObserver(_SampleObserver):
+    """The clipping range with the least mean squared int8 fake-quantization error.
+
+    Candidates are ``(a * min, a * max)`` for ``a`` in ``grid`` (shrink factors in (0, 1]),
+    then, from the best, each end scaled alone by the same factors. :meth:`error` is the
+    criterion, public so the choice can be checked.
+    """
+
+    def __init__(self, grid: int = 40, **kw):
+        super().__init__(**kw)
+        self.factors = np.linspace(1.0, 0.05, grid)
+
+    def error(self, lo: float, hi: float) -> float:
+        """Mean of (fake_quant(v; [lo, hi]) - v)^2 over the sampled values v (float64 mean)."""
+        v = self.values()
+        lo, hi = _with_zero(lo, hi)
+        q = fake_quant_activation(v, torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32))
+        return float(((q - v).double() ** 2).mean())
+
+    def candidates(self) -> list[tuple[float, float]]:
+        """The first-stage candidates: both ends of the min/max range shrunk by each factor."""
+        lo, hi = super().range()
+        return [(a * lo, a * hi) for a in self.factors]
+
+    def range(self) -> tuple[float, float]:
+        best = min(self.candidates(), key=lambda r: self.error(*r))
+        for end in (1, 0):  # then the max alone, then the min alone
+            options = [tuple(a * best[i] if i == end else best[i] for i in (0, 1)) for a in self.factors]
+            best = min([best, *options], key=lambda r: self.error(*r))
+        return _with_zero(*best)
+
+
+OBSERVERS = {"minmax": MinMaxObserver, "percentile": PercentileObserver, "mse": MSEObserver}
+"""Observer classes by the name ``calibrate`` and ``edgesr quantize --observer`` take."""
+
+
+def make_observer(name: str, **kw):
+    """An observer by name; keyword arguments go to its constructor (e.g. ``percentile=99.9``).
+
+    Raises:
+        EdgesrError: unknown name or an argument the observer does not take.
+    """
+    if name not in OBSERVERS:
+        raise EdgesrError(f"unknown observer {name!r}; choose one of {', '.join(OBSERVERS)}")
+    try:
+        return OBSERVERS[name](**kw)
+    except TypeError as exc:
+        raise EdgesrError(f"observer {name!r}: {exc}") from None
+
+
+class _Recorder(fx.Interpreter):
+    def __init__(self, gm: fx.GraphModule, observers: dict):
+        super().__init__(gm)
+        self.observers = observers
+
+    def run_node(self, n: fx.Node):
+        out = super().run_node(n)
+        if n.name in self.observers:
+            self.observers[n.name].update(out)
+        return out
+
+
+def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, batch_size: int = 16,
+              **observer_kw) -> dict[str, tuple[float, float]]:
+    """Activation ranges of ``deploy_module`` observed on ``patches``.
+
+    Args:
+        deploy_module: plain deploy module (after ``collapse()``), float32, fx-traceable.
+        patches: float32 (N, C, P, P) model inputs (array or tensor), e.g. from
+            :func:`calibration_patches`.
+        observer: ``"minmax"``, ``"percentile"`` or ``"mse"``; ``observer_kw`` configure it.
+        batch_size: patches per forward pass.
+    Returns:
+        ``{fx node name: (min, max)}`` for every node that is an int8 tensor in TFLite
+        (placeholder included; depth-to-space and the final clip repeat their input's range;
+        a conv whose RELU TFLite fuses has no entry, its RELU has). min <= 0 <= max.
+
+    Raises:
+        EdgesrError: unknown observer, or no patches.
+    """
+    x = torch.as_tensor(np.asarray(patches, dtype=np.float32))
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise EdgesrError(f"calibration needs patches (N, C, P, P) with N > 0, got shape {tuple(x.shape)}")
+    gm = trace(deploy_module)
+    plan = quant_plan(gm)
+    observed = [n for n, p in plan.items() if p.kind == QUANTIZE and p.fixed_range is None]
+    observers = {n: make_observer(observer, **observer_kw) for n in observed}
+    recorder = _Recorder(gm, observers)
+    with torch.no_grad():
+        for i in range(0, x.shape[0], batch_size):
+            recorder.run(x[i : i + batch_size])
+    ranges = {n: observers[n].range() for n in observed}
+    fixed = {n: p.fixed_range for n, p in plan.items() if p.fixed_range is not None}
+    return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}
+
+
+def calibration_patches(images, contract: IOContract, patch: int = 64, count: int = 64, seed: int = 0) -> np.ndarray:
+    """Random crops of real photos, as the model sees them (:func:`edgesr.evaluate.model_input`).
+
+    Args:
+        images: uint8 images (H, W) or (H, W, 3), or ``(name, image)`` pairs (as
+            :func:`edgesr.data.load_folder` returns).
+        contract: the model's :class:`~edgesr.registry.IOContract` (colour space, channels).
+        patch: crop side P in pixels; images smaller than P on a side are skipped.
+        count: number of crops N, drawn from the images in proportion to their area.
+        seed: crops are a deterministic function of (images, patch, count, seed).
+    Returns:
+        float32 (N, C, P, P), C = ``contract.channels``, values in [0, 1].
+
+    Raises:
+        EdgesrError: no image is at least P x P, or count < 1.
+    """
+    if count < 1 or patch < 1:
+        raise EdgesrError(f"need count >= 1 and patch >= 1, got count={count}, patch={patch}")
+    planes = []
+    for item in images:
+        img = item[1] if isinstance(item, tuple) else item
+        if img.shape[0] >= patch and img.shape[1] >= patch:
+            planes.extend(model_input(img, contract))  # (B, C, h, w) -> B planes (C, h, w)
+    if not planes:
+        raise EdgesrError(f"no calibration image is at least {patch}x{patch} pixels")
+    rng = np.random.default_rng(seed)
+    areas = np.array([p.shape[1] * p.shape[2] for p in planes], dtype=np.float64)
+    picks = rng.choice(len(planes), size=count, p=areas / areas.sum())
+    out = np.empty((count, planes[0].shape[0], patch, patch), dtype=np.float32)
+    for i, k in enumerate(picks):
+        _, h, w = planes[k].shape
+        y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
+        out[i] = planes[k][:, y : y + patch, x : x + patch]
+    return out
