@@ -51,18 +51,20 @@ def _build(kind: str):
     elif kind == "rank6_shuffle":  # unfriendly: pixel shuffle via rank-6 reshape/transpose
         h = keras.layers.Conv2D(4, 3, padding="same")(inp)
         out = keras.layers.Lambda(lambda t: tf.reshape(tf.transpose(tf.reshape(t, [1, 16, 16, 2, 2, 1]), [0, 1, 3, 2, 4, 5]), [1, 32, 32, 1]))(h)
+    elif kind == "float_island":  # unfriendly: SIN has no int8 kernel, so it stays float
+        h = keras.layers.Conv2D(4, 3, padding="same")(inp)
+        h = keras.layers.Lambda(lambda t: tf.math.sin(t))(h)
+        out = d2s(keras.layers.Conv2D(4, 3, padding="same")(h))
     else:
         raise ValueError(kind)
     return keras.Model(inp, out)
 
 
 @functools.lru_cache(maxsize=None)
-def int8_model(kind: str = "sesr_like", float_island: bool = False) -> Path:
-    """Path of a cached int8 ``.tflite`` (``kind``: ``"sesr_like"`` | ``"rank6_shuffle"``).
-
-    ``float_island=True`` allows float fallback ops (``TFLITE_BUILTINS``) and uses float I/O
-    for the rank-6 model so that unquantizable parts stay float.
-    """
+def int8_model(kind: str = "sesr_like") -> Path:
+    """Path of a cached int8 ``.tflite``, int8 I/O; ``kind``: ``"sesr_like"`` (clean),
+    ``"rank6_shuffle"`` (pixel shuffle through rank-6 reshape/transpose, static 16 x 16 input)
+    or ``"float_island"`` (a float SIN between int8 convs, allowed by ``TFLITE_BUILTINS``)."""
     import tensorflow as tf
 
     model = _build(kind)
@@ -71,13 +73,12 @@ def int8_model(kind: str = "sesr_like", float_island: bool = False) -> Path:
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: _patches(size=16 if kind == "rank6_shuffle" else 32)
-    if float_island:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.TFLITE_BUILTINS]
-    else:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    path = _CACHE / f"{kind}{'_island' if float_island else ''}.tflite"
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if kind == "float_island":
+        conv.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = _CACHE / f"{kind}.tflite"
     path.write_bytes(conv.convert())
     return path
 

@@ -1,0 +1,31 @@
+"""``edgesr lint ARTIFACT --target gpu|nnapi|xnnpack|coreml-ane``: will it run there?
+
+Prints one line per finding (or JSON with ``--json``); exits 1 when a finding is an error
+(the graph, or part of it, would not run on the target), 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifact", help=".tflite or .mlpackage")
+    p.add_argument("--target", required=True, choices=("gpu", "nnapi", "xnnpack", "coreml-ane"))
+    p.add_argument("--json", action="store_true", help="print the findings as JSON")
+
+
+def run(args) -> int:
+    from converters.lint import has_errors, lint
+
+    findings = lint(args.artifact, args.target)
+    if args.json:
+        print(json.dumps({"artifact": str(args.artifact), "target": args.target, "ok": not has_errors(findings),
+                          "findings": [f.to_dict() for f in findings]}, indent=2))
+    else:
+        for f in findings:
+            print(f"{f.severity:7s} {f.check:20s} {f.message}")
+        verdict = "FAIL" if has_errors(findings) else "ok"
+        print(f"{verdict}: {args.artifact} for {args.target} ({sum(f.severity == 'error' for f in findings)} error(s), "
+              f"{sum(f.severity == 'warning' for f in findings)} warning(s))")
+    return 1 if has_errors(findings) else 0

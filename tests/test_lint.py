@@ -1,0 +1,53 @@
+"""`edgesr lint`: flags unfriendly graphs (rank-6 pixel shuffle, float island), passes a clean one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_integer_ref_models import int8_model
+
+from converters.lint import has_errors, lint
+from edgesr.cli import main
+from edgesr.errors import EdgesrError
+
+
+def test_clean_int8_graph_passes_gpu_and_xnnpack():
+    path = int8_model("sesr_like")
+    for target in ("gpu", "xnnpack"):
+        findings = lint(path, target)
+        assert not has_errors(findings), [f.message for f in findings]
+    assert {f.check for f in lint(path, "gpu")} == {"dynamic-shape"}
+
+
+def test_rank6_pixel_shuffle_is_an_error_for_gpu_and_nnapi(capsys):
+    path = int8_model("rank6_shuffle")
+    for target in ("gpu", "nnapi"):
+        rank = [f for f in lint(path, target) if f.check == "rank"]
+        assert rank and all(f.severity == "error" for f in rank)
+        assert {f.op for f in rank} == {"RESHAPE", "TRANSPOSE"}
+    assert main(["lint", str(path), "--target", "gpu", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["ok"] is False and any("rank-6" in f["message"] for f in report["findings"])
+
+
+def test_float_island_is_found():
+    path = int8_model("float_island")
+    nnapi = lint(path, "nnapi")
+    islands = [f for f in nnapi if f.check == "float-island"]
+    assert {f.op for f in islands} == {"DEQUANTIZE", "SIN", "QUANTIZE"}
+    assert all(f.severity == "error" for f in islands)
+    assert any(f.check == "nnapi-deprecated" for f in nnapi)
+    assert any(f.check == "nnapi-feature-level" for f in nnapi)  # per-channel int8 weights
+    assert main(["lint", str(path), "--target", "nnapi"]) == 1
+    assert main(["lint", str(int8_model("sesr_like")), "--target", "xnnpack"]) == 0
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(EdgesrError, match="no such artifact"):
+        lint(tmp_path / "x.tflite", "gpu")
+    with pytest.raises(EdgesrError, match="unknown lint target"):
+        lint(int8_model("sesr_like"), "dsp")
+    with pytest.raises(EdgesrError, match="needs a .mlpackage"):
+        lint(int8_model("sesr_like"), "coreml-ane")
+    assert main(["lint", str(tmp_path / "x.tflite"), "--target", "gpu"]) == 2
