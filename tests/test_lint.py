@@ -26,6 +26,7 @@ def test_rank6_pixel_shuffle_is_an_error_for_gpu_and_nnapi(capsys):
         rank = [f for f in lint(path, target) if f.check == "rank"]
         assert rank and all(f.severity == "error" for f in rank)
         assert {f.op for f in rank} == {"RESHAPE", "TRANSPOSE"}
+    capsys.readouterr()  # drop the converter's log
     assert main(["lint", str(path), "--target", "gpu", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     assert report["ok"] is False and any("rank-6" in f["message"] for f in report["findings"])
