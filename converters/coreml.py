@@ -162,3 +162,35 @@ def structure(path: str | os.PathLike) -> dict:
         "weight_dtypes": sorted(weights),
         "metadata": spec.description.metadata.userDefined.get(KEY),
     }
+
+
+def check_structure(path: str | os.PathLike, precision: str, channels: int) -> dict:
+    """Structural validation of a saved package against what :func:`convert` promises.
+
+    Checks: one input ``input`` float32 (1, C, H, W) with H and W ranged (2..4096), one output
+    ``output``, conv weights stored as FLOAT32 (fp32), FLOAT16 (fp16) or INT8 (w8, w8a8),
+    quantize/dequantize ops present for w8a8, and edgesr metadata embedded.
+
+    Returns:
+        :func:`structure`'s dict plus ``"problems": [str]`` and ``"passed": bool``.
+    """
+    s = structure(path)
+    problems = []
+    inp = s["inputs"].get("input")
+    if list(s["inputs"]) != ["input"] or inp is None:
+        problems.append(f"inputs {list(s['inputs'])}, expected ['input']")
+    else:
+        if inp["dtype"] != "FLOAT32" or len(inp["shape"]) != 4 or inp["shape"][:2] != [1, channels]:
+            problems.append(f"input {inp['dtype']} {inp['shape']}, expected FLOAT32 (1, {channels}, H, W)")
+        if [r for r in inp["ranges"][2:]] != [[2, MAX_SIDE], [2, MAX_SIDE]]:
+            problems.append(f"input H/W ranges {inp['ranges'][2:]}, expected [2, {MAX_SIDE}] each")
+    if s["outputs"] != ["output"]:
+        problems.append(f"outputs {s['outputs']}, expected ['output']")
+    want = {"fp32": "FLOAT32", "fp16": "FLOAT16", "w8": "INT8", "w8a8": "INT8"}.get(precision)
+    if want is None or s["weight_dtypes"] != [want]:
+        problems.append(f"conv weights stored as {s['weight_dtypes']}, expected [{want}] for {precision}")
+    if precision == "w8a8" and not {"quantize", "dequantize"} <= set(s["ops"]):
+        problems.append("w8a8 program has no quantize/dequantize activation ops")
+    if s["metadata"] is None:
+        problems.append("no edgesr metadata in user_defined_metadata")
+    return {**s, "problems": problems, "passed": not problems}

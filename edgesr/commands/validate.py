@@ -1,0 +1,75 @@
+"""``edgesr validate ARTIFACT --reference CKPT [--data-root DIR --sets Set5] [--json OUT]``.
+
+Runs the artifact through its own runtime and the checkpoint's float deploy module through
+the same evaluation path on whole real images (default: the embedded validation
+photographs), prints max abs error, PSNR vs the reference and PSNR/SSIM vs HR per set
+(:mod:`edgesr.validation`). Exit 0 within tolerance (or Core ML numbers skipped with a
+reason and structure valid), 1 beyond tolerance (the message names the artifact and the
+numbers), 2 for bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifact", help="exported model: .tflite, .onnx or .mlpackage")
+    p.add_argument("--reference", required=True, help="the edgesr checkpoint the artifact was exported from")
+    p.add_argument("--data-root", help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
+    p.add_argument("--sets", help="comma-separated set names under --data-root, or image folders")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8", "w8a8"), default=None,
+                   help="tolerance class (default: the artifact's metadata)")
+    p.add_argument("--int8-tolerance-db", type=float, default=None,
+                   help="allowed PSNR drop vs the reference for int8/w8/w8a8 (default 0.15 dB)")
+    p.add_argument("--num-threads", type=int, default=None, help="runtime threads (TFLite, ONNX)")
+    p.add_argument("--reference-kernels", action="store_true", help="TFLite: LiteRT's reference kernels (BUILTIN_REF)")
+    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+
+
+def _fmt(v, spec):
+    return "n/a" if v is None else format(v, spec)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from edgesr.atomic import write_text_atomic
+    from edgesr.checkpoint import load_checkpoint
+    from edgesr.data import resolve_eval_sets
+    from edgesr.errors import EdgesrError
+    from edgesr.validation import INT8_MAX_DROP_DB, failure_message, validate_artifact
+
+    if not Path(args.artifact).exists():
+        raise EdgesrError(f"{args.artifact}: no such artifact")
+    reference, _ = load_checkpoint(args.reference, deploy=True)
+    sets = resolve_eval_sets(args.data_root, args.sets.split(",") if args.sets else None)
+    options = {}
+    if args.num_threads is not None:
+        options["num_threads"] = args.num_threads
+    if args.reference_kernels:
+        if not args.artifact.endswith(".tflite"):
+            raise EdgesrError("--reference-kernels applies to .tflite artifacts only")
+        options["reference_kernels"] = True
+    tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
+    result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
+                               progress=True, **options)
+    print(f"{result['artifact']}  ({result['precision']})")
+    if result["skipped"]:
+        print(f"  numbers skipped: {result['skipped']}")
+    else:
+        print(f"  max abs error {_fmt(result['max_abs_err'], '.3g')}, PSNR vs reference "
+              f"{_fmt(result['psnr_vs_reference_db'], '.2f')} dB")
+        for name, r in result["eval"].items():
+            ref = result["reference_eval"][name]
+            print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f})")
+    if "structure" in result:
+        print(f"  structure: {'ok' if result['structure']['passed'] else '; '.join(result['structure']['problems'])}")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if not result["passed"]:
+        print(f"edgesr: validate: {failure_message(result)}", file=sys.stderr)
+        return 1
+    print("  passed")
+    return 0
