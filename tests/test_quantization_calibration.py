@@ -1,0 +1,113 @@
+"""Calibration patches and observers on real photographs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgesr.data import embedded_image
+from edgesr.errors import EdgesrError
+from edgesr.evaluate import model_input
+from edgesr.registry import IOContract, create
+from quantization import calibrate, calibration_patches
+from quantization.calibration import MinMaxObserver, MSEObserver, PercentileObserver, make_observer
+from quantization.graph import quant_plan, tensor_nodes, trace
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return create("sesr_m3_relu", scale=2, expansion=16).collapse()
+
+
+@pytest.fixture(scope="module")
+def patches(model):
+    return calibration_patches([embedded_image("chelsea"), ("camera", embedded_image("camera"))], model.contract, 48, 24)
+
+
+def _activation(model, patches, node="add"):
+    """Real activations of one node of the traced model on the patches."""
+    got = {}
+
+    class Grab(torch.fx.Interpreter):
+        def run_node(self, n):
+            out = super().run_node(n)
+            got.setdefault(n.name, out)
+            return out
+
+    with torch.no_grad():
+        Grab(trace(model)).run(torch.from_numpy(patches))
+    return got[node]
+
+
+def test_patches_are_crops_of_the_model_input(model):
+    img = embedded_image("coffee")[50:150, 200:330]  # a 100 x 130 window keeps the search below cheap
+    a = calibration_patches([img], model.contract, patch=40, count=10, seed=3)
+    b = calibration_patches([img], model.contract, patch=40, count=10, seed=3)
+    assert a.shape == (10, 1, 40, 40) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    full = model_input(img, model.contract)[0, 0]
+    for crop in a[:3, 0]:  # each crop occurs in the full model input
+        hits = np.argwhere(np.all(np.lib.stride_tricks.sliding_window_view(full, (40, 40)) == crop, axis=(2, 3)))
+        assert len(hits) >= 1
+    rgb = calibration_patches([img], IOContract(scale=2, color="rgb", channels=3), patch=16, count=2)
+    assert rgb.shape == (2, 3, 16, 16)
+    with pytest.raises(EdgesrError, match="at least 64x64"):
+        calibration_patches([img[:30, :30]], model.contract, patch=64)
+
+
+def test_ranges_cover_every_int8_tensor_and_contain_zero(model, patches):
+    ranges = calibrate(model, patches, "minmax")
+    assert set(ranges) == set(tensor_nodes(quant_plan(trace(model))))
+    assert "x" in ranges and "blocks_0" not in ranges and "acts_0" in ranges
+    x = torch.from_numpy(patches)
+    assert ranges["x"] == (0.0, float(x.max()))  # inputs are >= 0: widened to include 0
+    for lo, hi in ranges.values():
+        assert lo <= 0.0 <= hi and hi > lo
+    act = _activation(model, patches, "add")
+    assert ranges["add"] == (min(float(act.min()), 0.0), max(float(act.max()), 0.0))
+    assert ranges["pixel_shuffle"] == ranges["clamp"] == ranges["add_1"]
+
+
+def test_percentile_range_is_inside_minmax(model, patches):
+    mm = calibrate(model, patches, "minmax")
+    pc = calibrate(model, patches, "percentile", percentile=99.0)
+    for name in mm:
+        assert mm[name][0] <= pc[name][0] <= 0.0 <= pc[name][1] <= mm[name][1]
+    assert any(pc[n][1] < mm[n][1] for n in mm)  # real activations have tails to clip
+    wider = calibrate(model, patches, "percentile", percentile=99.99)
+    assert all(wider[n][1] >= pc[n][1] and wider[n][0] <= pc[n][0] for n in mm)
+
+
+def test_mse_range_minimizes_its_error():
+    act = _activation(create("sesr_m3_relu", scale=2, expansion=16).collapse(), calibration_patches(
+        [embedded_image("chelsea")], IOContract(scale=2), 48, 16), "first")
+    obs = MSEObserver()
+    obs.update(act)
+    mm = MinMaxObserver()
+    mm.update(act)
+    chosen = obs.range()
+    err = obs.error(*chosen)
+    assert err <= obs.error(*mm.range())
+    assert err <= min(obs.error(*r) for r in obs.candidates())
+    pc = PercentileObserver(percentile=99.9)
+    pc.update(act)
+    assert err <= obs.error(*pc.range())
+    (lo, hi), (m_lo, m_hi) = chosen, mm.range()
+    for f in (0.9, 0.95, 0.99, 1.01, 1.05, 1.1):  # no move of one end inside the observed range does better
+        if m_lo <= lo * f:
+            assert err <= obs.error(lo * f, hi)
+        if hi * f <= m_hi:
+            assert err <= obs.error(lo, hi * f)
+
+
+def test_observer_selection_errors():
+    with pytest.raises(EdgesrError, match="unknown observer"):
+        make_observer("kl")
+    with pytest.raises(EdgesrError, match="percentile"):
+        make_observer("percentile", percentile=30)
+    with pytest.raises(EdgesrError, match="observer 'minmax'"):
+        make_observer("minmax", percentile=99.0)
+    with pytest.raises(EdgesrError, match="no values"):
+        MinMaxObserver().range()

@@ -1,0 +1,114 @@
+"""Fake quantization vs the integer arithmetic, and the int8 simulation of a deploy module."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from edgesr.data import embedded_image, to_luma
+from edgesr.errors import EdgesrError
+from edgesr.metrics import psnr
+from edgesr.registry import create
+from quantization import calibrate, calibration_patches, fake_quant_module, quantizer_ranges
+from quantization.arithmetic import (
+    fake_quant, nudged_qparams, quantize, quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize,
+)
+from quantization.fake_quant import fake_quant_activation, fake_quant_weight
+from quantization.graph import FUSED, SHARED, quant_plan, tensor_nodes, trace
+
+
+def tiny(name="sesr_m3_relu"):
+    torch.manual_seed(0)
+    return create(name, scale=2, expansion=16).collapse()
+
+
+def test_torch_fake_quant_equals_numpy_reference():
+    y = to_luma(embedded_image("coffee"))
+    x = np.concatenate([y.ravel() * 3 - 1, [-50.0, 50.0]]).astype(np.float32)
+    for lo, hi in [(-1.0, 2.0), (0.0, 1.0), (-0.37, 0.81)]:
+        got = fake_quant_activation(torch.from_numpy(x), torch.tensor(lo), torch.tensor(hi)).numpy()
+        np.testing.assert_array_equal(got, fake_quant(x, lo, hi))
+
+
+def test_fake_quant_weight_is_the_dequantized_per_channel_int8():
+    w = tiny().blocks[0].weight.detach()
+    q, scale = quantize_weights_per_channel(w.numpy(), axis=0)
+    want = q.astype(np.float64) * scale.astype(np.float64)[:, None, None, None]
+    np.testing.assert_array_equal(fake_quant_weight(w).numpy(), want.astype(np.float32))
+    assert (np.abs(q).reshape(q.shape[0], -1).max(1) == 127).all()  # each channel's extreme maps to +-127
+
+
+def test_gradients_are_straight_through():
+    x = torch.linspace(-2, 2, 101, requires_grad=True)
+    fake_quant_activation(x, torch.tensor(-1.0), torch.tensor(1.0)).sum().backward()
+    p = nudged_qparams(-1.0, 1.0)
+    inside = (x.detach() >= p.nudged_min) & (x.detach() <= p.nudged_max)
+    np.testing.assert_array_equal(x.grad.numpy(), inside.float().numpy())
+    w = torch.randn(4, 2, 3, 3, requires_grad=True)
+    fake_quant_weight(w).sum().backward()
+    np.testing.assert_array_equal(w.grad.numpy(), np.ones((4, 2, 3, 3), np.float32))
+
+
+def test_plan_mirrors_tflite_int8_tensors():
+    relu_plan = quant_plan(trace(tiny("sesr_m3_relu")))
+    prelu_plan = quant_plan(trace(tiny("sesr_m3")))
+    assert relu_plan["blocks_0"].kind == FUSED and "blocks_0" not in tensor_nodes(relu_plan)  # conv+relu: one tensor
+    assert "blocks_0" in tensor_nodes(prelu_plan)  # conv and PRELU: two tensors
+    for plan in (relu_plan, prelu_plan):
+        assert {"x", "first", "add", "last", "add_1"} <= set(tensor_nodes(plan))
+        assert plan["pixel_shuffle"].kind == SHARED and plan["pixel_shuffle"].source == "add_1"
+        assert plan["clamp"].source == "add_1"
+
+
+def test_one_conv_simulation_predicts_the_integer_kernel():
+    """conv + fused relu: the fake-quant output is the integer kernel's output (within 1 LSB)."""
+    torch.manual_seed(1)
+    conv = torch.nn.Conv2d(1, 6, 3, padding=1)
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, x):
+            return F.relu(self.conv(x))
+
+    x = torch.from_numpy(to_luma(embedded_image("camera"))[100:180, 200:290][None, None].copy())
+    ranges = calibrate(Net(), x)
+    out = fake_quant_module(Net(), ranges).eval()(x).detach().numpy()[0]  # (6, H, W)
+    (in_lo, in_hi), (out_lo, out_hi) = ranges["x"], ranges["relu"]
+    p_in, p_out = nudged_qparams(in_lo, in_hi), nudged_qparams(out_lo, out_hi)
+    q_w, w_scale = quantize_weights_per_channel(conv.weight.detach().numpy())
+    q_b = quantize_bias(conv.bias.detach().numpy(), p_in.scale, w_scale)
+    q_in = quantize(x.numpy()[0, 0], p_in.scale, p_in.zero_point).astype(np.int64) - p_in.zero_point
+    win = np.lib.stride_tricks.sliding_window_view(np.pad(q_in, 1), (3, 3))  # (H, W, 3, 3)
+    acc = np.einsum("hwkl,okl->ohw", win, q_w[:, 0].astype(np.int64)) + q_b[:, None, None]
+    mult = [quantize_multiplier(float(np.float32(p_in.scale)) * float(s) / float(np.float32(p_out.scale))) for s in w_scale]
+    m, sh = np.array([a for a, _ in mult])[:, None, None], np.array([b for _, b in mult])[:, None, None]
+    q_out = requantize(acc.astype(np.int32), m, sh, p_out.zero_point, act_min=max(-128, p_out.zero_point))
+    lsb = np.rint((out / np.float32(p_out.scale))).astype(np.int64) + p_out.zero_point - q_out
+    assert np.abs(lsb).max() <= 1
+    assert (lsb == 0).mean() > 0.99
+
+
+def test_simulation_of_sesr_is_close_to_float_and_not_identical():
+    model = tiny()
+    img = embedded_image("chelsea")
+    ranges = calibrate(model, calibration_patches([img], model.contract, 48, 16))
+    sim = fake_quant_module(model, ranges).eval()
+    x = torch.from_numpy(to_luma(img)[None, None].copy())
+    with torch.no_grad():
+        ref, out = model(x).numpy(), sim(x).numpy()
+    assert out.shape == ref.shape and not np.array_equal(out, ref)
+    assert psnr(out * 255.0, ref * 255.0) > 40.0  # a few int8 steps of error across 6 quantized tensors
+    assert quantizer_ranges(sim) == {k: (np.float32(lo).item(), np.float32(hi).item()) for k, (lo, hi) in ranges.items()}
+
+
+def test_missing_range_is_a_user_error():
+    model = tiny()
+    ranges = calibrate(model, calibration_patches([embedded_image("camera")], model.contract, 32, 4))
+    del ranges["add"]
+    with pytest.raises(EdgesrError, match="add"):
+        fake_quant_module(model, ranges)
