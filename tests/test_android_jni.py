@@ -162,7 +162,7 @@ def test_splut_jni_bit_exact_with_numpy_engine(host, tmp_path, variant):
 
 def test_jni_rejects_bad_arguments(host):
     lines = host.java("errors").stdout.strip().splitlines()
-    assert len(lines) == 10, lines
+    assert len(lines) == 11, lines
     for line in lines:
         assert "IllegalArgumentException" in line and line.split(": ", 2)[2], line
 

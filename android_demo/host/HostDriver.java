@@ -82,6 +82,7 @@ public final class HostDriver {
             () -> LutEngine.srlutUpscale(lut, 4, 2, in, 0, 3, out),
             () -> LutEngine.splutUpscale(new ByteBuffer[0], 0, in, 2, 3, out),
             () -> LutEngine.splutUpscale(new ByteBuffer[10], 0, in, 2, 3, out),
+            () -> LutEngine.splutUpscale(new ByteBuffer[10], 9, in, 2, 3, out),
             () -> LutEngine.splutUpscale(new ByteBuffer[10], 3, in, 2, 3, out),
         };
         for (int i = 0; i < cases.length; i++) {

@@ -20,8 +20,8 @@
 
 /* SPLUT always upscales by 4 (Ma et al., ECCV 2022). */
 #define SPLUT_SCALE 4
-/* Variants 0..2 (S, M, L): 2 * (5 + 4 * variant) tables, at most 26 (lut_engine.h). */
-#define SPLUT_MAX_VARIANT 2
+/* Variants 0..8 (0, 1, 2 = S, M, L): 2 * (5 + 4 * variant) tables, at most 74 (lut_engine.h). */
+#define SPLUT_MAX_VARIANT 8
 #define SPLUT_MAX_LUTS (2 * (5 + 4 * SPLUT_MAX_VARIANT))
 #define SPLUT_ENTRIES 65536 /* 16^4 rows per table */
 
@@ -113,7 +113,7 @@ JNIEXPORT void JNICALL Java_dev_edgesr_demo_LutEngine_splutUpscale(JNIEnv *env, 
         return;
     }
     if (variant < 0 || variant > SPLUT_MAX_VARIANT) {
-        throw_named(env, "java/lang/IllegalArgumentException", "SPLUT variant must be 0 (S), 1 (M) or 2 (L)");
+        throw_named(env, "java/lang/IllegalArgumentException", "SPLUT variant must be 0..8 (0 = S, 1 = M, 2 = L)");
         return;
     }
     /* Per branch (MSB, then LSB): spatial (x4), 4 per mixing stage (x4), 4 final (x16 values). */

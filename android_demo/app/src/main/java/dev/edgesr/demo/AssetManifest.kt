@@ -1,0 +1,114 @@
+package dev.edgesr.demo
+
+import android.content.res.AssetManager
+import org.json.JSONArray
+import org.json.JSONObject
+import java.io.FileInputStream
+import java.nio.ByteBuffer
+import java.nio.ByteOrder
+import java.nio.channels.FileChannel
+
+/**
+ * `assets/edgesr/manifest.json`, written by `edgesr android-export` (edgesr/commands/android_export.py;
+ * field meanings there). Everything the app knows about a model comes from here: file, I/O
+ * contract, tensors and the tolerances of the on-device checks.
+ */
+const val ASSET_DIR = "edgesr"
+
+/** edgesr.registry.IOContract: colour "y" | "luma_full" | "rgb", channels, per-channel RGB. */
+data class Contract(val scale: Int, val color: String, val channels: Int, val perChannel: Boolean)
+
+/** A TFLite tensor: shape (NHWC), dtype ("float32", "int8", "uint8") and affine quantization. */
+data class TensorInfo(val name: String, val shape: IntArray, val dtype: String, val scale: Float, val zeroPoint: Int)
+
+/** One int8 table of a LUT model, a slice of its `luts/NAME.bin` file. */
+data class LutTable(val offset: Long, val bytes: Int)
+
+/** A LUT model: method "srlut" (bits, scale) or "splut" (variant), tables in engine order. */
+data class LutInfo(val method: String, val bits: Int, val variant: Int, val tables: List<LutTable>)
+
+/** Max abs error allowed on [0, 1] outputs: CPU (0 for int8 and LUT, 1e-4 for fp32) and GPU. */
+data class Tolerance(val cpu: Double, val gpu: Double)
+
+data class ModelInfo(
+    val name: String,
+    val format: String, // "tflite" | "lut"
+    val precision: String, // "fp32" | "fp16" | "int8" | "int8-lut"...
+    val file: String, // relative to assets/edgesr/
+    val contract: Contract,
+    val inputs: List<TensorInfo>,
+    val outputs: List<TensorInfo>,
+    val lut: LutInfo?,
+    val tolerance: Tolerance,
+) {
+    override fun toString() = "$name ($format ${precision}, x${contract.scale}, ${contract.color})"
+}
+
+/** One golden vector: a raw input tensor and the expected raw output (files under assets/edgesr/). */
+data class RawTensor(val file: String, val shape: IntArray, val dtype: String)
+data class GoldenCase(val model: String, val name: String, val input: RawTensor, val output: RawTensor)
+
+class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, val sample: String?) {
+    companion object {
+        /** Reads the manifest, or returns null when the app was built without exported assets. */
+        fun load(assets: AssetManager): AssetManifest? {
+            val text = try {
+                assets.open("$ASSET_DIR/manifest.json").bufferedReader().use { it.readText() }
+            } catch (e: java.io.IOException) {
+                return null
+            }
+            val root = JSONObject(text)
+            val models = root.getJSONArray("models").objects().map(::parseModel)
+            val golden = root.optJSONArray("cases")?.objects()?.map(::parseCase) ?: emptyList()
+            return AssetManifest(models, golden, root.optString("sample").ifEmpty { null })
+        }
+
+        private fun parseModel(o: JSONObject): ModelInfo {
+            val c = o.getJSONObject("contract")
+            val contract = Contract(c.getInt("scale"), c.getString("color"), c.optInt("channels", 1), c.optBoolean("per_channel", false))
+            val lut = o.optJSONObject("lut")?.let { l ->
+                LutInfo(
+                    l.getString("method"), l.optInt("bits", 4), l.optInt("variant", 0),
+                    l.getJSONArray("tables").objects().map { LutTable(it.getLong("offset"), it.getInt("bytes")) },
+                )
+            }
+            val tol = o.getJSONObject("tolerance")
+            return ModelInfo(
+                o.getString("name"), o.getString("format"), o.getString("precision"), o.getString("file"), contract,
+                o.optJSONArray("inputs")?.objects()?.map(::parseTensor) ?: emptyList(),
+                o.optJSONArray("outputs")?.objects()?.map(::parseTensor) ?: emptyList(),
+                lut, Tolerance(tol.getDouble("cpu"), tol.optDouble("gpu", Double.NaN)),
+            )
+        }
+
+        private fun parseTensor(o: JSONObject): TensorInfo {
+            val q = o.optJSONObject("quantization")
+            return TensorInfo(
+                o.getString("name"), o.getJSONArray("shape").ints(), o.getString("dtype"),
+                q?.getDouble("scale")?.toFloat() ?: 0f, q?.getInt("zero_point") ?: 0,
+            )
+        }
+
+        private fun parseRaw(o: JSONObject) = RawTensor(o.getString("file"), o.getJSONArray("shape").ints(), o.getString("dtype"))
+
+        private fun parseCase(o: JSONObject) =
+            GoldenCase(o.getString("model"), o.getString("name"), parseRaw(o.getJSONObject("input")), parseRaw(o.getJSONObject("output")))
+
+        private fun JSONArray.objects(): List<JSONObject> = (0 until length()).map { getJSONObject(it) }
+        private fun JSONArray.ints(): IntArray = IntArray(length()) { getInt(it) }
+    }
+}
+
+/**
+ * Memory-maps an uncompressed asset (models and LUT tables; see `noCompress` in build.gradle.kts).
+ * The returned buffer is direct, so it goes to LiteRT and to the JNI engine without a copy.
+ */
+fun AssetManager.map(path: String): ByteBuffer =
+    openFd("$ASSET_DIR/$path").use { fd ->
+        FileInputStream(fd.fileDescriptor).channel.use { ch ->
+            ch.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength).order(ByteOrder.nativeOrder())
+        }
+    }
+
+/** Reads a whole asset under assets/edgesr/ (golden vectors). */
+fun AssetManager.bytes(path: String): ByteArray = open("$ASSET_DIR/$path").use { it.readBytes() }

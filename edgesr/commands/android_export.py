@@ -1,0 +1,412 @@
+"""``edgesr android-export RUN_DIR --app android_demo``: fill the Android demo's assets from a run.
+
+What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every export):
+
+* ``models/<name>.tflite``: the run's TFLite artifacts, byte for byte;
+* ``luts/<name>.bin``: each ``.lut`` bundle's tables as raw int8, concatenated in engine
+  order (the app maps them straight into the JNI engine; no npz parsing on the phone);
+* ``golden/...``: ``RUN_DIR/golden/`` (written by ``edgesr golden``) copied as is;
+* ``manifest.json``: one entry per model with its file, SHA-256, bytes, I/O contract
+  (:class:`~edgesr.registry.IOContract` as a dict), tensor names, shapes, dtypes and
+  quantization (TFLite) or tables (LUT), the comparison tolerances of the on-device tests,
+  and the golden vectors (the golden manifest's entries, paths made relative to ``edgesr/``).
+
+The whole ``edgesr/`` folder is built beside the target and renamed onto it
+(:func:`edgesr.atomic.atomic_path`), so the app never sees half an export.
+
+The contract of an artifact is read from the artifact's side, never guessed, in this order:
+its sidecar ``PATH.json``, its entry in ``report.json``, the TFLite's embedded metadata
+(a JSON buffer with ``scale`` and ``color``), the LUT bundle itself; a model without one
+is refused with an error naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+from edgesr.atomic import atomic_path
+from edgesr.errors import EdgesrError
+
+#: where the app reads its assets (``AssetManager.open("edgesr/manifest.json")``)
+ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
+MANIFEST_FORMAT = "edgesr-android-assets"
+MANIFEST_VERSION = 1
+#: fp32 on the phone's CPU (XNNPACK) vs the golden fp32 outputs: max abs difference on [0, 1]
+CPU_FP32_TOLERANCE = 1e-4
+#: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
+DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder with report.json (from `edgesr run`)")
+    p.add_argument("--app", default="android_demo", help="the Android project folder (default: android_demo)")
+    p.add_argument("--gpu-tolerance", type=float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
+
+
+def run(args) -> int:
+    manifest = export(args.run_dir, args.app, gpu_tolerance=args.gpu_tolerance)
+    target = Path(args.app) / ASSET_SUBDIR
+    print(f"{target}: {len(manifest['models'])} model(s), {len(manifest['golden'])} golden vector set(s)")
+    for m in manifest["models"]:
+        print(f"  {m['name']:<32} {m['format']:<7} {m['precision']:<5} {m['bytes']:>10} B  {m['sha256'][:12]}")
+    return 0
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise EdgesrError(f"{path}: no such file") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgesrError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise EdgesrError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _as_contract(d) -> dict | None:
+    """A contract dict (``IOContract`` fields) found in ``d`` itself or under ``d["contract"]``."""
+    if not isinstance(d, dict):
+        return None
+    if isinstance(d.get("contract"), dict):
+        d = d["contract"]
+    if "scale" in d and "color" in d:
+        from edgesr.registry import IOContract
+
+        known = {k: d[k] for k in IOContract.__dataclass_fields__ if k in d}
+        if "value_range" in known:
+            known["value_range"] = tuple(known["value_range"])
+        try:
+            return IOContract(**known).to_dict()
+        except TypeError as exc:
+            raise EdgesrError(f"invalid I/O contract {d!r}: {exc}") from None
+    return None
+
+
+def _tflite_metadata_contract(path: Path) -> dict | None:
+    """The contract embedded in a TFLite file's metadata buffers (a JSON with scale and colour)."""
+    import tflite
+
+    model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
+    for i in range(model.MetadataLength()):
+        buf = model.Buffers(model.Metadata(i).Buffer())
+        if buf is None or buf.DataLength() == 0:
+            continue
+        try:
+            contract = _as_contract(json.loads(buf.DataAsNumpy().tobytes().decode("utf-8")))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        if contract:
+            return contract
+    return None
+
+
+def _tflite_tensors(path: Path) -> tuple[list[dict], list[dict]]:
+    """Input and output tensors of a TFLite model: name, shape, shape signature, dtype, quantization."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise EdgesrError(f"{path}: not a loadable TFLite model ({exc})") from None
+
+    def describe(t: dict) -> dict:
+        scale, zero_point = t["quantization"]
+        return {
+            "name": t["name"],
+            "shape": [int(v) for v in t["shape"]],
+            "shape_signature": [int(v) for v in t.get("shape_signature", t["shape"])],
+            "dtype": t["dtype"].__name__,
+            "quantization": {"scale": float(scale), "zero_point": int(zero_point)} if scale else None,
+        }
+
+    return [describe(t) for t in interp.get_input_details()], [describe(t) for t in interp.get_output_details()]
+
+
+def _lut_tables(path: Path) -> tuple[dict, list, dict]:
+    """(method/scale/bits/variant, int8 tables in engine order, contract) of a ``.lut`` bundle."""
+    try:
+        from lut_baking.bundle import load_bundle
+    except ModuleNotFoundError:
+        raise EdgesrError(f"{path}: LUT bundles need the lut_baking package, which this build lacks") from None
+    b = load_bundle(path)
+    desc = {"method": b.method, "scale": b.scale, "bits": b.bits, "variant": b.variant}
+    return desc, list(b.arrays), b.contract.to_dict()
+
+
+def _gpu_tolerance(artifact: dict, override: float | None) -> tuple[float, str]:
+    """The GPU delegate's tolerance: the CLI value, the fp16 error the run measured, or 1/255."""
+    if override is not None:
+        if not override >= 0:
+            raise EdgesrError(f"--gpu-tolerance must be >= 0, got {override}")
+        return float(override), "--gpu-tolerance"
+    for key in ("gpu_tolerance", "fp16_max_abs_error"):
+        value = artifact.get(key, (artifact.get("validation") or {}).get(key))
+        if isinstance(value, (int, float)) and value >= 0:
+            return float(value), f"report.json artifacts[].{key}"
+    return DEFAULT_GPU_TOLERANCE, "default (one 8-bit level); no fp16 measurement in the run"
+
+
+def _sample_image():
+    from edgesr.data import embedded_image
+
+    return embedded_image(SAMPLE_IMAGE)
+
+
+def _golden_sets(golden_dir: Path) -> list[dict]:
+    """The golden manifests under ``golden_dir`` (``**/manifest.json``), paths relative to ``edgesr/``."""
+    sets = []
+    for manifest_path in sorted(golden_dir.rglob("manifest.json")):
+        data = _read_json(manifest_path)
+        rel = manifest_path.parent.relative_to(golden_dir)
+        sets.append({"dir": str(Path("golden") / rel).replace("\\", "/"), "manifest": data})
+    return sets
+
+
+def _tensor_ref(d, base: str) -> dict | None:
+    """``{"file", "shape", "dtype"}`` from a golden manifest's tensor entry (``file`` or ``path``)."""
+    if isinstance(d, list) and len(d) == 1:
+        d = d[0]
+    if not isinstance(d, dict) or not all(k in d for k in ("shape", "dtype")):
+        return None
+    f = d.get("file") or d.get("path")
+    if not isinstance(f, str):
+        return None
+    return {"file": f"{base}/{f}", "shape": [int(v) for v in d["shape"]], "dtype": str(d["dtype"])}
+
+
+def _derive_cases(sets: list[dict], entries: list[dict]) -> list[dict]:
+    """Golden cases found in ``edgesr golden`` manifests: any object with an input and an output
+    tensor (file, shape, dtype) whose ``artifact``/``model`` (or its manifest's) names an exported model."""
+    by_key = {}
+    for e in entries:
+        for key in (e["name"], Path(e["source"]).name, Path(e["source"]).stem):
+            by_key.setdefault(key, e["name"])
+    cases: list[dict] = []
+
+    def walk(node, base: str, owner):
+        if isinstance(node, dict):
+            owner = node.get("artifact") or node.get("model") or owner
+            inp = _tensor_ref(node.get("input", node.get("inputs")), base)
+            out = _tensor_ref(node.get("output", node.get("outputs")), base)
+            model = by_key.get(Path(str(owner)).name) or by_key.get(Path(str(owner)).stem) if owner else None
+            if inp and out and model:
+                name = str(node.get("name") or node.get("image") or f"case{len(cases)}")
+                cases.append({"model": model, "name": name, "input": inp, "output": out, "source": "RUN_DIR/golden"})
+                return
+            for v in node.values():
+                walk(v, base, owner)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, base, owner)
+
+    for gs in sets:
+        walk(gs["manifest"], gs["dir"], None)
+    return cases
+
+
+#: golden vectors made by android-export itself when the run has none: an odd-sized crop
+SAMPLE_IMAGE, GOLDEN_CROP, GOLDEN_AT = "chelsea", (37, 45), (101, 150)
+
+
+def _generate_case(entry: dict, path: Path) -> tuple[dict, bytes, bytes]:
+    """A golden case computed on this machine: a crop of the sample photo through the model.
+
+    TFLite: LiteRT's default CPU kernels, input prepared and quantized exactly as
+    ``converters.runtime.TFLiteUpscaler`` does; LUT: the numpy engine on the 8-bit plane that
+    ``lut_baking.bundle.LutUpscaler`` would feed. One plane: Y, or R for per-channel RGB models.
+    """
+    import numpy as np
+
+    from edgesr.data import embedded_image
+    from edgesr.evaluate import model_input
+    from edgesr.registry import IOContract
+
+    c = dict(entry["contract"], value_range=tuple(entry["contract"]["value_range"]))
+    contract = IOContract(**c)
+    h, w = GOLDEN_CROP
+    if entry["format"] == "tflite":
+        sig = entry["inputs"][0]["shape_signature"]
+        if sig[1] > 0 and sig[2] > 0:
+            h, w = sig[1], sig[2]
+    y0, x0 = GOLDEN_AT
+    img = embedded_image(SAMPLE_IMAGE)
+    crop = np.ascontiguousarray(img[y0 : y0 + h, x0 : x0 + w])
+    x = model_input(crop, contract)[:1]  # (1, C, h, w) float32
+    s = contract.scale
+    case = {"model": entry["name"], "name": f"{SAMPLE_IMAGE}_{h}x{w}", "source": "android-export (this machine's CPU)"}
+    if entry["format"] == "lut":
+        from lut_baking.bundle import load_bundle, upscale_planes
+
+        plane = np.round(np.clip(x[0, 0], 0.0, 1.0) * 255.0).astype(np.uint8)
+        out = upscale_planes(load_bundle(path), plane[None], "numpy")[0]
+        case["input"] = {"shape": [h, w], "dtype": "uint8"}
+        case["output"] = {"shape": [h * s, w * s], "dtype": "uint8"}
+        return case, plane.tobytes(), out.tobytes()
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    inp = it.get_input_details()[0]
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+    if list(inp["shape"]) != list(nhwc.shape):
+        it.resize_tensor_input(inp["index"], list(nhwc.shape), strict=True)
+    it.allocate_tensors()
+    inp, out_d = it.get_input_details()[0], it.get_output_details()[0]
+    if inp["dtype"] in (np.int8, np.uint8):  # as TFLiteUpscaler: np.round half to even, in float32
+        scale, zero_point = inp["quantization"]
+        info = np.iinfo(inp["dtype"])
+        nhwc = np.clip(np.round(nhwc / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
+    it.set_tensor(inp["index"], nhwc)
+    it.invoke()
+    y = it.get_tensor(out_d["index"])
+    case["input"] = {"shape": list(nhwc.shape), "dtype": np.dtype(nhwc.dtype).name}
+    case["output"] = {"shape": list(y.shape), "dtype": np.dtype(y.dtype).name}
+    return case, nhwc.astype(nhwc.dtype.newbyteorder("<")).tobytes(), y.astype(y.dtype.newbyteorder("<")).tobytes()
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_tol: float | None) -> tuple[dict, Path | bytes]:
+    """One manifest entry and what to write for it (the artifact's path, or the LUT bytes)."""
+    rel = artifact.get("path")
+    if not isinstance(rel, str) or not rel:
+        raise EdgesrError(f"{run_dir / 'report.json'}: artifacts[{index}] has no 'path'")
+    path = run_dir / rel
+    if not path.is_file():
+        raise EdgesrError(f"{path}: artifact listed in report.json is missing")
+    precision = str(artifact.get("precision", "fp32"))
+    name = f"{path.stem}"
+    sidecar = path.with_name(path.name + ".json")
+    contract = (_as_contract(_read_json(sidecar)) if sidecar.is_file() else None) or _as_contract(artifact)
+    entry: dict = {"name": name, "format": artifact["format"], "precision": precision, "source": rel}
+    if artifact["format"] == "tflite":
+        contract = contract or _tflite_metadata_contract(path)
+        inputs, outputs = _tflite_tensors(path)
+        payload: Path | bytes = path
+        entry.update(file=f"models/{name}.tflite", inputs=inputs, outputs=outputs)
+        tol, source = _gpu_tolerance(artifact, gpu_tol)
+        int8 = precision == "int8" or inputs[0]["dtype"] == "int8"
+        entry["tolerance"] = {"cpu": 0.0 if int8 else CPU_FP32_TOLERANCE, "gpu": tol, "gpu_source": source}
+    else:  # lut
+        desc, tables, lut_contract = _lut_tables(path)
+        contract = contract or lut_contract
+        payload = b"".join(t.astype("int8", copy=False).tobytes(order="C") for t in tables)
+        offsets, pos = [], 0
+        for t in tables:
+            offsets.append({"offset": pos, "bytes": int(t.nbytes), "shape": list(t.shape)})
+            pos += int(t.nbytes)
+        entry.update(file=f"luts/{name}.bin", lut=desc | {"tables": offsets})
+        entry["tolerance"] = {"cpu": 0.0}
+    if contract is None:
+        raise EdgesrError(f"{path}: no I/O contract (no {sidecar.name}, none in report.json or in the artifact)")
+    entry["contract"] = contract
+    if contract["scale"] != report.get("scale", contract["scale"]):
+        raise EdgesrError(f"{path}: contract scale {contract['scale']} differs from report.json scale {report['scale']}")
+    return entry, payload
+
+
+def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
+    """Copy a run's TFLite and LUT artifacts, contracts and golden vectors into ``app``'s assets.
+
+    Args:
+        run_dir: folder with ``report.json`` (``{"model", "scale", "artifacts": [...]}``).
+        app: the Android project folder (must contain ``app/``).
+        gpu_tolerance: overrides the GPU delegate's tolerance for every model.
+
+    Returns:
+        The manifest written to ``APP/app/src/main/assets/edgesr/manifest.json``.
+
+    Raises:
+        EdgesrError: missing or invalid run folder, report, artifact or app folder.
+    """
+    run_dir, app = Path(run_dir), Path(app)
+    if not run_dir.is_dir():
+        raise EdgesrError(f"{run_dir}: no such run folder")
+    if not (app / "app").is_dir():
+        raise EdgesrError(f"{app}: not the Android demo project (no app/ folder)")
+    report = _read_json(run_dir / "report.json")
+    artifacts = report.get("artifacts")
+    if not isinstance(artifacts, list):
+        raise EdgesrError(f"{run_dir / 'report.json'}: no 'artifacts' list")
+    for i, a in enumerate(artifacts):
+        if not isinstance(a, dict) or "format" not in a:
+            raise EdgesrError(f"{run_dir / 'report.json'}: artifacts[{i}] has no 'format'")
+    chosen = [(i, a) for i, a in enumerate(artifacts) if a["format"] in ("tflite", "lut")]
+    if not chosen:
+        raise EdgesrError(f"{run_dir / 'report.json'}: no tflite or lut artifacts to export")
+
+    entries, payloads, sources = [], [], []
+    for i, a in chosen:
+        entry, payload = _model_entry(run_dir, report, a, i, gpu_tolerance)
+        if any(e["name"] == entry["name"] for e in entries):
+            entry["name"] = f"{entry['name']}_{i}"
+            entry["file"] = entry["file"].replace(Path(entry["file"]).stem, entry["name"])
+        entries.append(entry)
+        payloads.append(payload)
+        sources.append(run_dir / a["path"])
+    golden_dir = run_dir / "golden"
+    golden_sets = _golden_sets(golden_dir) if golden_dir.is_dir() else []
+    cases = _derive_cases(golden_sets, entries)
+    generated = []  # (case, input bytes, output bytes) for models the run has no golden vectors of
+    for entry, src in zip(entries, sources):
+        if not any(c["model"] == entry["name"] for c in cases):
+            case, inp, out = _generate_case(entry, src)
+            stem = f"generated/{entry['name']}.{case['name']}"
+            case["input"]["file"], case["output"]["file"] = f"{stem}.in.bin", f"{stem}.out.bin"
+            cases.append(case)
+            generated.append((case, inp, out))
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": MANIFEST_VERSION,
+        "run": {"dir": run_dir.resolve().name, "model": report.get("model"), "scale": report.get("scale")},
+        "sample": "sample.png",
+        "models": entries,
+        "cases": cases,
+        "golden": golden_sets,
+    }
+
+    target = app / ASSET_SUBDIR
+    with atomic_path(target, suffix="") as tmp:
+        for entry, payload in zip(entries, payloads):
+            dest = tmp / entry["file"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if isinstance(payload, Path):
+                shutil.copyfile(payload, dest)
+            else:
+                dest.write_bytes(payload)
+            entry["sha256"] = _sha256(dest)
+            entry["bytes"] = dest.stat().st_size
+        if golden_dir.is_dir():
+            shutil.copytree(golden_dir, tmp / "golden")
+        for case, inp, out in generated:
+            (tmp / case["input"]["file"]).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / case["input"]["file"]).write_bytes(inp)
+            (tmp / case["output"]["file"]).write_bytes(out)
+        for case in cases:
+            for t in ("input", "output"):
+                f = tmp / case[t]["file"]
+                if not f.is_file():
+                    raise EdgesrError(f"{golden_dir}: golden file {case[t]['file']} listed in a manifest is missing")
+                case[t]["sha256"] = _sha256(f)
+        from PIL import Image
+
+        Image.fromarray(_sample_image()).save(tmp / "sample.png")
+        text = json.dumps(manifest, indent=2) + "\n"
+        (tmp / "manifest.json").write_text(text, encoding="utf-8")
+    return json.loads(text)  # exactly what the app reads (tuples become lists)

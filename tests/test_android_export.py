@@ -1,0 +1,218 @@
+"""``edgesr android-export``: a synthetic run folder with real small artifacts -> the app's assets.
+
+The run holds an fp32 and an int8 TFLite model built here with TensorFlow (conv 3x3 ->
+depth-to-space x2, dynamic H x W, edgesr sidecar metadata) and an SR-LUT x2 bundle written
+with lut_baking; no training. The checks read the files back and recompute what they can
+with independent code (the C LUT engine, a fresh LiteRT interpreter, edgesr's model_input).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgesr.commands.android_export import ASSET_SUBDIR, CPU_FP32_TOLERANCE, DEFAULT_GPU_TOLERANCE, export
+from edgesr.errors import EdgesrError
+from edgesr.registry import IOContract
+
+ROOT = Path(__file__).resolve().parents[1]
+Y2 = IOContract(scale=2, color="y")
+Y2_JSON = json.loads(json.dumps(Y2.to_dict()))
+
+
+def _tiny_tflite(precision: str) -> bytes:
+    """conv 3x3 (1 -> 4) + clip + depth-to-space 2, input (1, H, W, 1) with dynamic H, W."""
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    kernel = tf.constant(rng.normal(0, 0.3, (3, 3, 1, 4)).astype(np.float32) + np.float32(0.25))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 1], tf.float32)])
+    def model(x):
+        y = tf.nn.conv2d(x, kernel, strides=1, padding="SAME")
+        return tf.clip_by_value(tf.nn.depth_to_space(y, 2), 0.0, 1.0)
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([model.get_concrete_function()], model)
+    if precision == "int8":
+        patches = [rng.uniform(0.06, 0.92, (1, 16, 16, 1)).astype(np.float32) for _ in range(8)]
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = lambda: ([p] for p in patches)
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+@pytest.fixture(scope="module")
+def tflite_models() -> dict[str, bytes]:
+    return {p: _tiny_tflite(p) for p in ("fp32", "int8")}
+
+
+def _sidecar(path: Path, contract: IOContract) -> None:
+    meta = {"format": "edgesr-artifact", "version": 1, "contract": contract.to_dict(), "provenance": {}}
+    path.with_name(path.name + ".json").write_text(json.dumps(meta))
+
+
+def _lut_bundle(path: Path) -> np.ndarray:
+    from lut_baking.bundle import LutBundle, save_bundle
+
+    lut = np.random.default_rng(1).integers(-127, 128, (17**4, 4), dtype=np.int8)
+    save_bundle(LutBundle("srlut", 2, 4, [lut], IOContract(scale=2, color="rgb", per_channel=True), model="srlut_test"), path)
+    return lut
+
+
+def _run_dir(tmp: Path, models: dict[str, bytes], lut: bool = True) -> Path:
+    run = tmp / "run"
+    (run / "artifacts").mkdir(parents=True)
+    artifacts = []
+    for precision, data in models.items():
+        p = run / "artifacts" / f"tiny_x2_{precision}.tflite"
+        p.write_bytes(data)
+        _sidecar(p, Y2)
+        artifacts.append({"format": "tflite", "precision": precision, "path": f"artifacts/{p.name}", "bytes": len(data)})
+    artifacts.append({"format": "onnx", "precision": "fp32", "path": "artifacts/not_exported.onnx"})
+    if lut:
+        _lut_bundle(run / "artifacts" / "srlut_x2.lut")
+        artifacts.append({"format": "lut", "precision": "int8", "path": "artifacts/srlut_x2.lut"})
+    (run / "report.json").write_text(json.dumps({"model": "tiny", "scale": 2, "artifacts": artifacts}))
+    return run
+
+
+def _app(tmp: Path) -> Path:
+    (tmp / "app_proj" / "app").mkdir(parents=True)
+    return tmp / "app_proj"
+
+
+def _sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def test_export_fills_assets_with_manifest(tmp_path, tflite_models):
+    run, app = _run_dir(tmp_path, tflite_models), _app(tmp_path)
+    manifest = export(run, app)
+    assets = app / ASSET_SUBDIR
+    on_disk = json.loads((assets / "manifest.json").read_text())
+    assert on_disk == manifest
+    assert [m["name"] for m in manifest["models"]] == ["tiny_x2_fp32", "tiny_x2_int8", "srlut_x2"]  # onnx not exported
+    for m in manifest["models"]:
+        f = assets / m["file"]
+        assert m["sha256"] == _sha(f) and m["bytes"] == f.stat().st_size
+    fp32, int8, lut = manifest["models"]
+    assert (assets / fp32["file"]).read_bytes() == tflite_models["fp32"]
+    assert fp32["contract"] == Y2_JSON and int8["contract"] == Y2_JSON
+    assert fp32["inputs"][0]["dtype"] == "float32" and fp32["inputs"][0]["shape_signature"] == [1, -1, -1, 1]
+    assert int8["inputs"][0]["dtype"] == "int8" and int8["inputs"][0]["quantization"]["scale"] > 0
+    assert fp32["tolerance"]["cpu"] == CPU_FP32_TOLERANCE and int8["tolerance"]["cpu"] == 0.0
+    assert fp32["tolerance"]["gpu"] == DEFAULT_GPU_TOLERANCE and "default" in fp32["tolerance"]["gpu_source"]
+    # LUT: the bundle's tables as raw int8, described for the JNI engine
+    table = np.fromfile(assets / lut["file"], dtype=np.int8).reshape(17**4, 4)
+    assert np.array_equal(table, _lut_bundle(tmp_path / "again.lut"))
+    assert lut["lut"] == {"method": "srlut", "scale": 2, "bits": 4, "variant": 0, "tables": [{"offset": 0, "bytes": table.nbytes, "shape": [17**4, 4]}]}
+    assert lut["contract"]["color"] == "rgb" and lut["contract"]["per_channel"] is True
+    assert (assets / "sample.png").is_file() and manifest["sample"] == "sample.png"
+
+
+def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models):
+    """The golden vectors written for a run without golden/ match an independent recomputation."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from edgesr.data import embedded_image
+    from edgesr.evaluate import model_input
+    from lut_baking import engine_c
+
+    run, app = _run_dir(tmp_path, tflite_models), _app(tmp_path)
+    manifest = export(run, app)
+    assets = app / ASSET_SUBDIR
+    cases = {c["model"]: c for c in manifest["cases"]}
+    assert set(cases) == {"tiny_x2_fp32", "tiny_x2_int8", "srlut_x2"}
+    for c in cases.values():
+        for t in ("input", "output"):
+            assert c[t]["sha256"] == _sha(assets / c[t]["file"])
+    crop = embedded_image("chelsea")[101:138, 150:195]
+    # fp32 input = edgesr's model input (Y/255), NHWC, bit for bit
+    fp32 = cases["tiny_x2_fp32"]
+    x = np.fromfile(assets / fp32["input"]["file"], dtype="<f4").reshape(fp32["input"]["shape"])
+    assert np.array_equal(x[..., 0], model_input(crop, Y2)[:, 0])
+    # each TFLite output = a fresh interpreter on the stored input
+    for name in ("tiny_x2_fp32", "tiny_x2_int8"):
+        c = cases[name]
+        it = Interpreter(model_content=tflite_models[name.split("_")[-1]])
+        dtype = np.dtype(c["input"]["dtype"]).newbyteorder("<")
+        inp = np.fromfile(assets / c["input"]["file"], dtype=dtype).reshape(c["input"]["shape"])
+        it.resize_tensor_input(0, list(inp.shape))
+        it.allocate_tensors()
+        it.set_tensor(it.get_input_details()[0]["index"], inp.astype(dtype.newbyteorder("=")))
+        it.invoke()
+        want = it.get_tensor(it.get_output_details()[0]["index"])
+        got = np.fromfile(assets / c["output"]["file"], dtype=np.dtype(c["output"]["dtype"]).newbyteorder("<")).reshape(c["output"]["shape"])
+        assert list(want.shape) == [1, 74, 90, 1] and np.array_equal(got, want), name
+    # LUT: R channel (per-channel contract) through the C engine (not the numpy engine that wrote it)
+    c = cases["srlut_x2"]
+    plane = np.fromfile(assets / c["input"]["file"], dtype=np.uint8).reshape(c["input"]["shape"])
+    assert np.array_equal(plane, crop[..., 0])
+    out = np.fromfile(assets / c["output"]["file"], dtype=np.uint8).reshape(c["output"]["shape"])
+    table = np.fromfile(assets / manifest["models"][2]["file"], dtype=np.int8).reshape(17**4, 4)
+    assert np.array_equal(out, engine_c.srlut_upscale(table, 4, 2, plane))
+
+
+def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):
+    """Golden vectors in RUN_DIR/golden (``edgesr golden``) are copied and become the cases."""
+    run, app = _run_dir(tmp_path, {"int8": tflite_models["int8"]}, lut=False), _app(tmp_path)
+    g = run / "golden" / "tiny_x2_int8"
+    g.mkdir(parents=True)
+    inp = np.arange(-60, 60, dtype=np.int8).reshape(1, 10, 12, 1)
+    inp.tofile(g / "in.bin")
+    np.zeros((1, 20, 24, 1), np.int8).tofile(g / "out.bin")
+    (g / "manifest.json").write_text(json.dumps({"artifact": "tiny_x2_int8.tflite", "vectors": [
+        {"name": "ramp", "input": {"file": "in.bin", "shape": [1, 10, 12, 1], "dtype": "int8"},
+         "output": {"file": "out.bin", "shape": [1, 20, 24, 1], "dtype": "int8"}}]}))
+    manifest = export(run, app, gpu_tolerance=0.02)
+    assets = app / ASSET_SUBDIR
+    assert manifest["cases"] == [{
+        "model": "tiny_x2_int8", "name": "ramp", "source": "RUN_DIR/golden",
+        "input": {"file": "golden/tiny_x2_int8/in.bin", "shape": [1, 10, 12, 1], "dtype": "int8", "sha256": _sha(g / "in.bin")},
+        "output": {"file": "golden/tiny_x2_int8/out.bin", "shape": [1, 20, 24, 1], "dtype": "int8", "sha256": _sha(g / "out.bin")},
+    }]
+    assert (assets / "golden/tiny_x2_int8/in.bin").read_bytes() == inp.tobytes()
+    assert manifest["golden"][0]["dir"] == "golden/tiny_x2_int8"
+    assert manifest["models"][0]["tolerance"]["gpu"] == 0.02
+
+
+def test_export_replaces_previous_assets_atomically(tmp_path, tflite_models):
+    app = _app(tmp_path)
+    export(_run_dir(tmp_path / "a", tflite_models), app)
+    export(_run_dir(tmp_path / "b", {"fp32": tflite_models["fp32"]}, lut=False), app)
+    assets = app / ASSET_SUBDIR
+    assert sorted(p.name for p in (assets / "models").iterdir()) == ["tiny_x2_fp32.tflite"]
+    assert not (assets / "luts").exists()
+    assert [p.name for p in assets.parent.iterdir()] == ["edgesr"]  # no temporary folder left
+
+
+def test_user_errors_are_one_line_edgesr_errors(tmp_path, tflite_models, capsys):
+    from edgesr.cli import main
+
+    app = _app(tmp_path)
+    with pytest.raises(EdgesrError, match="no such run folder"):
+        export(tmp_path / "missing", app)
+    run = _run_dir(tmp_path, {"fp32": tflite_models["fp32"]}, lut=False)
+    with pytest.raises(EdgesrError, match="not the Android demo project"):
+        export(run, tmp_path)
+    (run / "artifacts" / "tiny_x2_fp32.tflite.json").unlink()
+    with pytest.raises(EdgesrError, match=r"tiny_x2_fp32\.tflite: no I/O contract"):
+        export(run, app)
+    (run / "report.json").write_text("{not json")
+    assert main(["android-export", str(run), "--app", str(app)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgesr: error: ") and "report.json: not valid JSON" in err and err.count("\n") == 1
+    (run / "report.json").write_text(json.dumps({"scale": 2, "artifacts": [{"format": "tflite", "path": "artifacts/gone.tflite"}]}))
+    with pytest.raises(EdgesrError, match=r"gone\.tflite: artifact listed in report.json is missing"):
+        export(run, app)
+    assert not (app / ASSET_SUBDIR).exists()  # nothing half-written
+
+
+def test_generated_assets_are_git_ignored():
+    res = subprocess.run(["git", "check-ignore", "-q", "android_demo/app/src/main/assets/edgesr/manifest.json"], cwd=ROOT)
+    assert res.returncode == 0, "android_demo/.gitignore must ignore the exported assets"
