@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from edgesr.errors import EdgesrError
 
@@ -64,6 +65,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edgesr`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    warnings.formatwarning = lambda message, category, *a, **k: f"edgesr: warning: {message}\n"
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is None:
         # `edgesr` alone runs the main job on the embedded photographs.

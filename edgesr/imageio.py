@@ -62,7 +62,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
             with Image.open(path) as im:
                 w, h = im.size
                 if w * h > MAX_PIXELS:
-                    raise EdgesrError(f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)")
+                    raise EdgesrError(f"{path}: image header claims {w}x{h} = {w * h} pixels, more than the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)")
                 if w == 0 or h == 0:
                     raise EdgesrError(f"{path}: image has no pixels ({w}x{h})")
                 im.load()
@@ -81,7 +81,7 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     except EdgesrError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise EdgesrError(f"{path}: image exceeds Pillow's decompression-bomb limit") from None
+        raise EdgesrError(f"{path}: image header claims more pixels than the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise EdgesrError(f"{path}: not a readable image ({exc})") from None
     arr = _to_uint8(arr)
@@ -101,10 +101,11 @@ def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     path = Path(path)
     if img.dtype != np.uint8:
         raise EdgesrError(f"{path}: write_image needs uint8 pixels, got {img.dtype}")
-    mode = {2: "L", 3: {2: "LA", 3: "RGB", 4: "RGBA"}.get(img.shape[-1])}[img.ndim]
+    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (2, 3, 4))):
+        raise EdgesrError(f"{path}: cannot write an image of shape {img.shape}")
     try:
         with atomic_path(path) as tmp:
-            Image.fromarray(img, mode=mode).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
+            Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
     except (KeyError, ValueError) as exc:
         raise EdgesrError(f"{path}: cannot write this format ({exc})") from None
     return path

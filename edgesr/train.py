@@ -121,8 +121,12 @@ def validate(model: torch.nn.Module, pairs) -> float:
     return result["psnr_y"]
 
 
-def train(config: TrainConfig) -> Path:
+def train(config: TrainConfig, on_step=None) -> Path:
     """Train (or resume) per ``config``; returns the path of the last checkpoint.
+
+    ``on_step(step)`` is called after every optimizer step (progress reporting; an
+    exception raised there interrupts training like Ctrl-C would: the last periodic
+    checkpoint stays, and the next call resumes from it).
 
     Raises:
         EdgesrError: bad data folder (no image as large as the crop), unknown model or
@@ -200,6 +204,8 @@ def train(config: TrainConfig) -> Path:
             bar.write(f"step {step}: loss {loss_ema:.4f}, validation PSNR-Y {history[-1]['val_psnr_y']:.2f} dB")
         if step % config.checkpoint_every == 0 and step < config.steps:
             checkpoint()
+        if on_step is not None:
+            on_step(step)
     bar.close()
 
     extra = {}

@@ -36,6 +36,9 @@ def run(args) -> int:
                       steps=args.steps, batch=args.batch, lr_patch=args.lr_patch, lr=args.lr, seed=args.seed,
                       val_every=args.val_every, checkpoint_every=args.checkpoint_every, device=args.device,
                       resume=not args.no_resume, progress=not args.no_progress)
+    import os
+
     path = train(cfg)
-    print(f"checkpoint: {path}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint: {path}")
     return 0
