@@ -132,7 +132,7 @@ class ActivationFakeQuant(nn.Module):
 
     def range(self) -> tuple[float, float]:
         lo, hi = self.bounds()
-        return float(lo), float(hi)
+        return float(lo.detach()), float(hi.detach())
 
     def forward(self, x: torch.Tensor, observe: bool = True) -> torch.Tensor:
         if self.training and observe and self.mode == "ema":

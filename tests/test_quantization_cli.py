@@ -1,0 +1,84 @@
+"""``edgesr quantize``: a quantized checkpoint and the PSNR drop; bad input exits 2 on one line."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from edgesr.checkpoint import load_checkpoint, save_checkpoint
+from edgesr.cli import main
+from edgesr.data import embedded_image
+from edgesr.imageio import write_image
+from edgesr.registry import create
+from quantization import fake_quant_module, load_activation_ranges
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def ckpt(tmp_path):
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "tiny.pt", create("sesr_m3_relu", scale=2, expansion=16))
+
+
+@pytest.fixture
+def calib_dir(tmp_path):
+    d = tmp_path / "calib"
+    write_image(d / "cat.png", embedded_image("chelsea")[40:200, 100:300])
+    write_image(d / "camera.png", embedded_image("camera")[100:260, 100:260])
+    return d
+
+
+def _one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("edgesr: error: "), err
+    return err[0]
+
+
+def test_quantize_writes_ranges_and_reports_the_psnr_drop(ckpt, calib_dir, tmp_path, capsys):
+    out = tmp_path / "q" / "tiny_int8.pt"
+    status = main(["quantize", str(ckpt), "--calib", str(calib_dir), "--observer", "percentile", "--percentile", "99.9",
+                   "--qat-steps", "3", "--patches", "8", "--patch-size", "32", "--out", str(out)])
+    assert status == 0
+    text = capsys.readouterr().out
+    assert "PSNR drop" in text and str(out) in text
+    model, state = load_checkpoint(out)
+    ranges = load_activation_ranges(out)
+    assert state["form"] == "deploy" and state["quantization"]["observer"] == "percentile"
+    assert state["quantization"]["qat_steps"] == 3
+    drop = state["quantization"]["eval"]["embedded"]["psnr_drop_db"]
+    assert drop == pytest.approx(state["quantization"]["eval"]["embedded"]["float"]["psnr_y"]
+                                 - state["quantization"]["eval"]["embedded"]["int8_sim"]["psnr_y"])
+    fake_quant_module(model, ranges)  # the saved ranges cover the saved model's int8 tensors
+    assert not list(out.parent.glob(".*"))  # no temporary file left behind
+
+
+def test_empty_calibration_folder_exits_2(ckpt, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("no images here")
+    assert main(["quantize", str(ckpt), "--calib", str(empty), "--out", str(tmp_path / "o.pt")]) == 2
+    assert str(empty) in _one_error_line(capsys)
+    assert not (tmp_path / "o.pt").exists()
+
+
+def test_corrupt_checkpoint_exits_2(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    assert main(["quantize", str(bad), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "bad.pt" in _one_error_line(capsys)
+
+
+def test_bad_options_exit_2(ckpt, tmp_path, capsys):
+    assert main(["quantize", str(ckpt), "--qat-steps", "-1"]) == 2
+    assert "--qat-steps" in _one_error_line(capsys)
+    assert main(["quantize", str(ckpt), "--percentile", "99"]) == 2
+    assert "--percentile" in _one_error_line(capsys)
+    assert main(["quantize", str(ckpt), "--observer", "percentile", "--percentile", "20"]) == 2
+    assert "percentile" in _one_error_line(capsys)
