@@ -159,26 +159,38 @@ def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models)
 
 
 def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):
-    """Golden vectors in RUN_DIR/golden (``edgesr golden``) are copied and become the cases."""
+    """Golden vectors in RUN_DIR/golden (written by ``edgesr golden``) are copied and become the cases."""
+    from edgesr.data import embedded_image
+    from edgesr.golden import write_golden
+
     run, app = _run_dir(tmp_path, {"int8": tflite_models["int8"]}, lut=False), _app(tmp_path)
     g = run / "golden" / "tiny_x2_int8"
-    g.mkdir(parents=True)
-    inp = np.arange(-60, 60, dtype=np.int8).reshape(1, 10, 12, 1)
-    inp.tofile(g / "in.bin")
-    np.zeros((1, 20, 24, 1), np.int8).tofile(g / "out.bin")
-    (g / "manifest.json").write_text(json.dumps({"artifact": "tiny_x2_int8.tflite", "vectors": [
-        {"name": "ramp", "input": {"file": "in.bin", "shape": [1, 10, 12, 1], "dtype": "int8"},
-         "output": {"file": "out.bin", "shape": [1, 20, 24, 1], "dtype": "int8"}}]}))
+    img = embedded_image("camera")[200:229, 300:341]
+    written = write_golden(run / "artifacts" / "tiny_x2_int8.tflite", [("camera", img)], g)
     manifest = export(run, app, gpu_tolerance=0.02)
     assets = app / ASSET_SUBDIR
+    pair = written["pairs"][0]
     assert manifest["cases"] == [{
-        "model": "tiny_x2_int8", "name": "ramp", "source": "RUN_DIR/golden",
-        "input": {"file": "golden/tiny_x2_int8/in.bin", "shape": [1, 10, 12, 1], "dtype": "int8", "sha256": _sha(g / "in.bin")},
-        "output": {"file": "golden/tiny_x2_int8/out.bin", "shape": [1, 20, 24, 1], "dtype": "int8", "sha256": _sha(g / "out.bin")},
+        "model": "tiny_x2_int8", "name": "camera", "source": "RUN_DIR/golden",
+        "input": {"file": "golden/tiny_x2_int8/" + pair["input"]["file"], "shape": [1, 29, 41, 1], "dtype": "int8", "sha256": pair["input"]["sha256"]},
+        "output": {"file": "golden/tiny_x2_int8/" + pair["output"]["file"], "shape": [1, 58, 82, 1], "dtype": "int8", "sha256": pair["output"]["sha256"]},
     }]
-    assert (assets / "golden/tiny_x2_int8/in.bin").read_bytes() == inp.tobytes()
-    assert manifest["golden"][0]["dir"] == "golden/tiny_x2_int8"
+    assert (assets / "golden/tiny_x2_int8" / pair["input"]["file"]).read_bytes() == (g / pair["input"]["file"]).read_bytes()
+    assert manifest["golden"][0]["dir"] == "golden/tiny_x2_int8" and manifest["golden"][0]["manifest"] == written
+    assert not (assets / "golden/generated").exists()
     assert manifest["models"][0]["tolerance"]["gpu"] == 0.02
+
+
+def test_gpu_tolerance_comes_from_the_runs_fp16_measurement(tmp_path, tflite_models):
+    run, app = _run_dir(tmp_path, {"fp32": tflite_models["fp32"]}, lut=False), _app(tmp_path)
+    report = json.loads((run / "report.json").read_text())
+    report["artifacts"].append({"format": "tflite", "precision": "fp16", "path": "artifacts/tiny_x2_fp32.tflite",
+                                "validation": {"max_abs_err": 0.0021}})
+    (run / "report.json").write_text(json.dumps(report))
+    tol = export(run, app)["models"][0]["tolerance"]
+    assert tol["gpu"] == 0.0021 and "fp16" in tol["gpu_source"]
+    with pytest.raises(EdgesrError, match="--gpu-tolerance must be >= 0"):
+        export(run, app, gpu_tolerance=-1.0)
 
 
 def test_export_replaces_previous_assets_atomically(tmp_path, tflite_models):

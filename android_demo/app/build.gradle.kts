@@ -59,8 +59,8 @@ dependencies {
     implementation(libs.androidx.activity.ktx)
     implementation(libs.androidx.lifecycle.runtime.ktx)
     implementation(libs.kotlinx.coroutines.android)
-    implementation(libs.litert)         // org.tensorflow.lite.Interpreter, NnApiDelegate
-    implementation(libs.litert.gpu)     // org.tensorflow.lite.gpu.GpuDelegate, CompatibilityList
+    implementation(libs.litert.core)    // org.tensorflow.lite.Interpreter, NnApiDelegate
+    implementation(libs.litert.gpu.delegate) // org.tensorflow.lite.gpu.GpuDelegate, CompatibilityList
     implementation(libs.litert.gpu.api)
 
     androidTestImplementation(libs.junit)

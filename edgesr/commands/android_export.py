@@ -3,16 +3,30 @@
 What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every export):
 
 * ``models/<name>.tflite``: the run's TFLite artifacts, byte for byte;
-* ``luts/<name>.bin``: each ``.lut`` bundle's tables as raw int8, concatenated in engine
-  order (the app maps them straight into the JNI engine; no npz parsing on the phone);
-* ``golden/...``: ``RUN_DIR/golden/`` (written by ``edgesr golden``) copied as is;
-* ``manifest.json``: one entry per model with its file, SHA-256, bytes, I/O contract
-  (:class:`~edgesr.registry.IOContract` as a dict), tensor names, shapes, dtypes and
-  quantization (TFLite) or tables (LUT), the comparison tolerances of the on-device tests,
-  and the golden vectors (the golden manifest's entries, paths made relative to ``edgesr/``).
+* ``luts/<name>.bin``: each ``.lut`` bundle's int8 tables, raw and concatenated in engine
+  order (the app memory-maps them into the JNI engine; no npz parsing on the phone);
+* ``golden/``: ``RUN_DIR/golden/`` (written by ``edgesr golden``) copied as is; for every
+  exported model without golden vectors there, ``golden/generated/<name>/`` is written here
+  with :func:`edgesr.golden.write_golden` on an odd-sized crop of the sample photo;
+* ``sample.png``: the photo the app opens first (scikit-image's 'chelsea');
+* ``manifest.json``::
+
+    {"format": "edgesr-android-assets", "version": 1, "run": {...}, "sample": "sample.png",
+     "models": [{"name", "format": "tflite"|"lut", "precision", "source", "file", "sha256", "bytes",
+                 "contract": IOContract dict,
+                 "inputs"/"outputs": [{"name", "shape", "shape_signature", "dtype", "quantization"}],  # TFLite
+                 "lut": {"method", "scale", "bits", "variant", "tables": [{"offset", "bytes", "shape"}]},  # LUT
+                 "tolerance": {"cpu", "gpu", "gpu_source"}}],
+     "cases": [{"model", "name", "source", "input": {"file", "shape", "dtype", "sha256"}, "output": {...}}],
+     "golden": [{"dir", "manifest": the edgesr golden manifest as written}]}
+
+  Tolerances are max |diff| on [0, 1] outputs: CPU 0 for int8 and LUT (exact bytes), 1e-4 for
+  fp32, 4e-3 for fp16 weights; GPU: ``--gpu-tolerance``, else the fp16 error the run's
+  validation measured, else one 8-bit level (``gpu_source`` says which).
 
 The whole ``edgesr/`` folder is built beside the target and renamed onto it
-(:func:`edgesr.atomic.atomic_path`), so the app never sees half an export.
+(:func:`edgesr.atomic.atomic_path`), so the app never sees half an export, and an error leaves
+the previous export in place.
 
 The contract of an artifact is read from the artifact's side, never guessed, in this order:
 its sidecar ``PATH.json``, its entry in ``report.json``, the TFLite's embedded metadata
@@ -36,6 +50,8 @@ MANIFEST_FORMAT = "edgesr-android-assets"
 MANIFEST_VERSION = 1
 #: fp32 on the phone's CPU (XNNPACK) vs the golden fp32 outputs: max abs difference on [0, 1]
 CPU_FP32_TOLERANCE = 1e-4
+#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): edgesr.golden's fp16 tolerance
+CPU_FP16_TOLERANCE = 4e-3
 #: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
 DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
 
@@ -49,7 +65,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     manifest = export(args.run_dir, args.app, gpu_tolerance=args.gpu_tolerance)
     target = Path(args.app) / ASSET_SUBDIR
-    print(f"{target}: {len(manifest['models'])} model(s), {len(manifest['golden'])} golden vector set(s)")
+    print(f"{target}: {len(manifest['models'])} model(s), {len(manifest['cases'])} golden case(s)")
     for m in manifest["models"]:
         print(f"  {m['name']:<32} {m['format']:<7} {m['precision']:<5} {m['bytes']:>10} B  {m['sha256'][:12]}")
     return 0
@@ -148,16 +164,39 @@ def _lut_tables(path: Path) -> tuple[dict, list, dict]:
     return desc, list(b.arrays), b.contract.to_dict()
 
 
-def _gpu_tolerance(artifact: dict, override: float | None) -> tuple[float, str]:
+def _measured_fp16_error(report: dict) -> tuple[float, str] | None:
+    """The fp16 error `edgesr validate` measured in this run, if the report holds one.
+
+    Looked up, in order: an artifact's ``gpu_tolerance``; a GPU/fp16 entry of its validation's
+    emulation matrix (``validation.emulation.<name with gpu or fp16>.max_abs_err``); the
+    ``max_abs_err`` of an fp16 artifact's validation (fp16 weights vs the float reference).
+    """
+    arts = [a for a in report.get("artifacts", []) if isinstance(a, dict)]
+    for i, a in enumerate(arts):
+        if isinstance(a.get("gpu_tolerance"), (int, float)):
+            return float(a["gpu_tolerance"]), f"report.json artifacts[{i}].gpu_tolerance"
+    for i, a in enumerate(arts):
+        emulation = (a.get("validation") or {}).get("emulation") or {}
+        for key, row in emulation.items() if isinstance(emulation, dict) else ():
+            if ("gpu" in key or "fp16" in key) and isinstance(row, dict) and isinstance(row.get("max_abs_err"), (int, float)):
+                return float(row["max_abs_err"]), f"report.json artifacts[{i}].validation.emulation.{key}.max_abs_err"
+    for i, a in enumerate(arts):
+        if a.get("precision") == "fp16":
+            err = (a.get("validation") or {}).get("max_abs_err", a.get("max_abs_err"))
+            if isinstance(err, (int, float)):
+                return float(err), f"report.json artifacts[{i}] (fp16) max_abs_err"
+    return None
+
+
+def _gpu_tolerance(report: dict, override: float | None) -> tuple[float, str]:
     """The GPU delegate's tolerance: the CLI value, the fp16 error the run measured, or 1/255."""
     if override is not None:
         if not override >= 0:
             raise EdgesrError(f"--gpu-tolerance must be >= 0, got {override}")
         return float(override), "--gpu-tolerance"
-    for key in ("gpu_tolerance", "fp16_max_abs_error"):
-        value = artifact.get(key, (artifact.get("validation") or {}).get(key))
-        if isinstance(value, (int, float)) and value >= 0:
-            return float(value), f"report.json artifacts[].{key}"
+    measured = _measured_fp16_error(report)
+    if measured is not None and measured[0] >= 0:
+        return measured
     return DEFAULT_GPU_TOLERANCE, "default (one 8-bit level); no fp16 measurement in the run"
 
 
@@ -168,7 +207,7 @@ def _sample_image():
 
 
 def _golden_sets(golden_dir: Path) -> list[dict]:
-    """The golden manifests under ``golden_dir`` (``**/manifest.json``), paths relative to ``edgesr/``."""
+    """The golden manifests under ``golden_dir`` (``**/manifest.json``), folders relative to ``edgesr/``."""
     sets = []
     for manifest_path in sorted(golden_dir.rglob("manifest.json")):
         data = _read_json(manifest_path)
@@ -206,7 +245,8 @@ def _derive_cases(sets: list[dict], entries: list[dict]) -> list[dict]:
             model = by_key.get(Path(str(owner)).name) or by_key.get(Path(str(owner)).stem) if owner else None
             if inp and out and model:
                 name = str(node.get("name") or node.get("image") or f"case{len(cases)}")
-                cases.append({"model": model, "name": name, "input": inp, "output": out, "source": "RUN_DIR/golden"})
+                origin = "android-export (edgesr.golden)" if base.startswith("golden/generated/") else "RUN_DIR/golden"
+                cases.append({"model": model, "name": name, "input": inp, "output": out, "source": origin})
                 return
             for v in node.values():
                 walk(v, base, owner)
@@ -223,60 +263,15 @@ def _derive_cases(sets: list[dict], entries: list[dict]) -> list[dict]:
 SAMPLE_IMAGE, GOLDEN_CROP, GOLDEN_AT = "chelsea", (37, 45), (101, 150)
 
 
-def _generate_case(entry: dict, path: Path) -> tuple[dict, bytes, bytes]:
-    """A golden case computed on this machine: a crop of the sample photo through the model.
+def _generate_golden(artifact: Path, out: Path) -> None:
+    """Golden vectors for a model the run has none of, written with ``edgesr.golden.write_golden``
+    (the code behind ``edgesr golden``: LiteRT's default CPU kernels, or the LUT engine) on an
+    odd-sized crop of the sample photo."""
+    from edgesr.golden import write_golden
 
-    TFLite: LiteRT's default CPU kernels, input prepared and quantized exactly as
-    ``converters.runtime.TFLiteUpscaler`` does; LUT: the numpy engine on the 8-bit plane that
-    ``lut_baking.bundle.LutUpscaler`` would feed. One plane: Y, or R for per-channel RGB models.
-    """
-    import numpy as np
-
-    from edgesr.data import embedded_image
-    from edgesr.evaluate import model_input
-    from edgesr.registry import IOContract
-
-    c = dict(entry["contract"], value_range=tuple(entry["contract"]["value_range"]))
-    contract = IOContract(**c)
-    h, w = GOLDEN_CROP
-    if entry["format"] == "tflite":
-        sig = entry["inputs"][0]["shape_signature"]
-        if sig[1] > 0 and sig[2] > 0:
-            h, w = sig[1], sig[2]
-    y0, x0 = GOLDEN_AT
-    img = embedded_image(SAMPLE_IMAGE)
-    crop = np.ascontiguousarray(img[y0 : y0 + h, x0 : x0 + w])
-    x = model_input(crop, contract)[:1]  # (1, C, h, w) float32
-    s = contract.scale
-    case = {"model": entry["name"], "name": f"{SAMPLE_IMAGE}_{h}x{w}", "source": "android-export (this machine's CPU)"}
-    if entry["format"] == "lut":
-        from lut_baking.bundle import load_bundle, upscale_planes
-
-        plane = np.round(np.clip(x[0, 0], 0.0, 1.0) * 255.0).astype(np.uint8)
-        out = upscale_planes(load_bundle(path), plane[None], "numpy")[0]
-        case["input"] = {"shape": [h, w], "dtype": "uint8"}
-        case["output"] = {"shape": [h * s, w * s], "dtype": "uint8"}
-        return case, plane.tobytes(), out.tobytes()
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    inp = it.get_input_details()[0]
-    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
-    if list(inp["shape"]) != list(nhwc.shape):
-        it.resize_tensor_input(inp["index"], list(nhwc.shape), strict=True)
-    it.allocate_tensors()
-    inp, out_d = it.get_input_details()[0], it.get_output_details()[0]
-    if inp["dtype"] in (np.int8, np.uint8):  # as TFLiteUpscaler: np.round half to even, in float32
-        scale, zero_point = inp["quantization"]
-        info = np.iinfo(inp["dtype"])
-        nhwc = np.clip(np.round(nhwc / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-    it.set_tensor(inp["index"], nhwc)
-    it.invoke()
-    y = it.get_tensor(out_d["index"])
-    case["input"] = {"shape": list(nhwc.shape), "dtype": np.dtype(nhwc.dtype).name}
-    case["output"] = {"shape": list(y.shape), "dtype": np.dtype(y.dtype).name}
-    return case, nhwc.astype(nhwc.dtype.newbyteorder("<")).tobytes(), y.astype(y.dtype.newbyteorder("<")).tobytes()
+    (h, w), (y0, x0) = GOLDEN_CROP, GOLDEN_AT
+    crop = _sample_image()[y0 : y0 + h, x0 : x0 + w]
+    write_golden(artifact, [(f"{SAMPLE_IMAGE}_{h}x{w}", crop)], out, max_size=max(h, w))
 
 
 # --------------------------------------------------------------------------- export
@@ -300,9 +295,10 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
         inputs, outputs = _tflite_tensors(path)
         payload: Path | bytes = path
         entry.update(file=f"models/{name}.tflite", inputs=inputs, outputs=outputs)
-        tol, source = _gpu_tolerance(artifact, gpu_tol)
-        int8 = precision == "int8" or inputs[0]["dtype"] == "int8"
-        entry["tolerance"] = {"cpu": 0.0 if int8 else CPU_FP32_TOLERANCE, "gpu": tol, "gpu_source": source}
+        tol, source = _gpu_tolerance(report, gpu_tol)
+        int8 = precision == "int8" or inputs[0]["dtype"] in ("int8", "uint8")
+        cpu = 0.0 if int8 else (CPU_FP16_TOLERANCE if precision == "fp16" else CPU_FP32_TOLERANCE)
+        entry["tolerance"] = {"cpu": cpu, "gpu": tol, "gpu_source": source}
     else:  # lut
         desc, tables, lut_contract = _lut_tables(path)
         contract = contract or lut_contract
@@ -361,26 +357,6 @@ def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
         payloads.append(payload)
         sources.append(run_dir / a["path"])
     golden_dir = run_dir / "golden"
-    golden_sets = _golden_sets(golden_dir) if golden_dir.is_dir() else []
-    cases = _derive_cases(golden_sets, entries)
-    generated = []  # (case, input bytes, output bytes) for models the run has no golden vectors of
-    for entry, src in zip(entries, sources):
-        if not any(c["model"] == entry["name"] for c in cases):
-            case, inp, out = _generate_case(entry, src)
-            stem = f"generated/{entry['name']}.{case['name']}"
-            case["input"]["file"], case["output"]["file"] = f"{stem}.in.bin", f"{stem}.out.bin"
-            cases.append(case)
-            generated.append((case, inp, out))
-    manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": MANIFEST_VERSION,
-        "run": {"dir": run_dir.resolve().name, "model": report.get("model"), "scale": report.get("scale")},
-        "sample": "sample.png",
-        "models": entries,
-        "cases": cases,
-        "golden": golden_sets,
-    }
-
     target = app / ASSET_SUBDIR
     with atomic_path(target, suffix="") as tmp:
         for entry, payload in zip(entries, payloads):
@@ -392,12 +368,15 @@ def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
                 dest.write_bytes(payload)
             entry["sha256"] = _sha256(dest)
             entry["bytes"] = dest.stat().st_size
+        # Golden vectors: the run's own (edgesr golden), else made here for each model lacking them.
         if golden_dir.is_dir():
             shutil.copytree(golden_dir, tmp / "golden")
-        for case, inp, out in generated:
-            (tmp / case["input"]["file"]).parent.mkdir(parents=True, exist_ok=True)
-            (tmp / case["input"]["file"]).write_bytes(inp)
-            (tmp / case["output"]["file"]).write_bytes(out)
+        cases = _derive_cases(_golden_sets(tmp / "golden") if golden_dir.is_dir() else [], entries)
+        for entry, src in zip(entries, sources):
+            if not any(c["model"] == entry["name"] for c in cases):
+                _generate_golden(src, tmp / "golden" / "generated" / entry["name"])
+        golden_sets = _golden_sets(tmp / "golden") if (tmp / "golden").is_dir() else []
+        cases = _derive_cases(golden_sets, entries)
         for case in cases:
             for t in ("input", "output"):
                 f = tmp / case[t]["file"]
@@ -407,6 +386,15 @@ def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
         from PIL import Image
 
         Image.fromarray(_sample_image()).save(tmp / "sample.png")
+        manifest = {
+            "format": MANIFEST_FORMAT,
+            "version": MANIFEST_VERSION,
+            "run": {"dir": run_dir.resolve().name, "model": report.get("model"), "scale": report.get("scale")},
+            "sample": "sample.png",
+            "models": entries,
+            "cases": cases,
+            "golden": golden_sets,
+        }
         text = json.dumps(manifest, indent=2) + "\n"
         (tmp / "manifest.json").write_text(text, encoding="utf-8")
     return json.loads(text)  # exactly what the app reads (tuples become lists)

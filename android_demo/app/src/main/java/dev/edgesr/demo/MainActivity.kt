@@ -102,7 +102,8 @@ class MainActivity : AppCompatActivity() {
         val bitmap = photo ?: return
         val model = modelSpinner.selectedItem as? ModelInfo ?: return
         @Suppress("UNCHECKED_CAST")
-        val backend = (backendSpinner.tag as List<Backend>)[backendSpinner.selectedItemPosition]
+        val backends = backendSpinner.tag as? List<Backend> ?: return
+        val backend = backends[backendSpinner.selectedItemPosition]
         status.text = "running ${model.name} on ${backend.label}..."
         lifecycleScope.launch {
             val text = try {
