@@ -84,6 +84,8 @@ def srlut_upscale(lut: np.ndarray, bits: int, scale: int, img: np.ndarray) -> np
     """
     lut = np.ascontiguousarray(lut, dtype=np.int8)
     img = np.ascontiguousarray(img, dtype=np.uint8)
+    if not (isinstance(bits, int) and 1 <= bits <= 8) or lut.shape != (((256 >> bits) + 1) ** 4, scale * scale) or img.ndim != 2:
+        raise EdgesrError(f"SR-LUT arguments do not fit: LUT {lut.shape}, bits {bits}, scale {scale}, image {img.shape}")
     out = np.empty((img.shape[0] * scale, img.shape[1] * scale), dtype=np.uint8)
     status = library().edgesr_srlut_upscale(_ptr(lut, ctypes.c_int8), bits, scale, _ptr(img, ctypes.c_uint8),
                                             img.shape[0], img.shape[1], _ptr(out, ctypes.c_uint8))
@@ -95,6 +97,9 @@ def srlut_upscale(lut: np.ndarray, bits: int, scale: int, img: np.ndarray) -> np
 def splut_upscale(luts: list[np.ndarray], variant: int, img: np.ndarray) -> np.ndarray:
     """C SPLUT x4: uint8 (h, w) -> uint8 (4h, 4w); same contract as the numpy engine."""
     arrays = [np.ascontiguousarray(a, dtype=np.int8) for a in luts]
+    expect = ([(65536, 4)] * (1 + 4 * variant) + [(65536, 16)] * 4) * 2
+    if [a.shape for a in arrays] != expect or img.ndim != 2:
+        raise EdgesrError(f"SPLUT arguments do not fit: {len(arrays)} LUTs for variant {variant}, image {img.shape}")
     table = (ctypes.POINTER(ctypes.c_int8) * len(arrays))(*[_ptr(a, ctypes.c_int8) for a in arrays])
     img = np.ascontiguousarray(img, dtype=np.uint8)
     out = np.empty((img.shape[0] * 4, img.shape[1] * 4), dtype=np.uint8)

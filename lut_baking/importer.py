@@ -1,0 +1,58 @@
+"""Import the SR-LUT authors' published LUTs (yhjo09/SR-LUT, ``3_Test_using_LUT/``).
+
+Their file is a numpy int8 array (L**4, 1, r, r), L = 2**(8-k) + 1 samples per input
+(k = 4: 17), entry index a*L**3 + b*L**2 + c*L + d over the 2x2 receptive field
+a = (y, x), b = (y, x+1), c = (y+1, x), d = (y+1, x+1), values round(clamp(net, -1, 1) * 127),
+last axes (dy, dx). That is exactly edgesr's SR-LUT layout after a reshape to (L**4, r*r);
+the authors apply it per RGB channel with the rotation ensemble and score Y (BT.601).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.errors import EdgesrError
+from edgesr.registry import IOContract
+from lut_baking.bundle import LutBundle, save_bundle
+
+
+def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
+    """Read the authors' ``.npy`` LUT as a :class:`LutBundle` (not saved).
+
+    Raises:
+        EdgesrError: unreadable file, not int8, or a shape that is not (L**4, 1, r, r) /
+        (L**4, r*r) with L = 2**(8-k) + 1 and r == scale.
+    """
+    path = Path(npy_path)
+    if not path.is_file():
+        raise EdgesrError(f"{path}: no such file")
+    try:
+        lut = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise EdgesrError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
+    if lut.dtype != np.int8:
+        raise EdgesrError(f"{path}: expected an int8 LUT, got {lut.dtype}")
+    if lut.ndim == 4 and lut.shape[1] == 1:
+        rr = lut.shape[2] * lut.shape[3]
+    elif lut.ndim == 2:
+        rr = lut.shape[1]
+    else:
+        raise EdgesrError(f"{path}: expected shape (L**4, 1, r, r), got {lut.shape}")
+    if rr != scale * scale:
+        raise EdgesrError(f"{path}: LUT has {rr} outputs per entry, which is not scale {scale} squared")
+    levels = round(lut.shape[0] ** 0.25)
+    bits = round(math.log2(256 / (levels - 1))) if levels > 1 else -1
+    if levels**4 != lut.shape[0] or not 1 <= bits <= 8 or (256 >> bits) + 1 != levels:
+        raise EdgesrError(f"{path}: {lut.shape[0]} entries is not (2**(8-k) + 1)**4 for a sampling k in 1..8")
+    contract = IOContract(scale=scale, color="rgb", channels=1, per_channel=True)
+    return LutBundle("srlut", scale, bits, [np.ascontiguousarray(lut.reshape(lut.shape[0], rr))], contract, 0,
+                     "srlut_s", {"imported_from": path.name, "authors": "yhjo09/SR-LUT"})
+
+
+def import_srlut(npy_path: str | os.PathLike, scale: int, out_path: str | os.PathLike) -> Path:
+    """Convert the authors' ``.npy`` LUT into an edgesr ``.lut`` bundle at ``out_path``; returns it."""
+    return save_bundle(read_srlut_npy(npy_path, scale), out_path)
