@@ -18,6 +18,11 @@ import java.nio.file.Path;
  *                                                     network output NET (float32, sH x sW);
  *                                                     writes the model input X (float32) and
  *                                                     the RGB result (uint8, sH x sW x 3)
+ *   lutphoto LUT.bin BITS SCALE COLOR RGB.bin H W OUT.bin
+ *                                                     a photo through an SR-LUT as the app does it
+ *                                                     (LutRunner: ColorPipeline.toLevels, engine,
+ *                                                     fromLevels; upscaleRgb for COLOR "rgb", else
+ *                                                     upscaleLuma); writes RGB uint8
  *   errors                                            the JNI argument checks throw
  * </pre>
  */
@@ -42,29 +47,51 @@ public final class HostDriver {
                 break;
             }
             case "color": color(a); break;
+            case "lutphoto": lutPhoto(a); break;
             case "errors": errors(); break;
             default: throw new IllegalArgumentException("unknown mode " + a[0]);
         }
     }
 
     private static void color(String[] a) throws IOException {
-        byte[] rgb = Files.readAllBytes(Path.of(a[1]));
         int h = Integer.parseInt(a[2]), w = Integer.parseInt(a[3]), s = Integer.parseInt(a[4]);
-        int[] argb = new int[h * w];
-        for (int i = 0; i < argb.length; i++) {
-            argb[i] = 0xff000000 | (rgb[3 * i] & 0xff) << 16 | (rgb[3 * i + 1] & 0xff) << 8 | (rgb[3 * i + 2] & 0xff);
-        }
+        int[] argb = readRgb(Path.of(a[1]), h, w);
         float[] net = readFloats(Path.of(a[6]));
         float[][] seen = new float[1][];
         int[] out = ColorPipeline.upscaleLuma(argb, h, w, s, a[5], (x, hh, ww) -> { seen[0] = x; return net; });
         writeFloats(Path.of(a[7]), seen[0]);
+        writeRgb(Path.of(a[8]), out);
+    }
+
+    private static void lutPhoto(String[] a) throws IOException {
+        LutEngine.load();
+        ByteBuffer lut = LutEngine.direct(Files.readAllBytes(Path.of(a[1])));
+        int bits = Integer.parseInt(a[2]), s = Integer.parseInt(a[3]);
+        int h = Integer.parseInt(a[6]), w = Integer.parseInt(a[7]);
+        int[] argb = readRgb(Path.of(a[5]), h, w);
+        ColorPipeline.PlaneUpscaler net = (x, hh, ww) ->
+            ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
+        int[] out = "rgb".equals(a[4]) ? ColorPipeline.upscaleRgb(argb, h, w, s, net) : ColorPipeline.upscaleLuma(argb, h, w, s, a[4], net);
+        writeRgb(Path.of(a[8]), out);
+    }
+
+    private static int[] readRgb(Path p, int h, int w) throws IOException {
+        byte[] rgb = Files.readAllBytes(p);
+        int[] argb = new int[h * w];
+        for (int i = 0; i < argb.length; i++) {
+            argb[i] = 0xff000000 | (rgb[3 * i] & 0xff) << 16 | (rgb[3 * i + 1] & 0xff) << 8 | (rgb[3 * i + 2] & 0xff);
+        }
+        return argb;
+    }
+
+    private static void writeRgb(Path p, int[] out) throws IOException {
         byte[] bytes = new byte[out.length * 3];
         for (int i = 0; i < out.length; i++) {
             bytes[3 * i] = (byte) (out[i] >> 16);
             bytes[3 * i + 1] = (byte) (out[i] >> 8);
             bytes[3 * i + 2] = (byte) out[i];
         }
-        Files.write(Path.of(a[8]), bytes);
+        Files.write(p, bytes);
     }
 
     /** Each bad call must throw IllegalArgumentException with a message; prints one line per case. */

@@ -92,6 +92,28 @@ public final class ColorPipeline {
         return Math.rint(d * 255.0);
     }
 
+    /**
+     * Model-space values to the 8-bit levels a LUT engine takes, as lut_baking's LutUpscaler:
+     * {@code np.round(np.clip(x, 0, 1) * 255)} on float32 (a float multiply, then half to even).
+     */
+    public static byte[] toLevels(float[] x) {
+        byte[] v = new byte[x.length];
+        for (int i = 0; i < x.length; i++) {
+            float c = x[i] < 0f ? 0f : (x[i] > 1f ? 1f : x[i]);
+            v[i] = (byte) (int) Math.rint(c * 255f);
+        }
+        return v;
+    }
+
+    /** 8-bit levels back to model space: level / 255 in float32, as LutUpscaler returns them. */
+    public static float[] fromLevels(byte[] v) {
+        float[] x = new float[v.length];
+        for (int i = 0; i < v.length; i++) {
+            x[i] = (v[i] & 0xff) / 255f;
+        }
+        return x;
+    }
+
     /** Keys' cubic convolution kernel, a = -0.5 (MATLAB {@code cubic}), evaluated as edgesr does. */
     static double cubic(double x) {
         double a = Math.abs(x), a2 = a * a, a3 = a2 * a;

@@ -175,15 +175,9 @@ class LutRunner(assets: AssetManager, private val model: ModelInfo) : Runner {
     override fun runRaw(input: ByteArray, shape: IntArray): ByteArray =
         upscaleBytes(input, shape[shape.size - 2], shape[shape.size - 1])
 
-    /**
-     * Model space [0, 1] -> 8-bit levels -> engine -> levels / 255, as lut_baking's LutUpscaler:
-     * np.round(np.clip(x, 0, 1) * 255) computed in float32, rounded half to even.
-     */
-    override fun upscale(x: FloatArray, h: Int, w: Int): FloatArray {
-        val plane = ByteArray(x.size) { Math.rint((x[it].coerceIn(0f, 1f) * 255f).toDouble()).toInt().toByte() }
-        val out = upscaleBytes(plane, h, w)
-        return FloatArray(out.size) { (out[it].toInt() and 0xff) / 255f }
-    }
+    /** Model space [0, 1] -> 8-bit levels -> engine -> levels / 255, exactly as lut_baking's LutUpscaler. */
+    override fun upscale(x: FloatArray, h: Int, w: Int): FloatArray =
+        ColorPipeline.fromLevels(upscaleBytes(ColorPipeline.toLevels(x), h, w))
 
     override fun close() {}
 }
