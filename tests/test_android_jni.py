@@ -258,3 +258,17 @@ def test_lut_photo_path_matches_upscale_photo(host, tmp_path, color, scale):
         assert np.array_equal(got, ref), _diff(got, ref)
     else:
         assert d.max() <= 1 and (d > 0).sum() <= 1e-4 * d.size, _diff(got, ref)
+
+
+def test_closed_form_of_the_on_device_lut_engine_test(host, tmp_path):
+    """LutEngineTest (androidTest) expects a constant table c to give a flat 4c image; check that
+    expectation here with the numpy engine and through the host JNI build."""
+    from lut_baking.engine_numpy import srlut_upscale
+
+    lut = np.full((17**4, 9), 25, dtype=np.int8)
+    img = (np.arange(35) * 37 % 256).astype(np.uint8).reshape(7, 5)
+    assert np.array_equal(srlut_upscale(lut, 4, 3, img), np.full((21, 15), 100, np.uint8))
+    lut.tofile(tmp_path / "lut.bin")
+    img.tofile(tmp_path / "in.bin")
+    host.java("srlut", tmp_path / "lut.bin", 4, 3, tmp_path / "in.bin", 7, 5, tmp_path / "out.bin")
+    assert np.array_equal(np.fromfile(tmp_path / "out.bin", dtype=np.uint8), np.full(21 * 15, 100, np.uint8))

@@ -58,8 +58,8 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
                 return null
             }
             val root = JSONObject(text)
-            val models = root.getJSONArray("models").objects().map(::parseModel)
-            val golden = root.optJSONArray("cases")?.objects()?.map(::parseCase) ?: emptyList()
+            val models = root.getJSONArray("models").objects().map { parseModel(it) }
+            val golden = root.optJSONArray("cases")?.objects()?.map { parseCase(it) } ?: emptyList()
             return AssetManifest(models, golden, root.optString("sample").ifEmpty { null })
         }
 
@@ -75,8 +75,8 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
             val tol = o.getJSONObject("tolerance")
             return ModelInfo(
                 o.getString("name"), o.getString("format"), o.getString("precision"), o.getString("file"), contract,
-                o.optJSONArray("inputs")?.objects()?.map(::parseTensor) ?: emptyList(),
-                o.optJSONArray("outputs")?.objects()?.map(::parseTensor) ?: emptyList(),
+                o.optJSONArray("inputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
+                o.optJSONArray("outputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
                 lut, Tolerance(tol.getDouble("cpu"), tol.optDouble("gpu", Double.NaN)),
             )
         }
@@ -103,7 +103,7 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
  * Memory-maps an uncompressed asset (models and LUT tables; see `noCompress` in build.gradle.kts).
  * The returned buffer is direct, so it goes to LiteRT and to the JNI engine without a copy.
  */
-fun AssetManager.map(path: String): ByteBuffer =
+fun AssetManager.mapAsset(path: String): ByteBuffer =
     openFd("$ASSET_DIR/$path").use { fd ->
         FileInputStream(fd.fileDescriptor).channel.use { ch ->
             ch.map(FileChannel.MapMode.READ_ONLY, fd.startOffset, fd.declaredLength).order(ByteOrder.nativeOrder())

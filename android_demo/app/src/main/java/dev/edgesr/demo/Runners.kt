@@ -49,7 +49,7 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, backend: 
     private var shape = IntArray(0)
 
     init {
-        val buffer = assets.map(model.file)
+        val buffer = assets.mapAsset(model.file)
         val (interp, label) = create(buffer, backend)
         interpreter = interp
         ranOn = label
@@ -157,7 +157,7 @@ class LutRunner(assets: AssetManager, private val model: ModelInfo) : Runner {
 
     init {
         LutEngine.load()
-        val file = assets.map(model.file)
+        val file = assets.mapAsset(model.file)
         tables = lut.tables.map { t ->
             val d = file.duplicate()
             d.position(t.offset.toInt()).limit((t.offset + t.bytes).toInt())
