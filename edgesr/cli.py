@@ -62,9 +62,21 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_third_party() -> None:
+    """Keep the terminal for edgesr's own output: silence the runtimes' start-up chatter."""
+    import logging
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    for name in ("torchao", "coremltools", "tensorflow", "absl", "torch.onnx", "onnxscript", "torch._export", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", module=r"(coremltools|torchao|onnxscript|tensorflow|keras|torch\.onnx).*")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edgesr`` script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_third_party()
     warnings.formatwarning = lambda message, category, *a, **k: f"edgesr: warning: {message}\n"
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is None:

@@ -1,0 +1,249 @@
+"""``edgesr run``: the main job, data -> train -> collapse -> quantize (or bake) -> export ->
+validate -> report, resumable at every step.
+
+    edgesr run                                  # embedded photographs, SESR-M5 x2, < 10 min on 2 cores
+    edgesr run --model sesr_m5 --scale 2 --data ../shared/data/T91/HR \\
+               --data-root ../shared/data --sets Set5,Set14
+
+OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
+
+    checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
+    checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
+    checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
+    artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
+    validation/<artifact>.json               one validation result per artifact
+    report.json, report.md, report.png
+
+Every file is written atomically and every stage skips work whose output exists, so a run
+interrupted anywhere and started again with the same OUT loses no finished work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from edgesr.errors import EdgesrError
+
+DEFAULT_MODEL = "sesr_m5"
+DEFAULT_STEPS = 1200
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"registry name (default {DEFAULT_MODEL}; see `edgesr list`)")
+    p.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
+    p.add_argument("--data", help="folder of HR training images (default: the embedded photographs)")
+    p.add_argument("--data-root", help="folder holding the benchmark sets (Set5/HR, ...)")
+    p.add_argument("--sets", help="comma-separated evaluation sets (default: Set5,Set14 with --data-root, else the embedded photos)")
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
+    p.add_argument("--batch", type=int, default=16, help="training patches per step")
+    p.add_argument("--qat-steps", type=int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
+    p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
+    p.add_argument("--formats", default="tflite,coreml,onnx", help="export formats")
+    p.add_argument("--precisions", default="fp32,fp16,int8", help="export precisions")
+    p.add_argument("--lut-finetune-steps", type=int, default=300, help="LUT models: fine-tuning steps of the baked LUT")
+    p.add_argument("--out", help="run folder (default runs/<model>_x<scale>_<time>); reuse it to resume")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _json_write(path: Path, obj) -> None:
+    from edgesr.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+def _stage(name: str) -> None:
+    print(f"[edgesr run] {name}", flush=True)
+
+
+def run(args) -> int:
+    """CLI entry: run the pipeline; exit 1 when an artifact fails validation."""
+    report = run_pipeline(
+        model=args.model, scale=args.scale, data=args.data, data_root=args.data_root,
+        sets=args.sets.split(",") if args.sets else None, steps=args.steps, batch=args.batch,
+        qat_steps=args.qat_steps, observer=args.observer, formats=args.formats.split(","),
+        precisions=args.precisions.split(","), lut_finetune_steps=args.lut_finetune_steps, out=args.out,
+        device=args.device, seed=args.seed, progress=not args.no_progress)
+    failed = [a for a in report["artifacts"] if a["validation"].get("passed") is False]
+    out = Path(report["out"])
+    print(f"\nreport: {out / 'report.md'}")
+    for a in report["artifacts"]:
+        v = a["validation"]
+        status = "skipped: " + v["skipped"] if v.get("skipped") else ("ok" if v.get("passed") else "FAILED")
+        print(f"  {a['format']:<7} {a['precision']:<5} {a['bytes']:>9,} B  {status}")
+    if failed:
+        from edgesr.validation import failure_message
+
+        for a in failed:
+            print(f"edgesr: {failure_message(a['validation'])}")
+        return 1
+    return 0
+
+
+def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
+                 sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
+                 observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
+                 lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
+
+    Raises:
+        EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
+            OUT that belongs to another model or scale.
+    """
+    from edgesr.data import resolve_eval_sets, training_images
+    from edgesr.registry import create, resolve
+
+    entry = resolve(model)
+    create(entry.name, scale=scale)  # validates the scale before any work
+    out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
+    _claim_out_dir(out_dir, entry.name, scale)
+    if sets is None and data_root is not None:
+        sets = ["Set5", "Set14"]
+    eval_sets = resolve_eval_sets(data_root, sets)
+    training_images(data)  # fail early on a bad --data folder
+
+    _stage(f"1/6 train {entry.name} x{scale} for {steps} steps -> {out_dir / 'checkpoints/last.pt'}")
+    from edgesr.train import TrainConfig, train
+
+    ckpt = train(TrainConfig(model=entry.name, scale=scale, data=data, out=str(out_dir), steps=steps, batch=batch,
+                             seed=seed, device=device, progress=progress, val_every=max(steps // 4, 1)))
+    is_lut = entry.family in ("srlut", "splut", "lut") or hasattr(create(entry.name, scale=scale), "bake")
+    if is_lut:
+        artifacts = _lut_stages(ckpt, out_dir, data, lut_finetune_steps)
+        reference = None
+    else:
+        artifacts, reference = _network_stages(ckpt, out_dir, data, qat_steps, observer, formats, precisions, progress)
+    _stage("5/6 validate every artifact against the float reference")
+    report = _validate_and_report(ckpt, out_dir, artifacts, reference, eval_sets, progress)
+    return report
+
+
+def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
+    """Create OUT, or check that an existing OUT belongs to this model and scale."""
+    marker = out_dir / "run.json"
+    if marker.exists():
+        prev = json.loads(marker.read_text())
+        if prev.get("model") != model or prev.get("scale") != scale:
+            raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not {model} x{scale}; choose another --out")
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgesrError(f"{out_dir}: cannot create the run folder ({exc.strerror})") from None
+    _json_write(marker, {"model": model, "scale": scale, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
+    from converters.export import SUFFIX, export_coreml, export_onnx, export_tflite, plan
+    from edgesr.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.collapse import collapse_checked
+
+    deploy_path = out_dir / "checkpoints" / "deploy.pt"
+    _stage(f"2/6 collapse -> {deploy_path}")
+    if not deploy_path.exists():
+        trained, state = load_checkpoint(ckpt)
+        deploy, info = collapse_checked(trained) if hasattr(trained, "collapse") else (trained, {})
+        save_checkpoint(deploy_path, deploy, step=state["step"], config=state.get("config", {}), form="deploy",
+                        extra={"collapse": info})
+    deploy, _ = load_checkpoint(deploy_path)
+
+    int8_path = out_dir / "checkpoints" / "int8.pt"
+    pairs = plan(formats, precisions)
+    needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
+    ranges, quant_module = None, None
+    if needs_int8:
+        _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
+        if not int8_path.exists():
+            from quantization.api import quantize_checkpoint
+
+            quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
+        quant_module, qstate = load_checkpoint(int8_path)
+        ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
+    else:
+        _stage("3/6 quantize: no int8 precision requested")
+
+    _stage(f"4/6 export {', '.join(f'{f}/{p}' for f, p in pairs)}")
+    art_dir = out_dir / "artifacts"
+    stem = f"{deploy.registry_name}_x{deploy.scale}"
+    artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
+    from converters.export import calibration_patches
+    from converters.metadata import sidecar_path
+    from tqdm.auto import tqdm
+
+    calibration = None
+    for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
+        path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
+        if path.exists() and sidecar_path(path).exists():
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
+            continue
+        int8 = prec in ("int8", "w8a8")
+        if int8 and calibration is None:
+            calibration = calibration_patches(deploy.contract, data)
+        module = quant_module if (int8 and quant_module is not None) else deploy
+        source = str(int8_path if int8 else deploy_path)
+        if fmt == "tflite":
+            artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
+        elif fmt == "onnx":
+            artifacts.append(export_onnx(module, path, source))
+        else:
+            artifacts.append(export_coreml(module, path, prec, calibration, source))
+    return artifacts, deploy
+
+
+def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
+    import lut_baking
+    from edgesr.data import training_images
+
+    _stage("2/6 collapse: LUT models have no training-only form")
+    _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
+    _stage("4/6 export: the .lut bundle is the artifact")
+    return lut_baking.pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+
+
+def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:
+    from edgesr.checkpoint import load_checkpoint
+    from edgesr.complexity import model_info
+    from edgesr.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.validation import reference_run, validate_artifact
+
+    trained, _ = load_checkpoint(ckpt)
+    ref_module = reference if reference is not None else trained
+    ref = reference_run(ref_module, eval_sets, progress)
+    val_dir = out_dir / "validation"
+    for art in artifacts:
+        cached = val_dir / (Path(art["path"]).name + ".json")
+        if cached.exists():
+            art["validation"] = json.loads(cached.read_text())
+            continue
+        if art["format"] == "torch":
+            v = {"max_abs_err": 0.0, "psnr_vs_reference_db": None, "eval": ref.eval, "passed": True, "skipped": None,
+                 "note": "the float reference itself"}
+        else:
+            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+        art["validation"] = v
+        _json_write(cached, v)
+    info = model_info(trained)
+    bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
+    report = {
+        "model": info["name"], "scale": info["scale"], "params": info["params"], "params_deploy": info["params_deploy"],
+        "macs_per_frame_720p": info["macs_per_frame_720p"], "eval": ref.eval, "bicubic": bicubic,
+        "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
+        "out": str(out_dir),
+    }
+    _stage("6/6 report -> report.json, report.md, report.png")
+    from edgesr.run_report import write_report
+
+    write_report(out_dir, report, ref_module, artifacts)
+    _json_write(out_dir / "report.json", report)
+    return report
+
+
+def _bicubic(scale: int):
+    from edgesr.registry import create
+
+    return create("bicubic", scale=scale)
