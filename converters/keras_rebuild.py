@@ -17,7 +17,11 @@ model input, conflicting consumers) is an explicit channel gather inserted.
 
 Activation ranges: ``activation_ranges={fx node name: (min, max)}`` inserts a fake-quant
 (``tf.quantization.fake_quant_with_min_max_args``, 8 bits, TFLite's nudged ranges) after
-each named node, so the int8 converter uses exactly those ranges.
+each named node, so the int8 converter uses exactly those ranges. Give ranges at TFLite's
+quantization points (:func:`quantization.graph.quant_plan`): where the converter fuses a node
+away (an ADD or CONV_2D followed by ReLU or by the final clip to [0, 1], which becomes a fused
+RELU), the fused op's tensor takes the range of the node that ends the fusion, and a range
+given for the fused-away node is not used.
 """
 
 from __future__ import annotations

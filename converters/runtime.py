@@ -10,9 +10,9 @@ image. The contract comes from the artifact (:mod:`converters.metadata`), never 
   zero_point)``); options ``num_threads`` and ``reference_kernels`` (LiteRT's
   ``BUILTIN_REF`` op resolver: the plain reference kernels instead of the optimized ones).
 * ``.onnx``: ONNX Runtime, CPU execution provider; option ``num_threads``.
-* ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the MIL numerical interpreter
-  ``converters.mil_interpreter.load_upscaler(path, contract, **options)`` when that module
-  exists, else :class:`RuntimeUnavailable`.
+* ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
+  :mod:`converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
+  activations) when that module exists, else :class:`RuntimeUnavailable`.
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class CoreMLUpscaler:
 
 
 MIL_INTERPRETER = "converters.mil_interpreter"
-"""Module of the Core ML numerical interpreter (added later): it must define
-``load_upscaler(path, contract, **options) -> Upscaler``."""
+"""Module of the Core ML numerical interpreter: it defines ``load_upscaler(path, contract,
+**options) -> Upscaler`` or ``MILUpscaler(path, precision="fp16", contract=None)``."""
 
 
 def coreml_runtime_status() -> str | None:
@@ -172,4 +172,6 @@ def load_upscaler(path: str | os.PathLike, **options):
     if reason is not None:
         raise RuntimeUnavailable(f"{path}: {reason}")
     mil = importlib.import_module(MIL_INTERPRETER)
-    return mil.load_upscaler(path, contract, **options)
+    if hasattr(mil, "load_upscaler"):
+        return mil.load_upscaler(path, contract, **options)
+    return mil.MILUpscaler(path, contract=contract, **options)
