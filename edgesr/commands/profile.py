@@ -1,0 +1,101 @@
+"""``edgesr profile ARTIFACT``: latency on this machine, or on a phone over adb.
+
+Host: ``--sizes 360p,540p,720p --threads 1,2 --repeats N`` (LiteRT for .tflite, ONNX Runtime
+for .onnx, the C engine for .lut). Phone: ``--adb [--serial ID] --delegate cpu|xnnpack|gpu|nnapi
+--benchmark-binary PATH`` runs TFLite's benchmark_model and parses its log; ``--dry-run``
+prints the adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``--out``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+
+def add_arguments(p) -> None:
+    p.add_argument("artifact", nargs="?", help=".tflite, .onnx or .lut")
+    p.add_argument("--sizes", default="360p", help="output frame sizes: 360p,540p,720p,1080p or HxW (comma-separated)")
+    p.add_argument("--threads", default="1", help="thread counts, comma-separated")
+    p.add_argument("--repeats", type=int, default=10, help="timed runs per size (after --warmup runs)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--out", help="write the JSON here (atomically) instead of stdout")
+    p.add_argument("--adb", action="store_true", help="run TFLite's benchmark_model on a phone")
+    p.add_argument("--serial", help="adb device serial")
+    p.add_argument("--delegate", default="xnnpack", choices=("cpu", "xnnpack", "gpu", "nnapi"))
+    p.add_argument("--benchmark-binary", help="path to benchmark_model built for the phone (android_aarch64)")
+    p.add_argument("--dry-run", action="store_true", help="with --adb: print the adb commands only")
+    p.add_argument("--parse", metavar="LOG", help="parse a saved benchmark_model log instead of running")
+
+
+def _emit(result: dict, out) -> None:
+    text = json.dumps(result, indent=2)
+    if out:
+        from edgesr.atomic import write_text_atomic
+
+        write_text_atomic(out, text + "\n")
+    else:
+        print(text)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from edgesr import profiling
+    from edgesr.errors import EdgesrError
+
+    if args.parse:
+        log = Path(args.parse)
+        if not log.is_file():
+            raise EdgesrError(f"{log}: no such benchmark_model log")
+        _emit({"source": str(log), **profiling.parse_benchmark_output(log.read_text(errors="replace"))}, args.out)
+        return 0
+    if not args.artifact:
+        raise EdgesrError("give an ARTIFACT (or --parse LOG)")
+    try:
+        threads = [int(t) for t in args.threads.split(",")]
+    except ValueError:
+        raise EdgesrError(f"--threads {args.threads!r}: expected integers like 1,2") from None
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if args.adb:
+        return _adb(args, sizes, threads)
+    result = profiling.profile_artifact(args.artifact, sizes, threads, args.repeats, args.warmup,
+                                        progress=lambda r: print(f"{r['size']:>6} x{r['threads']} threads: "
+                                                                 f"{r['median_ms']:.2f} ms median", flush=True)
+                                        if args.out else None)
+    _emit(result, args.out)
+    return 0
+
+
+def _adb(args, sizes, threads) -> int:
+    import subprocess
+    from pathlib import Path
+
+    from edgesr import profiling
+    from edgesr.errors import EdgesrError
+
+    if not args.artifact.endswith(".tflite"):
+        raise EdgesrError(f"{args.artifact}: --adb runs TFLite's benchmark_model, give a .tflite")
+    if not args.benchmark_binary:
+        raise EdgesrError("--adb needs --benchmark-binary PATH (benchmark_model for the phone)")
+    from quantization.integer_ref import read_model
+
+    tensors, _, inputs, _ = read_model(args.artifact)
+    tin = tensors[inputs[0]]
+    scale = profiling._runner_scale(Path(args.artifact), tin) if len(sizes) else 1
+    oh, ow = profiling.parse_size(sizes[0])
+    shape = (1, oh // scale, ow // scale, tin.shape[-1])
+    local = Path(args.out).with_suffix(".log") if args.out else Path("benchmark_output.txt")
+    cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, threads[0],
+                                  args.warmup, args.repeats, shape, tin.name, local)
+    if args.dry_run:
+        for c in cmds:
+            print(shlex.join(c))
+        return 0
+    for c in cmds:
+        try:
+            subprocess.run(c, check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
+    result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
+    _emit({"artifact": args.artifact, "delegate": args.delegate, "threads": threads[0], "input_shape": list(shape), **result}, args.out)
+    return 0
