@@ -80,7 +80,7 @@ class Host:
 
     def java(self, *args, lib: str = "plain") -> subprocess.CompletedProcess:
         env = dict(os.environ)
-        if lib != "plain":
+        if lib in ("sanitized", "canary"):
             cc = shutil.which(os.environ.get("CC", "cc"))
             asan = subprocess.run([cc, "-print-file-name=libasan.so"], capture_output=True, text=True).stdout.strip()
             env["LD_PRELOAD"] = asan
@@ -272,3 +272,20 @@ def test_closed_form_of_the_on_device_lut_engine_test(host, tmp_path):
     img.tofile(tmp_path / "in.bin")
     host.java("srlut", tmp_path / "lut.bin", 4, 3, tmp_path / "in.bin", 7, 5, tmp_path / "out.bin")
     assert np.array_equal(np.fromfile(tmp_path / "out.bin", dtype=np.uint8), np.full(21 * 15, 100, np.uint8))
+
+
+def test_the_apps_cmake_build_on_the_host(host, tmp_path):
+    """app/src/main/cpp/CMakeLists.txt (what the NDK runs) configured and built with the host
+    compiler: the repository path to lut_engine.c resolves, the flags compile, and the library
+    it makes is bit-exact through the JVM."""
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not installed")
+    javac, _, _ = _tools()
+    build = tmp_path / "cmake"
+    jni = " ".join(_jni_includes(javac))
+    _run([cmake, "-S", str(JNI_SRC.parent), "-B", str(build), f"-DCMAKE_C_FLAGS={jni}"])
+    _run([cmake, "--build", str(build)])
+    assert (build / "libedgesr_lut.so").is_file()
+    host.lib["cmake"] = build
+    _srlut_case(host, tmp_path, 3, 4, _plane(21, 33, 70, 120), "cmake")
