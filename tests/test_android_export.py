@@ -215,6 +215,10 @@ def test_user_errors_are_one_line_edgesr_errors(tmp_path, tflite_models, capsys)
     (run / "artifacts" / "tiny_x2_fp32.tflite.json").unlink()
     with pytest.raises(EdgesrError, match=r"tiny_x2_fp32\.tflite: no I/O contract"):
         export(run, app)
+    report = json.loads((run / "report.json").read_text())
+    report["artifacts"][0]["contract"] = Y2.to_dict()  # a contract in report.json is used too
+    (run / "report.json").write_text(json.dumps(report))
+    assert export(run, app)["models"][0]["contract"] == Y2_JSON
     (run / "report.json").write_text("{not json")
     assert main(["android-export", str(run), "--app", str(app)]) == 2
     err = capsys.readouterr().err
@@ -222,7 +226,7 @@ def test_user_errors_are_one_line_edgesr_errors(tmp_path, tflite_models, capsys)
     (run / "report.json").write_text(json.dumps({"scale": 2, "artifacts": [{"format": "tflite", "path": "artifacts/gone.tflite"}]}))
     with pytest.raises(EdgesrError, match=r"gone\.tflite: artifact listed in report.json is missing"):
         export(run, app)
-    assert not (app / ASSET_SUBDIR).exists()  # nothing half-written
+    assert json.loads((app / ASSET_SUBDIR / "manifest.json").read_text())["models"][0]["name"] == "tiny_x2_fp32"  # the last good export stays
 
 
 def test_generated_assets_are_git_ignored():

@@ -29,9 +29,9 @@ The whole ``edgesr/`` folder is built beside the target and renamed onto it
 the previous export in place.
 
 The contract of an artifact is read from the artifact's side, never guessed, in this order:
-its sidecar ``PATH.json``, its entry in ``report.json``, the TFLite's embedded metadata
-(a JSON buffer with ``scale`` and ``color``), the LUT bundle itself; a model without one
-is refused with an error naming it.
+its sidecar ``PATH.json`` (``converters.metadata``), its entry in ``report.json`` (a
+``contract`` object), the LUT bundle itself; a model without one is refused with an error
+naming it.
 """
 
 from __future__ import annotations
@@ -110,24 +110,6 @@ def _as_contract(d) -> dict | None:
             return IOContract(**known).to_dict()
         except TypeError as exc:
             raise EdgesrError(f"invalid I/O contract {d!r}: {exc}") from None
-    return None
-
-
-def _tflite_metadata_contract(path: Path) -> dict | None:
-    """The contract embedded in a TFLite file's metadata buffers (a JSON with scale and colour)."""
-    import tflite
-
-    model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
-    for i in range(model.MetadataLength()):
-        buf = model.Buffers(model.Metadata(i).Buffer())
-        if buf is None or buf.DataLength() == 0:
-            continue
-        try:
-            contract = _as_contract(json.loads(buf.DataAsNumpy().tobytes().decode("utf-8")))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            continue
-        if contract:
-            return contract
     return None
 
 
@@ -291,7 +273,6 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
     contract = (_as_contract(_read_json(sidecar)) if sidecar.is_file() else None) or _as_contract(artifact)
     entry: dict = {"name": name, "format": artifact["format"], "precision": precision, "source": rel}
     if artifact["format"] == "tflite":
-        contract = contract or _tflite_metadata_contract(path)
         inputs, outputs = _tflite_tensors(path)
         payload: Path | bytes = path
         entry.update(file=f"models/{name}.tflite", inputs=inputs, outputs=outputs)
