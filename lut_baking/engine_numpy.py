@@ -161,25 +161,35 @@ def splut_neighbour(f: np.ndarray, axis: int, o: int) -> np.ndarray:
     return np.take(f, idx, axis=axis)
 
 
+def splut_stage(stage: list[np.ndarray], feat: np.ndarray, o: int) -> np.ndarray:
+    """One series stage: int32 features (h, w, 4) -> T (h, w, C), the sum of its 4 lookups.
+
+    Levels ``(f + 128) >> 4``; ``stage`` = [H0, H1, V0, V1]; Hg reads channels (2g, 2g+1)
+    at the pixel and at its horizontal neighbour (offset ``o``), Vg at its vertical one.
+    """
+    h0, h1, v0, v1 = stage
+    lv = (feat + 128) >> 4
+    hn, vn = splut_neighbour(lv, 1, o), splut_neighbour(lv, 0, o)
+    t = np.zeros(feat.shape[:2] + (h0.shape[1],), dtype=np.int32)
+    for g, (hl, vl) in enumerate(((h0, v0), (h1, v1))):
+        c0, c1 = 2 * g, 2 * g + 1
+        t += hl[lut_index(lv[..., c0], lv[..., c1], hn[..., c0], hn[..., c1])]
+        t += vl[lut_index(lv[..., c0], lv[..., c1], vn[..., c0], vn[..., c1])]
+    return t
+
+
 def splut_branch(luts: list[np.ndarray], variant: int, part: np.ndarray) -> np.ndarray:
-    """One SPLUT branch on part values (h, w) in 0..15 -> int32 (h, w, 16) final sums R."""
+    """One SPLUT branch on part values (h, w) in 0..15 -> int32 (h, w, 16) final sums R.
+
+    Spatial stage, then ``variant`` mixing stages ``F <- clamp(F + floor((T + 2) / 4), -127, 127)``
+    with neighbour offsets -1, +1, -1, ..., then the final stage (its T is returned).
+    """
     p = pad_bottom_right(part)
     feat = luts[0][lut_index(p[:-1, :-1], p[:-1, 1:], p[1:, :-1], p[1:, 1:])].astype(np.int32)
-    for s in range(variant + 1):
-        h0, h1, v0, v1 = luts[1 + 4 * s : 5 + 4 * s]
-        o = -1 if s % 2 == 0 else 1
-        lv = (feat + 128) >> 4
-        hn, vn = splut_neighbour(lv, 1, o), splut_neighbour(lv, 0, o)
-        t = np.zeros(feat.shape[:2] + (h0.shape[1],), dtype=np.int32)
-        for g, (hl, vl) in enumerate(((h0, v0), (h1, v1))):
-            c0, c1 = 2 * g, 2 * g + 1
-            t += hl[lut_index(lv[..., c0], lv[..., c1], hn[..., c0], hn[..., c1])]
-            t += vl[lut_index(lv[..., c0], lv[..., c1], vn[..., c0], vn[..., c1])]
-        if s < variant:
-            feat = np.clip(feat + floor_quarter(t), -127, 127)
-        else:
-            return t
-    raise AssertionError("unreachable")
+    for s in range(variant):
+        t = splut_stage(luts[1 + 4 * s : 5 + 4 * s], feat, -1 if s % 2 == 0 else 1)
+        feat = np.clip(feat + floor_quarter(t), -127, 127)
+    return splut_stage(luts[1 + 4 * variant : 5 + 4 * variant], feat, -1 if variant % 2 == 0 else 1)
 
 
 def splut_upscale(luts: list[np.ndarray], variant: int, img: np.ndarray) -> np.ndarray:

@@ -120,25 +120,27 @@ def _neighbour(f: torch.Tensor, dim: int, o: int) -> torch.Tensor:
     return f.index_select(dim, idx)
 
 
+def splut_stage(stage: list[torch.Tensor], feat: torch.Tensor, o: int) -> torch.Tensor:
+    """One series stage: features (N, h, w, 4) -> T (N, h, w, C), the sum of its 4 lookups."""
+    h0, h1, v0, v1 = stage
+    lv = torch.floor((feat.detach() + 128) / 16).long()
+    hn, vn = _neighbour(lv, 2, o), _neighbour(lv, 1, o)
+    t = 0
+    for g, (hl, vl) in enumerate(((h0, v0), (h1, v1))):
+        c0, c1 = 2 * g, 2 * g + 1
+        t = t + hl[_index(lv[..., c0], lv[..., c1], hn[..., c0], hn[..., c1])]
+        t = t + vl[_index(lv[..., c0], lv[..., c1], vn[..., c0], vn[..., c1])]
+    return t
+
+
 def splut_branch(luts: list[torch.Tensor], variant: int, part: torch.Tensor) -> torch.Tensor:
     """One branch on part values int64 (N, h, w) in 0..15 -> float (N, h, w, 16) final sums R."""
     p = pad_bottom_right(part)
     feat = luts[0][_index(p[:, :-1, :-1], p[:, :-1, 1:], p[:, 1:, :-1], p[:, 1:, 1:])]  # (N, h, w, 4)
-    for s in range(variant + 1):
-        h0, h1, v0, v1 = luts[1 + 4 * s : 5 + 4 * s]
-        o = -1 if s % 2 == 0 else 1
-        lv = torch.floor((feat.detach() + 128) / 16).long()
-        hn, vn = _neighbour(lv, 2, o), _neighbour(lv, 1, o)
-        t = 0
-        for g, (hl, vl) in enumerate(((h0, v0), (h1, v1))):
-            c0, c1 = 2 * g, 2 * g + 1
-            t = t + hl[_index(lv[..., c0], lv[..., c1], hn[..., c0], hn[..., c1])]
-            t = t + vl[_index(lv[..., c0], lv[..., c1], vn[..., c0], vn[..., c1])]
-        if s < variant:
-            feat = torch.clamp(feat + ste_floor((t + 2) / 4), -127, 127)
-        else:
-            return t
-    raise AssertionError("unreachable")
+    for s in range(variant):
+        t = splut_stage(luts[1 + 4 * s : 5 + 4 * s], feat, -1 if s % 2 == 0 else 1)
+        feat = torch.clamp(feat + ste_floor((t + 2) / 4), -127, 127)
+    return splut_stage(luts[1 + 4 * variant : 5 + 4 * variant], feat, -1 if variant % 2 == 0 else 1)
 
 
 def splut_total(luts: list[torch.Tensor], variant: int, img: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.registry import IOContract, register_model
+from lut_baking.engine_numpy import reflect_pad_index
 from lut_baking.engine_torch import depth_to_space, pad_bottom_right, ste_floor, ste_round
 
 
@@ -101,25 +102,24 @@ class SPLUTNet(nn.Module):
         """(N, C, H, W) x 2 -> (N, C, H, 2W): each pixel followed by its neighbour (kernel (1, 2), stride 2)."""
         return torch.stack([here, nb], dim=-1).flatten(-2)
 
+    def stage(self, stages: nn.ModuleList, s: int, feat: torch.Tensor) -> torch.Tensor:
+        """Series stage s: features (N, 4, H, W) -> T (N, C, H, W), the sum of its 4 simulated lookups."""
+        o = -1 if s % 2 == 0 else 1
+        lv = ste_floor((feat + 128.0) / 16.0) / 15.0  # 16 levels, fed to the pair nets as level / 15
+        h, w = lv.shape[-2:]
+        c = 16 if s == self.mixing else 4
+        t = 0
+        for k, nb in enumerate((lv.index_select(3, _shift_index(w, o, lv.device)), lv.index_select(2, _shift_index(h, o, lv.device)))):
+            out = self.quantize(stages[1 + 2 * s + k](self.pair(lv, nb)))  # horizontal, then vertical
+            t = t + out[:, :c] + out[:, c:]  # channel pairs (0, 1) and (2, 3)
+        return t
+
     def branch(self, stages: nn.ModuleList, part: torch.Tensor) -> torch.Tensor:
         """part (N, 1, H, W) in 0..15 -> final sums R (N, 16, H, W) (integer-valued)."""
         feat = self.quantize(stages[0](pad_bottom_right(part / 15.0)))
-        for s in range(self.mixing + 1):
-            o = -1 if s % 2 == 0 else 1
-            lv = ste_floor((feat + 128.0) / 16.0) / 15.0
-            h, w = lv.shape[-2:]
-            rows = _shift_index(h, o, lv.device)
-            cols = _shift_index(w, o, lv.device)
-            c = 16 if s == self.mixing else 4
-            t = 0
-            for k, nb in enumerate((lv.index_select(3, cols), lv.index_select(2, rows))):
-                out = self.quantize(stages[1 + 2 * s + k](self.pair(lv, nb)))
-                t = t + out[:, :c] + out[:, c:]
-            if s < self.mixing:
-                feat = torch.clamp(feat + ste_floor((t + 2.0) / 4.0), -127.0, 127.0)
-            else:
-                return t
-        raise AssertionError("unreachable")
+        for s in range(self.mixing):
+            feat = torch.clamp(feat + ste_floor((self.stage(stages, s, feat) + 2.0) / 4.0), -127.0, 127.0)
+        return self.stage(stages, self.mixing, feat)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x255 = torch.round(torch.clamp(x, 0.0, 1.0) * 255.0).detach()
@@ -131,8 +131,7 @@ class SPLUTNet(nn.Module):
 
 
 def _shift_index(n: int, o: int, device) -> torch.Tensor:
-    from lut_baking.engine_numpy import reflect_pad_index
-
+    """Indices i + o (i < n) with reflect padding: the neighbour at offset o along an axis."""
     return torch.as_tensor(reflect_pad_index(n, 1, 1)[1 + o : 1 + o + n], device=device)
 
 
