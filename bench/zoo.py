@@ -52,6 +52,23 @@ ZOO = [
 PUBLISHED = {("eSR-MAX_s2_K7_C13", 2): {"Set5": 34.94, "Set14": 31.17, "B100": 30.40, "Urban100": 27.70}}
 
 
+MODEL_NOTES = [
+    "- **eSR** (`edgesr/models/esr.py`; Navarrete Michelini et al., WACV 2022): one K x K conv to s*s*C "
+    "(x2 for TM, x3 for TR) channels, depth-to-space, then a per-pixel max (MAX) or softmax-weighted sum "
+    "(TM, TR, CNN) over the C channels. Full-range luma in and out (`luma_full`), clipped.",
+    "- **SplitSR** (`edgesr/models/splitsr.py`; Liu et al., IMWUT 2021): alpha = 0.25 split convolutions with "
+    "channel rotation and block residuals, residual groups, standard residual blocks from the hybrid index on, "
+    "conv + depth-to-space upsampling; BatchNorm folded by `collapse()`. Paper configuration C=64, 6x6 blocks, "
+    "hybrid index 3; SplitSR-S: C=32, 2x4 blocks, hybrid index 1.",
+    "- **PKN** (`edgesr/models/pkn.py`; Wronski, arXiv 2112.09318): a 4-layer 16-wide CNN at LR predicts per-pixel "
+    "parameters of an anisotropic Gaussian kernel (Cholesky factor of its precision: orientation and two scales) "
+    "and a detail gain; the kernel regresses each HR pixel from a 5x5 LR footprint (weights sum to 1). "
+    "`pkn_fixed` is the same kernel with one fitted global parameter set (what the network adds is the "
+    "difference between the two rows). MACs include the declared kernel-regression multiply-adds.",
+    "- **SESR-M5** is the existing reference (`edgesr/models/sesr.py`), trained with the same budget.",
+]
+
+
 def probe_seconds_per_step(name: str, scale: int, images, device: str, batch: int, lr_patch: int) -> float:
     """Wall time of one training step (median of 3 after a warm-up), the trainer's recipe."""
     import torch.nn.functional as F
@@ -207,6 +224,7 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
                      + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
     if notes:
         lines += ["", "Notes:", ""] + sorted(set(notes), key=notes.index)
+    lines += ["", "## The models", ""] + MODEL_NOTES
     if imported:
         lines += ["", "## The authors' published weights, imported", "",
                   f"`edgesr.importers.import_esr` on `{imported['file']}` (`edgesr import-weights esr FILE --out CKPT`), "

@@ -1,0 +1,49 @@
+"""bench/zoo.py: every benchmarked entry exists at x2 and x4, and the report renders its rows."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from edgesr.registry import create
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def zoo():
+    spec = importlib.util.spec_from_file_location("bench_zoo", ROOT / "bench" / "zoo.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_every_benchmarked_model_is_registered(zoo, scale):
+    for label, name_of in zoo.ZOO:
+        model = create(name_of(scale), scale=scale)
+        assert model.scale == scale, label
+
+
+def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
+    rows = [
+        {"label": "eSR-MAX K7 C13", "model": "eSR-MAX_s2_K7_C13", "scale": 2, "steps": 7, "params": 2548,
+         "gmacs_720p": 0.587, "heavy": False, "sets": {"Set5": {"psnr_y": 30.5, "ssim_y": 0.9}},
+         "tflite": {"fp32": {"latency_ms": 12.0}, "int8": "export failed: no int8 max"}},
+        {"label": "SplitSR (paper)", "model": "splitsr", "scale": 4, "steps": 1, "params": 1642128,
+         "gmacs_720p": 94.3, "heavy": True, "sets": {"Set5": {"psnr_y": 25.0, "ssim_y": 0.7}}, "tflite": "skipped (heavy on CPU)"},
+    ]
+    args = argparse.Namespace(argv=["--minutes-per-model", "1"], minutes_per_model=1.0, device="cpu", batch=16,
+                              lr_patch=32, lr=5e-4)
+    doc = tmp_path / "zoo.md"
+    zoo.write_markdown(rows, None, args, doc, "zoo_pareto.png")
+    text = doc.read_text()
+    assert "| eSR-MAX K7 C13 (`eSR-MAX_s2_K7_C13`) | x2 | 7 | 2,548 | 0.59 | 30.50 / 0.9000 |" in text
+    assert "Set5 34.94" in text  # the authors' published number beside ours
+    assert "TFLite int8: export failed: no int8 max" in text
+    assert "scored on Set5/Set14 only" in text
+    zoo.write_plot(rows, tmp_path / "zoo_pareto.png")
+    assert (tmp_path / "zoo_pareto.png").stat().st_size > 1000
