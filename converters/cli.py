@@ -44,12 +44,14 @@ def _load_ranges(path: str | None) -> dict | None:
 
 
 def run(args) -> int:
-    from converters.export import calibration_patches, deploy_module, export, plan
+    import sys
+
+    from converters.export import calibration_patches, deploy_module, export, plan, writable_dir
 
     formats, precisions = _csv(args.formats), _csv(args.precisions)
     pairs = plan(formats, precisions)  # validates names before any slow work
     module = deploy_module(args.checkpoint)
-    out = Path(args.out) if args.out else Path(args.checkpoint).resolve().parent
+    out = writable_dir(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent)
     if args.calib_patches < 1:
         raise EdgesrError(f"--calib-patches must be at least 1, got {args.calib_patches}")
     calibration = None
@@ -57,7 +59,7 @@ def run(args) -> int:
         calibration = calibration_patches(module.contract, args.calib, count=args.calib_patches)
     results = export(module, out, formats, precisions, calibration=calibration,
                      activation_ranges=_load_ranges(args.activation_ranges), io_dtype=args.io_dtype,
-                     source=str(args.checkpoint), progress=True)
+                     source=str(args.checkpoint), progress=sys.stderr.isatty())
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -76,6 +76,24 @@ def calibration_patches(contract, folder: str | os.PathLike | None = None, patch
     return out
 
 
+def writable_dir(out_dir: str | os.PathLike) -> Path:
+    """Create ``out_dir`` if needed and check that files can be created in it (before slow work).
+
+    Raises:
+        EdgesrError: the folder cannot be created or written (the message names it).
+    """
+    import tempfile
+
+    out_dir = Path(out_dir)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_dir):
+            pass
+    except OSError as exc:
+        raise EdgesrError(f"{out_dir}: cannot write artifacts here ({exc.strerror})") from None
+    return out_dir
+
+
 def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
     """Write the artifact (``write(path)``, atomic), then its sidecar; remove both on failure."""
     write(path)
@@ -167,7 +185,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
         source = str(model_or_checkpoint)
     module = deploy_module(model_or_checkpoint)
-    out_dir = Path(out_dir)
+    out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
     if calibration is None and any(p in ("int8", "w8a8") for _, p in pairs):
         calibration = calibration_patches(module.contract)
@@ -186,4 +204,4 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
 
 
 __all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
-           "export_onnx", "export_tflite", "plan", "sidecar_path"]
+           "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]

@@ -54,7 +54,7 @@ def run(args) -> int:
         options["reference_kernels"] = True
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
-                               progress=True, **options)
+                               progress=sys.stderr.isatty(), **options)
     print(f"{result['artifact']}  ({result['precision']})")
     if result["skipped"]:
         print(f"  numbers skipped: {result['skipped']}")
