@@ -87,3 +87,22 @@ def test_bad_inputs(tmp_path):
         g.run(np.zeros((1, 8, 8, 1), np.float32))
     with pytest.raises(EdgesrError, match="unknown kernels"):
         IntegerGraph(int8_model("sesr_like"), kernels="gpu")
+
+
+ZOO = ["sesr_m3", "sesr_m5_relu", "esr_max_s2_k7_c13", "esr_cnn_s2_c8_d3_s9", "esr_tm_s2_k7_c16", "esr_tr_s2_k7_c13",
+       "pkn", "splitsr_s"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_int8_exports_bit_exact(name):
+    """edgesr's own int8 exports (converters.export) on a real photo, every kernel family."""
+    from test_integer_ref_models import zoo_int8
+
+    from edgesr.evaluate import model_input
+
+    path, module = zoo_int8(name)
+    t = IntegerGraph(path).tensors[IntegerGraph(path).inputs[0]]
+    x = model_input(crop(embedded_image("coffee"), 41, 53, 100, 200), module.contract)
+    res = compare_with_litert(path, [quantize_input(x.transpose(0, 2, 3, 1), t)])
+    for k, r in res["per_kernels"].items():
+        assert r["mismatched_elements"] == 0, (k, r)
