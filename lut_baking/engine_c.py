@@ -35,7 +35,8 @@ def compile_engine(extra_flags: tuple[str, ...] = ()) -> Path:
     """Compile ``lut_engine.c`` (if not cached) and return the shared library's path.
 
     Raises:
-        EdgesrError: no C compiler (``$CC`` or ``cc``) or a failed compilation.
+        EdgesrError: no C compiler (``$CC`` or ``cc``), an unwritable cache folder, or a
+        failed compilation.
     """
     src = SOURCE.read_bytes() + HEADER.read_bytes() + " ".join(CFLAGS + extra_flags).encode()
     digest = hashlib.sha256(src).hexdigest()[:16]
@@ -45,8 +46,11 @@ def compile_engine(extra_flags: tuple[str, ...] = ()) -> Path:
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise EdgesrError(f"C compiler {cc!r} not found (set $CC) to build {SOURCE}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".lut_engine.", suffix=".so", dir=out.parent)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".lut_engine.", suffix=".so", dir=out.parent)
+    except OSError as exc:
+        raise EdgesrError(f"{out.parent}: cannot write the compiled LUT engine here ({exc.strerror}); set $EDGESR_CACHE") from None
     os.close(fd)
     try:
         res = subprocess.run([cc, *CFLAGS, *extra_flags, str(SOURCE), "-o", tmp], capture_output=True, text=True)
