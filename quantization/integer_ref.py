@@ -466,3 +466,13 @@ def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kerne
         if "reference" in litert and k in litert:
             out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k])
     return out
+
+
+class LiteRTUpscaler(IntegerReference):
+    """LiteRT itself with a chosen kernel family (``kernels``), wrapped exactly like
+    :class:`IntegerReference` (same input quantization and dequantization), so the two differ
+    only in who computes. ``BUILTIN_REF`` gets the DEPTH_TO_SPACE version patch of
+    :func:`model_bytes_for_resolver`."""
+
+    def run_quantized(self, q: np.ndarray) -> np.ndarray:
+        return run_litert(self.path, q, self.graph.kernels)

@@ -1,0 +1,27 @@
+"""``edgesr report RUN_DIR``: the deployment page of a run folder.
+
+Writes ``RUN_DIR/deployment_report.md`` + ``.png`` + ``.json`` (:mod:`edgesr.reporting`):
+quality vs latency (Pareto front) of every artifact in ``report.json``, the error map
+|int8 - float| on a real photograph, and the delegate emulation matrix.
+"""
+
+from __future__ import annotations
+
+
+def add_arguments(p) -> None:
+    p.add_argument("run_dir", help="a run folder (report.json + checkpoints/deploy.pt)")
+    p.add_argument("--photo", default="chelsea", help="embedded photograph for the error map and emulation matrix")
+    p.add_argument("--size", default="360p", help="output frame size for latency (360p, 540p, 720p or HxW)")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per artifact")
+
+
+def run(args) -> int:
+    from edgesr.errors import EdgesrError
+    from edgesr.reporting import render_report
+
+    if args.repeats < 1:
+        raise EdgesrError(f"--repeats {args.repeats}: must be >= 1")
+    out = render_report(args.run_dir, args.photo, args.size, args.repeats)
+    print(f"wrote {args.run_dir}/deployment_report.md (+ .png, .json): {len(out['artifacts'])} artifact(s), "
+          f"Pareto: {', '.join(out['pareto']) or '-'}")
+    return 0

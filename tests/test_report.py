@@ -1,0 +1,72 @@
+"""`edgesr report`: Pareto page, error map and emulation matrix for a run folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from test_integer_ref_models import zoo_int8
+
+from edgesr.checkpoint import save_checkpoint
+from edgesr.cli import main
+from edgesr.data import embedded_image
+from edgesr.errors import EdgesrError
+from edgesr.reporting import _pareto, emulation_matrix
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    from converters.export import export_tflite
+
+    path, module = zoo_int8("sesr_m3")
+    d = tmp_path_factory.mktemp("run")
+    save_checkpoint(d / "checkpoints" / "deploy.pt", module, form="deploy")
+    (d / "artifacts").mkdir()
+    (d / "artifacts" / path.name).write_bytes(path.read_bytes())
+    fp32 = export_tflite(module, d / "artifacts" / "sesr_m3_x2_fp32.tflite", "fp32")
+    report = {"model": "sesr_m3", "scale": 2, "params": 0, "params_deploy": 0, "macs_per_frame_720p": 0,
+              "eval": {"embedded": {"psnr_y": 30.0, "ssim_y": 0.9}},
+              "artifacts": [
+                  {"format": "tflite", "precision": "int8", "path": f"artifacts/{path.name}", "bytes": path.stat().st_size,
+                   "validation": {"eval": {"embedded": {"psnr_y": 29.5, "ssim_y": 0.88}}}},
+                  {"format": "tflite", "precision": "fp32", "path": "artifacts/sesr_m3_x2_fp32.tflite", "bytes": fp32["bytes"],
+                   "validation": {"eval": {"embedded": {"psnr_y": 30.0, "ssim_y": 0.9}}}},
+                  {"format": "coreml", "precision": "fp16", "path": "artifacts/missing.mlpackage", "bytes": 1,
+                   "validation": {"eval": {}}}]}
+    (d / "report.json").write_text(json.dumps(report))
+    return d
+
+
+def test_pareto_front():
+    assert _pareto([(1.0, 30.0), (2.0, 31.0), (3.0, 30.5), (1.0, 29.0)]) == [0, 1]
+
+
+def test_emulation_matrix_on_a_real_photo(run_dir):
+    path, module = zoo_int8("sesr_m3")
+    m = emulation_matrix(path, module, [("chelsea", embedded_image("chelsea")[:96, :128])])
+    assert set(m) == {"cpu_reference", "xnnpack", "gpu_fp16", "npu_int8"}
+    # the integer reference reproduces LiteRT's reference kernels, so the scores are identical
+    assert m["npu_int8"] == m["cpu_reference"]
+    assert m["gpu_fp16"]["psnr_vs_reference_db"] > 45  # fp16 rounding: within about one 8-bit level
+    assert 25 < m["xnnpack"]["psnr_vs_reference_db"] < m["gpu_fp16"]["psnr_vs_reference_db"]
+
+
+def test_report_page(run_dir, capsys):
+    assert main(["report", str(run_dir), "--size", "64x64", "--repeats", "2"]) == 0
+    out = json.loads((run_dir / "deployment_report.json").read_text())
+    lat = {a["precision"]: a["latency_ms"] for a in out["artifacts"]}
+    assert lat["int8"] > 0 and lat["fp32"] > 0 and lat["fp16"] is None
+    assert out["error_map"]["photo"] == "chelsea" and out["error_map"]["max"] >= 1
+    assert set(out["emulation"]) == {"cpu_reference", "xnnpack", "gpu_fp16", "npu_int8"}
+    md = (run_dir / "deployment_report.md").read_text()
+    assert "Pareto" in md and "Emulation matrix" in md and "Core ML needs a Mac" in md
+    assert (run_dir / "deployment_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_errors(tmp_path):
+    with pytest.raises(EdgesrError, match="no report.json"):
+        from edgesr.reporting import render_report
+
+        render_report(tmp_path)
+    (tmp_path / "report.json").write_text("{not json")
+    assert main(["report", str(tmp_path)]) == 2
