@@ -16,17 +16,21 @@ from pathlib import Path
 from edgesr.errors import EdgesrError
 
 
-def _esr_registry_entry(model_id: str) -> tuple[str, dict]:
-    """(registry name, factory kwargs) for an eSR id: the registered configuration when one
-    matches, else the generic factory of its kind with explicit sizes."""
+def _esr_registry_entry(model_id: str) -> tuple[str, int, dict]:
+    """(registry name, scale, factory kwargs) for an eSR id: the registered configuration
+    when one matches, else the generic factory of its kind with explicit sizes.
+
+    Raises:
+        ValueError: not an eSR id (from :func:`edgesr.models.esr.parse_model_id`).
+    """
     from edgesr.models import esr
 
     kind, f = esr.parse_model_id(model_id)
     if model_id in esr.REGISTERED_IDS:
-        return model_id.replace("eSR-", "esr_").lower(), {}
+        return model_id.replace("eSR-", "esr_").lower(), f["s"], {}
     if kind == "CNN":
-        return "esr_cnn", {"channels": f["C"], "depth": f["D"], "size": f["S"]}
-    return f"esr_{kind.lower()}", {"kernel": f["K"], "channels": f["C"]}
+        return "esr_cnn", f["s"], {"channels": f["C"], "depth": f["D"], "size": f["S"]}
+    return f"esr_{kind.lower()}", f["s"], {"kernel": f["K"], "channels": f["C"]}
 
 
 def import_esr(model_file: str | os.PathLike, out_ckpt: str | os.PathLike) -> Path:
@@ -58,11 +62,10 @@ def import_esr(model_file: str | os.PathLike, out_ckpt: str | os.PathLike) -> Pa
         raise EdgesrError(f"{path}: no such file")
     model_id = path.stem
     try:
-        name, kwargs = _esr_registry_entry(model_id)
+        name, scale, kwargs = _esr_registry_entry(model_id)
     except ValueError as exc:
         raise EdgesrError(f"{path}: file name is not an eSR model id ({exc})") from None
     try:
-        scale = int(model_id.split("_")[1][1:])
         model = create(name, scale=scale, **kwargs)
     except (ValueError, EdgesrError) as exc:
         raise EdgesrError(f"{path}: unsupported eSR configuration {model_id!r} ({exc})") from None

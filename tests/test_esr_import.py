@@ -66,6 +66,10 @@ def test_import_errors_name_the_file(tmp_path):
     torch.save({"filter.weight": torch.zeros(52, 1, 7, 7)}, name)
     with pytest.raises(EdgesrError, match="not an eSR model id"):
         import_esr(name, tmp_path / "o.pt")
+    d0 = tmp_path / "eSR-CNN_s2_C8_D0_S9.model"  # the authors' D = 0 variant: not an eSR-CNN here
+    torch.save({"filter.0.weight": torch.zeros(9, 0, 3, 3)}, d0)
+    with pytest.raises(EdgesrError, match="unsupported eSR configuration"):
+        import_esr(d0, tmp_path / "o.pt")
     corrupt = tmp_path / "eSR-MAX_s2_K7_C13.model"
     corrupt.write_bytes(b"not a torch file")
     with pytest.raises(EdgesrError, match="corrupt or unreadable"):
