@@ -104,10 +104,17 @@ class MSEObserver(_SampleObserver):
 
     def error(self, lo: float, hi: float) -> float:
         """Mean of (fake_quant(v; [lo, hi]) - v)^2 over the sampled values v (float64 mean)."""
-        v = self.values()
-        lo, hi = _with_zero(lo, hi)
-        q = fake_quant_activation(v, torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32))
-        return float(((q - v).double() ** 2).mean())
+        return float(self.errors([(lo, hi)])[0])
+
+    def errors(self, ranges: list[tuple[float, float]], chunk: int = 8) -> np.ndarray:
+        """:meth:`error` of each range, evaluated ``chunk`` ranges at a time (broadcast)."""
+        v = self.values()[None]
+        out = []
+        for i in range(0, len(ranges), chunk):
+            lo, hi = zip(*(_with_zero(*r) for r in ranges[i : i + chunk]))
+            q = fake_quant_activation(v, torch.tensor(lo)[:, None], torch.tensor(hi)[:, None])
+            out.append(((q - v).double() ** 2).mean(dim=1).numpy())
+        return np.concatenate(out)
 
     def candidates(self) -> list[tuple[float, float]]:
         """The first-stage candidates: both ends of the min/max range shrunk by each factor."""
@@ -116,17 +123,17 @@ class MSEObserver(_SampleObserver):
 
     def range(self) -> tuple[float, float]:
         bound = super().range()
-        best = min(self.candidates(), key=lambda r: self.error(*r))
-        best_err = self.error(*best)
+        cands = self.candidates()
+        errs = self.errors(cands)
+        best, best_err = cands[int(np.argmin(errs))], float(errs.min())
         for _ in range(self.rounds):
             improved = False
             for end in (1, 0):
-                for f in self.refine:
-                    value = float(np.clip(best[end] * f, bound[0], bound[1]))
-                    cand = (best[0], value) if end == 1 else (value, best[1])
-                    err = self.error(*cand)
-                    if err < best_err:
-                        best, best_err, improved = cand, err, True
+                values = np.clip(best[end] * self.refine, bound[0], bound[1])
+                cands = [(best[0], float(v)) if end == 1 else (float(v), best[1]) for v in values]
+                errs = self.errors(cands)
+                if errs.min() < best_err:
+                    best, best_err, improved = cands[int(np.argmin(errs))], float(errs.min()), True
             if not improved:
                 break
         return _with_zero(*best)

@@ -6,7 +6,7 @@
 * Weights: per-output-channel symmetric int8 in [-127, 127], scale ``max|w| / 127``
   (:func:`fake_quant_weight`, equal to :func:`~quantization.arithmetic.quantize_weights_per_channel`
   dequantized); conv biases as int32 with scale ``input_scale * weight_scale``.
-* PReLU slopes: per-tensor int8 over [min(alpha, 0), max(alpha, 0)].
+* PReLU slopes: per-tensor symmetric int8, scale ``max|alpha| / 127`` (what TFLite stores).
 
 Gradients are straight-through: d out / d x = 1 inside the nudged range, 0 outside (TF's
 FakeQuant gradient); weights and biases pass gradients unchanged. With learnable ranges the
@@ -170,7 +170,10 @@ class QuantConv2d(nn.Module):
 
 
 class QuantPReLU(nn.Module):
-    """PReLU with its slopes fake-quantized per tensor over [min(alpha, 0), max(alpha, 0)]."""
+    """PReLU with int8 slopes as TFLite's converter stores PRELU's alpha: one symmetric scale
+    ``max|alpha| / 127`` for the whole tensor, range [-127, 127], zero point 0 (checked against
+    a converted model). Input and output (N, C, H, W) float32.
+    """
 
     def __init__(self, prelu: nn.PReLU):
         super().__init__()
@@ -178,9 +181,7 @@ class QuantPReLU(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.prelu.weight
-        lo = torch.clamp(a.detach().min(), max=0.0)
-        hi = torch.maximum(torch.clamp(a.detach().max(), min=0.0), lo + MIN_RANGE_WIDTH)
-        return F.prelu(x, fake_quant_activation(a, lo, hi))
+        return F.prelu(x, fake_quant_weight(a.reshape(1, -1)).reshape(a.shape))
 
 
 _UNSUPPORTED = (nn.Linear, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Conv1d, nn.Conv3d)

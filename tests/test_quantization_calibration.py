@@ -9,16 +9,18 @@ import torch
 from edgesr.data import embedded_image
 from edgesr.errors import EdgesrError
 from edgesr.evaluate import model_input
-from edgesr.registry import IOContract, create
+from edgesr.registry import IOContract
 from quantization import calibrate, calibration_patches
 from quantization.calibration import MinMaxObserver, MSEObserver, PercentileObserver, make_observer
 from quantization.graph import quant_plan, tensor_nodes, trace
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(0)
-    return create("sesr_m3_relu", scale=2, expansion=16).collapse()
+    return tiny_deploy()
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +83,7 @@ def test_percentile_range_is_inside_minmax(model, patches):
 
 
 def test_mse_range_minimizes_its_error():
-    act = _activation(create("sesr_m3_relu", scale=2, expansion=16).collapse(), calibration_patches(
+    act = _activation(tiny_deploy(), calibration_patches(
         [embedded_image("chelsea")], IOContract(scale=2), 48, 16), "first")
     obs = MSEObserver()
     obs.update(act)

@@ -11,14 +11,9 @@ from edgesr.data import embedded_image
 from edgesr.imageio import write_image
 from edgesr.registry import create
 from quantization import fake_quant_module, load_activation_ranges
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

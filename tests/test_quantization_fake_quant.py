@@ -10,18 +10,15 @@ import torch.nn.functional as F
 from edgesr.data import embedded_image, to_luma
 from edgesr.errors import EdgesrError
 from edgesr.metrics import psnr
-from edgesr.registry import create
 from quantization import calibrate, calibration_patches, fake_quant_module, quantizer_ranges
 from quantization.arithmetic import (
     fake_quant, nudged_qparams, quantize, quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize,
 )
 from quantization.fake_quant import fake_quant_activation, fake_quant_weight
 from quantization.graph import FUSED, SHARED, quant_plan, tensor_nodes, trace
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
-
-def tiny(name="sesr_m3_relu"):
-    torch.manual_seed(0)
-    return create(name, scale=2, expansion=16).collapse()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_torch_fake_quant_equals_numpy_reference():
@@ -33,7 +30,7 @@ def test_torch_fake_quant_equals_numpy_reference():
 
 
 def test_fake_quant_weight_is_the_dequantized_per_channel_int8():
-    w = tiny().blocks[0].weight.detach()
+    w = tiny_deploy().blocks[0].weight.detach()
     q, scale = quantize_weights_per_channel(w.numpy(), axis=0)
     want = q.astype(np.float64) * scale.astype(np.float64)[:, None, None, None]
     np.testing.assert_array_equal(fake_quant_weight(w).numpy(), want.astype(np.float32))
@@ -52,8 +49,8 @@ def test_gradients_are_straight_through():
 
 
 def test_plan_mirrors_tflite_int8_tensors():
-    relu_plan = quant_plan(trace(tiny("sesr_m3_relu")))
-    prelu_plan = quant_plan(trace(tiny("sesr_m3")))
+    relu_plan = quant_plan(trace(tiny_deploy("sesr_m3_relu")))
+    prelu_plan = quant_plan(trace(tiny_deploy("sesr_m3")))
     assert relu_plan["blocks_0"].kind == FUSED and "blocks_0" not in tensor_nodes(relu_plan)  # conv+relu: one tensor
     assert "blocks_0" in tensor_nodes(prelu_plan)  # conv and PRELU: two tensors
     for plan in (relu_plan, prelu_plan):
@@ -94,7 +91,7 @@ def test_one_conv_simulation_predicts_the_integer_kernel():
 
 
 def test_simulation_of_sesr_is_close_to_float_and_not_identical():
-    model = tiny()
+    model = tiny_deploy()
     img = embedded_image("chelsea")
     ranges = calibrate(model, calibration_patches([img], model.contract, 48, 16))
     sim = fake_quant_module(model, ranges).eval()
@@ -107,7 +104,7 @@ def test_simulation_of_sesr_is_close_to_float_and_not_identical():
 
 
 def test_missing_range_is_a_user_error():
-    model = tiny()
+    model = tiny_deploy()
     ranges = calibrate(model, calibration_patches([embedded_image("camera")], model.contract, 32, 4))
     del ranges["add"]
     with pytest.raises(EdgesrError, match="add"):

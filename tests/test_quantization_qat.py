@@ -11,24 +11,16 @@ from edgesr.data import embedded_image
 from edgesr.errors import EdgesrError
 from edgesr.imresize import imresize_torch
 from edgesr.metrics import psnr
-from edgesr.registry import create
 from quantization import calibrate, fake_quant_module, qat
 from quantization.qat import hr_patches
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster than two contending ones on a shared 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    model = create("sesr_m3_relu", scale=2, expansion=16).collapse()
+    model = tiny_deploy()
     train = [("camera", embedded_image("camera")), ("astronaut", embedded_image("astronaut"))]
     held_hr = hr_patches([embedded_image("chelsea")], model.contract, patch=48, count=16, seed=7)  # unseen photo
     return model, train, held_hr, imresize_torch(held_hr, 0.5)
