@@ -476,3 +476,26 @@ class LiteRTUpscaler(IntegerReference):
 
     def run_quantized(self, q: np.ndarray) -> np.ndarray:
         return run_litert(self.path, q, self.graph.kernels)
+
+
+def validate_integer(path: str | os.PathLike, sets: dict, contract, kernels=("reference", "optimized", "xnnpack")) -> dict:
+    """:func:`compare_with_litert` on the LR images of evaluation ``sets`` ({set: [(name, HR
+    uint8)]}), each LR made and converted exactly as :mod:`edgesr.evaluate` does and quantized
+    with TFLite's rounding; the dict ``edgesr validate --integer-reference`` adds to its JSON.
+
+    Raises:
+        EdgesrError: not an integer-input ``.tflite`` artifact.
+    """
+    from edgesr.data import eval_pairs
+    from edgesr.evaluate import model_input
+
+    graph = IntegerGraph(path, "reference")
+    t = graph.tensors[graph.inputs[0]]
+    if t.dtype not in (np.int8, np.uint8):
+        raise EdgesrError(f"{path}: --integer-reference needs an int8/uint8-input TFLite model (input is {np.dtype(t.dtype).name})")
+    inputs = []
+    for images in sets.values():
+        for pair in eval_pairs(images, contract.scale):
+            x = model_input(pair.lr, contract)
+            inputs += [quantize_input(x[i : i + 1].transpose(0, 2, 3, 1), t) for i in range(x.shape[0])]
+    return compare_with_litert(path, inputs, kernels)

@@ -106,3 +106,23 @@ def test_zoo_int8_exports_bit_exact(name):
     res = compare_with_litert(path, [quantize_input(x.transpose(0, 2, 3, 1), t)])
     for k, r in res["per_kernels"].items():
         assert r["mismatched_elements"] == 0, (k, r)
+
+
+def test_validate_integer_reference_option(tmp_path):
+    """`edgesr validate --integer-reference` adds the bit-exactness numbers to the validation JSON."""
+    from test_integer_ref_models import zoo_int8
+
+    from edgesr.checkpoint import save_checkpoint
+    from edgesr.cli import main
+
+    path, module = zoo_int8("sesr_m3")
+    ckpt = save_checkpoint(tmp_path / "deploy.pt", module, form="deploy")
+    out = tmp_path / "v.json"
+    main(["validate", str(path), "--reference", str(ckpt), "--integer-reference", "--int8-tolerance-db", "100",
+          "--json", str(out)])
+    import json
+
+    ir = json.loads(out.read_text())["integer_reference"]
+    assert ir["mismatched_elements"] == 0 and ir["max_lsb_diff"] == 0
+    assert ir["elements"] == sum(h * w * 4 for h, w in ((150, 225), (200, 300), (256, 256)))  # embedded val LRs x 4 channels
+    assert set(ir["per_kernels"]) == {"reference", "optimized", "xnnpack"}

@@ -25,6 +25,9 @@ def add_arguments(p) -> None:
                    help="allowed PSNR drop vs the reference for int8/w8/w8a8 (default 0.15 dB)")
     p.add_argument("--num-threads", type=int, default=None, help="runtime threads (TFLite, ONNX)")
     p.add_argument("--reference-kernels", action="store_true", help="TFLite: LiteRT's reference kernels (BUILTIN_REF)")
+    p.add_argument("--integer-reference", action="store_true",
+                   help="int8 TFLite: also compare LiteRT with edgesr's NumPy integer reference bit for bit "
+                        "(adds integer_reference {mismatched_elements, max_lsb_diff} to the JSON; exit 1 on a mismatch)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
 
 
@@ -55,6 +58,13 @@ def run(args) -> int:
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
                                progress=sys.stderr.isatty(), **options)
+    if args.integer_reference:  # quantization.integer_ref (issue 6)
+        from quantization.integer_ref import validate_integer
+
+        ir = validate_integer(args.artifact, sets, reference.contract)
+        result["integer_reference"] = ir
+        if ir["mismatched_elements"]:
+            result["passed"] = False
     print(f"{result['artifact']}  ({result['precision']})")
     if result["skipped"]:
         print(f"  numbers skipped: {result['skipped']}")
@@ -66,6 +76,10 @@ def run(args) -> int:
             print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f})")
     if "structure" in result:
         print(f"  structure: {'ok' if result['structure']['passed'] else '; '.join(result['structure']['problems'])}")
+    if "integer_reference" in result:
+        ir = result["integer_reference"]
+        print(f"  integer reference vs LiteRT: {ir['mismatched_elements']} of {ir['elements']} elements differ "
+              f"(max {ir['max_lsb_diff']} LSB; " + ", ".join(f"{k} {v['mismatched_elements']}" for k, v in ir["per_kernels"].items()) + ")")
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     if not result["passed"]:
