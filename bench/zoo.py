@@ -241,27 +241,53 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
     path.write_text("\n".join(lines) + "\n")
 
 
+def _frontier(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Pareto frontier (lower cost, higher PSNR) of (cost, psnr) points, sorted by cost."""
+    best, out = -math.inf, []
+    for c, p in sorted(points, key=lambda cp: (cp[0], -cp[1])):
+        if p > best:
+            out.append((c, p))
+            best = p
+    return out
+
+
 def write_plot(rows: list[dict], path: Path) -> None:
+    """Set5 PSNR vs MACs/720p (log) and vs TFLite fp32 latency, x2 blue, x4 red, Pareto fronts as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker  # noqa: F401
 
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for scale, marker in ((2, "o"), (4, "s")):
-        for r in (r for r in rows if r["scale"] == scale and "Set5" in r["sets"]):
-            p = r["sets"]["Set5"]["psnr_y"]
-            axes[0].scatter(r["gmacs_720p"], p, marker=marker)
-            axes[0].annotate(f"{r['label']} x{scale}", (r["gmacs_720p"], p), fontsize=7)
-            fp32 = r["tflite"].get("fp32") if isinstance(r.get("tflite"), dict) else None
-            if isinstance(fp32, dict):
-                axes[1].scatter(fp32["latency_ms"], p, marker=marker)
-                axes[1].annotate(f"{r['label']} x{scale}", (fp32["latency_ms"], p), fontsize=7)
-    axes[0].set_xscale("log")
-    axes[0].set(xlabel="GMACs per 720p frame (log)", ylabel="Set5 PSNR-Y (dB)", title="PSNR vs MACs (o x2, s x4)")
-    axes[1].set(xlabel="TFLite fp32 latency, 640x360, 2 threads (ms)", ylabel="Set5 PSNR-Y (dB)", title="PSNR vs latency")
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5))
+    for scale, color in ((2, "tab:blue"), (3, "tab:green"), (4, "tab:red")):
+        sel = [r for r in rows if r["scale"] == scale and "Set5" in r["sets"]]
+        if not sel:
+            continue
+        for ax, cost_of in ((axes[0], lambda r: r["gmacs_720p"]), (axes[1], _fp32_latency)):
+            pts = [(cost_of(r), r["sets"]["Set5"]["psnr_y"], r["label"]) for r in sel if cost_of(r) is not None]
+            if not pts:
+                continue
+            ax.scatter([c for c, _, _ in pts], [p for _, p, _ in pts], color=color, label=f"x{scale}")
+            for c, p, label in pts:
+                ax.annotate(label, (c, p), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            front = _frontier([(c, p) for c, p, _ in pts])
+            ax.plot([c for c, _ in front], [p for _, p in front], color=color, linewidth=1, alpha=0.6)
+    for ax, xlabel in ((axes[0], "GMACs per 1280x720 output frame"), (axes[1], "TFLite fp32 latency, 640x360 input, 2 threads (ms)")):
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        ax.set(xlabel=xlabel + " (log)", ylabel="Set5 PSNR-Y (dB)")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    axes[0].set_title("PSNR vs compute (lines: Pareto fronts)")
+    axes[1].set_title("PSNR vs latency (exported models only)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _fp32_latency(r: dict) -> float | None:
+    fp32 = r["tflite"].get("fp32") if isinstance(r.get("tflite"), dict) else None
+    return fp32["latency_ms"] if isinstance(fp32, dict) else None
 
 
 def main(argv=None) -> int:
