@@ -165,6 +165,9 @@ class _Recorder(fx.Interpreter):
     def run_node(self, n: fx.Node):
         out = super().run_node(n)
         if n.name in self.observers:
+            if not (isinstance(out, torch.Tensor) and out.is_floating_point()):
+                raise EdgesrError(f"node {n.name!r} ({n.target}) returns {type(out).__name__}, not a float tensor: "
+                                  "int8 calibration does not support it")
             self.observers[n.name].update(out)
         return out
 
@@ -203,7 +206,8 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
     return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}
 
 
-def calibration_patches(images, contract: IOContract, patch: int = 64, count: int = 64, seed: int = 0) -> np.ndarray:
+def calibration_patches(images, contract: IOContract, patch: int = 64, count: int = 64, seed: int = 0,
+                        degrade: bool = False) -> np.ndarray:
     """Random crops of real photos, as the model sees them (:func:`edgesr.evaluate.model_input`).
 
     Args:
@@ -212,7 +216,10 @@ def calibration_patches(images, contract: IOContract, patch: int = 64, count: in
         contract: the model's :class:`~edgesr.registry.IOContract` (colour space, channels).
         patch: crop side P in pixels; images smaller than P on a side are skipped.
         count: number of crops N, drawn from the images in proportion to their area.
-        seed: crops are a deterministic function of (images, patch, count, seed).
+        seed: crops are a deterministic function of (images, patch, count, seed, degrade).
+        degrade: first reduce each photo to its benchmark LR (:func:`edgesr.imresize.make_lr`,
+            MATLAB bicubic 1/scale), the statistics of the evaluation inputs; default: the
+            photos as a phone would feed them (sharper, so wider ranges).
     Returns:
         float32 (N, C, P, P), C = ``contract.channels``, values in [0, 1].
 
@@ -221,9 +228,13 @@ def calibration_patches(images, contract: IOContract, patch: int = 64, count: in
     """
     if count < 1 or patch < 1:
         raise EdgesrError(f"need count >= 1 and patch >= 1, got count={count}, patch={patch}")
+    from edgesr.imresize import make_lr
+
     planes = []
     for item in images:
         img = item[1] if isinstance(item, tuple) else item
+        if degrade and min(img.shape[:2]) >= contract.scale:
+            img = make_lr(img, contract.scale)
         if img.shape[0] >= patch and img.shape[1] >= patch:
             planes.extend(model_input(img, contract))  # (B, C, h, w) -> B planes (C, h, w)
     if not planes:

@@ -8,7 +8,8 @@ TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
 * the input: QUANTIZE -> its own (scale, zero point);
 * CONV_2D / ADD / MUL / CONCATENATION / PRELU / MEAN / SUM and any op not listed below: the
   output tensor has its own parameters (CONCATENATION rescales each input to the output's);
-* RELU / RELU6 following a CONV_2D or ADD whose only consumer it is: *fused* into that op
+* RELU / RELU6 following a CONV_2D or ADD whose only consumer it is (identity layers between
+  them do not count): *fused* into that op
   (``fused_activation_function``), so conv+relu is one int8 tensor: the conv node is
   :data:`FUSED` (no tensor of its own) and the relu node carries the parameters;
 * DEPTH_TO_SPACE, RESHAPE, TRANSPOSE, MAXIMUM/MINIMUM with a constant (the final clip to
@@ -55,7 +56,8 @@ class QuantPoint:
 
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
-_SHARED_MODULES = (nn.PixelShuffle, nn.Identity, nn.Flatten, nn.MaxPool2d, nn.Hardtanh)
+_IDENTITY_MODULES = (nn.Identity, nn.Dropout)
+_SHARED_MODULES = (nn.PixelShuffle, nn.Flatten, nn.MaxPool2d, nn.Hardtanh)
 _FIXED_MODULES = {nn.Softmax: SOFTMAX_RANGE, nn.Sigmoid: SOFTMAX_RANGE, nn.Tanh: TANH_RANGE}
 _RELU_FUNCTIONS = {F.relu, torch.relu, F.relu6}
 _SHARED_FUNCTIONS = {F.pixel_shuffle, torch.pixel_shuffle, torch.clamp, torch.clip, torch.reshape, torch.flatten,
@@ -75,7 +77,7 @@ def trace(module: nn.Module) -> fx.GraphModule:
 
 
 def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, float] | None]:
-    """('relu' | 'shared' | 'fixed' | 'fusing' | 'quantize' | 'none', fixed range)."""
+    """('relu' | 'identity' | 'slice' | 'shared' | 'fixed' | 'fusing' | 'quantize' | 'none', fixed range)."""
     if node.op == "placeholder":
         return "quantize", None
     if node.op in ("output", "get_attr"):
@@ -84,6 +86,8 @@ def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, floa
         mod = gm.get_submodule(node.target)
         if isinstance(mod, _RELU_MODULES):
             return "relu", None
+        if isinstance(mod, _IDENTITY_MODULES):
+            return "identity", None
         if isinstance(mod, _SHARED_MODULES):
             return "shared", None
         for cls, rng in _FIXED_MODULES.items():
@@ -99,7 +103,9 @@ def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, floa
             return "fixed", _FIXED_METHODS[node.target]
         return ("shared" if node.target in _SHARED_METHODS else "quantize"), None
     fn = node.target  # call_function
-    if fn is operator.getitem or fn is getattr:
+    if fn is operator.getitem:
+        return "slice", None
+    if fn is getattr:
         return "none", None
     if fn in _RELU_FUNCTIONS:
         return "relu", None
@@ -111,23 +117,37 @@ def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, floa
 
 
 def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
-    """The :class:`QuantPoint` of every node of ``gm`` (see the module doc for the rules)."""
+    """The :class:`QuantPoint` of every node of ``gm`` (see the module doc for the rules).
+
+    Identity layers (``nn.Identity``, ``nn.Dropout``: absent from the TFLite graph) keep their
+    input's parameters and do not prevent a RELU from fusing into the conv before them.
+    ``x[...]`` slicing of a quantized tensor (STRIDED_SLICE) keeps its parameters; indexing
+    anything else (a shape, a tuple) is not a tensor to quantize.
+    """
     classes = {n.name: _op_class(gm, n) for n in gm.graph.nodes}
     plan: dict[str, QuantPoint] = {}
     for node in gm.graph.nodes:
         cls, rng = classes[node.name]
         first = next((a for a in node.args if isinstance(a, fx.Node)), None)
-        if cls == "none":
+        first_is_tensor = first is not None and plan[first.name].kind in (QUANTIZE, SHARED)
+        if cls == "none" or (cls == "slice" and not first_is_tensor):
             plan[node.name] = QuantPoint(NOT_A_TENSOR)
         elif cls == "fixed":
             plan[node.name] = QuantPoint(QUANTIZE, fixed_range=rng)
-        elif cls == "shared" and first is not None and plan[first.name].kind in (QUANTIZE, SHARED):
-            src = plan[first.name]
-            plan[node.name] = QuantPoint(SHARED, source=src.source if src.kind == SHARED else first.name)
+        elif cls in ("shared", "identity", "slice") and first_is_tensor:
+            plan[node.name] = QuantPoint(SHARED, source=range_source(plan, first.name))
         else:
             plan[node.name] = QuantPoint(QUANTIZE)
-        if cls == "relu" and first is not None and classes[first.name][0] == "fusing" and len(first.users) == 1:
-            plan[first.name] = QuantPoint(FUSED)
+        if cls == "relu" and first is not None:
+            chain = [first]  # walk back through identity layers to the producer
+            while classes[chain[-1].name][0] == "identity" and len(chain[-1].users) == 1:
+                arg = next((a for a in chain[-1].args if isinstance(a, fx.Node)), None)
+                if arg is None:
+                    break
+                chain.append(arg)
+            if classes[chain[-1].name][0] == "fusing" and all(len(n.users) == 1 for n in chain):
+                for n in chain:
+                    plan[n.name] = QuantPoint(FUSED)
     return plan
 
 

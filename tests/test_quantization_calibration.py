@@ -9,6 +9,7 @@ import torch
 from edgesr.data import embedded_image
 from edgesr.errors import EdgesrError
 from edgesr.evaluate import model_input
+from edgesr.imresize import make_lr
 from edgesr.registry import IOContract
 from quantization import calibrate, calibration_patches
 from quantization.calibration import MinMaxObserver, MSEObserver, PercentileObserver, make_observer
@@ -53,6 +54,9 @@ def test_patches_are_crops_of_the_model_input(model):
     for crop in a[:3, 0]:  # each crop occurs in the full model input
         hits = np.argwhere(np.all(np.lib.stride_tricks.sliding_window_view(full, (40, 40)) == crop, axis=(2, 3)))
         assert len(hits) >= 1
+    lr = calibration_patches([img], model.contract, patch=40, count=3, degrade=True)
+    full_lr = model_input(make_lr(img, 2), model.contract)[0, 0]
+    assert np.all(np.lib.stride_tricks.sliding_window_view(full_lr, (40, 40)) == lr[0, 0], axis=(2, 3)).any()
     rgb = calibration_patches([img], IOContract(scale=2, color="rgb", channels=3), patch=16, count=2)
     assert rgb.shape == (2, 3, 16, 16)
     with pytest.raises(EdgesrError, match="at least 64x64"):
