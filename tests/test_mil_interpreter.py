@@ -151,3 +151,32 @@ def test_lint_coreml_ane(packages):
     assert has_errors(fp32) and any(f.check == "precision" for f in fp32)
     rgb = lint(packages["rgb_fp16"], "coreml-ane")
     assert not has_errors(rgb)
+
+
+ZOO = ["sesr_m3", "esr_max_s2_k7_c13", "esr_tm_s2_k7_c16", "esr_tr_s2_k7_c13", "esr_cnn_s2_c8_d3_s9", "pkn", "pkn_fixed",
+       "splitsr_s"]
+
+
+@pytest.mark.parametrize("name", ZOO)
+def test_zoo_coreml_exports_on_linux(name, tmp_path):
+    """edgesr's own Core ML export (converters.export, fp16) of every zoo network, evaluated by the
+    MIL interpreter and scored against the PyTorch float module through edgesr.evaluate."""
+    from converters.export import deploy_module, export_coreml
+    from edgesr.registry import create
+
+    torch.manual_seed(0)
+    module = deploy_module(create(name, scale=2))
+    path = tmp_path / f"{name}.mlpackage"
+    export_coreml(module, path, "fp16")
+    up16, up32 = MILUpscaler(path, precision="fp16"), MILUpscaler(path, precision="fp32")
+    assert up16.contract == module.contract  # read from the package's metadata
+    pairs = eval_pairs([("coffee", crop(embedded_image("coffee"), 64, 80, 150, 200))], 2)
+    from edgesr.evaluate import TorchUpscaler, model_input
+
+    ref = evaluate(TorchUpscaler(module), pairs)
+    got = evaluate(up16, pairs)
+    assert abs(got["psnr_y"] - ref["psnr_y"]) < 0.05  # issue 3's fp16 tolerance
+    x = model_input(pairs[0].lr, module.contract)
+    want = _torch(module, x)
+    err16, err32 = np.abs(up16(x) - want).max(), np.abs(up32(x) - want).max()
+    assert err32 < err16 < 4e-3
