@@ -185,6 +185,7 @@ class QuantPReLU(nn.Module):
 
 
 _UNSUPPORTED = (nn.Linear, nn.ConvTranspose2d, nn.BatchNorm2d, nn.Conv1d, nn.Conv3d)
+_UNSUPPORTED_FUNCTIONS = {F.conv2d, F.conv_transpose2d, F.linear, F.prelu, torch.conv2d}
 
 
 def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], *,
@@ -199,10 +200,12 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
         share_weights: wrap ``deploy_module``'s own convs (QAT trains them) instead of a copy.
     Returns:
         ``fx.GraphModule`` with the same ``contract``/``scale`` attributes, input and output
-        shapes as ``deploy_module``; ``quantizers()`` of it maps node names to quantizers.
+        shapes as ``deploy_module``; its ``quantizers`` attribute maps node names to their
+        :class:`ActivationFakeQuant` (:func:`quantizer_ranges` reads them back).
 
     Raises:
-        EdgesrError: a node without a range, or a layer int8 simulation does not cover.
+        EdgesrError: a node without a range, or a layer int8 simulation does not cover
+        (weights passed to a functional conv/linear/prelu, Linear, ConvTranspose2d, BatchNorm).
     """
     module = deploy_module if share_weights else copy.deepcopy(deploy_module)
     gm = trace(module)
@@ -225,6 +228,8 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
             fq_node = graph.call_module(target, (node,), {} if point.kind == QUANTIZE else {"observe": False})
         node.replace_all_uses_with(fq_node, delete_user_cb=lambda user, fq=fq_node: user is not fq)
     for node in graph.nodes:
+        if node.op == "call_function" and node.target in _UNSUPPORTED_FUNCTIONS:
+            raise EdgesrError(f"int8 simulation needs weights in modules; node {node.name!r} calls {node.target.__name__}")
         if node.op != "call_module" or node.target.startswith("fq_"):
             continue
         mod = gm.get_submodule(node.target)

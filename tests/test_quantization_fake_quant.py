@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from edgesr.data import embedded_image, to_luma
 from edgesr.errors import EdgesrError
 from edgesr.metrics import psnr
+from edgesr.registry import create
 from quantization import calibrate, calibration_patches, fake_quant_module, quantizer_ranges
 from quantization.arithmetic import (
     fake_quant, nudged_qparams, quantize, quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize,
@@ -109,3 +110,54 @@ def test_missing_range_is_a_user_error():
     del ranges["add"]
     with pytest.raises(EdgesrError, match="add"):
         fake_quant_module(model, ranges)
+
+
+class _SplitNet(torch.nn.Module):
+    """conv -> identity -> relu on half the channels, concat with the other half (SplitSR's pattern)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = torch.nn.Conv2d(1, 4, 3, padding=1)
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+        self.norm = torch.nn.Identity()
+
+    def forward(self, x):
+        h = self.head(x)
+        y = F.relu(self.norm(self.conv(h[:, :2])))
+        return torch.cat([h[:, 2:], y], dim=1) + h
+
+
+def test_identity_keeps_relu_fused_and_slices_share_parameters():
+    plan = quant_plan(trace(_SplitNet()))
+    assert plan["conv"].kind == FUSED and plan["norm"].kind == FUSED and plan["relu"].kind == "quantize"
+    assert plan["getitem"].kind == SHARED and plan["getitem"].source == "head"
+    x = torch.from_numpy(to_luma(embedded_image("camera"))[None, None, :40, :40].copy())
+    ranges = calibrate(_SplitNet(), x)
+    assert "conv" not in ranges and ranges["getitem"] == ranges["head"]
+    assert fake_quant_module(_SplitNet(), ranges)(x).shape == (1, 4, 40, 40)
+
+
+@pytest.mark.parametrize("name", ["esr_cnn", "esr_max", "esr_tr", "pkn_fixed", "splitsr_s"])
+def test_zoo_models_calibrate_and_simulate(name):
+    torch.manual_seed(0)
+    model = create(name, scale=2)
+    model = (model.collapse() if hasattr(model, "collapse") else model).eval()
+    patches = calibration_patches([embedded_image("camera")], model.contract, 24, 2)
+    ranges = calibrate(model, patches)
+    assert set(ranges) == set(tensor_nodes(quant_plan(trace(model))))
+    with torch.no_grad():
+        out = fake_quant_module(model, ranges).eval()(torch.from_numpy(patches))
+    assert out.shape == (2, model.contract.channels, 48, 48) and torch.isfinite(out).all()
+
+
+def test_functional_conv_weights_are_refused():
+    class Functional(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(2, 1, 3, 3))
+
+        def forward(self, x):
+            return F.conv2d(x, self.w, padding=1)
+
+    with pytest.raises(EdgesrError, match="conv2d"):
+        fake_quant_module(Functional(), {"x": (0.0, 1.0), "conv2d": (-1.0, 1.0)})
