@@ -211,21 +211,21 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     gm = trace(module)
     plan = quant_plan(gm)
     quantizers: dict[str, ActivationFakeQuant] = {}
+    for name, point in plan.items():  # first every quantizer: a shared one may come later (concat)
+        if point.kind == QUANTIZE:
+            rng = point.fixed_range or ranges.get(name)
+            if rng is None:
+                raise EdgesrError(f"activation range missing for node {name!r} (have: {', '.join(sorted(ranges))})")
+            quantizers[name] = ActivationFakeQuant(rng[0], rng[1], "fixed" if point.fixed_range else range_mode)
+            gm.add_submodule(f"fq_{name}", quantizers[name])
     graph = gm.graph
     for node in list(graph.nodes):
         point = plan[node.name]
         if point.kind not in (QUANTIZE, SHARED):
             continue
-        if point.kind == QUANTIZE:
-            rng = point.fixed_range or ranges.get(node.name)
-            if rng is None:
-                raise EdgesrError(f"activation range missing for node {node.name!r} (have: {', '.join(sorted(ranges))})")
-            mode = "fixed" if point.fixed_range else range_mode
-            quantizers[node.name] = ActivationFakeQuant(rng[0], rng[1], mode)
-            gm.add_submodule(f"fq_{node.name}", quantizers[node.name])
-        target = f"fq_{range_source(plan, node.name)}"
         with graph.inserting_after(node):
-            fq_node = graph.call_module(target, (node,), {} if point.kind == QUANTIZE else {"observe": False})
+            kwargs = {} if point.kind == QUANTIZE else {"observe": False}
+            fq_node = graph.call_module(f"fq_{range_source(plan, node.name)}", (node,), kwargs)
         node.replace_all_uses_with(fq_node, delete_user_cb=lambda user, fq=fq_node: user is not fq)
     for node in graph.nodes:
         if node.op == "call_function" and node.target in _UNSUPPORTED_FUNCTIONS:

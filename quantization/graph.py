@@ -7,7 +7,12 @@ TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
 
 * the input: QUANTIZE -> its own (scale, zero point);
 * CONV_2D / ADD / MUL / CONCATENATION / PRELU / MEAN / SUM and any op not listed below: the
-  output tensor has its own parameters (CONCATENATION rescales each input to the output's);
+  output tensor has its own parameters;
+* CONCATENATION's operands share its output parameters (TFLite's converter enforces one scale
+  for the operands and the result): an operand produced only for the concat is emitted
+  directly with the concat's parameters (:data:`SHARED` with the concat as source, although
+  the concat comes later); an operand with other consumers keeps its own parameters and is
+  requantized (a QUANTIZE op in TFLite, the concat's fake-quant here);
 * RELU / RELU6 following a CONV_2D or ADD whose only consumer it is (identity layers between
   them do not count): *fused* into that op
   (``fused_activation_function``), so conv+relu is one int8 tensor: the conv node is
@@ -69,6 +74,7 @@ _SHARED_METHODS = {"clamp", "clip", "view", "reshape", "permute", "transpose", "
 _FIXED_METHODS = {"softmax": SOFTMAX_RANGE, "sigmoid": SOFTMAX_RANGE, "tanh": TANH_RANGE}
 _NON_TENSOR_METHODS = {"size", "dim"}
 _FUSING_FUNCTIONS = {operator.add, torch.add, operator.iadd, F.conv2d}
+_CONCAT_FUNCTIONS = {torch.cat, torch.concat}
 
 
 def trace(module: nn.Module) -> fx.GraphModule:
@@ -148,6 +154,12 @@ def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
             if classes[chain[-1].name][0] == "fusing" and all(len(n.users) == 1 for n in chain):
                 for n in chain:
                     plan[n.name] = QuantPoint(FUSED)
+    for node in gm.graph.nodes:  # CONCATENATION: operands produced for it alone take its parameters
+        if node.op == "call_function" and node.target in _CONCAT_FUNCTIONS and plan[node.name].kind == QUANTIZE:
+            for arg in node.args[0] if isinstance(node.args[0], (list, tuple)) else ():
+                point = plan.get(getattr(arg, "name", None))
+                if point is not None and point.kind == QUANTIZE and point.fixed_range is None and len(arg.users) == 1:
+                    plan[arg.name] = QuantPoint(SHARED, source=node.name)
     return plan
 
 

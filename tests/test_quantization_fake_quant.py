@@ -127,13 +127,15 @@ class _SplitNet(torch.nn.Module):
         return torch.cat([h[:, 2:], y], dim=1) + h
 
 
-def test_identity_keeps_relu_fused_and_slices_share_parameters():
+def test_identity_keeps_relu_fused_slices_and_concat_operands_share_parameters():
     plan = quant_plan(trace(_SplitNet()))
-    assert plan["conv"].kind == FUSED and plan["norm"].kind == FUSED and plan["relu"].kind == "quantize"
-    assert plan["getitem"].kind == SHARED and plan["getitem"].source == "head"
+    assert plan["conv"].kind == FUSED and plan["norm"].kind == FUSED  # conv + identity + relu: one tensor
+    assert plan["getitem"].kind == SHARED and plan["getitem"].source == "head"  # STRIDED_SLICE
+    assert plan["relu"].kind == SHARED and plan["relu"].source == "cat"  # emitted at the concat's scale
+    assert plan["getitem_1"].source == "head"  # a slice keeps head's parameters; the concat requantizes it
     x = torch.from_numpy(to_luma(embedded_image("camera"))[None, None, :40, :40].copy())
     ranges = calibrate(_SplitNet(), x)
-    assert "conv" not in ranges and ranges["getitem"] == ranges["head"]
+    assert "conv" not in ranges and ranges["getitem"] == ranges["head"] and ranges["relu"] == ranges["cat"]
     assert fake_quant_module(_SplitNet(), ranges)(x).shape == (1, 4, 40, 40)
 
 
