@@ -109,7 +109,21 @@ def _layers():
         def compute_output_shape(self, s):
             return (*s[:3], len(self.index))
 
-    _LAYERS = {"DepthToSpace": DepthToSpace, "FakeQuant": FakeQuant, "ChannelGather": ChannelGather}
+    class ChannelSlice(keras.layers.Layer):
+        """Channels ``start:stop`` of an NHWC tensor (TFLite STRIDED_SLICE)."""
+
+        def __init__(self, start: int, stop: int, **kw):
+            super().__init__(**kw)
+            self.start, self.stop = int(start), int(stop)
+
+        def call(self, x):
+            return x[..., self.start : self.stop]
+
+        def compute_output_shape(self, s):
+            return (*s[:3], self.stop - self.start)
+
+    _LAYERS = {"DepthToSpace": DepthToSpace, "FakeQuant": FakeQuant, "ChannelGather": ChannelGather,
+               "ChannelSlice": ChannelSlice}
     return _LAYERS
 
 
@@ -152,6 +166,14 @@ class Builder:
         inv_have = np.argsort(np.asarray(have if have is not None else range(n)))
         index = inv_have[np.asarray(want if want is not None else range(n))]
         return _layers()["ChannelGather"](index)(tensor)
+
+
+def _constant_nhwc(t: torch.Tensor, perm) -> np.ndarray:
+    """A constant operand of an elementwise op as float32 NumPy, NCHW -> NHWC, channels in ``perm`` order."""
+    arr = t.detach().numpy().astype(np.float32)
+    if arr.ndim == 4:
+        arr = arr.transpose(0, 2, 3, 1)
+    return arr[..., _perm_index(perm, arr.shape[-1])] if perm is not None else arr
 
 
 def _perm_index(perm, n):
@@ -310,10 +332,30 @@ def _identity(b, node, x, *a, **k):
     return x
 
 
-def _getitem(b, node, pair, index):
-    if not isinstance(pair, tuple) or index != 0:
-        raise EdgesrError(f"keras rebuild: indexing {node.args[0]} with {index!r} not supported (only the values of torch.max)")
-    return pair[0]
+def _channel_slice(index) -> slice | None:
+    """``x[:, a:b]`` (optionally with trailing ``:`` or ``...``) -> slice(a, b); else None."""
+    if not isinstance(index, tuple) or len(index) < 2 or index[0] != slice(None):
+        return None
+    ch, rest = index[1], index[2:]
+    if not isinstance(ch, slice) or ch.step not in (None, 1):
+        return None
+    if any(r is not Ellipsis and r != slice(None) for r in rest):
+        return None
+    return ch
+
+
+def _getitem(b, node, obj, index):
+    if isinstance(obj, torch.Tensor):  # a slice of a constant (parameter or buffer): fold it
+        return obj[index]
+    if isinstance(obj, tuple):  # (values, indices) of torch.max(x, dim, keepdim)
+        if index != 0:
+            raise EdgesrError(f"keras rebuild: only the values of {node.args[0]} are supported, not item {index!r}")
+        return obj[0]
+    ch = _channel_slice(index)
+    if ch is None:
+        raise EdgesrError(f"keras rebuild: indexing {node.args[0]} with {index!r} not supported (only channel slices x[:, a:b])")
+    start, stop, _ = ch.indices(b.channels(node.args[0]))
+    return _layers()["ChannelSlice"](start, stop)(obj)
 
 
 def _ops_add(x, y):
@@ -330,6 +372,7 @@ def _ops_mul(x, y):
 
 _ADD, _SUB, _MUL = OpSpec(_binary(_ops_add), ELEMENTWISE), OpSpec(_binary(_ops_sub), ELEMENTWISE), OpSpec(_binary(_ops_mul), ELEMENTWISE)
 _RELU, _TANH = OpSpec(_unary("relu"), ELEMENTWISE), OpSpec(_unary("tanh"), ELEMENTWISE)
+_EXP = OpSpec(_unary("exp"), ELEMENTWISE)
 _CLAMP, _SOFTMAX = OpSpec(_clamp, ELEMENTWISE), OpSpec(_softmax, ELEMENTWISE)
 
 #: The op table: fx target (module class, function, or method name) -> OpSpec.
@@ -337,7 +380,7 @@ OPS: dict[object, OpSpec] = {
     nn.Conv2d: OpSpec(_conv_module, CONV), F.conv2d: OpSpec(_conv_function, CONV),
     nn.PReLU: OpSpec(_prelu, ELEMENTWISE),
     nn.ReLU: _RELU, F.relu: _RELU, torch.relu: _RELU, "relu": _RELU,
-    nn.Tanh: _TANH, torch.tanh: _TANH, "tanh": _TANH,
+    nn.Tanh: _TANH, torch.tanh: _TANH, "tanh": _TANH, torch.exp: _EXP, "exp": _EXP,
     nn.Identity: OpSpec(_identity, ELEMENTWISE),
     operator.add: _ADD, torch.add: _ADD, "add": _ADD, operator.sub: _SUB, torch.sub: _SUB, "sub": _SUB,
     operator.mul: _MUL, torch.mul: _MUL, "mul": _MUL,
@@ -470,6 +513,9 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
 
             def fetch(a, spec=spec, want=want, node=node):
                 t = b.env[a]
+                if isinstance(t, torch.Tensor):  # constant operand (get_attr): NHWC numpy, same layout
+                    same = spec.kind == ELEMENTWISE and (b.channels(a) or 1) > 1 and b.channels(a) == b.channels(node)
+                    return _constant_nhwc(t, want if same else None) if spec.kind == ELEMENTWISE else t
                 if spec.kind == ELEMENTWISE and (b.channels(a) or 1) > 1:
                     return b.to_layout(t, b.layout.get(a), want)
                 if spec.kind in (FIXED, DEPTH_TO_SPACE) and (b.channels(a) or 1) > 1:

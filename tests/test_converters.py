@@ -225,3 +225,55 @@ def test_plan_maps_precisions_per_format():
         plan(["tflite", "tensorrt"], ["fp32"])
     with pytest.raises(EdgesrError, match="bf16"):
         plan(["onnx"], ["bf16"])
+
+
+# --------------------------------------------------------------------------- every registry network
+
+
+def _network_entries():
+    """Every registered network, minus the authors' fixed configurations (``*_s2_k7_c13``: the
+    same factory as ``esr_max`` etc.), the other SESR depths (M5..XL: more of the same blocks as M3)
+    and configurations above 120k deploy parameters (full SplitSR), to keep the test fast."""
+    import re
+
+    from converters.export import deploy_module
+    from edgesr.registry import create, list_models
+
+    out = []
+    for e in list_models():
+        if e.family in ("bicubic", "lut") or re.search(r"_s\d_|^sesr_(m5|m7|m11|xl)", e.name):
+            continue
+        if sum(p.numel() for p in deploy_module(create(e.name, scale=e.scales[0])).parameters()) <= 120_000:
+            out.append(e)
+    return out
+
+
+@pytest.mark.parametrize("entry", _network_entries(), ids=lambda e: e.name)
+def test_keras_rebuild_of_every_registry_network(entry, photo):
+    """The generic rebuild (no per-model code) computes what the deploy module computes."""
+    from converters.export import deploy_module
+    from converters.keras_rebuild import rebuild
+    from edgesr.registry import create
+
+    torch.manual_seed(0)
+    module = deploy_module(create(entry.name, scale=entry.scales[0]))
+    c = module.contract
+    x = photo_input(photo, c, 23, 29, 140, 210)
+    if x.shape[0] > 1:  # per-channel RGB models take one plane per batch item
+        x = x[:1]
+    km = rebuild(module, c.channels)
+    out = km(x.transpose(0, 2, 3, 1)).numpy().transpose(0, 3, 1, 2)
+    np.testing.assert_allclose(out, _torch(module, x), atol=1e-4)  # the fp32 tolerance of issue 3
+
+
+def test_esr_tm_tflite_reductions(photo, tmp_path):
+    """softmax / mul / sum over channels and channel slices survive TFLite conversion."""
+    from edgesr.registry import create
+
+    torch.manual_seed(0)
+    module = create("esr_tm", scale=2).eval()
+    art = export_tflite(module, tmp_path / "esr.tflite", "fp32")
+    rep = graph_report(art["path"])
+    assert {"SOFTMAX", "SUM", "MUL", "DEPTH_TO_SPACE"} <= set(rep["ops"]) and rep["max_rank"] <= 4
+    x = photo_input(photo, module.contract, 31, 27, 20, 30)
+    np.testing.assert_allclose(load_upscaler(art["path"])(x), _torch(module, x), atol=1e-5)
