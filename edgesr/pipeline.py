@@ -55,8 +55,12 @@ def _json_write(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
+_T0 = [time.perf_counter()]
+
+
 def _stage(name: str) -> None:
-    print(f"[edgesr run] {name}", flush=True)
+    now = time.perf_counter()
+    print(f"[edgesr run +{now - _T0[0]:6.1f} s] {name}", flush=True)
 
 
 def run(args) -> int:
@@ -97,6 +101,7 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     from edgesr.data import resolve_eval_sets, training_images
     from edgesr.registry import create, resolve
 
+    _T0[0] = time.perf_counter()
     entry = resolve(model)
     create(entry.name, scale=scale)  # validates the scale before any work
     out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")

@@ -158,6 +158,8 @@ def train(config: TrainConfig, on_step=None) -> Path:
         if state.get("optimizer"):
             optimizer.load_state_dict(state["optimizer"])
         step = int(state["step"])
+        if step >= config.steps:  # finished earlier: nothing to redo, the checkpoint stays as it is
+            return ckpt
     model.to(device).train()
     for group in optimizer.param_groups:  # after .to(device)
         for p in group["params"]:

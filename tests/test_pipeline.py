@@ -1,0 +1,96 @@
+"""``edgesr run`` end to end on the embedded photographs: artifacts validated, report keys
+stable, interruption loses no finished work, bad input refused."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from edgesr.cli import main
+from edgesr.errors import EdgesrError
+from edgesr.pipeline import run_pipeline
+
+QUICK = dict(model="sesr_m3_relu", steps=12, batch=4, qat_steps=4, formats=("tflite", "onnx", "coreml"),
+             precisions=("fp32", "int8"), progress=False)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    report = run_pipeline(out=str(out), **QUICK)
+    return out, report
+
+
+def test_report_json_has_the_stable_keys(finished_run):
+    out, report = finished_run
+    on_disk = json.loads((out / "report.json").read_text())
+    for key in ("model", "scale", "params", "params_deploy", "macs_per_frame_720p", "eval", "artifacts"):
+        assert key in on_disk
+    assert on_disk["model"] == "sesr_m3_relu" and on_disk["scale"] == 2
+    assert set(on_disk["eval"]) == {"embedded"} and set(on_disk["eval"]["embedded"]) == {"psnr_y", "ssim_y"}
+    kinds = {(a["format"], a["precision"]) for a in on_disk["artifacts"]}
+    assert {("torch", "fp32"), ("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("coreml", "fp32")} <= kinds
+    for a in on_disk["artifacts"]:
+        assert (out / a["path"]).exists() and a["bytes"] > 0
+        v = a["validation"]
+        assert {"max_abs_err", "psnr_vs_reference_db", "eval"} <= set(v)
+        if v.get("skipped") is None:
+            assert v["eval"]["embedded"]["psnr_y"] > 20
+    fp32 = [a["validation"] for a in on_disk["artifacts"] if a["precision"] == "fp32" and a["format"] in ("tflite", "onnx")]
+    assert all(v["passed"] and v["max_abs_err"] <= 1e-4 for v in fp32)
+    assert (out / "report.md").read_text().count("| tflite |") >= 2
+    assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_restart_with_same_out_reuses_finished_work(finished_run):
+    out, _ = finished_run
+    files = {p: p.stat().st_mtime_ns for p in (out / "artifacts").iterdir()}
+    ckpt = out / "checkpoints" / "last.pt"
+    before = ckpt.stat().st_mtime_ns
+    run_pipeline(out=str(out), **QUICK)
+    assert ckpt.stat().st_mtime_ns == before  # training was complete: not redone
+    assert {p: p.stat().st_mtime_ns for p in (out / "artifacts").iterdir()} == files
+
+
+def test_interrupted_export_resumes(tmp_path, monkeypatch):
+    import converters.export as export
+
+    calls = []
+    real = export.export_onnx
+
+    def interrupted(*a, **k):
+        calls.append(1)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export, "export_onnx", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(out=str(tmp_path), **{**QUICK, "formats": ("tflite", "onnx")})
+    done = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "artifacts").iterdir()}
+    assert any(n.endswith(".tflite") for n in done) and not any(n.endswith(".onnx") for n in done)
+    monkeypatch.setattr(export, "export_onnx", real)
+    report = run_pipeline(out=str(tmp_path), **{**QUICK, "formats": ("tflite", "onnx")})
+    assert {a["format"] for a in report["artifacts"]} == {"torch", "tflite", "onnx"}
+    for name, mtime in done.items():
+        assert (tmp_path / "artifacts" / name).stat().st_mtime_ns == mtime
+
+
+def test_out_of_another_model_is_refused(finished_run):
+    out, _ = finished_run
+    with pytest.raises(EdgesrError, match="sesr_m3_relu"):
+        run_pipeline(out=str(out), **{**QUICK, "model": "sesr_m5"})
+
+
+def test_bad_input_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["run", "--out", str(blocker / "run"), "--steps", "1"]) == 2
+    assert "cannot create" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["run", "--data", str(empty), "--out", str(tmp_path / "r2"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert str(empty) in err and "no image" in err
+    assert not (tmp_path / "r2" / "checkpoints").exists()
+    assert main(["run", "--model", "sesr_m5", "--scale", "7"]) == 2
