@@ -48,23 +48,28 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     from edgesr.checkpoint import load_checkpoint, save_checkpoint
     from edgesr.data import embedded_images, load_folder, resolve_eval_sets
     from edgesr.evaluate import TorchUpscaler, evaluate_sets
-    from quantization.calibration import calibrate, calibration_patches
+    from tqdm.auto import tqdm
+
+    from quantization.calibration import calibrate, calibration_patches, make_observer
     from quantization.fake_quant import fake_quant_module
     from quantization.qat import qat
 
     if qat_steps < 0:
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
+    observer_kw = dict(observer_kw or {})
+    make_observer(observer, **observer_kw)  # refuse bad settings before any work
     model, state = load_checkpoint(ckpt_path, deploy=True)
     images = embedded_images("train") if calib_dir is None else load_folder(calib_dir)
-    observer_kw = dict(observer_kw or {})
+    eval_sets = resolve_eval_sets(data_root, sets)
     patches = calibration_patches(images, model.contract, patch, count, seed)
     ranges = calibrate(model, patches, observer, **observer_kw)
     quantized = model
     if qat_steps > 0:
-        quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
-                                count=max(count, 64), seed=seed)
+        with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
+            quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
+                                    count=max(count, 64), seed=seed,
+                                    on_step=lambda step, loss: (bar.update(1), bar.set_postfix(l1=f"{loss:.4f}")))
     sim = fake_quant_module(quantized, ranges).eval()
-    eval_sets = resolve_eval_sets(data_root, sets)
     float_scores = evaluate_sets(TorchUpscaler(model), eval_sets, progress)
     sim_scores = evaluate_sets(TorchUpscaler(sim), eval_sets, progress)
     scores = {
