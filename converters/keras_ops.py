@@ -1,0 +1,346 @@
+"""The op table of the generic Keras rebuild (:mod:`converters.keras_rebuild`).
+
+:data:`OPS` maps a torch.fx target (an ``nn.Module`` class, a function such as ``F.conv2d``
+or ``torch.softmax``, or a method name such as ``"clamp"``) to an :class:`OpSpec`: an emitter
+``emit(builder, node, *args, **kwargs) -> keras tensor`` working on NHWC tensors, and the op's
+*kind*, which says how it treats channel layouts (see the rebuild's module doc). To support a
+new op, write an emitter and add it here.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgesr.errors import EdgesrError
+
+
+# Op kinds: how an op treats channel layouts.
+ELEMENTWISE = "elementwise"  # per-channel op: output layout = input layout (any perm)
+CONV = "conv"                # absorbs any input layout and produces any output layout
+INVARIANT = "invariant"      # reduces over channels: accepts any layout, outputs 1 channel
+FIXED = "fixed"              # needs the PyTorch channel order in and produces it
+DEPTH_TO_SPACE = "depth_to_space"  # needs the permuted order (module doc) in, produces PyTorch order
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """One entry of the op table: ``emit(builder, node, *args, **kwargs) -> keras tensor``."""
+
+    emit: Callable
+    kind: str
+
+
+def _keras():
+    import keras
+
+    return keras
+
+
+# --------------------------------------------------------------------------- Keras layers
+
+
+def _layers():
+    """Small custom layers (defined lazily so importing this module does not load TF)."""
+    global _LAYERS
+    if _LAYERS is not None:
+        return _LAYERS
+    import tensorflow as tf
+
+    keras = _keras()
+
+    class DepthToSpace(keras.layers.Layer):
+        """NHWC depth-to-space (TFLite DEPTH_TO_SPACE): (1, H, W, r*r*C) -> (1, r*H, r*W, C)."""
+
+        def __init__(self, block: int, **kw):
+            super().__init__(**kw)
+            self.block = block
+
+        def call(self, x):
+            return tf.nn.depth_to_space(x, self.block)
+
+        def compute_output_shape(self, s):
+            r = self.block
+            mul = lambda d: None if d is None else d * r  # noqa: E731
+            return (s[0], mul(s[1]), mul(s[2]), s[3] // (r * r))
+
+    class FakeQuant(keras.layers.Layer):
+        """8-bit fake-quant with fixed (min, max), nudged as TFLite does (zero exactly representable)."""
+
+        def __init__(self, lo: float, hi: float, **kw):
+            super().__init__(**kw)
+            self.lo, self.hi = float(lo), float(hi)
+
+        def call(self, x):
+            return tf.quantization.fake_quant_with_min_max_args(x, min=self.lo, max=self.hi, num_bits=8)
+
+    class ChannelGather(keras.layers.Layer):
+        """Reorder channels: output channel k = input channel ``index[k]`` (TFLite GATHER)."""
+
+        def __init__(self, index, **kw):
+            super().__init__(**kw)
+            self.index = [int(i) for i in index]
+
+        def call(self, x):
+            return tf.gather(x, self.index, axis=-1)
+
+        def compute_output_shape(self, s):
+            return (*s[:3], len(self.index))
+
+    class ChannelSlice(keras.layers.Layer):
+        """Channels ``start:stop`` of an NHWC tensor (TFLite STRIDED_SLICE)."""
+
+        def __init__(self, start: int, stop: int, **kw):
+            super().__init__(**kw)
+            self.start, self.stop = int(start), int(stop)
+
+        def call(self, x):
+            return x[..., self.start : self.stop]
+
+        def compute_output_shape(self, s):
+            return (*s[:3], self.stop - self.start)
+
+    _LAYERS = {"DepthToSpace": DepthToSpace, "FakeQuant": FakeQuant, "ChannelGather": ChannelGather,
+               "ChannelSlice": ChannelSlice}
+    return _LAYERS
+
+
+_LAYERS = None
+
+
+def _constant_nhwc(t: torch.Tensor, perm) -> np.ndarray:
+    """A constant operand of an elementwise op as float32 NumPy, NCHW -> NHWC, channels in ``perm`` order."""
+    arr = t.detach().numpy().astype(np.float32)
+    if arr.ndim == 4:
+        arr = arr.transpose(0, 2, 3, 1)
+    return arr[..., _perm_index(perm, arr.shape[-1])] if perm is not None else arr
+
+
+def _perm_index(perm, n):
+    return np.asarray(perm if perm is not None else range(n))
+
+
+# --------------------------------------------------------------------------- op emitters
+
+
+def _bind(args, kwargs, names, defaults):
+    out = dict(zip(names, args))
+    for k in names:
+        if k not in out:
+            out[k] = kwargs.get(k, defaults.get(k))
+    return out
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv(b, node, x, weight, bias, stride=1, padding=0, dilation=1, groups=1):
+    """Conv2d (OIHW weights) as Keras Conv2D / DepthwiseConv2D with HWIO weights."""
+    keras = _keras()
+    w = weight.numpy().astype(np.float32)
+    bias = np.zeros(w.shape[0], np.float32) if bias is None else bias.numpy().astype(np.float32)
+    cout, cin_g, kh, kw = w.shape
+    have = b.layout.get(node.args[0]) if isinstance(node.args[0], torch.fx.Node) else None
+    if groups == 1 and have is not None:  # absorb the input's channel layout
+        w = w[:, _perm_index(have, cin_g)]
+    elif have is not None:
+        x = b.to_layout(x, have, None)
+    out_perm = _perm_index(b.layout.get(node), cout)
+    w, bias = w[out_perm], bias[out_perm]
+    stride, dilation = _pair(stride), _pair(dilation)
+    if isinstance(padding, str):
+        if padding not in ("same", "valid"):
+            raise EdgesrError(f"keras rebuild: conv padding {padding!r} not supported")
+        pad = padding
+    else:
+        ph, pw = _pair(padding)
+        same = stride == (1, 1) and kh % 2 == 1 and kw % 2 == 1 and (ph, pw) == (dilation[0] * (kh // 2), dilation[1] * (kw // 2))
+        pad = "same" if same else "valid"
+        if not same and (ph or pw):
+            x = keras.layers.ZeroPadding2D(((ph, ph), (pw, pw)))(x)
+    cin = cin_g * groups
+    if groups > 1 and groups == cin and cout % cin == 0:  # depthwise: TFLite DEPTHWISE_CONV_2D
+        layer = keras.layers.DepthwiseConv2D((kh, kw), strides=stride, padding=pad, dilation_rate=dilation,
+                                             depth_multiplier=cout // cin)
+        y = layer(x)
+        # OIHW (cin*m, 1, kh, kw) -> (kh, kw, cin, m); PyTorch output channel o = c*m + k
+        layer.set_weights([w[:, 0].reshape(cin, cout // cin, kh, kw).transpose(2, 3, 0, 1), bias])
+        return y
+    layer = keras.layers.Conv2D(cout, (kh, kw), strides=stride, padding=pad, dilation_rate=dilation, groups=groups)
+    y = layer(x)
+    layer.set_weights([w.transpose(2, 3, 1, 0), bias])  # OIHW -> HWIO
+    return y
+
+
+def _conv_module(b, node, x):
+    m = b.module(node)
+    if not isinstance(m, nn.Conv2d) or m.padding_mode != "zeros":
+        raise EdgesrError(f"keras rebuild: module {node.target} ({type(m).__name__}, padding_mode={getattr(m, 'padding_mode', None)}) not supported")
+    bias = None if m.bias is None else m.bias.detach()
+    return _conv(b, node, x, m.weight.detach(), bias, m.stride, m.padding, m.dilation, m.groups)
+
+
+def _conv_function(b, node, *args, **kwargs):
+    a = _bind(args, kwargs, ("input", "weight", "bias", "stride", "padding", "dilation", "groups"),
+              {"stride": 1, "padding": 0, "dilation": 1, "groups": 1})
+    for key in ("weight", "bias"):
+        if a[key] is not None and not isinstance(a[key], torch.Tensor):
+            raise EdgesrError(f"keras rebuild: F.conv2d {key} of node {node.name} is computed in forward, not a parameter (export the collapsed module)")
+    return _conv(b, node, a["input"], a["weight"], a["bias"], a["stride"], a["padding"], a["dilation"], a["groups"])
+
+
+def _prelu(b, node, x):
+    m = b.module(node)
+    keras = _keras()
+    alpha = m.weight.detach().numpy().astype(np.float32)
+    if alpha.size == 1:
+        layer = keras.layers.PReLU(shared_axes=[1, 2, 3])
+        y = layer(x)
+        layer.set_weights([alpha.reshape(1, 1, 1)])
+        return y
+    alpha = alpha[_perm_index(b.layout.get(node), alpha.size)]
+    layer = keras.layers.PReLU(shared_axes=[1, 2])  # one slope per channel: native TFLite PRELU
+    y = layer(x)
+    layer.set_weights([alpha.reshape(1, 1, -1)])
+    return y
+
+
+def _binary(fn):
+    def emit(b, node, x, y, *rest, **kw):
+        if rest or kw.get("alpha", 1) != 1:
+            raise EdgesrError(f"keras rebuild: {node.target} with alpha/extra arguments not supported")
+        return fn(x, y)
+
+    return emit
+
+
+def _clamp(b, node, x, min=None, max=None):  # noqa: A002 (PyTorch's names)
+    ops = _keras().ops
+    if min is not None:
+        x = ops.maximum(x, float(min))
+    if max is not None:
+        x = ops.minimum(x, float(max))
+    return x
+
+
+def _pixel_shuffle(b, node, x, upscale_factor):
+    return _layers()["DepthToSpace"](int(upscale_factor))(x)
+
+
+def _channel_dim(node, dim, what):
+    if dim not in (1, -3):
+        raise EdgesrError(f"keras rebuild: {what} over dim {dim} not supported (only channels, dim=1, of NCHW)")
+
+
+def _reduction(name):
+    def emit(b, node, x, dim=None, keepdim=False, **kw):
+        _channel_dim(node, dim, name)
+        if not keepdim and name != "max_pair":
+            raise EdgesrError(f"keras rebuild: {name} over channels needs keepdim=True")
+        ops = _keras().ops
+        fn = {"sum": ops.sum, "mean": ops.mean, "amax": ops.max, "max_pair": ops.max}[name]
+        y = fn(x, axis=-1, keepdims=True)
+        return (y, None) if name == "max_pair" else y
+
+    return emit
+
+
+def _max(b, node, x, dim=None, keepdim=False):
+    if dim is None:
+        raise EdgesrError("keras rebuild: torch.max without dim (a global max) not supported")
+    if not keepdim:
+        raise EdgesrError("keras rebuild: torch.max over channels needs keepdim=True")
+    return _reduction("max_pair")(b, node, x, dim, True)
+
+
+def _softmax(b, node, x, dim=None, **kw):
+    _channel_dim(node, dim, "softmax")
+    return _keras().ops.softmax(x, axis=-1)
+
+
+def _cat(b, node, tensors, dim=0):
+    _channel_dim(node, dim, "concat")
+    return _keras().layers.Concatenate(axis=-1)(list(tensors))
+
+
+def _unary(fn_name):
+    return lambda b, node, x, *a, **k: getattr(_keras().ops, fn_name)(x)
+
+
+def _identity(b, node, x, *a, **k):
+    return x
+
+
+def _channel_slice(index) -> slice | None:
+    """``x[:, a:b]`` (optionally with trailing ``:`` or ``...``) -> slice(a, b); else None."""
+    if not isinstance(index, tuple) or len(index) < 2 or index[0] != slice(None):
+        return None
+    ch, rest = index[1], index[2:]
+    if not isinstance(ch, slice) or ch.step not in (None, 1):
+        return None
+    if any(r is not Ellipsis and r != slice(None) for r in rest):
+        return None
+    return ch
+
+
+def _getitem(b, node, obj, index):
+    if isinstance(obj, torch.Tensor):  # a slice of a constant (parameter or buffer): fold it
+        return obj[index]
+    if isinstance(obj, tuple):  # (values, indices) of torch.max(x, dim, keepdim)
+        if index != 0:
+            raise EdgesrError(f"keras rebuild: only the values of {node.args[0]} are supported, not item {index!r}")
+        return obj[0]
+    ch = _channel_slice(index)
+    if ch is None:
+        raise EdgesrError(f"keras rebuild: indexing {node.args[0]} with {index!r} not supported (only channel slices x[:, a:b])")
+    start, stop, _ = ch.indices(b.channels(node.args[0]))
+    return _layers()["ChannelSlice"](start, stop)(obj)
+
+
+def _ops_add(x, y):
+    return _keras().ops.add(x, y)
+
+
+def _ops_sub(x, y):
+    return _keras().ops.subtract(x, y)
+
+
+def _ops_mul(x, y):
+    return _keras().ops.multiply(x, y)
+
+
+_ADD, _SUB, _MUL = OpSpec(_binary(_ops_add), ELEMENTWISE), OpSpec(_binary(_ops_sub), ELEMENTWISE), OpSpec(_binary(_ops_mul), ELEMENTWISE)
+_RELU, _TANH = OpSpec(_unary("relu"), ELEMENTWISE), OpSpec(_unary("tanh"), ELEMENTWISE)
+_EXP = OpSpec(_unary("exp"), ELEMENTWISE)
+_CLAMP, _SOFTMAX = OpSpec(_clamp, ELEMENTWISE), OpSpec(_softmax, ELEMENTWISE)
+
+#: The op table: fx target (module class, function, or method name) -> OpSpec.
+OPS: dict[object, OpSpec] = {
+    nn.Conv2d: OpSpec(_conv_module, CONV), F.conv2d: OpSpec(_conv_function, CONV),
+    nn.PReLU: OpSpec(_prelu, ELEMENTWISE),
+    nn.ReLU: _RELU, F.relu: _RELU, torch.relu: _RELU, "relu": _RELU,
+    nn.Tanh: _TANH, torch.tanh: _TANH, "tanh": _TANH, torch.exp: _EXP, "exp": _EXP,
+    nn.Identity: OpSpec(_identity, ELEMENTWISE),
+    operator.add: _ADD, torch.add: _ADD, "add": _ADD, operator.sub: _SUB, torch.sub: _SUB, "sub": _SUB,
+    operator.mul: _MUL, torch.mul: _MUL, "mul": _MUL,
+    torch.clamp: _CLAMP, torch.clip: _CLAMP, "clamp": _CLAMP, "clip": _CLAMP,
+    nn.Hardtanh: None,  # placeholder resolved below (module with min_val/max_val)
+    F.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE), torch.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE),
+    nn.PixelShuffle: None,  # resolved below
+    torch.cat: OpSpec(_cat, FIXED), torch.concat: OpSpec(_cat, FIXED),
+    torch.sum: OpSpec(_reduction("sum"), INVARIANT), "sum": OpSpec(_reduction("sum"), INVARIANT),
+    torch.mean: OpSpec(_reduction("mean"), INVARIANT), "mean": OpSpec(_reduction("mean"), INVARIANT),
+    torch.amax: OpSpec(_reduction("amax"), INVARIANT), "amax": OpSpec(_reduction("amax"), INVARIANT),
+    torch.max: OpSpec(_max, INVARIANT), "max": OpSpec(_max, INVARIANT),
+    torch.softmax: _SOFTMAX, F.softmax: _SOFTMAX, "softmax": _SOFTMAX,
+    operator.getitem: OpSpec(_getitem, FIXED),
+}
+OPS[nn.Hardtanh] = OpSpec(lambda b, node, x: _clamp(b, node, x, b.module(node).min_val, b.module(node).max_val), ELEMENTWISE)
+OPS[nn.PixelShuffle] = OpSpec(lambda b, node, x: _pixel_shuffle(b, node, x, b.module(node).upscale_factor), DEPTH_TO_SPACE)
