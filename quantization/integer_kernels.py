@@ -280,7 +280,7 @@ def add_int8_xnnpack(a, za: int, b, zb: int, sa: float, sb: float, so: float, zo
     """
     ra = np.float32(sa) / np.float32(so)
     rb = np.float32(sb) / np.float32(so)
-    shift = 20 - _f32_exponent(max(ra, rb))
+    shift = 20 - _f32_exponent(max(abs(ra), abs(rb)))  # SUB passes a negative s_b: m_b = -lrintf(|r_b| * 2^shift)
     ma = int(np.rint(np.float32(np.ldexp(ra, shift))))
     mb = int(np.rint(np.float32(np.ldexp(rb, shift))))
     bias = (1 << (shift - 1)) - ma * za - mb * zb
@@ -294,3 +294,69 @@ def mul_int8_xnnpack(a, za: int, b, zb: int, sa: float, sb: float, so: float, zo
     scale = (np.float32(sa) * np.float32(sb)) / np.float32(so)
     acc = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb)
     return requantize_fp32(acc, scale, zo, act_min, act_max)
+
+
+# --------------------------------------------------------------------------- reductions, softmax, slicing
+
+
+def sum_int8(x, zx: int, sx: float, so: float, zo: int, axes: tuple, keep_dims: bool, qmin=-128, qmax=127):
+    """reduce.cc EvalSum with rescaling -> QuantizedMeanOrSum(compute_sum=true), float epilogue:
+
+    ``temp_sum = sum(q)`` (int32); ``scale = sx / so`` (float32); ``bias = -zx * scale * n``
+    (float32); ``value = (int32)TfLiteRound(temp_sum * scale + bias) + zo``; the result is
+    ``static_cast<int8>(value)``, i.e. it wraps modulo 256 instead of saturating (reproduced).
+    """
+    n = int(np.prod([x.shape[a] for a in axes]))
+    temp_sum = x.astype(np.int64).sum(axis=axes, keepdims=keep_dims)
+    scale = np.float32(sx) / np.float32(so)
+    bias = (np.float32(-zx) * scale * np.float32(n)).astype(np.float32)
+    value = round_half_away((temp_sum.astype(np.float32) * scale + bias).astype(np.float32)).astype(np.int64) + zo
+    span = qmax - qmin + 1
+    return (value - qmin) % span + qmin
+
+
+def sub_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):
+    """reference_integer_ops SubElementwise: as :func:`add_int8` with ``raw = scaled_1 - scaled_2``."""
+    v1 = (a.astype(np.int64) - za) * (1 << p["left_shift"])
+    v2 = (b.astype(np.int64) - zb) * (1 << p["left_shift"])
+    s1 = multiply_by_quantized_multiplier_smaller_than_one_exp(v1, p["m1"], p["sh1"])
+    s2 = multiply_by_quantized_multiplier_smaller_than_one_exp(v2, p["m2"], p["sh2"])
+    raw = multiply_by_quantized_multiplier_smaller_than_one_exp(s1.astype(np.int64) - s2, p["mo"], p["sho"]) + zo
+    return np.clip(raw, act_min, act_max)
+
+
+def softmax_int8_lut(x, sx: float, beta: float, so: float, zo: int, qmin=-128, qmax=127):
+    """optimized_ops::Softmax with PopulateSoftmaxLookupTable (LiteRT's default int8 softmax on x86).
+
+    ``table[255 - v] = expf(-sx * beta * v)`` (float32); per row over the last axis:
+    ``max``; ``sum = sum_j table[255 - max + x_j]`` accumulated in float32 in channel order;
+    ``inv = 1 / (sum * so)``; ``out = std::round(table[...] * inv) + zo`` (half away), clamp.
+    """
+    scale = np.float32(-np.float32(sx) * np.float32(beta))
+    v = np.arange(256, dtype=np.float32)
+    table = np.empty(256, np.float32)
+    table[255 - np.arange(256)] = np.exp(scale * v)
+    xi = x.astype(np.int64)
+    mx = xi.max(axis=-1, keepdims=True)
+    e = table[255 - mx + xi]
+    total = np.zeros(e.shape[:-1], np.float32)
+    for j in range(e.shape[-1]):
+        total = (total + e[..., j]).astype(np.float32)
+    inv = (np.float32(1) / (total * np.float32(so))).astype(np.float32)
+    prob = (e * inv[..., None]).astype(np.float32)
+    return np.clip(round_half_away(prob).astype(np.int64) + zo, qmin, qmax)
+
+
+def strided_slice(x, begin, end, strides, begin_mask: int, end_mask: int, shrink_axis_mask: int):
+    """STRIDED_SLICE (data movement; masks are bit fields per axis, as in the TFLite schema)."""
+    idx, shrink = [], []
+    for i in range(len(begin)):
+        if shrink_axis_mask >> i & 1:
+            idx.append(slice(int(begin[i]), int(begin[i]) + 1 if int(begin[i]) != -1 else None, 1))
+            shrink.append(i)
+            continue
+        b = None if begin_mask >> i & 1 else int(begin[i])
+        e = None if end_mask >> i & 1 else int(end[i])
+        idx.append(slice(b, e, int(strides[i])))
+    y = x[tuple(idx)]
+    return y.squeeze(tuple(shrink)) if shrink else y

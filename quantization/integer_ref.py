@@ -90,6 +90,7 @@ def _options(op, name: str) -> dict:
         "CONCATENATION": tflite.ConcatenationOptions, "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
         "SOFTMAX": tflite.SoftmaxOptions, "MEAN": tflite.ReducerOptions, "SUM": tflite.ReducerOptions,
         "REDUCE_MAX": tflite.ReducerOptions, "RESHAPE": tflite.ReshapeOptions,
+        "STRIDED_SLICE": tflite.StridedSliceOptions,
     }.get(name)
     if cls is None:
         return {}
@@ -100,7 +101,9 @@ def _options(op, name: str) -> dict:
                         ("dilation_h", "DilationHFactor"), ("dilation_w", "DilationWFactor"),
                         ("activation", "FusedActivationFunction"), ("axis", "Axis"),
                         ("block_size", "BlockSize"), ("beta", "Beta"), ("keep_dims", "KeepDims"),
-                        ("depth_multiplier", "DepthMultiplier")]:
+                        ("depth_multiplier", "DepthMultiplier"), ("begin_mask", "BeginMask"), ("end_mask", "EndMask"),
+                        ("shrink_axis_mask", "ShrinkAxisMask"), ("ellipsis_mask", "EllipsisMask"),
+                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset")]:
         if hasattr(o, getter):
             out[key] = getattr(o, getter)()
     if "activation" in out:
@@ -177,7 +180,7 @@ class IntegerGraph:
 
     SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "CONCATENATION", "PRELU", "RELU", "RELU6",
                  "DEPTH_TO_SPACE", "QUANTIZE", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE",
-                 "TANH", "LOGISTIC")
+                 "TANH", "LOGISTIC", "EXP", "SUB", "SUM", "SOFTMAX", "STRIDED_SLICE")
 
     def __init__(self, path: str | os.PathLike, kernels: str = "reference"):
         if kernels not in KERNEL_NOTES:
@@ -317,6 +320,35 @@ class IntegerGraph:
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         table = K.activation_lut_int8(fn, ti.s, ti.z, to.s, to.z)
         return table[args[0].astype(np.int64) + 128]
+
+    def _op_exp(self, op, args):  # exp.cc: LUTPopulate for int8 in every kernel family
+        return self._lut(op, args, np.exp)
+
+    def _op_sub(self, op, args):
+        t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if self.kernels == "xnnpack":  # XNNPACK subtracts as an add with a negated b multiplier
+            return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, -t2.s, to.s, to.z, lo, hi)
+        return K.sub_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
+
+    def _op_sum(self, op, args):
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        axes = tuple(int(a) % args[0].ndim for a in np.atleast_1d(args[1]))
+        return K.sum_int8(args[0], ti.z, ti.s, to.s, to.z, axes, bool(op.options.get("keep_dims", False)), *_QRANGE[to.dtype])
+
+    def _op_softmax(self, op, args):
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        if self.kernels == "reference":
+            raise EdgesrError(f"{self.path}: SOFTMAX with reference kernels (gemmlowp fixed-point exp) is not implemented; "
+                              "use kernels='optimized' or 'xnnpack' (LiteRT's default LUT softmax)")
+        return K.softmax_int8_lut(args[0], ti.s, op.options.get("beta", 1.0), to.s, to.z, *_QRANGE[to.dtype])
+
+    def _op_strided_slice(self, op, args):
+        o = op.options
+        if o.get("ellipsis_mask") or o.get("new_axis_mask") or o.get("offset"):
+            raise EdgesrError(f"{self.path}: STRIDED_SLICE with ellipsis/new-axis/offset is not supported")
+        return K.strided_slice(args[0], args[1], args[2], args[3], o.get("begin_mask", 0), o.get("end_mask", 0),
+                               o.get("shrink_axis_mask", 0))
 
     def _op_tanh(self, op, args):
         return self._lut(op, args, np.tanh)
