@@ -6,7 +6,7 @@ image, the model's raw input and output tensors as little-endian ``.bin`` files 
 
     {"format": "edgesr-golden", "version": 1,
      "artifact": file name, "artifact_sha256", "runtime", "contract": IOContract,
-     "layout": "NHWC" (TFLite) | "NCHW" (ONNX, Core ML) | "HW" (LUT planes),
+     "layout": "NHWC" (TFLite) | "NCHW" (ONNX, Core ML) | "PHW" (LUT: image planes, uint8),
      "tolerance": {"kind": "exact"} | {"kind": "max_abs", "value": float, "why": str},
      "pairs": [{"name", "input": TENSOR, "output": TENSOR}]}
     TENSOR = {"file", "dtype": "int8"|"uint8"|"float32", "shape", "sha256",
@@ -104,9 +104,9 @@ class _Runner:
         else:
             from edgesr.artifacts import load_upscaler
 
-            self.upscaler = load_upscaler(path)
+            self.upscaler = load_upscaler(path, **({"engine": "c"} if path.suffix == ".lut" else {}))
             self.contract = self.upscaler.contract
-            self.layout = "HW" if self.precision == "lut" else "NCHW"
+            self.layout = "PHW" if self.precision == "lut" else "NCHW"
             self.runtime = type(self.upscaler).__module__ + "." + type(self.upscaler).__name__
 
     def run(self, img: np.ndarray):
@@ -121,8 +121,8 @@ class _Runner:
             qp = lambda t: {"scale": t.s, "zero_point": t.z} if t.dtype in (np.int8, np.uint8) else None  # noqa: E731
             return q, out, qp(self.tin), qp(self.tout)
         y = np.asarray(self.upscaler(x), np.float32)
-        if self.precision == "lut":  # integer path: uint8 plane in, rounded uint8 plane out
-            return (np.round(x[0, 0] * 255).astype(np.uint8), np.round(np.clip(y[0, 0], 0, 1) * 255).astype(np.uint8), None, None)
+        if self.precision == "lut":  # integer path: uint8 planes (P, h, w) in, uint8 planes (P, s*h, s*w) out
+            return (np.round(x[:, 0] * 255).astype(np.uint8), np.round(np.clip(y[:, 0], 0, 1) * 255).astype(np.uint8), None, None)
         return x.astype(np.float32), y, None, None
 
     def tolerance(self) -> dict:
@@ -210,7 +210,7 @@ def verify_golden(folder: str | os.PathLike, artifact: str | os.PathLike | None 
 
             got = run_litert(path, x, kernels)
         elif runner.precision == "lut":
-            got = np.round(np.clip(runner.upscaler(x[None, None].astype(np.float32) / 255)[0, 0], 0, 1) * 255).astype(np.uint8)
+            got = np.round(np.clip(runner.upscaler(x[:, None].astype(np.float32) / 255)[:, 0], 0, 1) * 255).astype(np.uint8)
         else:
             got = np.asarray(runner.upscaler(x), np.float32)
         d = np.abs(got.astype(np.float64) - want.astype(np.float64))

@@ -74,3 +74,36 @@ def test_cli_writes_and_verifies(tmp_path):
     assert (out / "coffee.input.bin").stat().st_size == 40 * 52
     assert main(["golden", str(int8_model("sesr_like")), "--out", str(out), "--verify"]) == 0
     assert main(["golden", str(tmp_path / "none.tflite"), "--out", str(out)]) == 2
+
+
+def _random_lut(path):
+    """An SR-LUT x2 bundle with seeded random int8 entries (the engines do not care how it was baked)."""
+    from lut_baking.bundle import LutBundle, save_bundle
+
+    from edgesr.registry import IOContract
+
+    arr = np.random.default_rng(0).integers(-128, 128, size=(17**4, 4), dtype=np.int8)
+    save_bundle(LutBundle("srlut", 2, 4, [arr], IOContract(scale=2, color="rgb", channels=1, per_channel=True), model="srlut_s"), path)
+    return path
+
+
+def test_lut_golden_is_exact_uint8_planes(tmp_path):
+    lut = _random_lut(tmp_path / "r.lut")
+    man = write_golden(lut, [("coffee", embedded_image("coffee"))], tmp_path / "g", max_size=24)
+    pair = man["pairs"][0]
+    assert man["tolerance"]["kind"] == "exact" and man["layout"] == "PHW"
+    assert pair["input"]["dtype"] == "uint8" and pair["input"]["shape"] == [3, 24, 24] and pair["output"]["shape"] == [3, 48, 48]
+    assert verify_golden(tmp_path / "g", lut)["ok"]
+
+
+def test_float_golden_states_a_tolerance(tmp_path):
+    from converters.export import export_tflite
+    from test_integer_ref_models import zoo_int8
+
+    _, module = zoo_int8("sesr_m3")
+    art = export_tflite(module, tmp_path / "m_fp32.tflite", "fp32")
+    man = write_golden(art["path"], [("camera", embedded_image("camera"))], tmp_path / "g", max_size=32)
+    assert man["tolerance"] == {"kind": "max_abs", "value": 1e-4, "why": "fp32 arithmetic differs across CPUs/GPUs"}
+    assert man["pairs"][0]["input"]["dtype"] == "float32" and man["pairs"][0]["output"]["shape"] == [1, 64, 64, 1]
+    res = verify_golden(tmp_path / "g", art["path"])
+    assert res["ok"] and res["max_abs_err"] <= 1e-4

@@ -75,3 +75,18 @@ def test_cli_parse_and_bad_input(tmp_path, capsys):
     assert main(["profile", str(tmp_path / "none.tflite")]) == 2
     with pytest.raises(EdgesrError, match="size"):
         parse_size("720i")
+
+
+def test_profile_onnx_and_lut(tmp_path):
+    from test_golden import _random_lut
+    from test_integer_ref_models import zoo_int8
+
+    from converters.export import export_onnx
+
+    _, module = zoo_int8("sesr_m3")
+    onnx_path = Path(export_onnx(module, tmp_path / "m.onnx")["path"])
+    res = profile_artifact(onnx_path, sizes=("32x48",), threads=(1,), repeats=2, warmup=1, peak_macs=1e10)
+    # SESR-M3 deploy: 5x5x1x16 + 3 * 3x3x16x16 + 5x5x16x4 = 400 + 6912 + 1600 MACs per LR pixel
+    assert res["results"][0]["macs"] == 8912 * 16 * 24 and res["runtime"].startswith("onnxruntime")
+    lut = profile_artifact(_random_lut(tmp_path / "r.lut"), sizes=("32x32",), repeats=2, warmup=1, peak_macs=1e10)
+    assert lut["runtime"] == "LUT C engine" and lut["results"][0]["median_ms"] > 0 and lut["results"][0]["macs"] is None
