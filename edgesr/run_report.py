@@ -25,7 +25,8 @@ def results_table(report: dict) -> str:
         ev = v.get("eval") or {}
         cells = [f"{ev[s]['psnr_y']:.2f} / {ev[s]['ssim_y']:.4f}" if s in ev else "n/a" for s in sets]
         status = f"skipped: {v['skipped']}" if v.get("skipped") else ("ok" if v.get("passed") else "**FAILED**")
-        rows.append(f"| {a['format']} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
+        label = a["format"] + (f" ({a['stage']})" if a.get("stage") else "")
+        rows.append(f"| {label} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
                     f"{_fmt(v.get('psnr_vs_reference_db'), '.2f')} | " + " | ".join(cells) + f" | {status} |")
     return "\n".join(rows)
 

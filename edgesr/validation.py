@@ -122,8 +122,14 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     """
     from converters.runtime import RuntimeUnavailable, artifact_metadata
 
+    from edgesr.artifacts import LUT_SUFFIXES
+
     is_path = isinstance(path_or_upscaler, (str, os.PathLike))
-    meta = artifact_metadata(path_or_upscaler) if is_path else {}
+    is_lut = is_path and Path(path_or_upscaler).suffix.lower() in LUT_SUFFIXES
+    if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
+        meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
+    else:
+        meta = artifact_metadata(path_or_upscaler) if is_path else {}
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
