@@ -129,11 +129,12 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
         meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
     else:
-        meta = artifact_metadata(path_or_upscaler) if is_path else {}
+        network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
+    meta = artifact_metadata(path_or_upscaler) if network else {}  # LUT bundles carry their own
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
-        raise EdgesrError("validate_artifact: give the precision of an Upscaler without metadata")
+        raise EdgesrError(f"{path_or_upscaler}: give the precision (fp32, fp16, int8, w8, w8a8); it has no edgesr artifact metadata")
     tolerance = _tolerance(precision, int8_tolerance_db)
     result = {"artifact": str(path_or_upscaler) if is_path else type(path_or_upscaler).__name__,
               "format": prov.get("artifact_format"), "precision": precision, "max_abs_err": None,
