@@ -12,6 +12,20 @@ Kernel families (``kernels=``), each reproducing one LiteRT configuration bit fo
 * ``"optimized"``: ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (x86 build; :data:`KERNEL_NOTES`);
 * ``"xnnpack"``: the default ``Interpreter`` (XNNPACK delegate for the ops it takes).
 
+Operators: CONV_2D (per-channel, fused RELU/RELU6 clamps), DEPTHWISE_CONV_2D, ADD, SUB, MUL,
+PRELU, RELU, RELU6, MAXIMUM/MINIMUM (same-scale), CONCATENATION, DEPTH_TO_SPACE, RESHAPE,
+STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC (int8 LUTs), QUANTIZE, DEQUANTIZE.
+
+Known limits, stated rather than hidden:
+
+* SOFTMAX with ``kernels="reference"`` raises: LiteRT's reference kernel uses gemmlowp's
+  fixed-point exp / reciprocal, not reproduced here (the default kernels' LUT softmax is);
+* LiteRT's BUILTIN_REF int8 SUM with rescaling departs from its own source (up to 167 LSB
+  on eSR-TM, in multiples of ``256 * s_in / s_out``), while the optimized kernel matches the
+  documented float epilogue exactly; edgesr reproduces the documented formula;
+* BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
+  :func:`model_bytes_for_resolver`.
+
 ``IntegerReference(path)`` is an :class:`edgesr.evaluate.Upscaler`;
 :func:`compare_with_litert` runs both and counts differing elements.
 """

@@ -124,12 +124,15 @@ def test_validate_integer_reference_option(tmp_path):
 
     path, module = zoo_int8("sesr_m3")
     ckpt = save_checkpoint(tmp_path / "deploy.pt", module, form="deploy")
+    from edgesr.imageio import write_image
+
+    write_image(tmp_path / "imgs" / "chelsea.png", crop(embedded_image("chelsea"), 120, 150, 50, 150))
     out = tmp_path / "v.json"
-    main(["validate", str(path), "--reference", str(ckpt), "--integer-reference", "--int8-tolerance-db", "100",
-          "--json", str(out)])
+    main(["validate", str(path), "--reference", str(ckpt), "--sets", str(tmp_path / "imgs"), "--integer-reference",
+          "--int8-tolerance-db", "100", "--json", str(out)])
     import json
 
     ir = json.loads(out.read_text())["integer_reference"]
     assert ir["mismatched_elements"] == 0 and ir["max_lsb_diff"] == 0
-    assert ir["elements"] == sum(h * w * 4 for h, w in ((150, 225), (200, 300), (256, 256)))  # embedded val LRs x 4 channels
+    assert ir["elements"] == 120 * 150  # the x2 output of the 60 x 75 LR
     assert set(ir["per_kernels"]) == {"reference", "optimized", "xnnpack"}
