@@ -277,3 +277,20 @@ def test_esr_tm_tflite_reductions(photo, tmp_path):
     assert {"SOFTMAX", "SUM", "MUL", "DEPTH_TO_SPACE"} <= set(rep["ops"]) and rep["max_rank"] <= 4
     x = photo_input(photo, module.contract, 31, 27, 20, 30)
     np.testing.assert_allclose(load_upscaler(art["path"])(x), _torch(module, x), atol=1e-5)
+
+
+def test_calibrated_ranges_from_quantization_become_the_tflite_params(prelu_model, calib):
+    """The cross-package contract: ``quantization.calibration.calibrate`` ranges (percentile,
+    so unlike the converter's own min/max) reach every int8 activation tensor, nudged as
+    TF FakeQuant does."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from quantization.arithmetic import nudged_qparams
+    from quantization.calibration import calibrate
+
+    ranges = calibrate(prelu_model, calib, "percentile", percentile=99.0)
+    it = Interpreter(model_content=convert(prelu_model, 1, "int8", calib, activation_ranges=ranges))
+    params = [d["quantization"] for d in it.get_tensor_details() if len(d["quantization_parameters"]["scales"]) == 1]
+    for name, (lo, hi) in ranges.items():
+        q = nudged_qparams(lo, hi)
+        assert any(abs(s - q.scale) <= 1e-6 * q.scale and abs(z - q.zero_point) <= 1 for s, z in params), name
