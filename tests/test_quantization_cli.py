@@ -11,7 +11,7 @@ from edgesr.data import embedded_image
 from edgesr.imageio import write_image
 from edgesr.registry import create
 from quantization import fake_quant_module, load_activation_ranges
-from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
+from test_quantization_common import one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
