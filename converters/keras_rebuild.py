@@ -1,6 +1,6 @@
 """Generic PyTorch -> Keras rebuild of a deploy module, driven by ``torch.fx.symbolic_trace``.
 
-No per-model Keras twin: every node of the traced graph is looked up in :data:`OPS` (the op
+No per-model Keras twin: every node of the traced graph is looked up in :data:`converters.keras_ops.OPS` (the op
 table; add an entry to support a new op) and emitted as a Keras layer or ``keras.ops`` call
 on NHWC tensors. Weights are copied (conv OIHW -> HWIO). The Keras model takes
 float32 (1, H, W, C) with dynamic H and W and returns float32 (1, s*H, s*W, C).
