@@ -303,16 +303,15 @@ def sum_int8(x, zx: int, sx: float, so: float, zo: int, axes: tuple, keep_dims: 
     """reduce.cc EvalSum with rescaling -> QuantizedMeanOrSum(compute_sum=true), float epilogue:
 
     ``temp_sum = sum(q)`` (int32); ``scale = sx / so`` (float32); ``bias = -zx * scale * n``
-    (float32); ``value = (int32)TfLiteRound(temp_sum * scale + bias) + zo``; the result is
-    ``static_cast<int8>(value)``, i.e. it wraps modulo 256 instead of saturating (reproduced).
+    (float32); ``value = (int32)TfLiteRound(temp_sum * scale + bias) + zo``, saturated to int8
+    (LiteRT 2.x's optimized kernel saturates; measured on eSR-TM: a wrap-around would differ by 255).
     """
     n = int(np.prod([x.shape[a] for a in axes]))
     temp_sum = x.astype(np.int64).sum(axis=axes, keepdims=keep_dims)
     scale = np.float32(sx) / np.float32(so)
     bias = (np.float32(-zx) * scale * np.float32(n)).astype(np.float32)
     value = round_half_away((temp_sum.astype(np.float32) * scale + bias).astype(np.float32)).astype(np.int64) + zo
-    span = qmax - qmin + 1
-    return (value - qmin) % span + qmin
+    return np.clip(value, qmin, qmax)
 
 
 def sub_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):
@@ -335,7 +334,8 @@ def softmax_int8_lut(x, sx: float, beta: float, so: float, zo: int, qmin=-128, q
     scale = np.float32(-np.float32(sx) * np.float32(beta))
     v = np.arange(256, dtype=np.float32)
     table = np.empty(256, np.float32)
-    table[255 - np.arange(256)] = np.exp(scale * v)
+    # glibc's expf is correctly rounded here; NumPy's float32 SIMD exp is not always: use float64
+    table[255 - np.arange(256)] = np.exp((scale * v).astype(np.float64)).astype(np.float32)
     xi = x.astype(np.int64)
     mx = xi.max(axis=-1, keepdims=True)
     e = table[255 - mx + xi]

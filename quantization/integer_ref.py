@@ -177,6 +177,12 @@ def read_model(path: str | os.PathLike) -> tuple[list[Tensor], list[Operator], l
 # --------------------------------------------------------------------------- the graph
 
 
+def _libm(fn):
+    """A float32 libm function (expf, tanhf) as glibc computes it: correctly rounded from the
+    exact value, emulated in float64 (NumPy's float32 SIMD versions can be 1 ulp off)."""
+    return lambda v: fn(np.asarray(v, np.float64)).astype(np.float32)
+
+
 def _act_range(t: Tensor, activation: str) -> tuple[int, int]:
     qmin, qmax = _QRANGE[t.dtype]
     return K.activation_range_int8(activation, t.s, t.z, qmin, qmax)
@@ -336,7 +342,7 @@ class IntegerGraph:
         return table[args[0].astype(np.int64) + 128]
 
     def _op_exp(self, op, args):  # exp.cc: LUTPopulate for int8 in every kernel family
-        return self._lut(op, args, np.exp)
+        return self._lut(op, args, _libm(np.exp))
 
     def _op_sub(self, op, args):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
@@ -365,10 +371,10 @@ class IntegerGraph:
                                o.get("shrink_axis_mask", 0))
 
     def _op_tanh(self, op, args):
-        return self._lut(op, args, np.tanh)
+        return self._lut(op, args, _libm(np.tanh))
 
     def _op_logistic(self, op, args):
-        return self._lut(op, args, lambda v: np.float32(1) / (np.float32(1) + np.exp(-v)))
+        return self._lut(op, args, lambda v: np.float32(1) / (np.float32(1) + _libm(np.exp)(-v)))
 
 
 # --------------------------------------------------------------------------- Upscaler
