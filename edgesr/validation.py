@@ -126,11 +126,11 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
 
     is_path = isinstance(path_or_upscaler, (str, os.PathLike))
     is_lut = is_path and Path(path_or_upscaler).suffix.lower() in LUT_SUFFIXES
+    network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
     if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
         meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
-    else:
-        network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
-    meta = artifact_metadata(path_or_upscaler) if network else {}  # LUT bundles carry their own
+    else:  # converters artifacts: embedded metadata or sidecar; bare Upscalers: none
+        meta = artifact_metadata(path_or_upscaler) if network else {}
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
