@@ -52,3 +52,13 @@ def test_bad_arguments(tmp_path):
     with pytest.raises(EdgesrError, match="needs a .mlpackage"):
         lint(int8_model("sesr_like"), "coreml-ane")
     assert main(["lint", str(tmp_path / "x.tflite"), "--target", "gpu"]) == 2
+
+
+@pytest.mark.parametrize("name", ["sesr_m3", "esr_tm_s2_k7_c16", "pkn"])
+def test_edgesr_own_int8_exports_pass_the_gpu_target(name):
+    from test_integer_ref_models import zoo_int8
+
+    path, _ = zoo_int8(name)
+    findings = lint(path, "gpu")
+    assert not has_errors(findings), [f.message for f in findings]
+    assert not [f for f in findings if f.check in ("rank", "float-island", "op-coverage")]
