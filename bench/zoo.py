@@ -46,6 +46,7 @@ ZOO = [
     ("PKN", lambda s: "pkn"),
     ("PKN fixed kernel", lambda s: "pkn_fixed"),
     ("SESR-M5 (reference)", lambda s: "sesr_m5"),
+    ("Bicubic (no weights)", lambda s: "bicubic"),
 ]
 
 #: Authors' published PSNR (Y) for configurations whose numbers we hold: (registry name, scale) -> {set: dB}.
@@ -125,10 +126,15 @@ def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
     info = model_info(create(name, scale=scale))
     row = {"label": label, "model": name, "scale": scale, "params": info["params"],
            "params_deploy": info["params_deploy"], "gmacs_720p": info["macs_per_frame_720p"] / 1e9}
+    run_dir = out_dir / f"{name}_x{scale}"
+    if not any(p.requires_grad for p in create(name, scale=scale).parameters()):  # bicubic: nothing to train
+        up = TorchUpscaler(create(name, scale=scale))
+        row.update(steps=0, train_s=0.0, heavy=False, tflite="not exported (not a network)")
+        row["sets"] = {k: {m: v for m, v in evaluate(up, p).items() if m != "images"} for k, p in pairs.items()}
+        return row
     budget = args.minutes_per_model * 60.0
     step_s = probe_seconds_per_step(name, scale, train_images, args.device, args.batch, args.lr_patch)
     steps = max(1, int(budget / step_s))
-    run_dir = out_dir / f"{name}_x{scale}"
     cfg = TrainConfig(model=name, scale=scale, data=str(args.data_root / "T91" / "HR"), out=str(run_dir), steps=steps,
                       batch=args.batch, lr_patch=args.lr_patch, lr=args.lr, seed=0, val_every=0,
                       checkpoint_every=10**9, device=args.device, resume=False, progress=False)
@@ -171,6 +177,11 @@ def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
     return row
 
 
+def steps_range(rows: list[dict]) -> str:
+    steps = [r["steps"] for r in rows if r.get("steps")]
+    return f"{min(steps)}-{max(steps)}" if steps else "no"
+
+
 def _fmt(v, spec=".2f", none="—"):
     return none if v is None else format(v, spec)
 
@@ -184,9 +195,10 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         "",
         f"Budget: **{args.minutes_per_model:g} min of training per model and scale** on `{args.device}` "
         f"({torch.get_num_threads()} threads; batch {args.batch}, LR patch {args.lr_patch}, Adam lr {args.lr:g}, L1, "
-        "T91), the same for every model. On this 2-core CPU that is a smoke-test budget: small models get a few "
-        "hundred steps and large ones a handful, so our PSNR is far below the papers' (trained for days on DIV2K "
-        "or 291 images); compare models with each other only at equal budget.",
+        f"T91), the same for every model: {steps_range(rows)} optimizer steps per model here (steps column), "
+        "from a timed probe. That is a smoke-test budget, far from the papers' training (hundreds of thousands of "
+        "steps), so our PSNR is far below theirs and below bicubic for most models; compare models with each "
+        "other only at equal budget, and read the authors' imported weights below for what eSR reaches trained.",
         "",
         "PSNR/SSIM on Y (BT.601) with MATLAB-bicubic LR and a border crop of `scale` pixels, through "
         "`edgesr.evaluate` (the one evaluation path). MACs per 1280x720 output frame (deploy form, convs plus "
@@ -212,9 +224,10 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
                 fp32 = tfl["fp32"]["latency_ms"]
             if isinstance(tfl.get("int8"), dict):
                 int8, drop = tfl["int8"]["latency_ms"], tfl["int8"].get("set5_psnr_drop")
-            for prec, v in tfl.items():
-                if isinstance(v, str):
-                    notes.append(f"- {r['label']} x{r['scale']} TFLite {prec}: {v}")
+            failed = {prec: v for prec, v in tfl.items() if isinstance(v, str)}
+            for reason in dict.fromkeys(failed.values()):
+                precs = " and ".join(p for p, v in failed.items() if v == reason)
+                notes.append(f"- {r['label']} x{r['scale']}, TFLite {precs}: {reason}")
         elif isinstance(tfl, str):
             notes.append(f"- {r['label']} x{r['scale']}: TFLite {tfl}")
         if r.get("heavy"):

@@ -43,7 +43,7 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     text = doc.read_text()
     assert "| eSR-MAX K7 C13 (`eSR-MAX_s2_K7_C13`) | x2 | 7 | 2,548 | 0.59 | 30.50 / 0.9000 |" in text
     assert "Set5 34.94" in text  # the authors' published number beside ours
-    assert "TFLite int8: export failed: no int8 max" in text
+    assert "eSR-MAX K7 C13 x2, TFLite int8: export failed: no int8 max" in text and "1-7 optimizer steps" in text
     assert "scored on Set5/Set14 only" in text
     zoo.write_plot(rows, tmp_path / "zoo_pareto.png")
     assert (tmp_path / "zoo_pareto.png").stat().st_size > 1000
