@@ -18,8 +18,11 @@ STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC (int8 LUTs), QUANTIZE
 
 Known limits, stated rather than hidden:
 
-* SOFTMAX with ``kernels="reference"`` raises: LiteRT's reference kernel uses gemmlowp's
-  fixed-point exp / reciprocal, not reproduced here (the default kernels' LUT softmax is);
+* SOFTMAX, TANH and LOGISTIC with ``kernels="reference"`` raise: LiteRT's reference kernels
+  use gemmlowp fixed point (exp, reciprocal, tanh), not reproduced here (the default kernels'
+  LUTs are; EXP uses the same LUT in every family);
+* QUANTIZE from float uses TFLite's rounding (half away from zero) in every family; XNNPACK's
+  own float->int8 conversion (half to even) is not emulated (edgesr's exports have int8 I/O);
 * LiteRT's BUILTIN_REF int8 SUM with rescaling departs from its own source and from its
   optimized kernel (measured: up to 167 LSB at the SUM on eSR-TM; on PKN-fixed 395,479 of
   397,144 output elements differ, up to 128 LSB), while the optimized kernel matches the
@@ -340,6 +343,9 @@ class IntegerGraph:
 
     def _lut(self, op, args, fn):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        if self.kernels == "reference" and op.name in ("TANH", "LOGISTIC"):
+            raise EdgesrError(f"{self.path}: int8 {op.name} with reference kernels (gemmlowp fixed point) is not implemented; "
+                              "use kernels='optimized' or 'xnnpack' (LiteRT's default LUT)")
         table = K.activation_lut_int8(fn, ti.s, ti.z, to.s, to.z)
         return table[args[0].astype(np.int64) + 128]
 
