@@ -180,3 +180,23 @@ def test_zoo_coreml_exports_on_linux(name, tmp_path):
     want = _torch(module, x)
     err16, err32 = np.abs(up16(x) - want).max(), np.abs(up32(x) - want).max()
     assert err32 < err16 < 4e-3
+
+
+def test_quantize_dequantize_ops(tmp_path):
+    """MIL quantize/dequantize (iOS17, what W8A8 exports emit): real = scale * (q - zero_point)."""
+    import coremltools as ct
+    from coremltools.converters.mil import Builder as mb
+
+    @mb.program(input_specs=[mb.TensorSpec(shape=(1, 1, 20, 24))], opset_version=ct.target.iOS17)
+    def prog(x):
+        q = mb.quantize(input=x, scale=np.float32(0.004), zero_point=np.int8(-20), output_dtype="int8")
+        return mb.dequantize(input=q, scale=np.float32(0.004), zero_point=np.int8(-20))
+
+    ml = ct.convert(prog, convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
+                    compute_precision=ct.precision.FLOAT32)
+    ml.save(str(tmp_path / "q.mlpackage"))
+    x = _y(20, 24, 30, 40) * np.float32(1.2)  # a real photo; values above 0.588 saturate at q = 127
+    got = MILUpscaler(tmp_path / "q.mlpackage", "fp32", contract=IOContract(scale=1))(x)
+    q = np.clip(np.round(x / np.float32(0.004)) - 20, -128, 127)
+    np.testing.assert_allclose(got, (q + 20) * np.float32(0.004), rtol=0, atol=1e-7)
+    assert (q == 127).any() and (q < 127).any()
