@@ -226,7 +226,8 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         "",
         "PSNR/SSIM on Y (BT.601) with MATLAB-bicubic LR and a border crop of `scale` pixels, through "
         "`edgesr.evaluate` (the one evaluation path). MACs per 1280x720 output frame (deploy form, convs plus "
-        "declared extra multiply-adds). Latency: LiteRT, 2 threads, 640x360 input, median; int8 drop: Set5 PSNR "
+        "declared extra multiply-adds). Latency: LiteRT, 2 threads, 640x360 input, median (on a 2-core machine "
+        "shared with other jobs: repeated runs differed by up to 2-3x, so only large gaps mean anything); int8 drop: Set5 PSNR "
         "of the PyTorch float model minus the int8 TFLite model. `—`: not measured (see notes).",
         "",
         "| model | scale | steps | params | MACs/720p (G) | " + " | ".join(f"{s} PSNR/SSIM" for s in sets)
