@@ -111,11 +111,6 @@ def latency_ms(path: Path, contract, threads: int, budget_s: float = 4.0) -> flo
     return statistics.median(times)
 
 
-def calibration_patches(images, color: str, n: int = 32, size: int = 48) -> np.ndarray:
-    ds = PatchDataset(images, size, color=color, seed=1)
-    return ds.sample(n, np.random.default_rng(1)).numpy()[:, :1]
-
-
 def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
     from edgesr.checkpoint import load_checkpoint
     from edgesr.complexity import model_info
@@ -169,7 +164,9 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path) -
     except ImportError as exc:
         return f"converters unavailable ({exc})"
     out = {}
-    calib = calibration_patches(train_images, model.contract.color)
+    from edgesr.evaluate import calibration_patches
+
+    calib = calibration_patches(train_images, model.contract, patch=48, count=32, seed=1)
     for prec in ("fp32", "int8"):
         try:
             data = tflite.convert(model, 1, prec, calibration=calib if prec == "int8" else None)

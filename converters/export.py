@@ -42,38 +42,21 @@ def deploy_module(model_or_checkpoint):
 
 def calibration_patches(contract, folder: str | os.PathLike | None = None, patch: int = 48, count: int = 32,
                         seed: int = 0) -> np.ndarray:
-    """Real image patches in the model's input space, for int8 calibration.
-
-    Each HR photograph (``folder``, else the embedded training photographs) is reduced to its
-    benchmark LR (MATLAB bicubic 1/s) and converted by :func:`edgesr.evaluate.model_input`;
-    ``count`` random ``patch`` x ``patch`` crops are drawn (seeded) over the images.
+    """Real image patches in the model's input space for int8 calibration (TFLite's
+    representative dataset, Core ML W8A8): :func:`edgesr.evaluate.calibration_patches` on the
+    photos of ``folder`` (default: the embedded training photographs).
 
     Returns:
         float32 (count, C, patch, patch) NCHW in [0, 1].
 
     Raises:
-        EdgesrError: the folder is missing, has no image, or no LR image is ``patch`` pixels wide.
+        EdgesrError: the folder is missing, has no image, or no image is ``patch`` pixels wide.
     """
     from edgesr.data import embedded_images, load_folder
-    from edgesr.evaluate import model_input
-    from edgesr.imresize import make_lr
+    from edgesr.evaluate import calibration_patches as patches
 
     images = embedded_images("train") if folder is None else load_folder(folder)
-    planes = []
-    for _, hr in images:
-        x = model_input(make_lr(hr, contract.scale), contract)  # (1, C, h, w) or (C, 1, h, w)
-        if x.shape[2] >= patch and x.shape[3] >= patch:
-            planes.extend(x[i] for i in range(x.shape[0]))
-    if not planes:
-        where = folder or "the embedded training photographs"
-        raise EdgesrError(f"{where}: no image gives an LR of at least {patch}x{patch} pixels for calibration")
-    rng = np.random.default_rng(seed)
-    out = np.empty((count, planes[0].shape[0], patch, patch), np.float32)
-    for k in range(count):
-        p = planes[rng.integers(len(planes))]
-        y, x = rng.integers(0, p.shape[1] - patch + 1), rng.integers(0, p.shape[2] - patch + 1)
-        out[k] = p[:, y : y + patch, x : x + patch]
-    return out
+    return patches(images, contract, patch=patch, count=count, seed=seed)
 
 
 def writable_dir(out_dir: str | os.PathLike) -> Path:

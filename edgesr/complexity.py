@@ -19,8 +19,9 @@ from torch import nn
 
 
 def count_params(model: nn.Module) -> int:
-    """Number of parameters (weights, biases, PReLU slopes; BN affine and not its running stats)."""
-    return sum(p.numel() for p in model.parameters())
+    """Number of learned parameters: weights, biases, PReLU slopes, BN affine (not its running
+    statistics), and not frozen constants (``requires_grad=False``, e.g. PKN's one-hot footprint)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def lr_size_720p(scale: int) -> tuple[int, int]:

@@ -85,10 +85,10 @@ def tflite_facts(path: Path, h: int, w: int) -> dict:
     macs, hist, params = 0, {}, 0
     for op in ops:
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
-            params += sum(tensors[i].data.size for i in op.inputs[1:] if i >= 0 and tensors[i].data is not None)
+            params += sum(int(np.prod(tensors[i].shape)) for i in op.inputs[1:] if i >= 0)
         hist[op.name] = hist.get(op.name, 0) + 1
         if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
-            wt = tensors[op.inputs[1]].data.shape  # OHWI or 1HW(C*M)
+            wt = tensors[op.inputs[1]].shape  # OHWI or 1HW(C*M); fp16 graphs feed it from a DEQUANTIZE (no data)
             s = op.options.get("stride_h", 1) * op.options.get("stride_w", 1)
             per_px = wt[0] * wt[1] * wt[2] * wt[3] if op.name == "CONV_2D" else wt[1] * wt[2] * wt[3]
             macs += per_px * (h * w) // s  # SR graphs keep the input resolution until depth-to-space

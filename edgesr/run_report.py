@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 
 from edgesr.atomic import atomic_path, write_text_atomic
 

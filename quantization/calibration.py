@@ -21,8 +21,7 @@ import torch
 from torch import fx, nn
 
 from edgesr.errors import EdgesrError
-from edgesr.evaluate import model_input
-from edgesr.registry import IOContract
+from edgesr.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
 from quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
 from quantization.graph import QUANTIZE, quant_plan, range_source, tensor_nodes, trace
 
@@ -204,47 +203,3 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
     ranges = {n: observers[n].range() for n in observed}
     fixed = {n: p.fixed_range for n, p in plan.items() if p.fixed_range is not None}
     return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}
-
-
-def calibration_patches(images, contract: IOContract, patch: int = 64, count: int = 64, seed: int = 0,
-                        degrade: bool = False) -> np.ndarray:
-    """Random crops of real photos, as the model sees them (:func:`edgesr.evaluate.model_input`).
-
-    Args:
-        images: uint8 images (H, W) or (H, W, 3), or ``(name, image)`` pairs (as
-            :func:`edgesr.data.load_folder` returns).
-        contract: the model's :class:`~edgesr.registry.IOContract` (colour space, channels).
-        patch: crop side P in pixels; images smaller than P on a side are skipped.
-        count: number of crops N, drawn from the images in proportion to their area.
-        seed: crops are a deterministic function of (images, patch, count, seed, degrade).
-        degrade: first reduce each photo to its benchmark LR (:func:`edgesr.imresize.make_lr`,
-            MATLAB bicubic 1/scale), the statistics of the evaluation inputs; default: the
-            photos as a phone would feed them (sharper, so wider ranges).
-    Returns:
-        float32 (N, C, P, P), C = ``contract.channels``, values in [0, 1].
-
-    Raises:
-        EdgesrError: no image is at least P x P, or count < 1.
-    """
-    if count < 1 or patch < 1:
-        raise EdgesrError(f"need count >= 1 and patch >= 1, got count={count}, patch={patch}")
-    from edgesr.imresize import make_lr
-
-    planes = []
-    for item in images:
-        img = item[1] if isinstance(item, tuple) else item
-        if degrade and min(img.shape[:2]) >= contract.scale:
-            img = make_lr(img, contract.scale)
-        if img.shape[0] >= patch and img.shape[1] >= patch:
-            planes.extend(model_input(img, contract))  # (B, C, h, w) -> B planes (C, h, w)
-    if not planes:
-        raise EdgesrError(f"no calibration image is at least {patch}x{patch} pixels")
-    rng = np.random.default_rng(seed)
-    areas = np.array([p.shape[1] * p.shape[2] for p in planes], dtype=np.float64)
-    picks = rng.choice(len(planes), size=count, p=areas / areas.sum())
-    out = np.empty((count, planes[0].shape[0], patch, patch), dtype=np.float32)
-    for i, k in enumerate(picks):
-        _, h, w = planes[k].shape
-        y, x = rng.integers(0, h - patch + 1), rng.integers(0, w - patch + 1)
-        out[i] = planes[k][:, y : y + patch, x : x + patch]
-    return out

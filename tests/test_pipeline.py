@@ -4,7 +4,6 @@ stable, interruption loses no finished work, bad input refused."""
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
