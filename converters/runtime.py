@@ -5,10 +5,13 @@ returns float32 (N, C, s*h, s*w); the artifacts hold batch 1, so the batch is ru
 image. The contract comes from the artifact (:mod:`converters.metadata`), never guessed.
 
 * ``.tflite``: LiteRT ``ai_edge_litert.interpreter.Interpreter`` (NHWC inside; int8/uint8
-  I/O quantized here with the model's input scale and zero point, ``q = round(x / scale) +
-  zero_point`` clamped to the dtype, and the output dequantized ``real = scale * (q -
-  zero_point)``); options ``num_threads`` and ``reference_kernels`` (LiteRT's
-  ``BUILTIN_REF`` op resolver: the plain reference kernels instead of the optimized ones).
+  I/O quantized here as TFLite's QUANTIZE does, :func:`quantization.arithmetic.quantize`:
+  ``q = clamp(round_half_away(x / scale) + zero_point)``, and the output dequantized
+  ``real = scale * (q - zero_point)``); options ``num_threads`` and ``kernels`` (the LiteRT
+  kernel family, :data:`KERNELS`: ``"xnnpack"`` the default interpreter, ``"optimized"`` the
+  builtin kernels without delegates, ``"reference"`` the plain reference kernels). This is
+  the one LiteRT runner: :mod:`quantization.integer_litert` compares the integer reference
+  with it.
 * ``.onnx``: ONNX Runtime, CPU execution provider; option ``num_threads``.
 * ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
   :mod:`converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
@@ -40,42 +43,110 @@ def _per_image(run, x: np.ndarray) -> np.ndarray:
     return np.concatenate([run(x[i : i + 1]) for i in range(x.shape[0])], axis=0)
 
 
-class TFLiteUpscaler:
-    """A ``.tflite`` model on LiteRT. ``interpreter`` is public (op details, tensor details)."""
+KERNELS = {"xnnpack": "AUTO", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "reference": "BUILTIN_REF"}
+"""LiteRT kernel families -> ``OpResolverType``: ``AUTO`` (builtin kernels + the default
+XNNPACK delegate), ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (optimized builtin kernels),
+``BUILTIN_REF`` (reference kernels)."""
 
-    def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None,
-                 reference_kernels: bool = False):
+
+def model_bytes_for_resolver(path: str | os.PathLike, kernels: str) -> bytes:
+    """The model bytes to give LiteRT for ``kernels``.
+
+    LiteRT's BUILTIN_REF resolver registers DEPTH_TO_SPACE only up to version 1 (float/uint8)
+    although its reference kernel is templated over int8; the int8 op is version 2. For the
+    reference run the operator-code version is rewritten to 1 in a copy (same kernel code,
+    nothing else changes); other resolvers get the file unchanged.
+    """
+    if kernels != "reference":
+        return Path(path).read_bytes()
+    import struct
+
+    import tflite
+
+    buf = bytearray(Path(path).read_bytes())
+    model = tflite.Model.GetRootAsModel(buf, 0)
+    for i in range(model.OperatorCodesLength()):
+        oc = model.OperatorCodes(i)
+        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.DEPTH_TO_SPACE:
+            off = oc._tab.Offset(8)  # OperatorCode.version (vtable slot 2)
+            if off:
+                struct.pack_into("<i", buf, oc._tab.Pos + off, 1)
+    return bytes(buf)
+
+
+class LiteRTModel:
+    """A ``.tflite`` model on a LiteRT interpreter with one kernel family, run on the model's
+    own NHWC tensors (int8/uint8/float32 as its input takes). ``interpreter`` is public.
+
+    Raises:
+        EdgesrError: unknown ``kernels``, missing or unreadable model.
+    """
+
+    def __init__(self, path: str | os.PathLike, kernels: str = "xnnpack", num_threads: int | None = None):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        resolver = OpResolverType.BUILTIN_REF if reference_kernels else OpResolverType.AUTO
+        if kernels not in KERNELS:
+            raise EdgesrError(f"unknown LiteRT kernels {kernels!r} (expected {', '.join(KERNELS)})")
+        self.path, self.kernels = Path(path), kernels
+        resolver = getattr(OpResolverType, KERNELS[kernels])
         try:
-            self.interpreter = Interpreter(model_path=str(path), num_threads=num_threads,
+            self._content = model_bytes_for_resolver(path, kernels)  # kept alive with the interpreter
+            self.interpreter = Interpreter(model_content=self._content, num_threads=num_threads,
                                            experimental_op_resolver_type=resolver)
-        except ValueError as exc:
-            raise EdgesrError(f"{path}: not a readable TFLite model ({str(exc).splitlines()[0][:120]})") from None
-        self.contract = contract
-        self.path = Path(path)
+        except Exception as exc:  # OSError, LiteRT's ValueError, flatbuffer decode errors
+            raise EdgesrError(f"{path}: not a readable TFLite model ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
         self._shape = None
 
-    def _run(self, x: np.ndarray) -> np.ndarray:
+    def input_details(self) -> dict:
+        return self.interpreter.get_input_details()[0]
+
+    def output_details(self) -> dict:
+        return self.interpreter.get_output_details()[0]
+
+    def run(self, q: np.ndarray) -> np.ndarray:
+        """One NHWC input tensor -> a copy of the first output tensor (resized when the shape changes)."""
         it = self.interpreter
-        inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        nhwc = x.transpose(0, 2, 3, 1)
-        if self._shape != nhwc.shape:
-            it.resize_tensor_input(inp["index"], list(nhwc.shape), strict=True)
+        if self._shape != q.shape:
+            it.resize_tensor_input(self.input_details()["index"], list(q.shape), strict=True)
             it.allocate_tensors()
-            self._shape = nhwc.shape
-            inp, out = it.get_input_details()[0], it.get_output_details()[0]
-        if inp["dtype"] in (np.int8, np.uint8):
+            self._shape = q.shape
+        it.set_tensor(self.input_details()["index"], np.ascontiguousarray(q))
+        it.invoke()
+        return it.get_tensor(self.output_details()["index"]).copy()
+
+
+class TFLiteUpscaler:
+    """A ``.tflite`` model on LiteRT as an Upscaler (float NCHW in the contract's space).
+
+    ``kernels``: ``"xnnpack"`` | ``"optimized"`` | ``"reference"`` (:data:`KERNELS`);
+    ``interpreter`` is public (op details, tensor details); :meth:`run_quantized` runs the
+    model's own NHWC tensors.
+    """
+
+    def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None,
+                 kernels: str = "xnnpack"):
+        self.model = LiteRTModel(path, kernels, num_threads)
+        self.interpreter = self.model.interpreter
+        self.contract = contract
+        self.path = Path(path)
+
+    def run_quantized(self, q: np.ndarray) -> np.ndarray:
+        return self.model.run(q)
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        nhwc = x.transpose(0, 2, 3, 1)
+        inp, out = self.model.input_details(), self.model.output_details()
+        integer = (np.int8, np.uint8)
+        if inp["dtype"] in integer or out["dtype"] in integer:  # imported only for integer I/O (pulls in torch)
+            from quantization.arithmetic import dequantize, quantize  # TFLite's QUANTIZE, the one implementation
+        if inp["dtype"] in integer:  # q = clamp(round_half_away(x / scale) + zero_point), ties away from zero
             scale, zero_point = inp["quantization"]
             info = np.iinfo(inp["dtype"])
-            nhwc = np.clip(np.round(nhwc / scale) + zero_point, info.min, info.max).astype(inp["dtype"])
-        it.set_tensor(inp["index"], np.ascontiguousarray(nhwc))
-        it.invoke()
-        y = it.get_tensor(out["index"])
-        if out["dtype"] in (np.int8, np.uint8):
+            nhwc = quantize(nhwc, scale, zero_point, info.min, info.max).astype(inp["dtype"])
+        y = self.run_quantized(nhwc)
+        if out["dtype"] in integer:  # real = scale * (q - zero_point)
             scale, zero_point = out["quantization"]
-            y = scale * (y.astype(np.float32) - zero_point)
+            y = dequantize(y, scale, zero_point)
         return np.ascontiguousarray(y.transpose(0, 3, 1, 2), dtype=np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -143,7 +214,7 @@ def artifact_metadata(path: str | os.PathLike) -> dict:
 def load_upscaler(path: str | os.PathLike, **options):
     """Open a ``.tflite``, ``.onnx`` or ``.mlpackage`` artifact as an Upscaler.
 
-    Options: ``num_threads`` (TFLite, ONNX), ``reference_kernels`` (TFLite), others go to the
+    Options: ``num_threads`` (TFLite, ONNX), ``kernels`` (TFLite: :data:`KERNELS`), others go to the
     Core ML runtime (``compute_units`` on macOS; the MIL interpreter's own options).
 
     Raises:

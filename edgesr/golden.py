@@ -73,7 +73,7 @@ def _tflite_contract(path: Path, tin, kernels: str):
     """The contract from the sidecar ``PATH.json`` when present, else from the tensors (scale
     from a 4 x 4 probe through LiteRT; 1 channel = Y, 3 = RGB)."""
     from edgesr.registry import IOContract
-    from quantization.integer_ref import run_litert
+    from quantization.integer_litert import run_litert
 
     side = path.with_name(path.name + ".json")
     if side.is_file():
@@ -114,7 +114,8 @@ class _Runner:
 
         x = model_input(img, self.contract)
         if self.path.suffix == ".tflite":
-            from quantization.integer_ref import quantize_input, run_litert
+            from quantization.integer_litert import run_litert
+            from quantization.integer_ref import quantize_input
 
             q = quantize_input(x.transpose(0, 2, 3, 1), self.tin)
             out = run_litert(self.path, q, self.kernels)
@@ -206,7 +207,7 @@ def verify_golden(folder: str | os.PathLike, artifact: str | os.PathLike | None 
         x = read_tensor(folder, pair["input"])
         want = read_tensor(folder, pair["output"])
         if path.suffix == ".tflite":
-            from quantization.integer_ref import run_litert
+            from quantization.integer_litert import run_litert
 
             got = run_litert(path, x, kernels)
         elif runner.precision == "lut":

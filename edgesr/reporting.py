@@ -68,7 +68,8 @@ def emulation_matrix(artifact: str | os.PathLike, reference, images: list[tuple[
     """
     from edgesr.data import eval_pairs
     from edgesr.evaluate import TorchUpscaler, evaluate
-    from quantization.integer_ref import IntegerReference, LiteRTUpscaler
+    from quantization.integer_litert import LiteRTUpscaler
+    from quantization.integer_ref import IntegerReference
 
     path = Path(artifact)
     if path.suffix != ".tflite":

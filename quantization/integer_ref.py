@@ -1,7 +1,7 @@
 """A NumPy integer reference for edgesr's int8 TFLite graphs, bit-exact with LiteRT.
 
-Reads the ``.tflite`` flatbuffer with the ``tflite`` package (TFLite's schema bindings),
-then runs the operators in graph order with the kernels of
+Reads the ``.tflite`` flatbuffer with :func:`quantization.tflite_model.read_model`, then
+runs the operators in graph order with the kernels of
 :mod:`quantization.integer_kernels`, written after TFLite's reference kernels
 (``kernels/internal/reference/integer_ops``). Tensors are NHWC; activations int8 (or
 uint8/float32 at the model's edges); weights int8 per-channel (OHWI), biases int32.
@@ -29,26 +29,26 @@ Known limits, stated rather than hidden:
   documented float epilogue exactly; edgesr reproduces the documented formula, so graphs
   with SUM match LiteRT's optimized and XNNPACK runs, not BUILTIN_REF;
 * BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
-  :func:`model_bytes_for_resolver`.
+  :func:`converters.runtime.model_bytes_for_resolver`.
 
 ``IntegerReference(path)`` is an :class:`edgesr.evaluate.Upscaler`;
-:func:`compare_with_litert` runs both and counts differing elements.
+:func:`quantization.integer_litert.compare_with_litert` runs it and LiteRT (through
+:class:`converters.runtime.TFLiteUpscaler`, the one LiteRT runner) and counts differing elements.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from edgesr.errors import EdgesrError
 from quantization import integer_kernels as K
+from quantization.arithmetic import dequantize, quantize
+from quantization.tflite_model import Tensor, read_model
 
-_TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
-_ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}
 _QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
 
 KERNEL_NOTES = {
@@ -58,125 +58,6 @@ KERNEL_NOTES = {
     "xnnpack": ("XNNPACK: fp32 requantization of CONV/DEPTHWISE/MUL accumulators (float multiply, round half to even); "
                 "ADD with 21-bit multipliers and one arithmetic shift (half up)."),
 }
-
-
-@dataclass
-class Tensor:
-    """One flatbuffer tensor: ``shape`` uses -1 for dynamic dims; ``data`` for constants."""
-
-    name: str
-    shape: tuple
-    dtype: type
-    scale: np.ndarray
-    zero_point: np.ndarray
-    quantized_dimension: int
-    data: np.ndarray | None = None
-
-    @property
-    def s(self) -> float:
-        return float(self.scale[0])
-
-    @property
-    def z(self) -> int:
-        return int(self.zero_point[0]) if len(self.zero_point) else 0
-
-
-@dataclass
-class Operator:
-    name: str
-    version: int
-    inputs: list
-    outputs: list
-    options: dict = field(default_factory=dict)
-
-
-def _builtin_names() -> dict:
-    import tflite
-
-    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_")}
-
-
-def _options(op, name: str) -> dict:
-    """The builtin options the kernels read, as a plain dict."""
-    import tflite
-
-    table = op.BuiltinOptions()
-    if table is None:
-        return {}
-    cls = {
-        "CONV_2D": tflite.Conv2DOptions, "DEPTHWISE_CONV_2D": tflite.DepthwiseConv2DOptions,
-        "ADD": tflite.AddOptions, "MUL": tflite.MulOptions, "SUB": tflite.SubOptions,
-        "CONCATENATION": tflite.ConcatenationOptions, "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
-        "SOFTMAX": tflite.SoftmaxOptions, "MEAN": tflite.ReducerOptions, "SUM": tflite.ReducerOptions,
-        "REDUCE_MAX": tflite.ReducerOptions, "RESHAPE": tflite.ReshapeOptions,
-        "STRIDED_SLICE": tflite.StridedSliceOptions,
-    }.get(name)
-    if cls is None:
-        return {}
-    o = cls()
-    o.Init(table.Bytes, table.Pos)
-    out = {}
-    for key, getter in [("padding", "Padding"), ("stride_h", "StrideH"), ("stride_w", "StrideW"),
-                        ("dilation_h", "DilationHFactor"), ("dilation_w", "DilationWFactor"),
-                        ("activation", "FusedActivationFunction"), ("axis", "Axis"),
-                        ("block_size", "BlockSize"), ("beta", "Beta"), ("keep_dims", "KeepDims"),
-                        ("depth_multiplier", "DepthMultiplier"), ("begin_mask", "BeginMask"), ("end_mask", "EndMask"),
-                        ("shrink_axis_mask", "ShrinkAxisMask"), ("ellipsis_mask", "EllipsisMask"),
-                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset")]:
-        if hasattr(o, getter):
-            out[key] = getattr(o, getter)()
-    if "activation" in out:
-        out["activation"] = _ACT.get(out["activation"], str(out["activation"]))
-    if "padding" in out:
-        out["padding"] = "SAME" if out["padding"] == 0 else "VALID"
-    return out
-
-
-def read_model(path: str | os.PathLike) -> tuple[list[Tensor], list[Operator], list[int], list[int]]:
-    """Parse subgraph 0 of a ``.tflite`` file: ``(tensors, operators, input ids, output ids)``.
-
-    Raises:
-        EdgesrError: missing or unparsable file.
-    """
-    import tflite
-
-    path = Path(path)
-    if not path.is_file():
-        raise EdgesrError(f"{path}: no such TFLite model")
-    buf = path.read_bytes()
-    try:
-        model = tflite.Model.GetRootAsModel(buf, 0)
-        sg = model.Subgraphs(0)
-        names = _builtin_names()
-        tensors = []
-        for t in range(sg.TensorsLength()):
-            tt = sg.Tensors(t)
-            sig = tt.ShapeSignatureAsNumpy() if tt.ShapeSignatureLength() else tt.ShapeAsNumpy()
-            q = tt.Quantization()
-            scale = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else np.zeros(0, np.float32)
-            zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else np.zeros(0, np.int64)
-            dtype = _TYPES.get(tt.Type())
-            data = None
-            b = model.Buffers(tt.Buffer())
-            if b is not None and b.DataLength() and dtype is not None:
-                data = np.frombuffer(b.DataAsNumpy().tobytes(), dtype=dtype).reshape(tt.ShapeAsNumpy())
-            tensors.append(Tensor(tt.Name().decode(), tuple(int(v) for v in np.atleast_1d(sig)) if not isinstance(sig, int) else (),
-                                  dtype, np.asarray(scale, np.float32), np.asarray(zp, np.int64),
-                                  q.QuantizedDimension() if q is not None else 0, data))
-        ops = []
-        for i in range(sg.OperatorsLength()):
-            op = sg.Operators(i)
-            oc = model.OperatorCodes(op.OpcodeIndex())
-            name = names.get(max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()), "CUSTOM")
-            ops.append(Operator(name, oc.Version(), [int(v) for v in op.InputsAsNumpy()] if op.InputsLength() else [],
-                                [int(v) for v in op.OutputsAsNumpy()], _options(op, name)))
-        inputs = [int(v) for v in sg.InputsAsNumpy()]
-        outputs = [int(v) for v in sg.OutputsAsNumpy()]
-    except EdgesrError:
-        raise
-    except Exception as exc:
-        raise EdgesrError(f"{path}: not a readable TFLite flatbuffer ({type(exc).__name__}: {exc})") from None
-    return tensors, ops, inputs, outputs
 
 
 # --------------------------------------------------------------------------- the graph
@@ -334,7 +215,7 @@ class IntegerGraph:
     def _op_quantize(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         if ti.dtype == np.float32:
-            return K.quantize_affine(args[0], to.s, to.z, *_QRANGE[to.dtype])
+            return quantize(args[0], to.s, to.z, *_QRANGE[to.dtype])
         return K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype])
 
     def _op_dequantize(self, op, args):
@@ -388,7 +269,7 @@ class IntegerGraph:
 # --------------------------------------------------------------------------- Upscaler
 
 
-def _contract_of(path: Path, graph: IntegerGraph):
+def contract_of_tflite(path: Path, graph: IntegerGraph):
     """The artifact's IOContract: the sidecar ``PATH.json`` (``{"contract": {...}}``) when
     present, else inferred from the tensors (channels; scale from a tiny run; Y for 1 channel)."""
     from edgesr.registry import IOContract
@@ -412,14 +293,16 @@ def _contract_of(path: Path, graph: IntegerGraph):
 
 def quantize_input(x_nhwc: np.ndarray, t: Tensor) -> np.ndarray:
     """Float model-space input -> the model's input dtype: ``clamp(round_half_away(x / s) + z)``
-    for int8/uint8 inputs (TFLite's AffineQuantize rounding), unchanged for float inputs."""
+    for int8/uint8 inputs (TFLite's AffineQuantize rounding; :func:`quantization.arithmetic.quantize`,
+    the helper :class:`converters.runtime.TFLiteUpscaler` uses too), unchanged for float inputs."""
     if t.dtype == np.float32:
         return x_nhwc.astype(np.float32)
-    return K.quantize_affine(x_nhwc, t.s, t.z, *_QRANGE[t.dtype]).astype(t.dtype)
+    return quantize(x_nhwc, t.s, t.z, *_QRANGE[t.dtype]).astype(t.dtype)
 
 
 def dequantize_output(q: np.ndarray, t: Tensor) -> np.ndarray:
-    return q.astype(np.float32) if t.dtype == np.float32 else K.dequantize_affine(q, t.s, t.z)
+    """``real = scale * (q - zero_point)`` (:func:`quantization.arithmetic.dequantize`, as the LiteRT runner)."""
+    return q.astype(np.float32) if t.dtype == np.float32 else dequantize(q, t.s, t.z)
 
 
 class IntegerReference:
@@ -433,7 +316,7 @@ class IntegerReference:
     def __init__(self, path: str | os.PathLike, kernels: str = "reference", contract=None):
         self.path = Path(path)
         self.graph = IntegerGraph(path, kernels)
-        self.contract = contract if contract is not None else _contract_of(self.path, self.graph)
+        self.contract = contract if contract is not None else contract_of_tflite(self.path, self.graph)
         self.input_tensor = self.graph.tensors[self.graph.inputs[0]]
         self.output_tensor = self.graph.tensors[self.graph.outputs[0]]
 
@@ -444,118 +327,3 @@ class IntegerReference:
         q = quantize_input(np.asarray(x, np.float32).transpose(0, 2, 3, 1), self.input_tensor)
         out = self.run_quantized(q)
         return dequantize_output(out, self.output_tensor).transpose(0, 3, 1, 2)
-
-
-# --------------------------------------------------------------------------- LiteRT comparison
-
-RESOLVERS = {"reference": "BUILTIN_REF", "optimized": "BUILTIN_WITHOUT_DEFAULT_DELEGATES", "xnnpack": "AUTO"}
-
-
-def model_bytes_for_resolver(path: str | os.PathLike, kernels: str) -> bytes:
-    """The model bytes to give LiteRT for ``kernels``.
-
-    LiteRT's BUILTIN_REF resolver registers DEPTH_TO_SPACE only up to version 1 (float/uint8)
-    although its reference kernel is templated over int8; the int8 op is version 2. For the
-    reference run the operator-code version is rewritten to 1 in a copy (same kernel code,
-    nothing else changes); other resolvers get the file unchanged.
-    """
-    import struct
-
-    import tflite
-
-    buf = bytearray(Path(path).read_bytes())
-    if kernels != "reference":
-        return bytes(buf)
-    model = tflite.Model.GetRootAsModel(buf, 0)
-    for i in range(model.OperatorCodesLength()):
-        oc = model.OperatorCodes(i)
-        if max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode()) == tflite.BuiltinOperator.DEPTH_TO_SPACE:
-            off = oc._tab.Offset(8)  # OperatorCode.version (vtable slot 2)
-            if off:
-                struct.pack_into("<i", buf, oc._tab.Pos + off, 1)
-    return bytes(buf)
-
-
-def run_litert(path: str | os.PathLike, q: np.ndarray, kernels: str = "xnnpack", num_threads: int = 1) -> np.ndarray:
-    """Run the model's first output on one NHWC input with LiteRT's ``kernels`` resolver."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    it = Interpreter(model_content=model_bytes_for_resolver(path, kernels), num_threads=num_threads,
-                     experimental_op_resolver_type=getattr(OpResolverType, RESOLVERS[kernels]))
-    d = it.get_input_details()[0]
-    it.resize_tensor_input(d["index"], list(q.shape))
-    it.allocate_tensors()
-    it.set_tensor(d["index"], q)
-    it.invoke()
-    return it.get_tensor(it.get_output_details()[0]["index"]).copy()
-
-
-def lsb_diff(a: np.ndarray, b: np.ndarray) -> dict:
-    """Differences in output LSBs: mismatched elements, max |a - b|, and a histogram."""
-    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
-    values, counts = np.unique(d[d > 0], return_counts=True)
-    return {"mismatched_elements": int((d > 0).sum()), "max_lsb_diff": int(d.max()) if d.size else 0,
-            "elements": int(d.size), "histogram": {int(v): int(c) for v, c in zip(values, counts)}}
-
-
-def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kernels=("reference", "optimized", "xnnpack")) -> dict:
-    """Integer reference vs LiteRT, per kernel family, summed over ``inputs``.
-
-    Args:
-        inputs: NHWC arrays in the model's input dtype (e.g. int8 (1, h, w, 1) crops of photos).
-        kernels: the families to compare (each against the matching LiteRT resolver).
-    Returns:
-        ``{"mismatched_elements", "max_lsb_diff", "elements", "per_kernels": {k: {...}},
-        "litert_reference_vs_optimized": {...}, "litert_reference_vs_xnnpack": {...}}``; the
-        top-level numbers are the worst over ``kernels``.
-    """
-    kernels = [kernels] if isinstance(kernels, str) else list(kernels)
-    per, litert = {}, {}
-    for k in kernels:
-        ref = IntegerGraph(path, k)
-        outs_ref, outs_rt = [], []
-        for q in inputs:
-            outs_ref.append(ref.run(q)[0].ravel())
-            outs_rt.append(run_litert(path, q, k).ravel())
-        litert[k] = np.concatenate(outs_rt)
-        per[k] = lsb_diff(np.concatenate(outs_ref), litert[k]) | {"note": KERNEL_NOTES[k]}
-    out = {"mismatched_elements": max(p["mismatched_elements"] for p in per.values()),
-           "max_lsb_diff": max(p["max_lsb_diff"] for p in per.values()),
-           "elements": next(iter(per.values()))["elements"], "per_kernels": per}
-    for k in ("optimized", "xnnpack"):
-        if "reference" in litert and k in litert:
-            out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k])
-    return out
-
-
-class LiteRTUpscaler(IntegerReference):
-    """LiteRT itself with a chosen kernel family (``kernels``), wrapped exactly like
-    :class:`IntegerReference` (same input quantization and dequantization), so the two differ
-    only in who computes. ``BUILTIN_REF`` gets the DEPTH_TO_SPACE version patch of
-    :func:`model_bytes_for_resolver`."""
-
-    def run_quantized(self, q: np.ndarray) -> np.ndarray:
-        return run_litert(self.path, q, self.graph.kernels)
-
-
-def validate_integer(path: str | os.PathLike, sets: dict, contract, kernels=("reference", "optimized", "xnnpack")) -> dict:
-    """:func:`compare_with_litert` on the LR images of evaluation ``sets`` ({set: [(name, HR
-    uint8)]}), each LR made and converted exactly as :mod:`edgesr.evaluate` does and quantized
-    with TFLite's rounding; the dict ``edgesr validate --integer-reference`` adds to its JSON.
-
-    Raises:
-        EdgesrError: not an integer-input ``.tflite`` artifact.
-    """
-    from edgesr.data import eval_pairs
-    from edgesr.evaluate import model_input
-
-    graph = IntegerGraph(path, "reference")
-    t = graph.tensors[graph.inputs[0]]
-    if t.dtype not in (np.int8, np.uint8):
-        raise EdgesrError(f"{path}: --integer-reference needs an int8/uint8-input TFLite model (input is {np.dtype(t.dtype).name})")
-    inputs = []
-    for images in sets.values():
-        for pair in eval_pairs(images, contract.scale):
-            x = model_input(pair.lr, contract)
-            inputs += [quantize_input(x[i : i + 1].transpose(0, 2, 3, 1), t) for i in range(x.shape[0])]
-    return compare_with_litert(path, inputs, kernels)

@@ -111,7 +111,7 @@ def test_dynamic_shapes_one_interpreter(prelu_model, prelu_fp32, gray_photo):
 def test_reference_kernels_match_optimized(prelu_model, prelu_fp32, photo):
     x = photo_input(photo, prelu_model.contract, 40, 52, 50, 60)
     fast = load_upscaler(prelu_fp32["path"], num_threads=2)(x)
-    ref = load_upscaler(prelu_fp32["path"], reference_kernels=True, num_threads=1)(x)
+    ref = load_upscaler(prelu_fp32["path"], kernels="reference", num_threads=1)(x)
     np.testing.assert_allclose(ref, fast, atol=1e-5)
 
 

@@ -10,7 +10,8 @@ from test_integer_ref_models import int8_model
 from edgesr.data import embedded_image, to_luma
 from edgesr.errors import EdgesrError
 from quantization import integer_kernels as K
-from quantization.integer_ref import IntegerGraph, IntegerReference, compare_with_litert, quantize_input, run_litert
+from quantization.integer_litert import compare_with_litert, run_litert
+from quantization.integer_ref import IntegerGraph, IntegerReference, quantize_input
 
 
 def _inputs(path):

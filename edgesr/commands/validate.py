@@ -24,7 +24,10 @@ def add_arguments(p) -> None:
     p.add_argument("--int8-tolerance-db", type=float, default=None,
                    help="allowed PSNR drop vs the reference for int8/w8/w8a8 (default 0.15 dB)")
     p.add_argument("--num-threads", type=int, default=None, help="runtime threads (TFLite, ONNX)")
-    p.add_argument("--reference-kernels", action="store_true", help="TFLite: LiteRT's reference kernels (BUILTIN_REF)")
+    p.add_argument("--kernels", choices=("xnnpack", "optimized", "reference"), default=None,
+                   help="TFLite: LiteRT kernel family: xnnpack (default interpreter), optimized (builtin kernels, "
+                        "no delegate) or reference (BUILTIN_REF reference kernels)")
+    p.add_argument("--reference-kernels", action="store_true", help="TFLite: same as --kernels reference")
     p.add_argument("--integer-reference", action="store_true",
                    help="int8 TFLite: also compare LiteRT with edgesr's NumPy integer reference bit for bit "
                         "(adds integer_reference {mismatched_elements, max_lsb_diff} to the JSON; exit 1 on a mismatch)")
@@ -51,15 +54,20 @@ def run(args) -> int:
     options = {}
     if args.num_threads is not None:
         options["num_threads"] = args.num_threads
+    kernels = args.kernels
     if args.reference_kernels:
+        if kernels not in (None, "reference"):
+            raise EdgesrError(f"--reference-kernels contradicts --kernels {kernels}")
+        kernels = "reference"
+    if kernels is not None:
         if not args.artifact.endswith(".tflite"):
-            raise EdgesrError("--reference-kernels applies to .tflite artifacts only")
-        options["reference_kernels"] = True
+            raise EdgesrError("--kernels / --reference-kernels apply to .tflite artifacts only")
+        options["kernels"] = kernels
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
                                progress=sys.stderr.isatty(), **options)
-    if args.integer_reference:  # quantization.integer_ref (issue 6)
-        from quantization.integer_ref import validate_integer
+    if args.integer_reference:  # quantization.integer_litert (issue 6)
+        from quantization.integer_litert import validate_integer
 
         ir = validate_integer(args.artifact, sets, reference.contract)
         result["integer_reference"] = ir
