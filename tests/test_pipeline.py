@@ -54,7 +54,9 @@ def test_restart_with_same_out_reuses_finished_work(finished_run):
 
 
 def test_interrupted_export_resumes(tmp_path, monkeypatch):
-    import converters.export as export
+    import importlib
+
+    export = importlib.import_module("converters.export")  # the module (the package re-exports a function of that name)
 
     calls = []
     real = export.export_onnx
