@@ -149,13 +149,13 @@ def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models)
         want = it.get_tensor(it.get_output_details()[0]["index"])
         got = np.fromfile(assets / c["output"]["file"], dtype=np.dtype(c["output"]["dtype"]).newbyteorder("<")).reshape(c["output"]["shape"])
         assert list(want.shape) == [1, 74, 90, 1] and np.array_equal(got, want), name
-    # LUT: R channel (per-channel contract) through the C engine (not the numpy engine that wrote it)
+    # LUT: the R, G, B planes (per-channel contract) each through the C engine (not the engine that wrote them)
     c = cases["srlut_x2"]
-    plane = np.fromfile(assets / c["input"]["file"], dtype=np.uint8).reshape(c["input"]["shape"])
-    assert np.array_equal(plane, crop[..., 0])
+    planes = np.fromfile(assets / c["input"]["file"], dtype=np.uint8).reshape(c["input"]["shape"])
+    assert np.array_equal(planes, crop.transpose(2, 0, 1))
     out = np.fromfile(assets / c["output"]["file"], dtype=np.uint8).reshape(c["output"]["shape"])
     table = np.fromfile(assets / manifest["models"][2]["file"], dtype=np.int8).reshape(17**4, 4)
-    assert np.array_equal(out, engine_c.srlut_upscale(table, 4, 2, plane))
+    assert np.array_equal(out, np.stack([engine_c.srlut_upscale(table, 4, 2, p) for p in planes]))
 
 
 def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):

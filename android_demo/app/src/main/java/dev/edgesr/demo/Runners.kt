@@ -131,12 +131,14 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, backend: 
     }
 
     /**
-     * Input quantization exactly as edgesr's TFLiteUpscaler (converters/runtime.py) does it, so the
-     * app feeds the int8 tensor Python fed: q = clip(np.round(x / scale) + zero_point), where
-     * x / scale is a float32 division and np.round rounds half to even (Math.rint).
+     * Input quantization exactly as edgesr's TFLiteUpscaler (converters/runtime.py, through
+     * quantization.arithmetic.quantize) and TFLite's QUANTIZE op do it, so the app feeds the int8
+     * tensor Python fed: q = clip(round_half_away(x / scale) + zero_point), with x / scale a float32
+     * division and the rounding sign(s) * floor(|s| + 0.5) in float32, as NumPy computes it there.
      */
     private fun quantize(x: Float, t: TensorInfo): Int {
-        val rounded = Math.rint((x / t.scale).toDouble()).toInt()
+        val s = x / t.scale
+        val rounded = (Math.signum(s) * kotlin.math.floor(kotlin.math.abs(s) + 0.5f)).toInt()
         return (rounded + t.zeroPoint).coerceIn(if (t.dtype == "int8") -128 else 0, if (t.dtype == "int8") 127 else 255)
     }
 
@@ -172,8 +174,16 @@ class LutRunner(assets: AssetManager, private val model: ModelInfo) : Runner {
         else -> throw IllegalArgumentException("${model.name}: unknown LUT method ${lut.method}")
     }
 
-    override fun runRaw(input: ByteArray, shape: IntArray): ByteArray =
-        upscaleBytes(input, shape[shape.size - 2], shape[shape.size - 1])
+    /** Golden LUT cases hold (planes, h, w) uint8: each colour plane runs through the engine on its own. */
+    override fun runRaw(input: ByteArray, shape: IntArray): ByteArray {
+        val h = shape[shape.size - 2]
+        val w = shape[shape.size - 1]
+        val planes = input.size / (h * w)
+        val outputs = (0 until planes).map { p -> upscaleBytes(input.copyOfRange(p * h * w, (p + 1) * h * w), h, w) }
+        val out = ByteArray(outputs.sumOf { it.size })
+        outputs.forEachIndexed { p, o -> System.arraycopy(o, 0, out, p * o.size, o.size) }
+        return out
+    }
 
     /** Model space [0, 1] -> 8-bit levels -> engine -> levels / 255, exactly as lut_baking's LutUpscaler. */
     override fun upscale(x: FloatArray, h: Int, w: Int): FloatArray =
