@@ -75,10 +75,9 @@ def _tflite_contract(path: Path, tin, kernels: str):
     from edgesr.registry import IOContract
     from quantization.integer_litert import run_litert
 
-    side = path.with_name(path.name + ".json")
-    if side.is_file():
-        from converters.metadata import contract_of, read_metadata
+    from converters.metadata import contract_of, read_metadata, sidecar_path
 
+    if sidecar_path(path).is_file():
         return contract_of(read_metadata(path))
     c = tin.shape[-1]
     out = run_litert(path, np.zeros((1, 4, 4, c), dtype=tin.dtype), kernels)

@@ -234,12 +234,6 @@ def requantize_int8(x, zx: int, sx: float, so: float, zo: int, qmin=-128, qmax=1
     return np.clip(zo + multiply_by_quantized_multiplier(x.astype(np.int64) - zx, m, sh), qmin, qmax)
 
 
-def quantize_affine(x, scale: float, zero_point: int, qmin=-128, qmax=127):
-    """AffineQuantize (float -> int8): ``clamp(TfLiteRound(x / scale) + zp)``, float32 division."""
-    q = round_half_away(np.asarray(x, np.float32) / np.float32(scale)).astype(np.int64) + zero_point
-    return np.clip(q, qmin, qmax)
-
-
 def dequantize_affine(q, scale: float, zero_point: int):
     """Dequantize: ``float(scale * (q - zp))`` (the double product is exact, one rounding)."""
     return (np.float64(np.float32(scale)) * (q.astype(np.int64) - zero_point)).astype(np.float32)

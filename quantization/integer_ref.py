@@ -38,7 +38,6 @@ Known limits, stated rather than hidden:
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -270,20 +269,14 @@ class IntegerGraph:
 
 
 def contract_of_tflite(path: Path, graph: IntegerGraph):
-    """The artifact's IOContract: the sidecar ``PATH.json`` (``{"contract": {...}}``) when
-    present, else inferred from the tensors (channels; scale from a tiny run; Y for 1 channel)."""
+    """The artifact's IOContract: the sidecar ``PATH.json`` when present
+    (:mod:`converters.metadata`), else inferred from the tensors (channels; scale from a tiny
+    run; Y for 1 channel)."""
+    from converters.metadata import contract_of, read_metadata, sidecar_path
     from edgesr.registry import IOContract
 
-    side = Path(str(path) + ".json")
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except (OSError, ValueError) as exc:
-            raise EdgesrError(f"{side}: unreadable sidecar ({exc})") from None
-        c = meta.get("contract", meta)
-        if isinstance(c, dict) and "scale" in c:
-            fields = {k: (tuple(v) if k == "value_range" else v) for k, v in c.items() if k in IOContract.__dataclass_fields__}
-            return IOContract(**fields)
+    if sidecar_path(path).is_file():
+        return contract_of(read_metadata(path))
     t = graph.tensors[graph.inputs[0]]
     probe = np.zeros((1, 4, 4, t.shape[-1]), dtype=t.dtype)
     out = graph.run(probe)[0]
