@@ -118,27 +118,17 @@ def _runner(path: Path, threads: int):
     """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count."""
     suffix = path.suffix
     if suffix == ".tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
+        from converters.runtime import LiteRTModel
         from edgesr.golden import _tflite_contract
         from quantization.integer_ref import quantize_input, read_model
 
         tensors, _, ins, _ = read_model(path)
         tin = tensors[ins[0]]
         contract = _tflite_contract(path, tin, "xnnpack")
-        it = Interpreter(model_path=str(path), num_threads=threads)
-        d = it.get_input_details()[0]
-        state = {"shape": None}
+        model = LiteRTModel(path, "xnnpack", threads)
 
         def run(x):
-            q = quantize_input(x.transpose(0, 2, 3, 1), tin)
-            if state["shape"] != q.shape:
-                it.resize_tensor_input(d["index"], list(q.shape))
-                it.allocate_tensors()
-                state["shape"] = q.shape
-            it.set_tensor(d["index"], q)
-            it.invoke()
-            return it.get_tensor(it.get_output_details()[0]["index"])
+            return model.run(quantize_input(x.transpose(0, 2, 3, 1), tin))
 
         return contract, run, "ai-edge-litert (default kernels, XNNPACK)"
     if suffix == ".onnx":
