@@ -43,8 +43,8 @@ def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int
     from edgesr.imresize import make_lr
     from edgesr.registry import create
 
-    hr = embedded_image("chelsea")[40 : 40 + 24 * scale * 4 // scale * scale, 120 : 120 + 32 * scale * 4 // scale * scale]
-    hr = hr[: (hr.shape[0] // scale) * scale, : (hr.shape[1] // scale) * scale]
+    h, w = 192 - 192 % scale, 256 - 256 % scale  # a 192 x 256 window (the cat's eyes), modcropped
+    hr = embedded_image("chelsea")[40 : 40 + h, 120 : 120 + w]
     lr = make_lr(hr, scale)
     panels = [("bicubic", upscale_photo(TorchUpscaler(create("bicubic", scale=scale)), lr)),
               ("float (PyTorch)", upscale_photo(TorchUpscaler(reference_module), lr))]
