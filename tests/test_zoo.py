@@ -211,9 +211,9 @@ def test_splitsr_rotates_processed_channels_to_the_end():
     x = torch.rand(1, 8, 5, 6)
     with torch.no_grad():
         y = block(x)
-        processed = torch.relu(block.conv(x[:, :2]))
-    assert torch.allclose(y[:, :6], x[:, 2:] + x[:, :6])
-    assert torch.allclose(y[:, 6:], processed + x[:, 6:])
+        processed = torch.relu(block.conv(x[:, :2]) + x[:, :2])  # residual on the active channels
+    assert torch.equal(y[:, :6], x[:, 2:])  # passive channels move to the front untouched
+    assert torch.allclose(y[:, 6:], processed)
 
 
 # ----------------------------------------------------------------------------- PKN

@@ -11,7 +11,12 @@ Structure (Y channel in and out, [0, 1]; RCAN-style body without channel attenti
 * SplitSR block: of the C channels the first a = alpha*C (alpha = 0.25) go through
   conv3x3 + BN + ReLU, the other C - a pass untouched; the result is
   ``cat([passive, processed])``, so the processed channels rotate to the end and every
-  channel is processed once every 1/alpha blocks; then the block residual ``+ x``.
+  channel is processed once every 1/alpha blocks. The block residual is on the processed
+  channels, ``processed = ReLU(BN(conv(active)) + active)``, as in the authors' code
+  (RCAN-based; its ``SplitSRBlock``). Issue 4 read "then a block residual"
+  as ``cat(...) + x`` over all channels; that adds every passive channel to a rotated
+  neighbour, doubling the signal each block, so a 36-block network's activations explode at
+  initialization (measured: the paper configuration did not train). edgesr follows the authors.
 * Standard residual block (the "hybrid" part): conv3x3 + BN + ReLU + conv3x3 + BN, ``+ x``.
 * Residual group: B blocks, then conv3x3(C->C), then the group residual ``+ input``.
   Groups ``0 .. hybrid_index-1`` use SplitSR blocks, groups ``hybrid_index .. G-1``
@@ -37,7 +42,7 @@ def _norm(channels: int, bn: bool) -> nn.Module:
 
 
 class SplitBlock(nn.Module):
-    """SplitSR block: conv3x3 + BN + ReLU on the first ``active`` channels, rotate, ``+ x``.
+    """SplitSR block: ``ReLU(BN(conv3x3(a)) + a)`` on the first ``active`` channels a, then rotate.
 
     Input and output (N, C, H, W) float32.
     """
@@ -49,8 +54,9 @@ class SplitBlock(nn.Module):
         self.norm = _norm(active, bn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        processed = F.relu(self.norm(self.conv(x[:, : self.active])))
-        return torch.cat([x[:, self.active :], processed], dim=1) + x
+        active = x[:, : self.active]
+        processed = F.relu(self.norm(self.conv(active)) + active)
+        return torch.cat([x[:, self.active :], processed], dim=1)
 
 
 class ResBlock(nn.Module):
