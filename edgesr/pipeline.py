@@ -27,7 +27,7 @@ from pathlib import Path
 from edgesr.errors import EdgesrError
 
 DEFAULT_MODEL = "sesr_m5"
-DEFAULT_STEPS = 1000
+DEFAULT_STEPS = 3000
 
 
 def add_arguments(p) -> None:
@@ -38,7 +38,7 @@ def add_arguments(p) -> None:
     p.add_argument("--sets", help="comma-separated evaluation sets (default: Set5,Set14 with --data-root, else the embedded photos)")
     p.add_argument("--steps", type=int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
     p.add_argument("--batch", type=int, default=16, help="training patches per step")
-    p.add_argument("--qat-steps", type=int, default=100, help="quantization-aware fine-tuning steps (0 = PTQ only)")
+    p.add_argument("--qat-steps", type=int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
     p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
     p.add_argument("--formats", default="tflite,coreml,onnx", help="export formats")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="export precisions")
@@ -88,7 +88,7 @@ def run(args) -> int:
 
 
 def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
-                 sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 100,
+                 sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
                  observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
                  lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = True) -> dict:
