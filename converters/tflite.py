@@ -8,8 +8,14 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
 * ``fp32``: float32 weights and activations;
 * ``fp16``: float16 weights (DEQUANTIZE to float32 at load), float32 arithmetic;
 * ``int8``: full integer: per-channel symmetric int8 weights, per-tensor asymmetric int8
-  activations calibrated on the caller's real image patches (representative dataset), int8
-  or uint8 input/output (``io_dtype``). Affine mapping: ``real = scale * (q - zero_point)``.
+  activations, int8 or uint8 input/output (``io_dtype``). Affine mapping:
+  ``real = scale * (q - zero_point)``. The activation ranges are always edgesr's: the
+  caller's ``activation_ranges`` (from ``edgesr quantize`` / QAT), or else min/max ranges
+  that :func:`quantization.calibration.calibrate` observes on the caller's real image
+  patches. They enter the Keras graph as fake-quant ops, so the converter does not pick
+  ranges itself. (Left to its own statistics, the converter gives a same-scale cluster,
+  e.g. SplitSR's stem conv + slices + concats, the range of one member only: it clipped
+  the stem's negative values and cost SplitSR 18-23 dB.)
 
 The graph keeps native DEPTH_TO_SPACE and PRELU ops and no tensor above rank 4 (what the GPU
 delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer.
@@ -51,7 +57,8 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
             input space ([0, 1]); each patch is one representative sample.
         io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
         activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
-            in the rebuild); the converter then keeps these ranges instead of calibrating them.
+            in the rebuild); default for int8: min/max calibrated on ``calibration`` by
+            :func:`quantization.calibration.calibrate`.
 
     Raises:
         EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
@@ -69,6 +76,10 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         calibration = np.asarray(calibration, dtype=np.float32)
         if calibration.ndim != 4 or calibration.shape[1] != channels:
             raise EdgesrError(f"calibration patches must be float32 (N, {channels}, h, w), got shape {calibration.shape}")
+        if activation_ranges is None:
+            from quantization.calibration import calibrate
+
+            activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()
     model = rebuild(module, channels, activation_ranges)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)

@@ -23,7 +23,7 @@ from torch import fx, nn
 from edgesr.errors import EdgesrError
 from edgesr.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
 from quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
-from quantization.graph import QUANTIZE, quant_plan, range_source, tensor_nodes, trace
+from quantization.graph import observed_nodes, quant_plan, range_source, tensor_nodes, trace
 
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:
@@ -194,12 +194,12 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
         raise EdgesrError(f"calibration needs patches (N, C, P, P) with N > 0, got shape {tuple(x.shape)}")
     gm = trace(deploy_module)
     plan = quant_plan(gm)
-    observed = [n for n, p in plan.items() if p.kind == QUANTIZE and p.fixed_range is None]
-    observers = {n: make_observer(observer, **observer_kw) for n in observed}
-    recorder = _Recorder(gm, observers)
+    sources = observed_nodes(plan)
+    observers = {n: make_observer(observer, **observer_kw) for n in sources}
+    recorder = _Recorder(gm, {n: observers[s] for s, members in sources.items() for n in members})
     with torch.no_grad():
         for i in range(0, x.shape[0], batch_size):
             recorder.run(x[i : i + batch_size])
-    ranges = {n: observers[n].range() for n in observed}
+    ranges = {n: obs.range() for n, obs in observers.items()}
     fixed = {n: p.fixed_range for n, p in plan.items() if p.fixed_range is not None}
     return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}

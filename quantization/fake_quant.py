@@ -224,7 +224,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
         if point.kind not in (QUANTIZE, SHARED):
             continue
         with graph.inserting_after(node):
-            kwargs = {} if point.kind == QUANTIZE else {"observe": False}
+            kwargs = {} if point.kind == QUANTIZE or point.observed else {"observe": False}
             fq_node = graph.call_module(f"fq_{range_source(plan, node.name)}", (node,), kwargs)
         node.replace_all_uses_with(fq_node, delete_user_cb=lambda user, fq=fq_node: user is not fq)
     for node in graph.nodes:

@@ -9,10 +9,16 @@ TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
 * CONV_2D / ADD / MUL / CONCATENATION / PRELU / MEAN / SUM and any op not listed below: the
   output tensor has its own parameters;
 * CONCATENATION's operands share its output parameters (TFLite's converter enforces one scale
-  for the operands and the result): an operand produced only for the concat is emitted
-  directly with the concat's parameters (:data:`SHARED` with the concat as source, although
-  the concat comes later); an operand with other consumers keeps its own parameters and is
-  requantized (a QUANTIZE op in TFLite, the concat's fake-quant here);
+  for the operands and the result, and propagates it back through same-scale ops such as
+  STRIDED_SLICE to the tensors they slice). So a concat, its operands and their sources form
+  one *same-scale cluster* with one (scale, zero point): its first member in graph order
+  keeps :data:`QUANTIZE`, the others are :data:`SHARED` with it as source, and those that
+  had parameters of their own (a conv output that is sliced, an earlier concat) are
+  ``observed``: calibration and QAT take the union of their ranges. An operand produced only
+  for the concat is a subset of the concat's values and needs no observer of its own.
+  (Measured on SplitSR: the converter gives the stem conv, every slice, every fused
+  ADD+RELU and every concat of a group one scale; a per-node range there clipped the stem's
+  negative values and cost 18-23 dB.)
 * RELU / RELU6 following a CONV_2D or ADD whose only consumer it is (identity layers between
   them do not count): *fused* into that op
   (``fused_activation_function``), so conv+relu is one int8 tensor: the conv node is
@@ -53,11 +59,14 @@ class QuantPoint:
         kind: :data:`QUANTIZE`, :data:`FUSED`, :data:`SHARED` or :data:`NOT_A_TENSOR`.
         source: for :data:`SHARED`, the :data:`QUANTIZE` node whose parameters it keeps.
         fixed_range: for ops with fixed output parameters (softmax, logistic, tanh).
+        observed: for :data:`SHARED` members of a same-scale cluster that are not a subset of
+            another member's values: the source's range must also cover this node's values.
     """
 
     kind: str
     source: str | None = None
     fixed_range: tuple[float, float] | None = None
+    observed: bool = False
 
 
 _RELU_MODULES = (nn.ReLU, nn.ReLU6)
@@ -160,7 +169,51 @@ def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
                 point = plan.get(getattr(arg, "name", None))
                 if point is not None and point.kind == QUANTIZE and point.fixed_range is None and len(arg.users) == 1:
                     plan[arg.name] = QuantPoint(SHARED, source=node.name)
+    _merge_same_scale_clusters(gm, plan)
     return plan
+
+
+def _merge_same_scale_clusters(gm: fx.GraphModule, plan: dict[str, QuantPoint]) -> None:
+    """Give each concat, its operands' sources and everything sharing them one source (in place)."""
+    parent: dict[str, str] = {}
+
+    def find(n: str) -> str:
+        while parent.get(n, n) != n:
+            n = parent[n]
+        return n
+
+    order = {n.name: i for i, n in enumerate(gm.graph.nodes)}
+    for node in gm.graph.nodes:
+        if not (node.op == "call_function" and node.target in _CONCAT_FUNCTIONS) or plan[node.name].kind != QUANTIZE:
+            continue
+        for arg in node.args[0] if isinstance(node.args[0], (list, tuple)) else ():
+            point = plan.get(getattr(arg, "name", None))
+            if point is None or point.kind not in (QUANTIZE, SHARED):
+                continue
+            a, b = find(range_source(plan, arg.name)), find(node.name)
+            if a != b and plan[a].fixed_range is None:
+                a, b = sorted((a, b), key=order.get)
+                parent[b] = a  # the earlier node represents the cluster
+    if not parent:
+        return
+    for name, point in list(plan.items()):
+        if point.kind == QUANTIZE and find(name) != name:
+            plan[name] = QuantPoint(SHARED, source=find(name), observed=True)
+        elif point.kind == SHARED and find(point.source) != point.source:
+            plan[name] = QuantPoint(SHARED, source=find(point.source), observed=point.observed)
+
+
+def observed_nodes(plan: dict[str, QuantPoint]) -> dict[str, list[str]]:
+    """``{source: [nodes whose values its range must cover]}`` for every calibrated source.
+
+    The source itself first, then the ``observed`` members of its same-scale cluster. Fixed-
+    range nodes (softmax, logistic, tanh) are not calibrated and not listed.
+    """
+    out = {n: [n] for n, p in plan.items() if p.kind == QUANTIZE and p.fixed_range is None}
+    for n, p in plan.items():
+        if p.kind == SHARED and p.observed:
+            out[p.source].append(n)
+    return out
 
 
 def range_source(plan: dict[str, QuantPoint], name: str) -> str:

@@ -16,7 +16,7 @@ from quantization.arithmetic import (
     fake_quant, nudged_qparams, quantize, quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize,
 )
 from quantization.fake_quant import fake_quant_activation, fake_quant_weight
-from quantization.graph import FUSED, SHARED, quant_plan, tensor_nodes, trace
+from quantization.graph import FUSED, QUANTIZE, SHARED, observed_nodes, quant_plan, tensor_nodes, trace
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -127,16 +127,29 @@ class _SplitNet(torch.nn.Module):
         return torch.cat([h[:, 2:], y], dim=1) + h
 
 
-def test_identity_keeps_relu_fused_slices_and_concat_operands_share_parameters():
+def test_identity_keeps_relu_fused_and_a_concat_joins_one_same_scale_cluster():
     plan = quant_plan(trace(_SplitNet()))
     assert plan["conv"].kind == FUSED and plan["norm"].kind == FUSED  # conv + identity + relu: one tensor
-    assert plan["getitem"].kind == SHARED and plan["getitem"].source == "head"  # STRIDED_SLICE
-    assert plan["relu"].kind == SHARED and plan["relu"].source == "cat"  # emitted at the concat's scale
-    assert plan["getitem_1"].source == "head"  # a slice keeps head's parameters; the concat requantizes it
+    # TFLite gives CONCATENATION, its operands and (through STRIDED_SLICE) the sliced tensor one
+    # scale: head, both slices, the fused relu and the concat form one cluster represented by head
+    assert plan["head"].kind == QUANTIZE
+    for name in ("getitem", "getitem_1", "relu", "cat"):
+        assert plan[name].kind == SHARED and plan[name].source == "head", name
+    assert plan["cat"].observed and not plan["getitem"].observed  # the slice is a subset of head
+    assert observed_nodes(plan)["head"] == ["head", "cat"]
     x = torch.from_numpy(to_luma(embedded_image("camera"))[None, None, :40, :40].copy())
-    ranges = calibrate(_SplitNet(), x)
-    assert "conv" not in ranges and ranges["getitem"] == ranges["head"] and ranges["relu"] == ranges["cat"]
-    assert fake_quant_module(_SplitNet(), ranges)(x).shape == (1, 4, 40, 40)
+    torch.manual_seed(0)
+    net = _SplitNet()
+    ranges = calibrate(net, x)
+    assert "conv" not in ranges and ranges["getitem"] == ranges["head"] == ranges["relu"] == ranges["cat"]
+    # the cluster's range is the union of head's and the concat's value ranges
+    with torch.no_grad():
+        h = net.head(x)
+        cat = torch.cat([h[:, 2:], F.relu(net.conv(h[:, :2]))], dim=1)
+    lo, hi = ranges["head"]
+    assert lo == pytest.approx(min(float(h.min()), float(cat.min()), 0.0))
+    assert hi == pytest.approx(max(float(h.max()), float(cat.max())))
+    assert fake_quant_module(net, ranges)(x).shape == (1, 4, 40, 40)
 
 
 @pytest.mark.parametrize("name", ["esr_cnn", "esr_max", "esr_tr", "pkn_fixed", "splitsr_s"])
