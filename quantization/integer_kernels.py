@@ -7,7 +7,13 @@ the kernels' other rounding variants and the per-op kernels. Sources (LiteRT / T
 ``kernels/internal/common.h`` (MultiplyByQuantizedMultiplier), ``quantization_util.cc``
 (QuantizeMultiplier), gemmlowp ``fixedpoint.h`` (SaturatingRoundingDoublingHighMul,
 RoundingDivideByPOT), ruy ``kernel_avx2_fma.cc`` (the x86 GEMM behind TFLite's optimized
-int8 CONV_2D), XNNPACK ``qs8`` ``fp32`` microkernels (fp32 requantization).
+int8 CONV_2D), XNNPACK ``qs8`` ``fp32`` microkernels (fp32 requantization); for the
+reference SOFTMAX gemmlowp ``fixedpoint.h`` (``exp_on_negative_values``,
+``one_over_one_plus_x_for_x_in_0_1``, ``Rescale``, ``RoundingHalfSum``), TFLite
+``common.h`` (``GetReciprocal``, ``MultiplyByQuantizedMultiplierGreaterThanOne``),
+``quantization_util.cc`` (``PreprocessSoftmaxScaling``, ``CalculateInputRadius``) and
+``reference/softmax.h``; for SUM ``reduce.cc`` and ``reference/reduce.h``
+(``QuantizedMeanOrSum``).
 
 Quantization is affine: ``real = scale * (q - zero_point)``. Every function takes and
 returns ``int64`` NumPy arrays holding int32 values (int64 so that the products below, at
@@ -29,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantization.arithmetic import (  # noqa: F401  (re-exported: one implementation of the spec)
+from quantization.arithmetic import (  # the spec functions, one implementation shared with QAT
     INT32_MAX,
     INT32_MIN,
     multiply_by_quantized_multiplier,
@@ -86,7 +92,7 @@ def activation_range_int8(activation: str, scale: float, zero_point: int, qmin: 
     RELU: ``[max(qmin, q(0)), qmax]``; RELU6: ``[max(qmin, q(0)), min(qmax, q(6))]``;
     RELU_N1_TO_1: ``[max(qmin, q(-1)), min(qmax, q(1))]``.
     """
-    q = lambda v: quantize_float(v, scale, zero_point)  # noqa: E731
+    q = lambda v: quantize_float(v, scale, zero_point)
     if activation == "NONE":
         return qmin, qmax
     if activation == "RELU":
@@ -189,7 +195,7 @@ def add_params(s1: float, s2: float, s_out: float, left_shift: int = 20) -> dict
     m1, sh1 = quantize_multiplier(float(np.float32(s1)) / twice_max)
     m2, sh2 = quantize_multiplier(float(np.float32(s2)) / twice_max)
     mo, sho = quantize_multiplier(twice_max / ((1 << left_shift) * float(np.float32(s_out))))
-    return dict(left_shift=left_shift, m1=m1, sh1=sh1, m2=m2, sh2=sh2, mo=mo, sho=sho)
+    return {"left_shift": left_shift, "m1": m1, "sh1": sh1, "m2": m2, "sh2": sh2, "mo": mo, "sho": sho}
 
 
 def add_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):
@@ -290,15 +296,230 @@ def mul_int8_xnnpack(a, za: int, b, zb: int, sa: float, sb: float, so: float, zo
     return requantize_fp32(acc, scale, zo, act_min, act_max)
 
 
+# --------------------------------------------------------------------------- gemmlowp fixed point
+#
+# gemmlowp ``fixedpoint/fixedpoint.h`` on int32 raw values, vectorized: arrays are int64 holding
+# int32 values. ``FixedPoint<int32, I>`` has I integer bits and 31 - I fractional bits
+# (``real = raw / 2^(31 - I)``). Its ``+``/``-`` are plain int32 adds (overflow wraps here, as
+# the compiled code does); ``*`` is SaturatingRoundingDoublingHighMul; ``Rescale`` and
+# ``SaturatingRoundingMultiplyByPOT`` shift left saturating or right with RoundingDivideByPOT.
+
+
+def _wrap_int32(v):
+    """Two's-complement int32 wrap-around of int64 values (gemmlowp's non-saturating Add/Sub)."""
+    return ((np.asarray(v, np.int64) + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def _srdhm(a, b):
+    """FixedPoint ``*``: SaturatingRoundingDoublingHighMul (ties toward +inf; -2^31 * -2^31 saturates)."""
+    return saturating_rounding_doubling_high_mul(a, b).astype(np.int64)
+
+
+def _rdbpot(x, exponent: int):
+    """RoundingDivideByPOT: arithmetic right shift rounding to nearest, ties away from zero."""
+    return rounding_divide_by_pot(x, exponent).astype(np.int64)
+
+
+def saturating_rounding_multiply_by_pot(x, exponent: int):
+    """gemmlowp ``SaturatingRoundingMultiplyByPOT<exponent>`` on int32: for ``exponent > 0``
+    ``x * 2^exponent`` saturated to int32 (threshold ``2^(31 - exponent) - 1``); for
+    ``exponent < 0`` RoundingDivideByPOT by ``-exponent``; unchanged for 0."""
+    x = np.asarray(x, np.int64)
+    if exponent == 0:
+        return x
+    if exponent < 0:
+        return _rdbpot(x, -exponent)
+    threshold = (1 << (31 - exponent)) - 1
+    return np.where(x > threshold, INT32_MAX, np.where(x < -threshold, INT32_MIN, x << exponent))
+
+
+def rescale(x, src_integer_bits: int, dst_integer_bits: int):
+    """gemmlowp ``Rescale<dst>(FixedPoint<int32, src>)``: SaturatingRoundingMultiplyByPOT by
+    ``src - dst``."""
+    return saturating_rounding_multiply_by_pot(x, src_integer_bits - dst_integer_bits)
+
+
+def rounding_half_sum(a, b):
+    """gemmlowp ``RoundingHalfSum`` (int32): ``(a + b + sign) / 2`` in int64, ``sign = +1`` for
+    ``a + b >= 0`` else ``-1``, C division truncating toward zero (ties away from zero)."""
+    s = np.asarray(a, np.int64) + np.asarray(b, np.int64)
+    num = s + np.where(s >= 0, 1, -1)
+    return np.sign(num) * (np.abs(num) // 2)
+
+
+def count_leading_zeros_u32(x):
+    """``CountLeadingZeros(uint32)`` (common.h): 32 for 0."""
+    u = np.asarray(x, np.int64) & 0xFFFFFFFF
+    out = np.full(u.shape, 32, np.int64)
+    nz = u > 0
+    # floor(log2) of integers below 2^32 is exact from frexp on float64
+    out[nz] = 32 - np.frexp(u[nz].astype(np.float64))[1]
+    return out
+
+
+_Q31_ONE = INT32_MAX  # FixedPoint<int32, 0>::One()
+
+
+def exp_on_interval_between_negative_one_quarter_and_0_excl(a):
+    """gemmlowp ``exp_on_interval_between_negative_one_quarter_and_0_excl`` (Q0.31 in and out).
+
+    Taylor expansion around -1/8: ``x = a + 2^28``; ``x2 = x*x``, ``x3 = x2*x``, ``x4 = x2*x2``
+    (SaturatingRoundingDoublingHighMul); ``x4_over_4 = RDBPOT(x4, 2)``;
+    ``poly = RDBPOT((x4_over_4 + x3) * 1/3 + x2, 1)``; ``exp(-1/8) + exp(-1/8) * (x + poly)``
+    with the constants 1895147668 = exp(-1/8) and 715827883 = 1/3 in Q0.31.
+    """
+    constant_term, constant_1_over_3 = 1895147668, 715827883
+    x = _wrap_int32(np.asarray(a, np.int64) + (1 << 28))
+    x2 = _srdhm(x, x)
+    x3 = _srdhm(x2, x)
+    x4 = _srdhm(x2, x2)
+    x4_over_4 = saturating_rounding_multiply_by_pot(x4, -2)
+    poly = saturating_rounding_multiply_by_pot(_wrap_int32(_srdhm(_wrap_int32(x4_over_4 + x3), constant_1_over_3) + x2), -1)
+    return _wrap_int32(constant_term + _srdhm(constant_term, _wrap_int32(x + poly)))
+
+
+_EXP_BARREL = ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535), (3, 720401), (4, 242))
+"""gemmlowp's GEMMLOWP_EXP_BARREL_SHIFTER table: ``exp(-2^k)`` in Q0.31 for k = -2 .. 4."""
+
+
+def exp_on_negative_values(a, integer_bits: int):
+    """gemmlowp ``exp_on_negative_values(FixedPoint<int32, integer_bits>)`` -> Q0.31, for a <= 0.
+
+    ``a_mod = (a & (2^(F-2) - 1)) - 2^(F-2)`` (F = 31 - integer_bits fractional bits: the
+    input modulo 1/4, shifted into [-1/4, 0)); ``result = exp_on_interval(Rescale<0>(a_mod))``;
+    ``remainder = a_mod - a``; for each k in -2..4 with ``integer_bits > k``: where bit
+    ``F + k`` of ``remainder`` is set, ``result *= exp(-2^k)`` (SaturatingRoundingDoublingHighMul);
+    for ``integer_bits > 5`` inputs below -32 give 0; ``a == 0`` gives One (2^31 - 1).
+    """
+    a = np.asarray(a, np.int64)
+    frac = 31 - integer_bits
+    one_quarter = 1 << (frac - 2)
+    a_mod = _wrap_int32((a & (one_quarter - 1)) - one_quarter)
+    result = exp_on_interval_between_negative_one_quarter_and_0_excl(rescale(a_mod, integer_bits, 0))
+    remainder = _wrap_int32(a_mod - a)
+    for k, multiplier in _EXP_BARREL:
+        if integer_bits > k:
+            bit = (remainder >> (frac + k)) & 1
+            result = np.where(bit != 0, _srdhm(result, multiplier), result)
+    if integer_bits > 5:
+        result = np.where(a < -(1 << (36 - integer_bits)), 0, result)
+    return np.where(a == 0, _Q31_ONE, result)
+
+
+def one_over_one_plus_x_for_x_in_0_1(a):
+    """gemmlowp ``one_over_one_plus_x_for_x_in_0_1`` (Q0.31 in and out): Newton-Raphson division.
+
+    ``d = RoundingHalfSum(a, One)`` (= (1 + a) / 2, Q0.31); in Q2.29
+    ``x = 48/17 + d * (-32/17)`` (constants 1515870810, -1010580540), then three times
+    ``x = x + Rescale<2>(x * (1 - d * x))`` (the product is Q4.27, rescaled by a saturating
+    left shift of 2); returns ``Rescale<0>`` of x read as Q1.30 (a saturating left shift by 1).
+    """
+    half_denominator = rounding_half_sum(a, _Q31_ONE)
+    f2_one = 1 << 29
+    x = _wrap_int32(1515870810 + _srdhm(half_denominator, -1010580540))
+    for _ in range(3):
+        half_denominator_times_x = _srdhm(half_denominator, x)
+        one_minus = _wrap_int32(f2_one - half_denominator_times_x)
+        x = _wrap_int32(x + rescale(_srdhm(x, one_minus), 4, 2))
+    return rescale(x, 1, 0)
+
+
+def get_reciprocal(x, x_integer_digits: int):
+    """common.h ``GetReciprocal``: ``(1 / x as Q0.31 raw, num_bits_over_unit)`` for x > 0 in
+    ``FixedPoint<int32, x_integer_digits>``.
+
+    ``headroom_plus_one = CountLeadingZeros(uint32(x))``; ``num_bits_over_unit =
+    x_integer_digits - headroom_plus_one``; ``shifted_sum_minus_one = int32((uint32(x) <<
+    headroom_plus_one) - 2^31)`` (uint32 arithmetic); the reciprocal is
+    :func:`one_over_one_plus_x_for_x_in_0_1` of it, to be scaled by ``2^-num_bits_over_unit``.
+    """
+    x = np.asarray(x, np.int64)
+    headroom_plus_one = count_leading_zeros_u32(x)
+    num_bits_over_unit = x_integer_digits - headroom_plus_one
+    shifted = ((x & 0xFFFFFFFF) << headroom_plus_one) & 0xFFFFFFFF
+    shifted_sum_minus_one = _wrap_int32(shifted - (1 << 31))
+    return one_over_one_plus_x_for_x_in_0_1(shifted_sum_minus_one), num_bits_over_unit
+
+
+def multiply_by_quantized_multiplier_greater_than_one(x, quantized_multiplier, left_shift: int):
+    """common.h ``MultiplyByQuantizedMultiplierGreaterThanOne`` (double-rounding build):
+    ``SaturatingRoundingDoublingHighMul(x * 2^left_shift, M)`` (one rounding, ties toward +inf)."""
+    return _srdhm(_wrap_int32(np.asarray(x, np.int64) << left_shift), quantized_multiplier)
+
+
+def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total_signed_bits: int = 31) -> int:
+    """quantization_util.cc ``CalculateInputRadius``: ``floor((2^I - 1) * 2^(total - I) / 2^left_shift)``
+    in double (exact here: integers below 2^53)."""
+    return int(np.floor(((1 << input_integer_bits) - 1) * float(1 << (total_signed_bits - input_integer_bits))
+                        / float(1 << input_left_shift)))
+
+
+def softmax_reference_params(sx: float, beta: float, scaled_diff_integer_bits: int = 5) -> tuple[int, int, int]:
+    """activations.cc ``SoftmaxPrepare<kReference>`` for int8/uint8: ``(input_beta_multiplier,
+    input_beta_left_shift, diff_min)``.
+
+    PreprocessSoftmaxScaling: ``real = min(double(beta) * double(sx) * 2^(31 - 5), 2^31 - 1)``
+    (double arithmetic); QuantizeMultiplierGreaterThanOne(real) (TFLite aborts when ``real <= 1``
+    or the shift is negative; this raises ValueError); ``diff_min = -CalculateInputRadius(5,
+    left_shift)``. At the cap the shift is 31 (``M = 2^31 - 1``), which QuantizeMultiplier
+    allows without TFLITE_SINGLE_ROUNDING; ``diff_min`` is then 0, so only a row's maxima count.
+    """
+    real = min(float(np.float32(beta)) * float(np.float32(sx)) * float(1 << (31 - scaled_diff_integer_bits)),
+               float((1 << 31) - 1))
+    if not real > 1.0:
+        raise ValueError(f"softmax input multiplier {real} must exceed 1 (TFLite's QuantizeMultiplierGreaterThanOne)")
+    # QuantizeMultiplier(real) = frexp + round; halving real changes only the exponent, which
+    # keeps quantization.arithmetic's shift <= 30 guard (single-rounding builds) out of the way
+    multiplier, half_shift = quantize_multiplier(real / 2)
+    left_shift = half_shift + 1
+    if left_shift < 0:
+        raise ValueError(f"softmax input multiplier {real} gives a negative shift")
+    return multiplier, left_shift, -calculate_input_radius(scaled_diff_integer_bits, left_shift)
+
+
+def softmax_int8_reference(x, sx: float, beta: float, out_bits: int = 8, out_min: int = -128, out_max: int = 127):
+    """reference_ops::Softmax for int8 (uint8) input and int8 output: LiteRT's BUILTIN_REF SOFTMAX.
+
+    Per row over the last axis, with :func:`softmax_reference_params` ``(M, left_shift, diff_min)``:
+
+    * ``diff = q - max(row)``; elements with ``diff < diff_min`` count as exp = 0 and output ``out_min``;
+    * ``scaled = MultiplyByQuantizedMultiplierGreaterThanOne(diff, M, left_shift)`` (Q5.26);
+      ``e = exp_on_negative_values(scaled)`` (Q0.31, :func:`exp_on_negative_values`);
+    * ``sum_of_exps = sum(Rescale<12>(e))`` (Q12.19: RoundingDivideByPOT by 12, plain int32 adds,
+      in channel order; the order does not matter for integers);
+    * ``shifted_scale, num_bits_over_unit = GetReciprocal(sum_of_exps, 12)``;
+    * ``out = RoundingDivideByPOT(shifted_scale * e, num_bits_over_unit + 31 - out_bits) + out_min``
+      (``*`` = SaturatingRoundingDoublingHighMul: ties toward +inf; the shift rounds ties away
+      from zero), clamped to ``[out_min, out_max]``.
+    """
+    m, left_shift, diff_min = softmax_reference_params(sx, beta)
+    xi = np.asarray(x).astype(np.int64)
+    diff = xi - xi.max(axis=-1, keepdims=True)
+    keep = diff >= diff_min
+    scaled = multiply_by_quantized_multiplier_greater_than_one(np.where(keep, diff, 0), m, left_shift)
+    e = exp_on_negative_values(scaled, 5)
+    sum_of_exps = _wrap_int32(np.where(keep, rescale(e, 0, 12), 0).sum(axis=-1, keepdims=True))
+    shifted_scale, num_bits_over_unit = get_reciprocal(sum_of_exps, 12)
+    exponent = num_bits_over_unit + 31 - out_bits
+    if np.any((exponent < 0) | (exponent > 31)):
+        raise ValueError("softmax reciprocal exponent outside [0, 31] (TFLite's TFLITE_CHECK)")
+    prod = _srdhm(np.broadcast_to(shifted_scale, e.shape), e)
+    unsat = rounding_divide_by_pot(prod, np.broadcast_to(exponent, e.shape)).astype(np.int64)
+    out = np.clip(unsat + out_min, out_min, out_max)
+    return np.where(keep, out, out_min)
+
+
 # --------------------------------------------------------------------------- reductions, softmax, slicing
 
 
 def sum_int8(x, zx: int, sx: float, so: float, zo: int, axes: tuple, keep_dims: bool, qmin=-128, qmax=127):
-    """reduce.cc EvalSum with rescaling -> QuantizedMeanOrSum(compute_sum=true), float epilogue:
+    """Optimized int8 SUM with rescaling: ``optimized_ops::QuantizedMeanOrSum(compute_sum=true)``,
+    a float epilogue (LiteRT's BUILTIN_WITHOUT_DEFAULT_DELEGATES and the default interpreter):
 
     ``temp_sum = sum(q)`` (int32); ``scale = sx / so`` (float32); ``bias = -zx * scale * n``
-    (float32); ``value = (int32)TfLiteRound(temp_sum * scale + bias) + zo``, saturated to int8
-    (LiteRT 2.x's optimized kernel saturates; measured on eSR-TM: a wrap-around would differ by 255).
+    (float32); ``value = (int32)TfLiteRound(temp_sum * scale + bias) + zo`` (half away from
+    zero, float32 arithmetic), saturated to int8 (measured on eSR-TM: a wrap-around would
+    differ by 255). For BUILTIN_REF see :func:`sum_int8_builtin_ref`.
     """
     n = int(np.prod([x.shape[a] for a in axes]))
     temp_sum = x.astype(np.int64).sum(axis=axes, keepdims=keep_dims)
@@ -306,6 +527,36 @@ def sum_int8(x, zx: int, sx: float, so: float, zo: int, axes: tuple, keep_dims: 
     bias = (np.float32(-zx) * scale * np.float32(n)).astype(np.float32)
     value = round_half_away((temp_sum.astype(np.float32) * scale + bias).astype(np.float32)).astype(np.int64) + zo
     return np.clip(value, qmin, qmax)
+
+
+def sum_int8_builtin_ref(x, zx: int, sx: float, so: float, zo: int, axes: tuple, keep_dims: bool):
+    """What LiteRT's BUILTIN_REF computes for an int8 SUM: ``reference_ops::QuantizedMeanOrSum``
+    instantiated for **uint8** on the int8 tensors.
+
+    ``reduce.cc``'s ``QuantizedMeanOrSum<T, kReference>`` passes
+    ``GetTensorData<uint8_t>(input)`` and ``GetTensorData<uint8_t>(output)`` whatever ``T``
+    is (the TensorFlow source LiteRT 2.3.0 is built from; current LiteRT main passes
+    ``GetTensorData<T>``). So, with the zero points and scales of the int8 tensors:
+
+    * every int8 byte is read as uint8 (``q & 0xFF``: -1 reads 255) and summed in int32;
+    * ``shifted = temp_sum - zx * n``; ``M, shift = QuantizeMultiplier(double(sx) / double(so))``
+      (PrepareMeanOrSum); ``v = MultiplyByQuantizedMultiplier(shifted, M, shift) + zo``
+      (gemmlowp double rounding: ties up, then ties away from zero);
+    * ``v`` is clamped to uint8's [0, 255] and its byte stored, i.e. read back as int8
+      ``v - 256`` for v >= 128.
+
+    Measured against LiteRT BUILTIN_REF on a single-op SUM model (3256 rows, random codes):
+    0 mismatches; the documented int8 formula differs on almost every element with a
+    negative value anywhere in the reduced row.
+    """
+    n = int(np.prod([x.shape[a] for a in axes]))
+    as_u8 = np.asarray(x).astype(np.int64) & 0xFF
+    temp_sum = as_u8.sum(axis=axes, keepdims=keep_dims)
+    m, sh = quantize_multiplier(float(np.float32(sx)) / float(np.float32(so)))
+    shifted = _wrap_int32(temp_sum - np.int64(zx) * n)
+    v = multiply_by_quantized_multiplier(shifted, m, sh).astype(np.int64) + zo
+    u8 = np.clip(v, 0, 255)
+    return np.where(u8 >= 128, u8 - 256, u8)
 
 
 def sub_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):

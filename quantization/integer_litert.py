@@ -17,7 +17,12 @@ import numpy as np
 
 from converters.runtime import LiteRTModel, TFLiteUpscaler
 from edgesr.errors import EdgesrError
-from quantization.integer_ref import KERNEL_NOTES, IntegerGraph, contract_of_tflite, quantize_input
+from quantization.integer_ref import (
+    KERNEL_NOTES,
+    IntegerGraph,
+    contract_of_tflite,
+    quantize_input,
+)
 
 
 def run_litert(path: str | os.PathLike, q: np.ndarray, kernels: str = "xnnpack", num_threads: int = 1) -> np.ndarray:

@@ -8,26 +8,46 @@ uint8/float32 at the model's edges); weights int8 per-channel (OHWI), biases int
 
 Kernel families (``kernels=``), each reproducing one LiteRT configuration bit for bit:
 
-* ``"reference"``: ``OpResolverType.BUILTIN_REF`` (double-rounding fixed point everywhere);
+* ``"reference"``: ``OpResolverType.BUILTIN_REF`` (gemmlowp double-rounding fixed point; the
+  float LUTs where its kernels use them; its int8 SUM quirk, below);
 * ``"optimized"``: ``BUILTIN_WITHOUT_DEFAULT_DELEGATES`` (x86 build; :data:`KERNEL_NOTES`);
 * ``"xnnpack"``: the default ``Interpreter`` (XNNPACK delegate for the ops it takes).
 
 Operators: CONV_2D (per-channel, fused RELU/RELU6 clamps), DEPTHWISE_CONV_2D, ADD, SUB, MUL,
 PRELU, RELU, RELU6, MAXIMUM/MINIMUM (same-scale), CONCATENATION, DEPTH_TO_SPACE, RESHAPE,
-STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC (int8 LUTs), QUANTIZE, DEQUANTIZE.
+STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC, QUANTIZE, DEQUANTIZE.
+
+The kernels whose arithmetic differs between families, and the rounding each uses:
+
+* SOFTMAX: ``"reference"`` runs ``reference_ops::Softmax`` in gemmlowp fixed point
+  (:func:`~quantization.integer_kernels.softmax_int8_reference`: PreprocessSoftmaxScaling /
+  CalculateInputRadius at prepare time, ``exp_on_negative_values`` on Q5.26, Q12.19 sums,
+  ``GetReciprocal``; SaturatingRoundingDoublingHighMul rounds ties up, RoundingDivideByPOT ties
+  away from zero); ``"optimized"``/``"xnnpack"`` run the float LUT softmax (``expf`` table,
+  float32 sums, ``std::round``). The two agree except on about one row in 4000 (1 LSB);
+* TANH, LOGISTIC, EXP: one float LUT (``LUTPopulate``, ``std::round`` half away from zero) in
+  every family. LiteRT's BUILTIN_REF takes the same LUT: it registers ``Register_TANH_REF`` /
+  ``Register_LOGISTIC_REF`` (register_ref.cc), whose int8 ``TanhPrepare<kReference>`` /
+  ``SigmoidPrepare<kReference>`` populate the table and whose Eval looks it up; the gemmlowp
+  fixed-point int8 tanh / logistic (``Tanh16bitPrecision``, ``Register_*_FIXED_POINT_OPT``) is
+  registered by neither resolver (measured: all 256 codes at eight input scales, 0 mismatches);
+* SUM with rescaling: ``"optimized"``/``"xnnpack"`` use the float epilogue of
+  ``optimized_ops::QuantizedMeanOrSum`` (:func:`~quantization.integer_kernels.sum_int8`);
+  ``"reference"`` reproduces what BUILTIN_REF really computes: reduce.cc's reference branch
+  instantiates ``reference_ops::QuantizedMeanOrSum`` for uint8 whatever the tensor type, so
+  int8 bytes are summed as uint8, requantized with MultiplyByQuantizedMultiplier (double
+  rounding) and clamped to [0, 255] before the byte is stored
+  (:func:`~quantization.integer_kernels.sum_int8_builtin_ref`). Measured at the SUM outputs
+  of eSR-TM on a 48 x 64 photo crop, the documented formula differs from BUILTIN_REF on
+  12,176 of 12,288 elements, up to 162 LSB (eSR-TR 167, PKN-fixed 128); the emulation on 0;
+* CONV_2D: ruy's x86 rounding in ``"optimized"``, fp32 requantization in ``"xnnpack"``
+  (:data:`KERNEL_NOTES`); ADD/SUB/MUL: XNNPACK's own parameters in ``"xnnpack"``.
 
 Known limits, stated rather than hidden:
 
-* SOFTMAX, TANH and LOGISTIC with ``kernels="reference"`` raise: LiteRT's reference kernels
-  use gemmlowp fixed point (exp, reciprocal, tanh), not reproduced here (the default kernels'
-  LUTs are; EXP uses the same LUT in every family);
 * QUANTIZE from float uses TFLite's rounding (half away from zero) in every family; XNNPACK's
   own float->int8 conversion (half to even) is not emulated (edgesr's exports have int8 I/O);
-* LiteRT's BUILTIN_REF int8 SUM with rescaling departs from its own source and from its
-  optimized kernel (measured: up to 167 LSB at the SUM on eSR-TM; on PKN-fixed 395,479 of
-  397,144 output elements differ, up to 128 LSB), while the optimized kernel matches the
-  documented float epilogue exactly; edgesr reproduces the documented formula, so graphs
-  with SUM match LiteRT's optimized and XNNPACK runs, not BUILTIN_REF;
+* the reference SOFTMAX and SUM are emulated for int8 -> int8 tensors only (others raise);
 * BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
   :func:`converters.runtime.model_bytes_for_resolver`.
 
@@ -51,9 +71,12 @@ from quantization.tflite_model import Tensor, read_model
 _QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
 
 KERNEL_NOTES = {
-    "reference": "TFLite reference kernels: gemmlowp double rounding in every requantization.",
+    "reference": ("TFLite reference kernels (BUILTIN_REF): gemmlowp double rounding in every requantization; SOFTMAX in "
+                  "gemmlowp fixed point (exp_on_negative_values, GetReciprocal); TANH/LOGISTIC/EXP through the float LUT; "
+                  "int8 SUM through reduce.cc's uint8 instantiation (bytes summed as uint8, clamped to [0, 255])."),
     "optimized": ("TFLite optimized kernels: int8 CONV_2D through ruy's x86 GEMM, whose requantization rounds "
-                  "ties half up (twice) where the reference rounds negative ties away from zero."),
+                  "ties half up (twice) where the reference rounds negative ties away from zero; SOFTMAX through the "
+                  "float expf LUT; SUM with a float epilogue (std::round)."),
     "xnnpack": ("XNNPACK: fp32 requantization of CONV/DEPTHWISE/MUL accumulators (float multiply, round half to even); "
                 "ADD with 21-bit multipliers and one arithmetic shift (half up)."),
 }
@@ -222,10 +245,10 @@ class IntegerGraph:
         return K.dequantize_affine(args[0], ti.s, ti.z)
 
     def _lut(self, op, args, fn):
+        # activations.cc: TanhPrepare/SigmoidPrepare<kReference> and <kGenericOptimized> both
+        # LUTPopulate the int8 table (the gemmlowp fixed-point kernels are
+        # Register_*_FIXED_POINT_OPT, which neither LiteRT resolver registers); exp.cc likewise
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
-        if self.kernels == "reference" and op.name in ("TANH", "LOGISTIC"):
-            raise EdgesrError(f"{self.path}: int8 {op.name} with reference kernels (gemmlowp fixed point) is not implemented; "
-                              "use kernels='optimized' or 'xnnpack' (LiteRT's default LUT)")
         table = K.activation_lut_int8(fn, ti.s, ti.z, to.s, to.z)
         return table[args[0].astype(np.int64) + 128]
 
@@ -241,15 +264,22 @@ class IntegerGraph:
 
     def _op_sum(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
-        axes = tuple(int(a) % args[0].ndim for a in np.atleast_1d(args[1]))
-        return K.sum_int8(args[0], ti.z, ti.s, to.s, to.z, axes, bool(op.options.get("keep_dims", False)), *_QRANGE[to.dtype])
+        axes = tuple(sorted({int(a) % args[0].ndim for a in np.atleast_1d(args[1])}))
+        keep_dims = bool(op.options.get("keep_dims", False))
+        if self.kernels == "reference":  # LiteRT's BUILTIN_REF runs the uint8 instantiation (K.sum_int8_builtin_ref)
+            if to.dtype != np.int8:
+                raise EdgesrError(f"{self.path}: SUM with reference kernels is emulated for int8 only, not {np.dtype(to.dtype).name}")
+            return K.sum_int8_builtin_ref(args[0], ti.z, ti.s, to.s, to.z, axes, keep_dims)
+        return K.sum_int8(args[0], ti.z, ti.s, to.s, to.z, axes, keep_dims, *_QRANGE[to.dtype])
 
     def _op_softmax(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
-        if self.kernels == "reference":
-            raise EdgesrError(f"{self.path}: SOFTMAX with reference kernels (gemmlowp fixed-point exp) is not implemented; "
-                              "use kernels='optimized' or 'xnnpack' (LiteRT's default LUT softmax)")
-        return K.softmax_int8_lut(args[0], ti.s, op.options.get("beta", 1.0), to.s, to.z, *_QRANGE[to.dtype])
+        beta = op.options.get("beta", 1.0)
+        if self.kernels == "reference":  # reference_ops::Softmax: gemmlowp fixed-point exp and reciprocal
+            if (ti.dtype, to.dtype) != (np.int8, np.int8):
+                raise EdgesrError(f"{self.path}: SOFTMAX with reference kernels is emulated for int8 -> int8 only")
+            return K.softmax_int8_reference(args[0], ti.s, beta)
+        return K.softmax_int8_lut(args[0], ti.s, beta, to.s, to.z, *_QRANGE[to.dtype])
 
     def _op_strided_slice(self, op, args):
         o = op.options

@@ -60,7 +60,7 @@ def _build(kind: str):
     return keras.Model(inp, out)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def int8_model(kind: str = "sesr_like") -> Path:
     """Path of a cached int8 ``.tflite``, int8 I/O; ``kind``: ``"sesr_like"`` (clean),
     ``"rank6_shuffle"`` (pixel shuffle through rank-6 reshape/transpose, static 16 x 16 input)
@@ -83,6 +83,39 @@ def int8_model(kind: str = "sesr_like") -> Path:
     return path
 
 
+@functools.cache
+def single_op_int8(kind: str, lo: float, hi: float, channels: int = 1) -> Path:
+    """A one-operator int8 ``.tflite`` (int8 I/O, dynamic H x W) whose input is calibrated on
+    [lo, hi], so its input scale is ``(hi - lo) / 255``: ``kind`` ``"tanh"`` (TANH),
+    ``"sigmoid"`` (LOGISTIC), ``"softmax"`` (SOFTMAX over the channel axis) or ``"sum"`` (SUM
+    over channels, keep_dims). Cached per session like :func:`int8_model`."""
+    import keras
+    import tensorflow as tf
+
+    layers = {"tanh": lambda: keras.layers.Activation("tanh"), "sigmoid": lambda: keras.layers.Activation("sigmoid"),
+              "softmax": lambda: keras.layers.Softmax(axis=-1),
+              "sum": lambda: keras.layers.Lambda(lambda t: tf.reduce_sum(t, axis=-1, keepdims=True))}
+    inp = keras.Input((None, None, channels))
+    model = keras.Model(inp, layers[kind]()(inp))
+
+    def representative():
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            v = rng.uniform(lo, hi, (1, 4, 4, channels)).astype(np.float32)
+            v.flat[0], v.flat[1] = lo, hi  # the calibrated range is exactly [lo, hi]
+            yield [v]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = _CACHE / f"single_{kind}_{lo:g}_{hi:g}_c{channels}.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
 def _static(model):
     import keras
 
@@ -98,7 +131,7 @@ def test_sesr_like_model_has_the_zoo_ops():
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MUL", "CONCATENATION", "DEPTH_TO_SPACE"} <= names
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def zoo_int8(name: str, scale: int = 2):
     """``(path, deploy module)``: edgesr's own int8 TFLite export (converters.export) of a
     registry model with seeded random weights, calibrated on real patches; cached per session.
