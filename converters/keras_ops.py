@@ -106,8 +106,23 @@ def _layers():
         def compute_output_shape(self, s):
             return (*s[:3], self.stop - self.start)
 
+    class ConstMul(keras.layers.Layer):
+        """``x * c`` for a constant ``c`` (TFLite MUL). ``keras.ops.multiply`` marks its result
+        sparse when an operand is not a KerasTensor, which breaks the fake-quant after it."""
+
+        def __init__(self, c, **kw):
+            super().__init__(**kw)
+            self.c = np.asarray(c, np.float32)
+
+        def call(self, x):
+            return x * tf.constant(self.c)
+
+        def compute_output_shape(self, s):  # NumPy broadcasting; None (dynamic) stays None
+            c = (1,) * (len(s) - self.c.ndim) + self.c.shape
+            return tuple(d if k == 1 else k for d, k in zip(s, c))
+
     _LAYERS = {"DepthToSpace": DepthToSpace, "FakeQuant": FakeQuant, "ChannelGather": ChannelGather,
-               "ChannelSlice": ChannelSlice}
+               "ChannelSlice": ChannelSlice, "ConstMul": ConstMul}
     return _LAYERS
 
 
@@ -313,7 +328,11 @@ def _ops_sub(x, y):
 
 
 def _ops_mul(x, y):
-    return _keras().ops.multiply(x, y)
+    keras = _keras()
+    x_sym, y_sym = isinstance(x, keras.KerasTensor), isinstance(y, keras.KerasTensor)
+    if x_sym != y_sym:  # tensor * constant
+        return _layers()["ConstMul"](y if x_sym else x)(x if x_sym else y)
+    return keras.ops.multiply(x, y)
 
 
 _ADD, _SUB, _MUL = OpSpec(_binary(_ops_add), ELEMENTWISE), OpSpec(_binary(_ops_sub), ELEMENTWISE), OpSpec(_binary(_ops_mul), ELEMENTWISE)

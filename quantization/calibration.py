@@ -23,7 +23,7 @@ from torch import fx, nn
 from edgesr.errors import EdgesrError
 from edgesr.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
 from quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
-from quantization.graph import observed_nodes, quant_plan, range_source, tensor_nodes, trace
+from quantization.graph import clip_limits, observed_nodes, quant_plan, range_source, tensor_nodes, trace
 
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:
@@ -184,7 +184,11 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
     Returns:
         ``{fx node name: (min, max)}`` for every node that is an int8 tensor in TFLite
         (placeholder included; depth-to-space and the final clip repeat their input's range;
-        a conv whose RELU TFLite fuses has no entry, its RELU has). min <= 0 <= max.
+        a conv whose RELU TFLite fuses has no entry, its RELU has). min <= 0 <= max. The
+        members of a same-scale cluster (:func:`quantization.graph.observed_nodes`) share the
+        union of their ranges; a group that ends in the output clamp is narrowed to the
+        clamp's bounds (:func:`quantization.graph.clip_limits`); the input takes the model
+        contract's ``value_range`` (every valid input representable, none clipped).
 
     Raises:
         EdgesrError: unknown observer, or no patches.
@@ -201,5 +205,11 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
         for i in range(0, x.shape[0], batch_size):
             recorder.run(x[i : i + batch_size])
     ranges = {n: obs.range() for n, obs in observers.items()}
+    contract = getattr(deploy_module, "contract", None)
+    for node in gm.graph.nodes:  # the input takes the contract's whole range: no valid input is clipped
+        if node.op == "placeholder" and contract is not None and node.name in ranges:
+            ranges[node.name] = _with_zero(*contract.value_range)
+    for n, (lo, hi) in clip_limits(gm, plan).items():  # values beyond the output clamp cannot matter
+        ranges[n] = _with_zero(max(ranges[n][0], lo), min(ranges[n][1], hi))
     fixed = {n: p.fixed_range for n, p in plan.items() if p.fixed_range is not None}
     return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}

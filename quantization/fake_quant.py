@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import fx, nn
 
 from edgesr.errors import EdgesrError
-from quantization.graph import QUANTIZE, SHARED, quant_plan, range_source, tensor_nodes, trace
+from quantization.graph import QUANTIZE, SHARED, clip_limits, quant_plan, range_source, tensor_nodes, trace
 
 MIN_RANGE_WIDTH = 1e-6
 """Narrowest activation range used (a constant-zero tensor would give scale 0)."""
@@ -109,9 +109,13 @@ class ActivationFakeQuant(nn.Module):
         mode: ``"fixed"`` (buffers), ``"ema"`` (buffers; in training mode each observed batch
             moves them by ``momentum`` towards the batch min/max, as tfmot's moving-average
             quantizers do) or ``"learn"`` (parameters trained by the straight-through gradient).
+        limits: for ``"ema"``: (lo, hi) that each batch's min/max is clamped to first, for a
+            tensor whose values beyond the output clamp cannot matter
+            (:func:`quantization.graph.clip_limits`).
     """
 
-    def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01):
+    def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01,
+                 limits: tuple[float, float] | None = None):
         super().__init__()
         if mode not in ("fixed", "ema", "learn"):
             raise EdgesrError(f"range mode must be 'fixed', 'ema' or 'learn', got {mode!r}")
@@ -122,7 +126,7 @@ class ActivationFakeQuant(nn.Module):
         else:
             self.register_buffer("rmin", lo_t)
             self.register_buffer("rmax", hi_t)
-        self.mode, self.momentum = mode, momentum
+        self.mode, self.momentum, self.limits = mode, momentum, limits
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The range in use: rmin <= 0 <= rmax, rmax - rmin >= MIN_RANGE_WIDTH (0-dim float32)."""
@@ -137,8 +141,11 @@ class ActivationFakeQuant(nn.Module):
     def forward(self, x: torch.Tensor, observe: bool = True) -> torch.Tensor:
         if self.training and observe and self.mode == "ema":
             with torch.no_grad():
-                self.rmin.lerp_(torch.clamp(x.min(), max=0.0), self.momentum)
-                self.rmax.lerp_(torch.clamp(x.max(), min=0.0), self.momentum)
+                lo, hi = x.min(), x.max()
+                if self.limits is not None:  # values beyond the output clamp do not count
+                    lo, hi = torch.clamp(lo, min=self.limits[0]), torch.clamp(hi, max=self.limits[1])
+                self.rmin.lerp_(torch.clamp(lo, max=0.0), self.momentum)
+                self.rmax.lerp_(torch.clamp(hi, min=0.0), self.momentum)
         lo, hi = self.bounds()
         return fake_quant_activation(x, lo, hi)
 
@@ -210,13 +217,16 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     module = deploy_module if share_weights else copy.deepcopy(deploy_module)
     gm = trace(module)
     plan = quant_plan(gm)
+    limits = clip_limits(gm, plan)
     quantizers: dict[str, ActivationFakeQuant] = {}
     for name, point in plan.items():  # first every quantizer: a shared one may come later (concat)
         if point.kind == QUANTIZE:
             rng = point.fixed_range or ranges.get(name)
             if rng is None:
                 raise EdgesrError(f"activation range missing for node {name!r} (have: {', '.join(sorted(ranges))})")
-            quantizers[name] = ActivationFakeQuant(rng[0], rng[1], "fixed" if point.fixed_range else range_mode)
+            fixed = point.fixed_range is not None or gm.graph.find_nodes(op="placeholder", target=name) != []
+            quantizers[name] = ActivationFakeQuant(rng[0], rng[1], "fixed" if fixed else range_mode,
+                                                   limits=limits.get(name))  # the input's range is the contract's
             gm.add_submodule(f"fq_{name}", quantizers[name])
     graph = gm.graph
     for node in list(graph.nodes):

@@ -203,6 +203,56 @@ def _merge_same_scale_clusters(gm: fx.GraphModule, plan: dict[str, QuantPoint]) 
             plan[name] = QuantPoint(SHARED, source=find(point.source), observed=point.observed)
 
 
+_CLAMP_FUNCTIONS = {torch.clamp, torch.clip, F.hardtanh}
+_CLAMP_METHODS = {"clamp", "clip"}
+
+
+def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
+    """(min, max) of a clamp / clip / hardtanh with constant bounds, else None."""
+    if node.op == "call_function" and node.target in _CLAMP_FUNCTIONS or node.op == "call_method" and node.target in _CLAMP_METHODS:
+        names = ("min_val", "max_val") if node.target is F.hardtanh else ("min", "max")
+        defaults = (-1.0, 1.0) if node.target is F.hardtanh else (None, None)
+        args = list(node.args[1:3]) + [None] * (2 - len(node.args[1:3]))
+        lo, hi = (args[i] if args[i] is not None else node.kwargs.get(names[i], defaults[i]) for i in range(2))
+        if isinstance(lo, (int, float)) and isinstance(hi, (int, float)):
+            return float(lo), float(hi)
+    return None
+
+
+def clip_limits(gm: fx.GraphModule, plan: dict[str, QuantPoint]) -> dict[str, tuple[float, float]]:
+    """``{source: (lo, hi)}`` for parameter groups whose every value ends in a constant clamp.
+
+    A source's tensor and the :data:`SHARED` nodes that keep its parameters (depth-to-space,
+    reshapes, slices, REDUCE_MAX, the clamp itself) all have one (scale, zero point). When
+    each of those nodes feeds only others of the group, except a final ``clamp(lo, hi)``
+    whose result is the model's output, and no member is ``observed`` (a concat cluster),
+    then values outside [lo, hi] cannot change the output: every op in between is a selection
+    or permutation of values, and ``max``/``min`` commute with a monotone clamp
+    (``clip(max(a, b)) == max(clip(a), clip(b))``). The group's range can then be narrowed to
+    [lo, hi] (with 0 kept inside), a finer int8 scale at no clipping cost. eSR-MAX is the
+    case in point: its conv output's range is several times [0, 1].
+    """
+    members: dict[str, list[fx.Node]] = {}
+    nodes = {n.name: n for n in gm.graph.nodes}
+    for name, point in plan.items():
+        if point.kind == QUANTIZE and point.fixed_range is None:
+            members.setdefault(name, []).insert(0, nodes[name])
+        elif point.kind == SHARED:
+            members.setdefault(point.source, []).append(nodes[name])
+    out = {}
+    for source, group in members.items():
+        if plan[source].kind != QUANTIZE or any(plan[n.name].observed for n in group):
+            continue
+        names = {n.name for n in group}
+        clamps = [n for n in group if _clamp_bounds(n) is not None and all(u.op == "output" for u in n.users)]
+        if len(clamps) != 1:
+            continue
+        closed = all(all(u.name in names for u in n.users) for n in group if n is not clamps[0])
+        if closed:
+            out[source] = _clamp_bounds(clamps[0])
+    return out
+
+
 def observed_nodes(plan: dict[str, QuantPoint]) -> dict[str, list[str]]:
     """``{source: [nodes whose values its range must cover]}`` for every calibrated source.
 

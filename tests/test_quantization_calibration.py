@@ -68,7 +68,7 @@ def test_ranges_cover_every_int8_tensor_and_contain_zero(model, patches):
     assert set(ranges) == set(tensor_nodes(quant_plan(trace(model))))
     assert "x" in ranges and "blocks_0" not in ranges and "acts_0" in ranges
     x = torch.from_numpy(patches)
-    assert ranges["x"] == (0.0, float(x.max()))  # inputs are >= 0: widened to include 0
+    assert ranges["x"] == model.contract.value_range == (0.0, 1.0) and float(x.min()) > 0.0  # the contract's range
     for lo, hi in ranges.values():
         assert lo <= 0.0 <= hi and hi > lo
     act = _activation(model, patches, "add")
@@ -117,3 +117,36 @@ def test_observer_selection_errors():
         make_observer("minmax", percentile=99.0)
     with pytest.raises(EdgesrError, match="no values"):
         MinMaxObserver().range()
+
+
+def test_input_takes_the_contracts_range_and_the_output_clamp_narrows_its_group(model, patches):
+    """The input range is the contract's [0, 1] (scale 1/255: every 8-bit level representable),
+    not the calibration maximum; a group of tensors that ends in the output clamp gets the
+    clamp's range; tensors with other consumers keep their observed ranges."""
+    from edgesr.registry import create
+    from quantization.graph import clip_limits
+
+    ranges = calibrate(model, patches)
+    assert ranges["x"] == (0.0, 1.0)
+    assert calibrate(model, patches * 0.5)["x"] == (0.0, 1.0)  # dark calibration photos: still [0, 1]
+    torch.manual_seed(0)
+    esr = create("esr_max", scale=2).eval()
+    with torch.no_grad():
+        esr.filter.weight.mul_(4.0)  # conv outputs far outside [0, 1], as in the authors' trained eSR-MAX
+    gm = trace(esr)
+    plan = quant_plan(gm)
+    (source, limits), = clip_limits(gm, plan).items()  # conv -> depth-to-space -> max -> clamp
+    assert limits == (0.0, 1.0) and plan["amax"].source == source and plan["clamp"].source == source
+    esr_patches = calibration_patches([embedded_image("camera")], esr.contract, 32, 8)
+    with torch.no_grad():
+        conv = esr.filter(torch.from_numpy(esr_patches))
+    assert float(conv.min()) < -0.4 and float(conv.max()) > 1.5
+    r = calibrate(esr, esr_patches)
+    assert r[source] == r["clamp"] == (0.0, 1.0)
+    # SESR: the last add feeds depth-to-space and the clamp only, so it narrows; the inner
+    # tensors feed convs and keep their observed ranges
+    gm = trace(model)
+    assert clip_limits(gm, quant_plan(gm)) == {"add_1": (0.0, 1.0)}
+    assert ranges["add_1"] == ranges["clamp"] == (0.0, 1.0)
+    act = _activation(model, patches, "add")
+    assert ranges["add"] == (min(float(act.min()), 0.0), max(float(act.max()), 0.0))  # observed, not narrowed

@@ -62,10 +62,14 @@ def test_splitsr_same_scale_cluster_is_not_clipped(tmp_path):
     with torch.no_grad():
         stem = model.head(torch.from_numpy(x))
         sim = fake_quant_module(model, calibrate(model, patches)).eval()(torch.from_numpy(x)).numpy()
+        ref = model(torch.from_numpy(x)).numpy()
     assert float(stem.min()) < -0.05  # the stem really has negative values to lose
-    lite = runtime.TFLiteUpscaler(path, model.contract)
-    out_scale = lite.interpreter.get_output_details()[0]["quantization"][0]
-    got = lite(x)
-    lsb = np.rint(np.abs(sim - got) / out_scale)
-    print(f"within 0 LSB {np.mean(lsb == 0):.4f}, within 1 LSB {np.mean(lsb <= 1):.4f}, max {lsb.max()}")
-    assert np.mean(lsb <= 1) >= 0.99
+    got = runtime.TFLiteUpscaler(path, model.contract)(x)
+    # In 8-bit gray levels (the output scale changes with the calibrated range, so LSBs of it
+    # are not comparable across calibrations): measured 0.03 mean, 0.98 at the 99th
+    # percentile (1-LSB rounding differences carried through 20 layers), vs 0.21 mean between
+    # the float model and LiteRT. With the stem clipped, 21 % of the pixels were off by up to
+    # ~100 gray levels.
+    gray = np.abs(sim - got) * 255.0
+    assert np.mean(gray <= 1.5) >= 0.99
+    assert gray.mean() < np.abs(ref - got).mean() * 255.0 / 4
