@@ -11,7 +11,8 @@ OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
     checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
     checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
     artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
-    validation/<artifact>.json               one validation result per artifact
+    validation/<artifact>.json               one validation result per artifact (with the
+                                             emulation matrix of every network artifact)
     report.json, report.md, report.png
 
 Every file is written atomically and every stage skips work whose output exists, so a run
@@ -100,6 +101,7 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     """
     from edgesr.data import resolve_eval_sets, training_images
     from edgesr.registry import create, resolve
+    from edgesr.validation import EMULATION_CROP
 
     _T0[0] = time.perf_counter()
     entry = resolve(model)
@@ -122,7 +124,8 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
         reference = None
     else:
         artifacts, reference = _network_stages(ckpt, out_dir, data, qat_steps, observer, formats, precisions, progress)
-    _stage("5/6 validate every artifact against the float reference")
+    _stage("5/6 validate every artifact against the float reference (+ emulation matrices on "
+           f"{EMULATION_CROP} px crops)")
     report = _validate_and_report(ckpt, out_dir, artifacts, reference, eval_sets, progress)
     return report
 
@@ -143,7 +146,13 @@ def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
 
 
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
-    from converters.export import SUFFIX, export_coreml, export_onnx, export_tflite, plan
+    from converters.export import (
+        SUFFIX,
+        export_coreml,
+        export_onnx,
+        export_tflite,
+        plan,
+    )
     from edgesr.checkpoint import load_checkpoint, save_checkpoint
     from edgesr.collapse import collapse_checked
 
@@ -175,9 +184,10 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     art_dir = out_dir / "artifacts"
     stem = f"{deploy.registry_name}_x{deploy.scale}"
     artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
+    from tqdm.auto import tqdm
+
     from converters.export import calibration_patches
     from converters.metadata import sidecar_path
-    from tqdm.auto import tqdm
 
     calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
@@ -214,24 +224,42 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
     from edgesr.checkpoint import load_checkpoint
     from edgesr.complexity import model_info
     from edgesr.evaluate import TorchUpscaler, evaluate_sets
-    from edgesr.validation import reference_run, validate_artifact
+    from edgesr.validation import (
+        EMULATION_CROP,
+        emulation_images,
+        emulation_matrix,
+        reference_run,
+        validate_artifact,
+    )
 
     trained, _ = load_checkpoint(ckpt)
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
+    emulation_seconds, emulation_ref = 0.0, None
     for art in artifacts:
         cached = val_dir / (Path(art["path"]).name + ".json")
-        if cached.exists():
-            art["validation"] = json.loads(cached.read_text())
-            continue
-        if art["format"] == "torch":
+        if cached.exists():  # a finished validation (a restarted run): not recomputed
+            v = json.loads(cached.read_text())
+        elif art["format"] == "torch":
             v = {"max_abs_err": 0.0, "psnr_vs_reference_db": None, "eval": ref.eval, "passed": True, "skipped": None,
                  "note": "the float reference itself"}
+            _json_write(cached, v)
         else:
             v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+            _json_write(cached, v)
+        if reference is not None and art["format"] != "torch" and "emulation" not in v:  # network artifacts
+            t0 = time.perf_counter()
+            if emulation_ref is None:  # the float reference on the crops, shared by every artifact
+                images = emulation_images(eval_sets, EMULATION_CROP)
+                emulation_ref = reference_run(reference, {"emulation": images})
+            v["emulation"] = emulation_matrix(art["path"], emulation_ref, precision=art["precision"])
+            v["emulation_images"] = {"crop_px": EMULATION_CROP, "images": [n for n, _ in images]}
+            emulation_seconds += time.perf_counter() - t0
+            _json_write(cached, v)
         art["validation"] = v
-        _json_write(cached, v)
+    if emulation_seconds:
+        print(f"  emulation matrices: {emulation_seconds:.1f} s", flush=True)
     info = model_info(trained)
     bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
     report = {

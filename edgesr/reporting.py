@@ -1,15 +1,13 @@
-"""Deployment report of a run folder, and the delegate emulation matrix.
-
-``emulation_matrix(artifact, reference, images)`` scores what each phone engine would output
-for a ``.tflite`` artifact (int8 artifacts: every engine gets the same int8 input), every score through :mod:`edgesr.evaluate` (the one evaluation
-path): ``cpu_reference`` (LiteRT reference kernels), ``xnnpack`` (LiteRT default),
-``gpu_fp16`` (the float model with weights and every activation rounded to fp16, as the GPU
-delegate computes; it dequantizes int8 weights) and ``npu_int8`` (the integer reference, for
-int8 artifacts). Each row: PSNR/SSIM vs HR and PSNR vs the float reference's 8-bit output.
+"""Deployment report of a run folder.
 
 ``render_report(run_dir)`` reads ``RUN_DIR/report.json`` and ``RUN_DIR/checkpoints/deploy.pt``
 and writes ``RUN_DIR/deployment_report.{md,png,json}``: quality vs latency (Pareto front) of
-every artifact, the error map |int8 - float| on a real photograph, and the emulation matrix.
+every artifact, the error map |int8 - float| on a real photograph, and the emulation matrix
+of the int8 TFLite artifact on that photograph.
+
+``emulation_matrix`` (what each phone engine would output: ``cpu_reference``, ``xnnpack``,
+``gpu_fp16``, ``npu_int8``) lives in :mod:`edgesr.validation`, scored through
+:mod:`edgesr.evaluate` like every other number; it is imported here for the report.
 """
 
 from __future__ import annotations
@@ -21,77 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.errors import EdgesrError
+from edgesr.validation import emulation_matrix
 
-
-class _Fp16Module:
-    """A float deploy module evaluated with fp16 weights and fp16-rounded activations (GPU-style)."""
-
-    def __init__(self, module):
-        import copy
-
-        import torch
-
-        self.module = copy.deepcopy(module).eval()
-        self.contract = module.contract
-        with torch.no_grad():
-            for p in self.module.parameters():
-                p.copy_(p.half().float())
-        self.hooks = [m.register_forward_hook(lambda m, i, o: o.half().float()) for m in self.module.modules()
-                      if not list(m.children())]
-
-    def __call__(self, x):
-        import torch
-
-        with torch.inference_mode():
-            return self.module(torch.from_numpy(np.asarray(x, np.float32)).half().float()).numpy()
-
-
-def _vs_reference_pairs(reference, pairs):
-    """EvalImages whose "HR" is the float reference's 8-bit output (so PSNR is vs the reference)."""
-    from edgesr.data import EvalImage
-    from edgesr.evaluate import output_y, run_upscaler
-
-    out = []
-    for p in pairs:
-        y = output_y(run_upscaler(reference, p.lr), reference.contract, p.lr.ndim == 2)
-        out.append(EvalImage(p.name, np.clip(np.round(y), 0, 255).astype(np.uint8), p.lr))
-    return out
-
-
-def emulation_matrix(artifact: str | os.PathLike, reference, images: list[tuple[str, np.ndarray]]) -> dict:
-    """``{engine: {"psnr_y", "ssim_y", "psnr_vs_reference_db"} | {"skipped": why}}`` (module doc).
-
-    Args:
-        artifact: a ``.tflite`` file.
-        reference: the float deploy ``nn.Module`` (with ``.contract``).
-        images: HR photographs ``[(name, uint8 image)]``.
-    """
-    from edgesr.data import eval_pairs
-    from edgesr.evaluate import TorchUpscaler, evaluate
-    from quantization.integer_litert import LiteRTUpscaler
-    from quantization.integer_ref import IntegerReference
-
-    path = Path(artifact)
-    if path.suffix != ".tflite":
-        raise EdgesrError(f"{path}: the emulation matrix is for .tflite artifacts")
-    ref = TorchUpscaler(reference)
-    c = ref.contract
-    pairs = eval_pairs(images, c.scale)
-    ref_pairs = _vs_reference_pairs(ref, pairs)
-    engines = {"cpu_reference": lambda: LiteRTUpscaler(path, "reference", c),
-               "xnnpack": lambda: LiteRTUpscaler(path, "xnnpack", c),
-               "gpu_fp16": lambda: _Fp16Module(reference),
-               "npu_int8": lambda: IntegerReference(path, kernels="reference", contract=c)}
-    out = {}
-    for name, make in engines.items():
-        try:
-            up = make()
-            hr = evaluate(up, pairs)
-            vs = evaluate(up, ref_pairs)
-            out[name] = {"psnr_y": hr["psnr_y"], "ssim_y": hr["ssim_y"], "psnr_vs_reference_db": vs["psnr_y"]}
-        except (EdgesrError, ValueError) as exc:
-            out[name] = {"skipped": str(exc).splitlines()[0][:200]}
-    return out
+__all__ = ["emulation_matrix", "render_report"]
 
 
 # --------------------------------------------------------------------------- the report page
@@ -208,21 +138,23 @@ def _fmt(v, spec=".2f"):
 
 def _markdown(r: dict) -> str:
     lines = [f"# Deployment report: {r['model']} x{r['scale']}", "", "![quality vs latency and error map](deployment_report.png)", "",
-             f"Latency: median over timed runs after warm-up, {r['size']} output frame, 1 thread, this machine "
-             f"(peak {r['peak_macs_per_s'] / 1e9:.1f} GMAC/s by a float32 matmul).", "",
+             (f"Latency: median over timed runs after warm-up, {r['size']} output frame, 1 thread, this machine "
+              f"(peak {r['peak_macs_per_s'] / 1e9:.1f} GMAC/s by a float32 matmul)."), "",
              "| format | precision | bytes | PSNR-Y (dB) | latency (ms) | Pareto | note |", "|---|---|---|---|---|---|---|"]
     for a in r["artifacts"]:
         lines.append(f"| {a['format']} | {a['precision']} | {a['bytes'] or '-'} | {_fmt(a['psnr_y'])} | {_fmt(a['latency_ms'])} | "
                      f"{'yes' if a['path'] in r['pareto'] else ''} | {a['note'] or ''} |")
     if r["error_map"]:
         e = r["error_map"]
-        lines += ["", f"Error map |int8 - float| on '{e['photo']}': max {e['max']:.0f}, mean {e['mean']:.3f} 8-bit levels, "
-                  f"{e['pixels_differing']} pixels differ."]
+        lines += ["", (f"Error map |int8 - float| on '{e['photo']}': max {e['max']:.0f}, mean {e['mean']:.3f} 8-bit levels, "
+                       f"{e['pixels_differing']} pixels differ.")]
     if r["emulation"]:
-        lines += ["", "## Emulation matrix (int8 TFLite)", "", "| engine | PSNR-Y vs HR | SSIM-Y | PSNR vs float reference |", "|---|---|---|---|"]
+        lines += ["", f"## Emulation matrix (int8 TFLite, '{r['error_map']['photo'] if r['error_map'] else '-'}')", "",
+                  "| engine | PSNR-Y vs HR (dB) | SSIM-Y | PSNR vs float reference (dB) | max abs err vs float |", "|---|---|---|---|---|"]
         for k, v in r["emulation"].items():
             if "skipped" in v:
-                lines.append(f"| {k} | skipped: {v['skipped']} | | |")
+                lines.append(f"| {k} | skipped: {v['skipped']} | | | |")
             else:
-                lines.append(f"| {k} | {v['psnr_y']:.3f} | {v['ssim_y']:.4f} | {_fmt(v['psnr_vs_reference_db'], '.2f')} |")
+                lines.append(f"| {k} | {v['psnr_y']:.3f} | {v['ssim_y']:.4f} | {_fmt(v['psnr_vs_reference_db'], '.2f')} | "
+                             f"{_fmt(v['max_abs_err'], '.3g')} |")
     return "\n".join(lines) + "\n"

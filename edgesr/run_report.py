@@ -1,10 +1,10 @@
-"""The run report of ``edgesr run``: ``report.md`` (results table) and ``report.png``
-(crops of one real photograph: bicubic, float, int8, HR), written atomically."""
+"""The run report of ``edgesr run``: ``report.md`` (results table, and the emulation matrix
+of every artifact that recorded one) and ``report.png`` (crops of one real photograph:
+bicubic, float, int8, HR), written atomically."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
 
 from edgesr.atomic import atomic_path, write_text_atomic
 
@@ -28,6 +28,29 @@ def results_table(report: dict) -> str:
         rows.append(f"| {label} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
                     f"{_fmt(v.get('psnr_vs_reference_db'), '.2f')} | " + " | ".join(cells) + f" | {status} |")
     return "\n".join(rows)
+
+
+def emulation_table(report: dict) -> str:
+    """Markdown table of the emulation matrices recorded in the artifacts' validations (empty
+    string when none is): one row per artifact and engine (:func:`edgesr.validation.emulation_matrix`)."""
+    rows, crop = [], None
+    for a in report["artifacts"]:
+        v = a.get("validation") or {}
+        crop = crop or (v.get("emulation_images") or {}).get("crop_px")
+        for engine, r in (v.get("emulation") or {}).items():
+            head = f"| {a['format']} | {a['precision']} | {engine} | "
+            if "skipped" in r:
+                rows.append(head + f"skipped: {r['skipped']} | | | |")
+            else:
+                rows.append(head + f"{r['psnr_y']:.2f} | {r['ssim_y']:.4f} | {_fmt(r['psnr_vs_reference_db'], '.2f')} | "
+                            f"{_fmt(r['max_abs_err'], '.2e')} |")
+    if not rows:
+        return ""
+    where = f"{crop} px centre crops of the evaluation photographs" if crop else "the evaluation photographs"
+    return (f"Emulation matrix ({where}): each artifact as each phone engine would run it, scored through the same "
+            "path (PSNR / SSIM on Y vs HR, PSNR and max abs error vs the float reference's output).\n\n"
+            "| format | precision | engine | PSNR-Y (dB) | SSIM-Y | PSNR vs float (dB) | max abs err vs float |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
 def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int) -> None:
@@ -73,4 +96,7 @@ def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[
             "PSNR (dB) / SSIM on BT.601 Y, border = scale; every artifact run by its own runtime through "
             "edgesr's one evaluation path and compared with the float PyTorch reference.\n\n"
             f"{results_table(report)}\n\n![crops: bicubic, float, int8, HR](report.png)\n")
+    emulation = emulation_table(report)
+    if emulation:
+        text += f"\n{emulation}\n"
     write_text_atomic(out_dir / "report.md", text)

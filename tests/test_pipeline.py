@@ -11,8 +11,8 @@ from edgesr.cli import main
 from edgesr.errors import EdgesrError
 from edgesr.pipeline import run_pipeline
 
-QUICK = dict(model="sesr_m3_relu", steps=12, batch=4, qat_steps=4, formats=("tflite", "onnx", "coreml"),
-             precisions=("fp32", "int8"), progress=False)
+QUICK = {"model": "sesr_m3_relu", "steps": 12, "batch": 4, "qat_steps": 4, "formats": ("tflite", "onnx", "coreml"),
+         "precisions": ("fp32", "int8"), "progress": False}
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +23,7 @@ def finished_run(tmp_path_factory):
 
 
 def test_report_json_has_the_stable_keys(finished_run):
-    out, report = finished_run
+    out, _ = finished_run
     on_disk = json.loads((out / "report.json").read_text())
     for key in ("model", "scale", "params", "params_deploy", "macs_per_frame_720p", "eval", "artifacts"):
         assert key in on_disk
@@ -43,14 +43,63 @@ def test_report_json_has_the_stable_keys(finished_run):
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_report_json_records_the_emulation_matrix(finished_run):
+    """Every network artifact's validation holds the emulation matrix, computed on crops of the
+    evaluation photographs; for the int8 TFLite export every engine has numbers, and the integer
+    reference (bit-exact with LiteRT's reference kernels on SESR) equals the cpu_reference row."""
+    from edgesr.validation import EMULATION_CROP, EMULATION_ENGINES, FLOAT_NO_INT8
+
+    out, _ = finished_run
+    arts = json.loads((out / "report.json").read_text())["artifacts"]
+    for a in arts:
+        v = a["validation"]
+        if a["format"] == "torch":
+            assert "emulation" not in v
+            continue
+        assert tuple(v["emulation"]) == EMULATION_ENGINES
+        assert v["emulation_images"]["crop_px"] == EMULATION_CROP
+        assert v["emulation_images"]["images"] == ["embedded/chelsea", "embedded/coffee", "embedded/camera"]
+    int8 = next(a["validation"]["emulation"] for a in arts if (a["format"], a["precision"]) == ("tflite", "int8"))
+    for row in int8.values():
+        assert set(row) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}
+        assert row["psnr_y"] > 20 and 0 < row["max_abs_err"] < 0.5
+    assert int8["npu_int8"] == int8["cpu_reference"]
+    assert int8["gpu_fp16"]["max_abs_err"] < 2e-3 < int8["xnnpack"]["max_abs_err"]
+    fp32 = next(a["validation"]["emulation"] for a in arts if (a["format"], a["precision"]) == ("tflite", "fp32"))
+    assert fp32["npu_int8"] == {"skipped": FLOAT_NO_INT8} and fp32["cpu_reference"]["max_abs_err"] <= 1e-4
+    assert "Emulation matrix (128 px centre crops" in (out / "report.md").read_text()
+
+
 def test_restart_with_same_out_reuses_finished_work(finished_run):
     out, _ = finished_run
-    files = {p: p.stat().st_mtime_ns for p in (out / "artifacts").iterdir()}
+    files = {p: p.stat().st_mtime_ns for d in ("artifacts", "validation") for p in (out / d).iterdir()}
     ckpt = out / "checkpoints" / "last.pt"
     before = ckpt.stat().st_mtime_ns
     run_pipeline(out=str(out), **QUICK)
     assert ckpt.stat().st_mtime_ns == before  # training was complete: not redone
-    assert {p: p.stat().st_mtime_ns for p in (out / "artifacts").iterdir()} == files
+    # exports, validations and emulation matrices were complete: not redone
+    assert {p: p.stat().st_mtime_ns for d in ("artifacts", "validation") for p in (out / d).iterdir()} == files
+
+
+def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
+    """A run interrupted after an artifact's validation but before its emulation matrix finishes
+    just the matrix on restart."""
+    import edgesr.validation
+
+    out, _ = finished_run
+    cached = next((out / "validation").glob("*_int8.tflite.json"))
+    v = json.loads(cached.read_text())
+    full = v.pop("emulation")
+    cached.write_text(json.dumps(v))
+
+    def no_revalidation(*a, **k):
+        raise AssertionError("a finished validation was recomputed")
+
+    monkeypatch.setattr(edgesr.validation, "validate_artifact", no_revalidation)
+    report = run_pipeline(out=str(out), **QUICK)
+    again = json.loads(cached.read_text())["emulation"]
+    assert again == full
+    assert next(a for a in report["artifacts"] if a["path"].endswith("_int8.tflite"))["validation"]["emulation"] == full
 
 
 def test_interrupted_export_resumes(tmp_path, monkeypatch):

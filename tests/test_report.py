@@ -45,10 +45,19 @@ def test_emulation_matrix_on_a_real_photo(run_dir):
     path, module = zoo_int8("sesr_m3")
     m = emulation_matrix(path, module, [("chelsea", embedded_image("chelsea")[:96, :128])])
     assert set(m) == {"cpu_reference", "xnnpack", "gpu_fp16", "npu_int8"}
+    assert all(set(r) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"} for r in m.values())
     # the integer reference reproduces LiteRT's reference kernels, so the scores are identical
     assert m["npu_int8"] == m["cpu_reference"]
     assert m["gpu_fp16"]["psnr_vs_reference_db"] > 45  # fp16 rounding: within about one 8-bit level
     assert 25 < m["xnnpack"]["psnr_vs_reference_db"] < m["gpu_fp16"]["psnr_vs_reference_db"]
+    assert 0 < m["gpu_fp16"]["max_abs_err"] < 1 / 255 < m["xnnpack"]["max_abs_err"]
+
+
+def test_emulation_matrix_lives_in_validation():
+    """One evaluation path: the report uses edgesr.validation's matrix, not a copy."""
+    import edgesr.validation
+
+    assert emulation_matrix is edgesr.validation.emulation_matrix
 
 
 def test_report_page(run_dir, capsys):
@@ -59,7 +68,7 @@ def test_report_page(run_dir, capsys):
     assert out["error_map"]["photo"] == "chelsea" and out["error_map"]["max"] >= 1
     assert set(out["emulation"]) == {"cpu_reference", "xnnpack", "gpu_fp16", "npu_int8"}
     md = (run_dir / "deployment_report.md").read_text()
-    assert "Pareto" in md and "Emulation matrix" in md and "Core ML needs a Mac" in md
+    assert "Pareto" in md and "Emulation matrix" in md and "Core ML needs a Mac" in md and "max abs err vs float" in md
     assert (run_dir / "deployment_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -7,17 +7,22 @@ from __future__ import annotations
 import json
 
 import pytest
-
+from conftest import crop
 from test_converters_common import tiny_sesr
 
-from conftest import crop
 from converters import export_coreml, export_onnx, export_tflite
 from converters.export import calibration_patches
 from converters.runtime import coreml_runtime_status
 from edgesr.checkpoint import save_checkpoint
 from edgesr.cli import main
 from edgesr.imageio import write_image
-from edgesr.validation import FP16_MAX_DROP_DB, FP32_MAX_ABS_ERR, failure_message, reference_run, validate_artifact
+from edgesr.validation import (
+    FP16_MAX_DROP_DB,
+    FP32_MAX_ABS_ERR,
+    failure_message,
+    reference_run,
+    validate_artifact,
+)
 
 
 @pytest.fixture(scope="module")

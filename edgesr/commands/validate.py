@@ -6,6 +6,13 @@ photographs), prints max abs error, PSNR vs the reference and PSNR/SSIM vs HR pe
 (:mod:`edgesr.validation`). Exit 0 within tolerance (or Core ML numbers skipped with a
 reason and structure valid), 1 beyond tolerance (the message names the artifact and the
 numbers), 2 for bad input.
+
+``--emulation`` adds the emulation matrix (:func:`edgesr.validation.emulation_matrix`:
+``cpu_reference``, ``xnnpack``, ``gpu_fp16``, ``npu_int8``, each ``{psnr_y, ssim_y,
+psnr_vs_reference_db, max_abs_err}`` or ``{skipped}``) to the summary and the JSON, on the
+same images (``--emulation-crop PX``: centre crops of them). It is informative: it never
+changes the exit status. Off by default (LiteRT's reference kernels and the NumPy integer
+reference are slow on large images); ``edgesr run`` records it on crops anyway.
 """
 
 from __future__ import annotations
@@ -31,6 +38,12 @@ def add_arguments(p) -> None:
     p.add_argument("--integer-reference", action="store_true",
                    help="int8 TFLite: also compare LiteRT with edgesr's NumPy integer reference bit for bit "
                         "(adds integer_reference {mismatched_elements, max_lsb_diff} to the JSON; exit 1 on a mismatch)")
+    p.add_argument("--emulation", action="store_true",
+                   help="also score the artifact as each phone engine would run it (cpu_reference, xnnpack, gpu_fp16, "
+                        "npu_int8; adds emulation {engine: {psnr_y, ssim_y, psnr_vs_reference_db, max_abs_err} | "
+                        "{skipped}} to the JSON)")
+    p.add_argument("--emulation-crop", type=int, default=0, metavar="PX",
+                   help="with --emulation: centre crops of at most PX x PX HR pixels (default 0: whole images)")
     p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
 
 
@@ -45,10 +58,22 @@ def run(args) -> int:
     from edgesr.checkpoint import load_checkpoint
     from edgesr.data import resolve_eval_sets
     from edgesr.errors import EdgesrError
-    from edgesr.validation import INT8_MAX_DROP_DB, failure_message, validate_artifact
+    from edgesr.validation import (
+        INT8_MAX_DROP_DB,
+        emulation_images,
+        emulation_matrix,
+        failure_message,
+        validate_artifact,
+    )
 
     if not Path(args.artifact).exists():
         raise EdgesrError(f"{args.artifact}: no such artifact")
+    if args.emulation_crop < 0:
+        raise EdgesrError(f"--emulation-crop {args.emulation_crop}: must be >= 0 pixels")
+    if args.emulation_crop and not args.emulation:
+        raise EdgesrError("--emulation-crop needs --emulation")
+    if args.emulation and Path(args.artifact).suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
+        raise EdgesrError(f"{args.artifact}: --emulation is for .tflite, .onnx and .mlpackage artifacts")
     reference, _ = load_checkpoint(args.reference, deploy=True)
     sets = resolve_eval_sets(args.data_root, args.sets.split(",") if args.sets else None)
     options = {}
@@ -73,6 +98,11 @@ def run(args) -> int:
         result["integer_reference"] = ir
         if ir["mismatched_elements"]:
             result["passed"] = False
+    if args.emulation:
+        images = emulation_images(sets, args.emulation_crop)
+        result["emulation"] = emulation_matrix(args.artifact, reference, images, result["precision"],
+                                               progress=sys.stderr.isatty())
+        result["emulation_images"] = {"crop_px": args.emulation_crop or None, "images": [n for n, _ in images]}
     print(f"{result['artifact']}  ({result['precision']})")
     if result["skipped"]:
         print(f"  numbers skipped: {result['skipped']}")
@@ -88,6 +118,15 @@ def run(args) -> int:
         ir = result["integer_reference"]
         print(f"  integer reference vs LiteRT: {ir['mismatched_elements']} of {ir['elements']} elements differ "
               f"(max {ir['max_lsb_diff']} LSB; " + ", ".join(f"{k} {v['mismatched_elements']}" for k, v in ir["per_kernels"].items()) + ")")
+    if "emulation" in result:
+        crop = result["emulation_images"]["crop_px"]
+        print(f"  emulation matrix ({f'{crop} px crops' if crop else 'whole images'}; PSNR-Y / SSIM-Y vs HR, vs the float reference):")
+        for name, row in result["emulation"].items():
+            if "skipped" in row:
+                print(f"    {name:<14} skipped: {row['skipped']}")
+            else:
+                print(f"    {name:<14} {row['psnr_y']:7.3f} dB / {row['ssim_y']:.4f}   vs reference "
+                      f"{_fmt(row['psnr_vs_reference_db'], '.2f')} dB, max abs err {row['max_abs_err']:.3g}")
     if args.json:
         write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
     if not result["passed"]:
