@@ -32,12 +32,13 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     rows = [
         {"label": "eSR-MAX K7 C13", "model": "eSR-MAX_s2_K7_C13", "scale": 2, "steps": 7, "params": 2548,
          "gmacs_720p": 0.587, "heavy": False, "sets": {"Set5": {"psnr_y": 30.5, "ssim_y": 0.9}},
-         "tflite": {"fp32": {"latency_ms": 12.0}, "int8": "export failed: no int8 max"}},
+         "tflite": {"fp32": {"latency_ms": 12.0}, "int8": "export failed: no int8 max"},
+         "budget_min": 0.5, "device": "cpu", "command": "python bench/zoo.py --minutes-per-model 0.5"},
         {"label": "SplitSR (paper)", "model": "splitsr", "scale": 4, "steps": 1, "params": 1642128,
          "gmacs_720p": 94.3, "heavy": True, "sets": {"Set5": {"psnr_y": 25.0, "ssim_y": 0.7}}, "tflite": "skipped (heavy on CPU)"},
     ]
-    args = argparse.Namespace(argv=["--minutes-per-model", "1"], minutes_per_model=1.0, device="cpu", batch=16,
-                              lr_patch=32, lr=5e-4)
+    args = argparse.Namespace(command="python bench/zoo.py --minutes-per-model 1", minutes_per_model=1.0, device="cpu",
+                              batch=16, lr_patch=32, lr=5e-4)
     doc = tmp_path / "zoo.md"
     zoo.write_markdown(rows, None, args, doc, "zoo_pareto.png")
     text = doc.read_text()
@@ -45,5 +46,8 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     assert "Set5 34.94" in text  # the authors' published number beside ours
     assert "eSR-MAX K7 C13 x2, TFLite int8: export failed: no int8 max" in text and "1-7 optimizer steps" in text
     assert "scored on Set5/Set14 only" in text
+    # each row's own budget and command (rows accumulate across invocations), not this invocation's
+    assert "**0.5 / 1 min of training" in text
+    assert "`python bench/zoo.py --minutes-per-model 0.5`, then `python bench/zoo.py --minutes-per-model 1`" in text
     zoo.write_plot(rows, tmp_path / "zoo_pareto.png")
     assert (tmp_path / "zoo_pareto.png").stat().st_size > 1000
