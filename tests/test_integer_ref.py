@@ -152,3 +152,37 @@ def test_validate_integer_reference_option(tmp_path):
     assert ir["mismatched_elements"] == 0 and ir["max_lsb_diff"] == 0
     assert ir["elements"] == 120 * 150  # the x2 output of the 60 x 75 LR
     assert set(ir["per_kernels"]) == {"reference", "optimized", "xnnpack"}
+
+
+def test_validate_reference_integer_needs_no_checkpoint(tmp_path, monkeypatch, capsys):
+    """`edgesr validate ART --reference integer`: bit-exactness alone, exit 1 on a mismatch, exit 2 on a float model."""
+    import json
+
+    from test_integer_ref_models import zoo_int8
+
+    from edgesr.cli import main
+    from edgesr.imageio import write_image
+
+    path, _ = zoo_int8("sesr_m3")
+    write_image(tmp_path / "imgs" / "coffee.png", crop(embedded_image("coffee"), 96, 128, 100, 200))
+    out = tmp_path / "v.json"
+    assert main(["validate", str(path), "--reference", "integer", "--sets", str(tmp_path / "imgs"), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["passed"] and res["integer_reference"]["mismatched_elements"] == 0
+    assert res["integer_reference"]["elements"] == 96 * 128 and res["integer_reference"]["max_lsb_diff"] == 0
+
+    import quantization.integer_litert as il
+
+    real = il.validate_integer
+    monkeypatch.setattr(il, "validate_integer", lambda *a, **k: real(*a, **k) | {"mismatched_elements": 3, "max_lsb_diff": 1})
+    assert main(["validate", str(path), "--reference", "integer", "--sets", str(tmp_path / "imgs")]) == 1
+    assert "differ on 3 elements (max 1 LSB)" in capsys.readouterr().err
+
+    fp32 = tmp_path / "m.tflite"
+    from converters import tflite
+
+    _, module = zoo_int8("sesr_m3")
+    fp32.write_bytes(tflite.convert(module, 1, "fp32"))
+    assert main(["validate", str(fp32), "--reference", "integer", "--sets", str(tmp_path / "imgs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "int8/uint8-input" in err[0] and "Traceback" not in err[0]

@@ -7,6 +7,12 @@ photographs), prints max abs error, PSNR vs the reference and PSNR/SSIM vs HR pe
 reason and structure valid), 1 beyond tolerance (the message names the artifact and the
 numbers), 2 for bad input.
 
+``--reference integer`` needs no checkpoint: it runs an int8 ``.tflite`` with LiteRT in every
+kernel family and with edgesr's NumPy integer reference on the LR images and reports
+``{"integer_reference": {"mismatched_elements", "max_lsb_diff", "elements", "per_kernels"}}``
+(exit 1 on any differing element). ``--integer-reference`` adds the same to a checkpoint
+validation.
+
 ``--emulation`` adds the emulation matrix (:func:`edgesr.validation.emulation_matrix`:
 ``cpu_reference``, ``xnnpack``, ``gpu_fp16``, ``npu_int8``, each ``{psnr_y, ssim_y,
 psnr_vs_reference_db, max_abs_err}`` or ``{skipped}``) to the summary and the JSON, on the
@@ -23,7 +29,10 @@ import sys
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help="exported model: .tflite, .onnx or .mlpackage")
-    p.add_argument("--reference", required=True, help="the edgesr checkpoint the artifact was exported from")
+    p.add_argument("--reference", required=True,
+                   help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 .tflite "
+                        "with edgesr's NumPy integer reference only, bit for bit (no checkpoint needed; "
+                        "JSON {integer_reference: {mismatched_elements, max_lsb_diff, ...}}; exit 1 on a mismatch)")
     p.add_argument("--data-root", help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
     p.add_argument("--sets", help="comma-separated set names under --data-root, or image folders")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8", "w8a8"), default=None,
@@ -51,6 +60,45 @@ def _fmt(v, spec):
     return "n/a" if v is None else format(v, spec)
 
 
+def _integer_only(args, sets) -> int:
+    """``--reference integer``: LiteRT (every kernel family) vs the NumPy integer reference."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from edgesr.atomic import write_text_atomic
+    from edgesr.errors import EdgesrError
+    from quantization.integer_litert import validate_integer
+    from quantization.integer_ref import IntegerGraph, contract_of_tflite
+
+    path = Path(args.artifact)
+    if path.suffix.lower() != ".tflite":
+        raise EdgesrError(f"{path}: --reference integer is for int8 .tflite artifacts")
+    used = [flag for flag, on in (("--emulation", args.emulation), ("--integer-reference", args.integer_reference),
+                                  ("--kernels", args.kernels), ("--reference-kernels", args.reference_kernels)) if on]
+    if used:
+        raise EdgesrError(f"--reference integer compares every kernel family itself; drop {', '.join(used)}")
+    graph = IntegerGraph(path, "reference")
+    dtype = graph.tensors[graph.inputs[0]].dtype
+    if dtype not in (np.int8, np.uint8):
+        raise EdgesrError(f"{path}: --reference integer needs an int8/uint8-input TFLite model (input is {np.dtype(dtype).name})")
+    contract = contract_of_tflite(path, graph)
+    ir = validate_integer(path, sets, contract)
+    result = {"artifact": str(path), "reference": "integer", "integer_reference": ir,
+              "passed": ir["mismatched_elements"] == 0}
+    print(f"{path}  (integer reference)")
+    print(f"  {ir['mismatched_elements']} of {ir['elements']} elements differ (max {ir['max_lsb_diff']} LSB; "
+          + ", ".join(f"{k} {v['mismatched_elements']}" for k, v in ir["per_kernels"].items()) + ")")
+    if args.json:
+        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if not result["passed"]:
+        print(f"edgesr: validate: {path}: LiteRT and the integer reference differ on {ir['mismatched_elements']} "
+              f"elements (max {ir['max_lsb_diff']} LSB)", file=sys.stderr)
+        return 1
+    print("  passed")
+    return 0
+
+
 def run(args) -> int:
     from pathlib import Path
 
@@ -74,8 +122,10 @@ def run(args) -> int:
         raise EdgesrError("--emulation-crop needs --emulation")
     if args.emulation and Path(args.artifact).suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
         raise EdgesrError(f"{args.artifact}: --emulation is for .tflite, .onnx and .mlpackage artifacts")
-    reference, _ = load_checkpoint(args.reference, deploy=True)
     sets = resolve_eval_sets(args.data_root, args.sets.split(",") if args.sets else None)
+    if args.reference == "integer" and not Path(args.reference).exists():
+        return _integer_only(args, sets)
+    reference, _ = load_checkpoint(args.reference, deploy=True)
     options = {}
     if args.num_threads is not None:
         options["num_threads"] = args.num_threads
