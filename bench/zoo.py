@@ -150,12 +150,30 @@ def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
     if args.no_tflite or heavy:
         row["tflite"] = "skipped (heavy on CPU)" if heavy else "skipped (--no-tflite)"
         return row
-    row["tflite"] = profile_tflite(model, row, args, train_images, pairs, run_dir)
+    row["tflite"] = profile_tflite(model, row, args, train_images, pairs, run_dir, ckpt)
     return row
 
 
-def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path) -> dict | str:
-    """fp32 and int8 TFLite of a deploy model: latency, and the int8 Set5 drop vs ``row``'s float PSNR."""
+def qat_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
+    """Set5 PSNR of the int8 TFLite model after ``edgesr quantize --qat-steps N`` (min/max
+    calibration, then N QAT steps on T91 patches: the recipe ``edgesr run`` ships)."""
+    from converters import tflite
+    from converters.runtime import TFLiteUpscaler
+    from edgesr.checkpoint import load_checkpoint
+    from edgesr.evaluate import calibration_patches, evaluate
+    from quantization.api import quantize_checkpoint
+
+    q = quantize_checkpoint(ckpt, args.data_root / "T91" / "HR", "minmax", args.qat_steps, run_dir / "int8_qat.pt",
+                            data_root=str(args.data_root), sets=["Set5"])
+    model, _ = load_checkpoint(q["out"], deploy=True)
+    calib = calibration_patches(load_folder(args.data_root / "T91" / "HR"), model.contract, patch=48, count=8, seed=1)
+    path = tflite.save(tflite.convert(model, 1, "int8", calib, "int8", q["activation_ranges"]), run_dir / "model_int8_qat.tflite")
+    return evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), set5)["psnr_y"]
+
+
+def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, ckpt: Path | None = None) -> dict | str:
+    """fp32 and int8 TFLite of a deploy model: latency, the int8 Set5 drop vs ``row``'s float PSNR
+    (post-training min/max calibration), and with ``args.qat_steps`` and ``ckpt`` the drop after QAT."""
     from edgesr.evaluate import evaluate
 
     model = model.cpu().eval()
@@ -176,6 +194,9 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path) -
             if prec == "int8" and "Set5" in pairs:
                 res = evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), pairs["Set5"])
                 entry["set5_psnr_drop"] = row["sets"]["Set5"]["psnr_y"] - res["psnr_y"]
+                if getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
+                    entry["set5_psnr_drop_qat"] = row["sets"]["Set5"]["psnr_y"] - qat_int8_psnr(ckpt, args, run_dir, pairs["Set5"])
+                    entry["qat_steps"] = args.qat_steps
             out[prec] = entry
         except (EdgesrError, RuntimeError, ValueError) as exc:
             out[prec] = f"export failed: {str(exc).splitlines()[0][:140]}"
@@ -194,7 +215,8 @@ def reprofile(results: dict, args, train_images, pairs_of, scales, wanted) -> No
         run_dir = args.out / f"{row['model']}_x{row['scale']}"
         print(f"[zoo] re-profile {row['label']} x{row['scale']}", flush=True)
         model, _ = load_checkpoint(run_dir / "checkpoints" / "last.pt", deploy=True)
-        row["tflite"] = profile_tflite(model, row, args, train_images, pairs_of(row["scale"]), run_dir)
+        row["tflite"] = profile_tflite(model, row, args, train_images, pairs_of(row["scale"]), run_dir,
+                                       run_dir / "checkpoints" / "last.pt")
         row["reprofiled"] = True
         row["reprofile_command"] = args.command
         (args.out / "results.json").write_text(json.dumps(results, indent=1))
@@ -216,6 +238,8 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
                                   + [r["reprofile_command"] for r in trained if r.get("reprofile_command")]))
     budgets = " / ".join(f"{b:g}" for b in sorted({r.get("budget_min", args.minutes_per_model) for r in trained}))
     devices = " / ".join(sorted({r.get("device", args.device) for r in trained}))
+    bicubic = {r["scale"]: r["sets"]["Set5"]["psnr_y"] for r in rows if r["model"] == "bicubic" and "Set5" in r["sets"]}
+    below = sum(1 for r in trained if "Set5" in r["sets"] and r["sets"]["Set5"]["psnr_y"] < bicubic.get(r["scale"], -1))
     lines = [
         "# Model zoo benchmark",
         "",
@@ -226,19 +250,22 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         f"Budget: **{budgets} min of training per model and scale** on `{devices}` "
         f"({torch.get_num_threads()} threads; batch {args.batch}, LR patch {args.lr_patch}, Adam lr {args.lr:g}, L1, "
         f"T91), the same for every model: {steps_range(rows)} optimizer steps per model here (steps column), "
-        "from a timed probe. That is a smoke-test budget, far from the papers' training (hundreds of thousands of "
-        "steps), so our PSNR is far below theirs and below bicubic for most models; compare models with each "
-        "other only at equal budget, and read the authors' imported weights below for what eSR reaches trained.",
+        "from a timed probe. That is far from the papers' training (hundreds of thousands of steps), so our PSNR "
+        f"is below theirs ({below} of {len(trained)} trained rows score below bicubic on Set5); compare models with "
+        "each other only at equal budget, and read the authors' imported weights below for what eSR reaches trained.",
         "",
         "PSNR/SSIM on Y (BT.601) with MATLAB-bicubic LR and a border crop of `scale` pixels, through "
         "`edgesr.evaluate` (the one evaluation path). MACs per 1280x720 output frame (deploy form, convs plus "
         "declared extra multiply-adds). Latency: LiteRT, 2 threads, 640x360 input, median (on a 2-core machine "
         "shared with other jobs: repeated runs differed by up to 2-3x, so only large gaps mean anything); int8 drop: Set5 PSNR "
-        "of the PyTorch float model minus the int8 TFLite model. `—`: not measured (see notes).",
+        "of the PyTorch float model minus the int8 TFLite model, after post-training min/max calibration (PTQ) and, "
+        "where measured, after `--qat-steps` steps of quantization-aware fine-tuning from that calibration (QAT, what "
+        "`edgesr run` ships; the QAT model's int8 output is compared with the float model before QAT). `—`: not "
+        "measured (see notes).",
         "",
         "| model | scale | steps | params | MACs/720p (G) | " + " | ".join(f"{s} PSNR/SSIM" for s in sets)
-        + " | published (PSNR) | int8 drop (dB) | fp32 ms | int8 ms |",
-        "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|---|",
+        + " | published (PSNR) | int8 drop PTQ (dB) | int8 drop QAT (dB) | fp32 ms | int8 ms |",
+        "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|---|---|",
     ]
     notes = []
     for r in rows:
@@ -249,12 +276,13 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         pub = PUBLISHED.get((r["model"], r["scale"]))
         pub_s = ", ".join(f"{k} {v:.2f}" for k, v in pub.items()) if pub else "—"
         tfl = r.get("tflite")
-        fp32 = int8 = drop = None
+        fp32 = int8 = drop = drop_qat = None
         if isinstance(tfl, dict):
             if isinstance(tfl.get("fp32"), dict):
                 fp32 = tfl["fp32"]["latency_ms"]
             if isinstance(tfl.get("int8"), dict):
                 int8, drop = tfl["int8"]["latency_ms"], tfl["int8"].get("set5_psnr_drop")
+                drop_qat = tfl["int8"].get("set5_psnr_drop_qat")
             failed = {prec: v for prec, v in tfl.items() if isinstance(v, str)}
             for reason in dict.fromkeys(failed.values()):
                 precs = " and ".join(p for p, v in failed.items() if v == reason)
@@ -265,7 +293,7 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
             notes.append(f"- {r['label']} x{r['scale']}: {r['gmacs_720p']:.0f} GMACs/720p; on CPU scored on Set5/Set14 only.")
         lines.append(f"| {r['label']} (`{r['model']}`) | x{r['scale']} | {r['steps']} | {r['params']:,} | "
                      f"{r['gmacs_720p']:.2f} | " + " | ".join(cells)
-                     + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
+                     + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(drop_qat, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
     if any(r.get("reprofiled") for r in rows):
         notes.insert(0, "- TFLite columns of the rows trained here were re-measured from the same checkpoints with "
                         "`--reprofile` after converter and quantization changes (latest: int8 ranges per TFLite "
@@ -361,6 +389,8 @@ def main(argv=None) -> int:
     p.add_argument("--sets", default=",".join(BENCHMARK_SETS), help="evaluation sets (default: all four)")
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--reprofile", action="store_true", help="redo only the TFLite stage of stored entries")
+    p.add_argument("--qat-steps", type=int, default=0,
+                   help="also measure the int8 drop after this many QAT steps (edgesr run's recipe uses 200; default 0: PTQ only)")
     args = p.parse_args(argv)
     args.command = "python bench/zoo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:
@@ -420,7 +450,7 @@ def import_authors_sample(args) -> dict | None:
         model, _ = load_checkpoint(ckpt, deploy=True)
         row = {"sets": {"Set5": result["sets"]["Set5"]}}
         pairs = {"Set5": eval_pairs(benchmark_set(args.data_root, "Set5"), 2)}
-        result["tflite"] = profile_tflite(model, row, args, load_folder(args.data_root / "T91" / "HR"), pairs, args.out)
+        result["tflite"] = profile_tflite(model, row, args, load_folder(args.data_root / "T91" / "HR"), pairs, args.out, ckpt)
     cache.write_text(json.dumps(result, indent=1))
     return result
 

@@ -46,6 +46,7 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     assert "Set5 34.94" in text  # the authors' published number beside ours
     assert "eSR-MAX K7 C13 x2, TFLite int8: export failed: no int8 max" in text and "1-7 optimizer steps" in text
     assert "scored on Set5/Set14 only" in text
+    assert "| int8 drop PTQ (dB) | int8 drop QAT (dB) |" in text
     # each row's own budget and command (rows accumulate across invocations), not this invocation's
     assert "**0.5 / 1 min of training" in text
     assert "`python bench/zoo.py --minutes-per-model 0.5`, then `python bench/zoo.py --minutes-per-model 1`" in text
