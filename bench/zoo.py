@@ -195,8 +195,11 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, c
                 res = evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), pairs["Set5"])
                 entry["set5_psnr_drop"] = row["sets"]["Set5"]["psnr_y"] - res["psnr_y"]
                 if getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
-                    entry["set5_psnr_drop_qat"] = row["sets"]["Set5"]["psnr_y"] - qat_int8_psnr(ckpt, args, run_dir, pairs["Set5"])
                     entry["qat_steps"] = args.qat_steps
+                    try:
+                        entry["set5_psnr_drop_qat"] = row["sets"]["Set5"]["psnr_y"] - qat_int8_psnr(ckpt, args, run_dir, pairs["Set5"])
+                    except (EdgesrError, RuntimeError, ValueError) as exc:
+                        entry["qat"] = f"QAT failed: {str(exc).splitlines()[0][:140]}"
             out[prec] = entry
         except (EdgesrError, RuntimeError, ValueError) as exc:
             out[prec] = f"export failed: {str(exc).splitlines()[0][:140]}"
