@@ -37,7 +37,7 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
         {"label": "SplitSR (paper)", "model": "splitsr", "scale": 4, "steps": 1, "params": 1642128,
          "gmacs_720p": 94.3, "heavy": True, "sets": {"Set5": {"psnr_y": 25.0, "ssim_y": 0.7}}, "tflite": "skipped (heavy on CPU)"},
     ]
-    args = argparse.Namespace(command="python bench/zoo.py --minutes-per-model 1", minutes_per_model=1.0, device="cpu",
+    args = argparse.Namespace(command="python bench/zoo.py --minutes-per-model 1", minutes_per_model=1.0, device="cpu", out=tmp_path,
                               batch=16, lr_patch=32, lr=5e-4)
     doc = tmp_path / "zoo.md"
     zoo.write_markdown(rows, None, args, doc, "zoo_pareto.png")
