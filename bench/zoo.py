@@ -327,8 +327,11 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         if isinstance(int8, dict) and "set5_psnr_drop" in int8:
             lines += ["", f"Its int8 TFLite export (the same converter and calibration as the table) loses "
                           f"**{int8['set5_psnr_drop']:.2f} dB** on Set5 (fp32 {imported['tflite']['fp32']['latency_ms']:.1f} ms, "
-                          f"int8 {int8['latency_ms']:.1f} ms). The authors' fp32 weights were not trained for int8; "
-                          "`edgesr quantize --qat-steps N` fine-tunes them for it."]
+                          f"int8 {int8['latency_ms']:.1f} ms); "
+                          + (f"after {int8['qat_steps']} QAT steps on T91 (`edgesr quantize --qat-steps {int8['qat_steps']}`) "
+                             f"it loses {int8['set5_psnr_drop_qat']:.2f} dB." if "set5_psnr_drop_qat" in int8 else
+                             "the authors' fp32 weights were not trained for int8; `edgesr quantize --qat-steps N` "
+                             "fine-tunes them for it.")]
     if plot_name:
         lines += ["", f"![Pareto: PSNR vs MACs and latency]({plot_name})"]
     path.write_text("\n".join(lines) + "\n")
