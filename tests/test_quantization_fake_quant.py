@@ -190,4 +190,4 @@ def test_qat_keeps_the_input_range_fixed():
     before = quantizer_ranges(sim)
     sim(x * 0.5)
     after = quantizer_ranges(sim)
-    assert after["x"] == before["x"] == (0.0, 1.0) and after["add"] != before["add"]
+    assert after["x"] == before["x"] and after["add"] != before["add"]  # (_SplitNet has no contract: x keeps its calibrated range)
