@@ -7,7 +7,7 @@ Writes ``docs/lut.md`` (and ``docs/lut.json`` with the raw numbers). Run from th
 
 Everything runs on one CPU thread (torch.set_num_threads(1)). Training data: T91 from
 ``../shared/data`` when present, else the embedded photographs. Evaluation: edgesr's one
-path (:func:`edgesr.evaluate.evaluate_sets`: MATLAB bicubic LR, Y of BT.601, border = scale).
+path (:func:`edgesr.core.evaluate.evaluate_sets`: MATLAB bicubic LR, Y of BT.601, border = scale).
 """
 
 from __future__ import annotations
@@ -27,15 +27,16 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from edgesr.atomic import write_text_atomic  # noqa: E402
-from edgesr.data import SHARED_DATA, benchmark_set, embedded_image, embedded_images, load_folder  # noqa: E402
-from edgesr.evaluate import FunctionUpscaler, TorchUpscaler, evaluate_sets  # noqa: E402
-from edgesr.imresize import imresize  # noqa: E402
-from edgesr.registry import IOContract, create  # noqa: E402
-from lut_baking.bake import bake  # noqa: E402
-from lut_baking.bundle import LutUpscaler, upscale_planes  # noqa: E402
-from lut_baking.finetune import TrainConfig, finetune, train_network  # noqa: E402
-from lut_baking.importer import read_srlut_npy  # noqa: E402
+from edgesr.core.atomic import write_text_atomic  # noqa: E402
+from edgesr.core.data import SHARED_DATA, benchmark_set, embedded_image, embedded_images, load_folder  # noqa: E402
+from edgesr.core.evaluate import FunctionUpscaler, TorchUpscaler, evaluate_sets  # noqa: E402
+from edgesr.core.imresize import imresize  # noqa: E402
+from edgesr.core.contract import IOContract  # noqa: E402
+from edgesr.core.models import create  # noqa: E402
+from edgesr.lut_baking.bake import bake  # noqa: E402
+from edgesr.lut_baking.bundle import LutUpscaler, upscale_planes  # noqa: E402
+from edgesr.lut_baking.finetune import TrainConfig, finetune, train_network  # noqa: E402
+from edgesr.lut_baking.importer import read_srlut_npy  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -4,10 +4,10 @@ latency, and write ``docs/zoo.md`` plus a Pareto plot.
 
     python bench/zoo.py [--minutes-per-model M] [--device cpu|cuda] [--models a,b] [--scales 2,4]
 
-Training is :func:`edgesr.train.train` (L1, Adam, cosine schedule, batch 16, LR patch 32):
+Training is :func:`edgesr.core.train.train` (L1, Adam, cosine schedule, batch 16, LR patch 32):
 the number of steps is set from a timed probe of three training steps so that every model
 gets ``M`` minutes of optimizer steps. Evaluation loads the final checkpoint in its deploy
-form. TFLite: :func:`converters.tflite.convert` (fp32; int8 calibrated on 32 real T91
+form. TFLite: :func:`edgesr.converters.tflite.convert` (fp32; int8 calibrated on 32 real T91
 patches) run by LiteRT with 2 threads on a 640x360 input (median of repeated runs); the
 int8 drop is Set5 PSNR of the int8 model minus that of the PyTorch float model. A model the
 converter cannot export gets the converter's one-line reason in the table. On CPU, models
@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgesr.data import SHARED_DATA, BENCHMARK_SETS, PatchDataset, benchmark_set, eval_pairs, load_folder  # noqa: E402
-from edgesr.errors import EdgesrError  # noqa: E402
+from edgesr.core.data import SHARED_DATA, BENCHMARK_SETS, PatchDataset, benchmark_set, eval_pairs, load_folder  # noqa: E402
+from edgesr.core.errors import EdgesrError  # noqa: E402
 
 #: Zoo entries: (label, registry name per scale). eSR uses the authors' per-scale ids.
 ZOO = [
@@ -74,8 +74,8 @@ def probe_seconds_per_step(name: str, scale: int, images, device: str, batch: in
     """Wall time of one training step (median of 3 after a warm-up), the trainer's recipe."""
     import torch.nn.functional as F
 
-    from edgesr.registry import create
-    from edgesr.train import make_lr_batch
+    from edgesr.core.models import create
+    from edgesr.core.train import make_lr_batch
 
     model = create(name, scale=scale).to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -98,7 +98,7 @@ def probe_seconds_per_step(name: str, scale: int, images, device: str, batch: in
 
 def latency_ms(path: Path, contract, threads: int, budget_s: float = 4.0) -> float:
     """Median LiteRT latency (ms) of a 640x360 input, ``threads`` threads, >= 3 runs."""
-    from converters.runtime import TFLiteUpscaler
+    from edgesr.converters.runtime import TFLiteUpscaler
 
     up = TFLiteUpscaler(path, contract, num_threads=threads)
     x = np.random.default_rng(0).random((1, 1, 360, 640), dtype=np.float32)
@@ -112,11 +112,11 @@ def latency_ms(path: Path, contract, threads: int, budget_s: float = 4.0) -> flo
 
 
 def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
-    from edgesr.checkpoint import load_checkpoint
-    from edgesr.complexity import model_info
-    from edgesr.evaluate import TorchUpscaler, evaluate
-    from edgesr.registry import create
-    from edgesr.train import TrainConfig, train
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.complexity import model_info
+    from edgesr.core.evaluate import TorchUpscaler, evaluate
+    from edgesr.core.models import create
+    from edgesr.core.train import TrainConfig, train
 
     info = model_info(create(name, scale=scale))
     row = {"label": label, "model": name, "scale": scale, "params": info["params"],
@@ -157,11 +157,11 @@ def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
 def qat_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
     """Set5 PSNR of the int8 TFLite model after ``edgesr quantize --qat-steps N`` (min/max
     calibration, then N QAT steps on T91 patches: the recipe ``edgesr run`` ships)."""
-    from converters import tflite
-    from converters.runtime import TFLiteUpscaler
-    from edgesr.checkpoint import load_checkpoint
-    from edgesr.evaluate import calibration_patches, evaluate
-    from quantization.api import quantize_checkpoint
+    from edgesr.converters import tflite
+    from edgesr.converters.runtime import TFLiteUpscaler
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.evaluate import calibration_patches, evaluate
+    from edgesr.quantization.api import quantize_checkpoint
 
     q = quantize_checkpoint(ckpt, args.data_root / "T91" / "HR", "minmax", args.qat_steps, run_dir / "int8_qat.pt",
                             data_root=str(args.data_root), sets=["Set5"])
@@ -174,16 +174,16 @@ def qat_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
 def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, ckpt: Path | None = None) -> dict | str:
     """fp32 and int8 TFLite of a deploy model: latency, the int8 Set5 drop vs ``row``'s float PSNR
     (post-training min/max calibration), and with ``args.qat_steps`` and ``ckpt`` the drop after QAT."""
-    from edgesr.evaluate import evaluate
+    from edgesr.core.evaluate import evaluate
 
     model = model.cpu().eval()
     try:
-        from converters import tflite
-        from converters.runtime import TFLiteUpscaler
+        from edgesr.converters import tflite
+        from edgesr.converters.runtime import TFLiteUpscaler
     except ImportError as exc:
         return f"converters unavailable ({exc})"
     out = {}
-    from edgesr.evaluate import calibration_patches
+    from edgesr.core.evaluate import calibration_patches
 
     calib = calibration_patches(train_images, model.contract, patch=48, count=32, seed=1)
     for prec in ("fp32", "int8"):
@@ -208,7 +208,7 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, c
 
 def reprofile(results: dict, args, train_images, pairs_of, scales, wanted) -> None:
     """Redo the TFLite stage of stored entries from their checkpoints (after a converter change)."""
-    from edgesr.checkpoint import load_checkpoint
+    from edgesr.core.checkpoint import load_checkpoint
 
     for key, row in results.items():
         if row["scale"] not in scales or row.get("heavy") or not row.get("steps"):
@@ -266,7 +266,7 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         "each other only at equal budget, and read the authors' imported weights below for what eSR reaches trained.",
         "",
         "PSNR/SSIM on Y (BT.601) with MATLAB-bicubic LR and a border crop of `scale` pixels, through "
-        "`edgesr.evaluate` (the one evaluation path). MACs per 1280x720 output frame (deploy form, convs plus "
+        "`edgesr.core.evaluate` (the one evaluation path). MACs per 1280x720 output frame (deploy form, convs plus "
         "declared extra multiply-adds). Latency: LiteRT, 2 threads, 640x360 input, median (a 2-core machine: "
         "when other jobs share it, repeated runs differ by up to 2-3x, so only large gaps mean anything); int8 drop: Set5 PSNR "
         "of the PyTorch float model minus the int8 TFLite model, after post-training min/max calibration (PTQ) and, "
@@ -314,7 +314,7 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
     lines += ["", "## The models", ""] + MODEL_NOTES
     if imported:
         lines += ["", "## The authors' published weights, imported", "",
-                  f"`edgesr.importers.import_esr` on `{imported['file']}` (`edgesr import-weights esr FILE --out CKPT`), "
+                  f"`edgesr.core.importers.import_esr` on `{imported['file']}` (`edgesr import-weights esr FILE --out CKPT`), "
                   "scored by the standard protocol above (the authors feed full-range luma; the contract says "
                   "`luma_full` and the evaluation converts). The authors' own evaluation differs slightly (their "
                   "fixed bicubic model also scores ~0.07 dB lower on Set5 x2 under this protocol than they publish).",
@@ -445,10 +445,10 @@ def main(argv=None) -> int:
 
 def import_authors_sample(args) -> dict | None:
     """Import the authors' eSR-MAX sample (../shared/peer_weights) and score it, when present."""
-    from edgesr.checkpoint import load_checkpoint
-    from edgesr.data import resolve_eval_sets
-    from edgesr.evaluate import TorchUpscaler, evaluate_sets
-    from edgesr.importers import import_esr
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.data import resolve_eval_sets
+    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.core.importers import import_esr
 
     src = args.data_root.parent / "peer_weights" / "esr" / "eSR-MAX_s2_K7_C13.model"
     cache = args.out / "imported.json"

@@ -2,15 +2,15 @@
 
 Public API (TensorFlow, coremltools and ONNX load only when a function needs them):
 
-* :func:`converters.export.export` ``(model_or_checkpoint, out_dir, formats, precisions,
+* :func:`edgesr.converters.export.export` ``(model_or_checkpoint, out_dir, formats, precisions,
   calibration=None, activation_ranges=None, io_dtype="int8") -> [{format, precision, path, bytes}]``
   and the per-format ``export_tflite`` / ``export_onnx`` / ``export_coreml``;
-* :func:`converters.export.calibration_patches` (real image patches for int8);
-* :func:`converters.runtime.load_upscaler` ``(path, **options) -> Upscaler``;
-* :func:`converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) and its op table ``OPS``;
-* :func:`converters.tflite.graph_report`, :func:`converters.coreml.structure` (structure checks).
+* :func:`edgesr.converters.export.calibration_patches` (real image patches for int8);
+* :func:`edgesr.converters.runtime.load_upscaler` ``(path, **options) -> Upscaler``;
+* :func:`edgesr.converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) and its op table ``OPS``;
+* :func:`edgesr.converters.tflite.graph_report`, :func:`edgesr.converters.coreml.structure` (structure checks).
 """
 
-from converters.export import FORMATS, calibration_patches, deploy_module, export, export_coreml, export_onnx, export_tflite
+from edgesr.converters.export import FORMATS, calibration_patches, deploy_module, export, export_coreml, export_onnx, export_tflite
 
 __all__ = ["FORMATS", "calibration_patches", "deploy_module", "export", "export_coreml", "export_onnx", "export_tflite"]

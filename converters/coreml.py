@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from converters.metadata import KEY
-from edgesr.atomic import atomic_path
-from edgesr.errors import EdgesrError
+from edgesr.converters.metadata import KEY
+from edgesr.core.atomic import atomic_path
+from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp16", "fp32", "w8", "w8a8")
 MAX_SIDE = 4096

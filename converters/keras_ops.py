@@ -1,4 +1,4 @@
-"""The op table of the generic Keras rebuild (:mod:`converters.keras_rebuild`).
+"""The op table of the generic Keras rebuild (:mod:`edgesr.converters.keras_rebuild`).
 
 :data:`OPS` maps a torch.fx target (an ``nn.Module`` class, a function such as ``F.conv2d``
 or ``torch.softmax``, or a method name such as ``"clamp"``) to an :class:`OpSpec`: an emitter
@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 
 # Op kinds: how an op treats channel layouts.

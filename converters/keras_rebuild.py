@@ -1,6 +1,6 @@
 """Generic PyTorch -> Keras rebuild of a deploy module, driven by ``torch.fx.symbolic_trace``.
 
-No per-model Keras twin: every node of the traced graph is looked up in :data:`converters.keras_ops.OPS` (the op
+No per-model Keras twin: every node of the traced graph is looked up in :data:`edgesr.converters.keras_ops.OPS` (the op
 table; add an entry to support a new op) and emitted as a Keras layer or ``keras.ops`` call
 on NHWC tensors. Weights are copied (conv OIHW -> HWIO). The Keras model takes
 float32 (1, H, W, C) with dynamic H and W and returns float32 (1, s*H, s*W, C).
@@ -18,7 +18,7 @@ model input, conflicting consumers) is an explicit channel gather inserted.
 Activation ranges: ``activation_ranges={fx node name: (min, max)}`` inserts a fake-quant
 (``tf.quantization.fake_quant_with_min_max_args``, 8 bits, TFLite's nudged ranges) after
 each named node, so the int8 converter uses exactly those ranges. Give ranges at TFLite's
-quantization points (:func:`quantization.graph.quant_plan`): where the converter fuses a node
+quantization points (:func:`edgesr.quantization.graph.quant_plan`): where the converter fuses a node
 away (an ADD or CONV_2D followed by ReLU or by the final clip to [0, 1], which becomes a fused
 RELU), the fused op's tensor takes the range of the node that ends the fusion, and a range
 given for the fused-away node is not used.
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from converters.keras_ops import (CONV, DEPTH_TO_SPACE, ELEMENTWISE, FIXED, INVARIANT, OPS, OpSpec, _constant_nhwc,
+from edgesr.converters.keras_ops import (CONV, DEPTH_TO_SPACE, ELEMENTWISE, FIXED, INVARIANT, OPS, OpSpec, _constant_nhwc,
                                   _keras, _layers)
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 
 # --------------------------------------------------------------------------- the builder
@@ -99,7 +99,7 @@ def spec_of(b: Builder, node: torch.fx.Node) -> OpSpec:
     spec = OPS.get(key)
     if spec is None:
         name = getattr(key, "__name__", str(key))
-        raise EdgesrError(f"keras rebuild: op {name!r} (node {node.name}) is not in converters.keras_rebuild.OPS")
+        raise EdgesrError(f"keras rebuild: op {name!r} (node {node.name}) is not in edgesr.converters.keras_rebuild.OPS")
     return spec
 
 

@@ -19,9 +19,9 @@ import os
 import time
 from pathlib import Path
 
-from edgesr.atomic import write_text_atomic
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
+from edgesr.core.atomic import write_text_atomic
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
 
 FORMAT = "edgesr-artifact"
 KEY = "edgesr"

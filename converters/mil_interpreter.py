@@ -15,7 +15,7 @@ Precision (``precision=``):
   values, widened): isolates the activation-rounding error from the weight rounding.
 
 Tensors are NCHW like the PyTorch source. ``MILUpscaler(path)`` is an
-:class:`edgesr.evaluate.Upscaler`.
+:class:`edgesr.core.evaluate.Upscaler`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 _DTYPES = {1: np.bool_, 10: np.float16, 11: np.float32, 12: np.float64, 21: np.int8, 22: np.int16, 23: np.int32,
            24: np.int64, 31: np.uint8, 32: np.uint16, 33: np.uint32}
@@ -325,11 +325,11 @@ def run_program(prog: Program, feeds: dict, precision: str = "fp16") -> dict:
 
 
 class MILUpscaler:
-    """A ``.mlpackage`` evaluated by :func:`run_program`, as an :class:`edgesr.evaluate.Upscaler`.
+    """A ``.mlpackage`` evaluated by :func:`run_program`, as an :class:`edgesr.core.evaluate.Upscaler`.
 
     ``__call__(x)``: float32 (N, C, h, w) -> float32 (N, C, s*h, s*w) (first program output).
     The contract comes from the package's ``user_defined_metadata["edgesr"]`` (see
-    :mod:`converters.metadata`), else from the tensors (1 channel: Y; scale from a probe).
+    :mod:`edgesr.converters.metadata`), else from the tensors (1 channel: Y; scale from a probe).
     """
 
     def __init__(self, path: str | os.PathLike, precision: str = "fp16", contract=None):
@@ -342,11 +342,11 @@ class MILUpscaler:
         self.contract = contract if contract is not None else self._contract()
 
     def _contract(self):
-        from edgesr.registry import IOContract
+        from edgesr.core.contract import IOContract
 
         text = self.program.metadata.get("edgesr")
         if text:
-            from converters.metadata import contract_of, parse
+            from edgesr.converters.metadata import contract_of, parse
 
             return contract_of(parse(text, str(self.path)))
         c = self.program.inputs[0][2][1]

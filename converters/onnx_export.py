@@ -2,7 +2,7 @@
 
 Input ``input`` float32 (1, C, H, W) NCHW with dynamic H and W, output ``output`` float32
 (1, C, s*H, s*W), values in [0, 1]. The artifact's metadata (contract + provenance, see
-:mod:`converters.metadata`) is stored in ``metadata_props["edgesr"]``.
+:mod:`edgesr.converters.metadata`) is stored in ``metadata_props["edgesr"]``.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import torch
 
-from converters.metadata import KEY
-from edgesr.atomic import atomic_path
-from edgesr.errors import EdgesrError
+from edgesr.converters.metadata import KEY
+from edgesr.core.atomic import atomic_path
+from edgesr.core.errors import EdgesrError
 
 OPSET = 18
 

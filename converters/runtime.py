@@ -1,20 +1,20 @@
-"""Run exported artifacts as :class:`edgesr.evaluate.Upscaler` s (the one evaluation path).
+"""Run exported artifacts as :class:`edgesr.core.evaluate.Upscaler` s (the one evaluation path).
 
 Every Upscaler takes float32 (N, C, h, w) NCHW in [0, 1] (the contract's input space) and
 returns float32 (N, C, s*h, s*w); the artifacts hold batch 1, so the batch is run image by
-image. The contract comes from the artifact (:mod:`converters.metadata`), never guessed.
+image. The contract comes from the artifact (:mod:`edgesr.converters.metadata`), never guessed.
 
 * ``.tflite``: LiteRT ``ai_edge_litert.interpreter.Interpreter`` (NHWC inside; int8/uint8
-  I/O quantized here as TFLite's QUANTIZE does, :func:`quantization.arithmetic.quantize`:
+  I/O quantized here as TFLite's QUANTIZE does, :func:`edgesr.quantization.arithmetic.quantize`:
   ``q = clamp(round_half_away(x / scale) + zero_point)``, and the output dequantized
   ``real = scale * (q - zero_point)``); options ``num_threads`` and ``kernels`` (the LiteRT
   kernel family, :data:`KERNELS`: ``"xnnpack"`` the default interpreter, ``"optimized"`` the
   builtin kernels without delegates, ``"reference"`` the plain reference kernels). This is
-  the one LiteRT runner: :mod:`quantization.integer_litert` compares the integer reference
+  the one LiteRT runner: :mod:`edgesr.app.integer_litert` compares the integer reference
   with it.
 * ``.onnx``: ONNX Runtime, CPU execution provider; option ``num_threads``.
 * ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
-  :mod:`converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
+  :mod:`edgesr.converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
   activations) when that module exists, else :class:`RuntimeUnavailable`.
 """
 
@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.metadata import contract_of, read_metadata
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
+from edgesr.converters.metadata import contract_of, read_metadata
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
 
 
 class RuntimeUnavailable(EdgesrError):
@@ -138,7 +138,7 @@ class TFLiteUpscaler:
         inp, out = self.model.input_details(), self.model.output_details()
         integer = (np.int8, np.uint8)
         if inp["dtype"] in integer or out["dtype"] in integer:  # imported only for integer I/O (pulls in torch)
-            from quantization.arithmetic import dequantize, quantize  # TFLite's QUANTIZE, the one implementation
+            from edgesr.quantization.arithmetic import dequantize, quantize  # TFLite's QUANTIZE, the one implementation
         if inp["dtype"] in integer:  # q = clamp(round_half_away(x / scale) + zero_point), ties away from zero
             scale, zero_point = inp["quantization"]
             info = np.iinfo(inp["dtype"])
@@ -183,7 +183,7 @@ class CoreMLUpscaler:
         return _per_image(lambda b: np.asarray(self.model.predict({"input": b})["output"], dtype=np.float32), x)
 
 
-MIL_INTERPRETER = "converters.mil_interpreter"
+MIL_INTERPRETER = "edgesr.converters.mil_interpreter"
 """Module of the Core ML numerical interpreter: it defines ``load_upscaler(path, contract,
 **options) -> Upscaler`` or ``MILUpscaler(path, precision="fp16", contract=None)``."""
 
@@ -201,11 +201,11 @@ def artifact_metadata(path: str | os.PathLike) -> dict:
     suffix = path.suffix.lower()
     embedded = None
     if suffix == ".onnx":
-        from converters.onnx_export import embedded_metadata
+        from edgesr.converters.onnx_export import embedded_metadata
 
         embedded = embedded_metadata(path)
     elif suffix == ".mlpackage":
-        from converters.coreml import structure
+        from edgesr.converters.coreml import structure
 
         embedded = structure(path)["metadata"]
     return read_metadata(path, embedded)

@@ -1,7 +1,7 @@
 """PyTorch deploy module -> TFLite (LiteRT) flatbuffer, through the generic Keras rebuild.
 
 ``tf.lite.TFLiteConverter.from_keras_model`` on the Keras model of
-:func:`converters.keras_rebuild.rebuild`; input float32/int8/uint8 (1, H, W, C) NHWC with
+:func:`edgesr.converters.keras_rebuild.rebuild`; input float32/int8/uint8 (1, H, W, C) NHWC with
 dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``), output
 (1, s*H, s*W, C). Precisions:
 
@@ -11,7 +11,7 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
   activations, int8 or uint8 input/output (``io_dtype``). Affine mapping:
   ``real = scale * (q - zero_point)``. The activation ranges are always edgesr's: the
   caller's ``activation_ranges`` (from ``edgesr quantize`` / QAT), or else min/max ranges
-  that :func:`quantization.calibration.calibrate` observes on the caller's real image
+  that :func:`edgesr.quantization.calibration.calibrate` observes on the caller's real image
   patches. They enter the Keras graph as fake-quant ops, so the converter does not pick
   ranges itself. (Left to its own statistics, the converter gives a same-scale cluster,
   e.g. SplitSR's stem conv + slices + concats, the range of one member only: it clipped
@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.atomic import atomic_path
-from edgesr.errors import EdgesrError
+from edgesr.core.atomic import atomic_path
+from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 IO_DTYPES = ("int8", "uint8")
@@ -58,13 +58,13 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
         activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
             in the rebuild); default for int8: min/max calibrated on ``calibration`` by
-            :func:`quantization.calibration.calibrate`.
+            :func:`edgesr.quantization.calibration.calibrate`.
 
     Raises:
         EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
         the rebuild does not support.
     """
-    from converters.keras_rebuild import rebuild
+    from edgesr.converters.keras_rebuild import rebuild
 
     if precision not in PRECISIONS:
         raise EdgesrError(f"unknown TFLite precision {precision!r} (expected {', '.join(PRECISIONS)})")
@@ -77,7 +77,7 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         if calibration.ndim != 4 or calibration.shape[1] != channels:
             raise EdgesrError(f"calibration patches must be float32 (N, {channels}, h, w), got shape {calibration.shape}")
         if activation_ranges is None:
-            from quantization.calibration import calibrate
+            from edgesr.quantization.calibration import calibrate
 
             activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()

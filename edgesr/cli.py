@@ -4,7 +4,7 @@ Each command lives in its own module, named in :data:`COMMANDS`, that defines
 ``add_arguments(parser)`` and ``run(args) -> int``. Only the module of the command being
 run is imported, so ``edgesr eval`` never loads TensorFlow.
 
-Errors a user can cause are :class:`~edgesr.errors.EdgesrError`: printed on one line as
+Errors a user can cause are :class:`~edgesr.core.errors.EdgesrError`: printed on one line as
 ``edgesr: error: ...`` with exit status 2, no traceback. Exit status 1 means a check
 failed (e.g. ``validate`` beyond tolerance, ``lint`` findings).
 """
@@ -16,11 +16,11 @@ import importlib
 import sys
 import warnings
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 #: command -> (module, one-line help). The module defines add_arguments(p) and run(args).
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("edgesr.pipeline", "The main job: data -> train -> collapse -> quantize/bake -> export -> validate -> report."),
+    "run": ("edgesr.commands.run", "The main job: data -> train -> collapse -> quantize/bake -> export -> validate -> report."),
     "list": ("edgesr.commands.list_models", "List the registered models."),
     "info": ("edgesr.commands.info", "Parameters and MACs per 720p frame of a model."),
     "train": ("edgesr.commands.train", "Train a model (resumable, torchrun-aware)."),
@@ -28,11 +28,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("edgesr.commands.eval", "PSNR/SSIM on Y of a model, checkpoint or artifact on benchmark sets."),
     "upscale": ("edgesr.commands.upscale", "Upscale a photo with a model, checkpoint or artifact."),
     "import-weights": ("edgesr.commands.import_weights", "Import the authors' published weights (eSR, SR-LUT)."),
-    "quantize": ("quantization.cli", "Int8 post-training quantization or QAT of a checkpoint."),
-    "export": ("converters.cli", "Export a checkpoint to TFLite, Core ML and ONNX."),
+    "quantize": ("edgesr.commands.quantize", "Int8 post-training quantization or QAT of a checkpoint."),
+    "export": ("edgesr.commands.export", "Export a checkpoint to TFLite, Core ML and ONNX."),
     "validate": ("edgesr.commands.validate", "Compare an artifact with its float reference on real images."),
-    "bake": ("lut_baking.cli", "Bake a LUT model's network into lookup tables."),
-    "finetune-lut": ("lut_baking.cli_finetune", "Fine-tune a baked LUT through its interpolation."),
+    "bake": ("edgesr.commands.bake", "Bake a LUT model's network into lookup tables."),
+    "finetune-lut": ("edgesr.commands.finetune_lut", "Fine-tune a baked LUT through its interpolation."),
     "golden": ("edgesr.commands.golden", "Write golden input/output vectors for on-device tests."),
     "lint": ("edgesr.commands.lint", "Check an artifact against a delegate's constraints."),
     "profile": ("edgesr.commands.profile", "Measure latency on this machine or on a phone over adb."),

@@ -1,9 +1,9 @@
 """lut_baking: SR-LUT and SPLUT, from trained networks to integer lookup tables.
 
-Networks (registered in :mod:`edgesr.registry` from :mod:`lut_baking.models`): ``srlut_s``
-(x2/x3/x4) and ``splut_s``/``splut_m``/``splut_l`` (x4). :func:`lut_baking.bake.bake` turns a
-trained network into a :class:`lut_baking.bundle.LutBundle`; :func:`lut_baking.finetune.finetune`
-trains the LUT entries through the differentiable engine; :mod:`lut_baking.bundle` saves,
+Networks (registered in :mod:`edgesr.core.registry` from :mod:`edgesr.core.models.lut`): ``srlut_s``
+(x2/x3/x4) and ``splut_s``/``splut_m``/``splut_l`` (x4). :func:`edgesr.lut_baking.bake.bake` turns a
+trained network into a :class:`edgesr.lut_baking.bundle.LutBundle`; :func:`edgesr.lut_baking.finetune.finetune`
+trains the LUT entries through the differentiable engine; :mod:`edgesr.lut_baking.bundle` saves,
 verifies and runs ``.lut`` files with the numpy, PyTorch or C engine (bit-identical).
 """
 
@@ -20,7 +20,7 @@ def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLik
     Args:
         checkpoint_path: an edgesr checkpoint of ``srlut_s`` or ``splut_s/m/l``.
         out_dir: folder for ``MODEL_xS.lut`` (baked) and ``MODEL_xS_ft.lut`` (fine-tuned).
-        data_images: [(name, uint8 HR image)] for fine-tuning (e.g. :func:`edgesr.data.training_images`).
+        data_images: [(name, uint8 HR image)] for fine-tuning (e.g. :func:`edgesr.core.data.training_images`).
         finetune_steps: LUT-aware fine-tuning steps (0: only bake).
         bits: SR-LUT sampling bits.
 
@@ -31,10 +31,10 @@ def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLik
     Raises:
         EdgesrError: unreadable checkpoint, or a model that is not a LUT model.
     """
-    from edgesr.checkpoint import load_checkpoint
-    from lut_baking.bake import bake
-    from lut_baking.bundle import save_bundle
-    from lut_baking.finetune import TrainConfig, finetune
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.lut_baking.bake import bake
+    from edgesr.lut_baking.bundle import save_bundle
+    from edgesr.lut_baking.finetune import TrainConfig, finetune
 
     model, state = load_checkpoint(checkpoint_path)
     bundle = bake(model, bits=bits, name=state["model"])

@@ -7,7 +7,7 @@
   even, torch.round), layout [((ia*L + ib)*L + ic)*L + id][dy*s + dx].
 * SPLUT: every stage's network is evaluated on all 16**4 index tuples (index / 15 at its
   inputs) and stored with the same int8 quantizer the network form simulates
-  (:meth:`lut_baking.models.SPLUTNet.quantize`), so the LUTs reproduce the network exactly.
+  (:meth:`edgesr.core.models.lut.SPLUTNet.quantize`), so the LUTs reproduce the network exactly.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edgesr.errors import EdgesrError
-from lut_baking.bundle import LutBundle
-from lut_baking.models import SPLUTNet, SRLUTNet
+from edgesr.core.errors import EdgesrError
+from edgesr.lut_baking.bundle import LutBundle
+from edgesr.core.models.lut import SPLUTNet, SRLUTNet
 
 CHUNK = 16384
 

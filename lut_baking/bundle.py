@@ -11,7 +11,7 @@ File format: an ``.npz`` container (zip of ``.npy`` files), readable with
   shape and bytes, in order (:func:`arrays_digest`).
 
 Loading checks the container, the metadata, the array shapes and the checksum; any
-failure raises :class:`~edgesr.errors.EdgesrError` with one line naming the file.
+failure raises :class:`~edgesr.core.errors.EdgesrError` with one line naming the file.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.atomic import write_bytes_atomic
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
+from edgesr.core.atomic import write_bytes_atomic
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
 
 FORMAT = "edgesr-lut"
 METHODS = ("srlut", "splut")
@@ -146,16 +146,16 @@ def upscale_planes(bundle: LutBundle, planes: np.ndarray, engine: str = "numpy")
     if engine == "torch":
         import torch
 
-        from lut_baking import engine_torch as et
+        from edgesr.lut_baking import engine_torch as et
 
         x = torch.from_numpy(np.ascontiguousarray(planes))
         if bundle.method == "srlut":
             return et.srlut_upscale(torch.from_numpy(bundle.arrays[0]), bundle.bits, bundle.scale, x).numpy()
         return et.splut_upscale([torch.from_numpy(a) for a in bundle.arrays], bundle.variant, x).numpy()
     if engine == "numpy":
-        from lut_baking import engine_numpy as mod
+        from edgesr.lut_baking import engine_numpy as mod
     elif engine == "c":
-        from lut_baking import engine_c as mod
+        from edgesr.lut_baking import engine_c as mod
     else:
         raise EdgesrError(f"unknown LUT engine {engine!r} (expected {', '.join(ENGINES)})")
     if bundle.method == "srlut":
@@ -164,7 +164,7 @@ def upscale_planes(bundle: LutBundle, planes: np.ndarray, engine: str = "numpy")
 
 
 class LutUpscaler:
-    """A LUT bundle as an :class:`edgesr.evaluate.Upscaler`.
+    """A LUT bundle as an :class:`edgesr.core.evaluate.Upscaler`.
 
     ``__call__(x)``: float32 (N, C, h, w) in [0, 1] -> float32 (N, C, s*h, s*w), values
     k/255. The input is converted to 8 bits with ``round(clip(x, 0, 1) * 255)`` (exact for

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 HERE = Path(__file__).resolve().parent
 SOURCE, HEADER = HERE / "lut_engine.c", HERE / "lut_engine.h"

@@ -13,17 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgesr.core.models.lut import reflect_pad_index
+
 # --------------------------------------------------------------------------- padding
-
-
-def reflect_pad_index(n: int, before: int, after: int) -> np.ndarray:
-    """Source indices of a reflect padding of a length-``n`` axis (-1 -> 1, n -> n-2).
-
-    Only pads of 0 or 1 are used; a length-1 axis repeats its single pixel.
-    """
-    idx = np.arange(-before, n + after)
-    idx = np.where(idx < 0, min(1, n - 1), idx)
-    return np.where(idx >= n, max(n - 2, 0), idx)
 
 
 def pad_bottom_right(img: np.ndarray) -> np.ndarray:

@@ -11,36 +11,12 @@ from __future__ import annotations
 
 import torch
 
-from lut_baking.engine_numpy import reflect_pad_index
-
-
-def ste_round(x: torch.Tensor) -> torch.Tensor:
-    """round(x) (half to even, as torch.round) in the forward, identity gradient."""
-    return x + (torch.round(x) - x).detach()
-
-
-def ste_floor(x: torch.Tensor) -> torch.Tensor:
-    """floor(x) in the forward, identity gradient."""
-    return x + (torch.floor(x) - x).detach()
+from edgesr.core.models.lut import depth_to_space, pad_bottom_right, reflect_pad_index, ste_floor, ste_round
 
 
 def lut_values(lut: torch.Tensor) -> torch.Tensor:
     """The int8 values a float LUT stands for: STE round of clamp(lut, -127, 127)."""
     return ste_round(torch.clamp(lut, -127.0, 127.0))
-
-
-def pad_bottom_right(x: torch.Tensor) -> torch.Tensor:
-    """(..., h, w) -> (..., h+1, w+1) reflect padding (index -1 -> 1, n -> n-2; length 1 repeats)."""
-    h, w = x.shape[-2:]
-    rows = torch.as_tensor(reflect_pad_index(h, 0, 1), device=x.device)
-    cols = torch.as_tensor(reflect_pad_index(w, 0, 1), device=x.device)
-    return x.index_select(-2, rows).index_select(-1, cols)
-
-
-def depth_to_space(blocks: torch.Tensor, s: int) -> torch.Tensor:
-    """(N, h, w, s*s) with index dy*s+dx -> (N, h*s, w*s)."""
-    n, h, w, _ = blocks.shape
-    return blocks.reshape(n, h, w, s, s).permute(0, 1, 3, 2, 4).reshape(n, h * s, w * s)
 
 
 # --------------------------------------------------------------------------- SR-LUT
@@ -50,7 +26,7 @@ def srlut_interpolate(lut: torch.Tensor, bits: int, pix: list[torch.Tensor]) -> 
     """4-D simplex interpolation of a float LUT (L**4, s*s) at pixels a, b, c, d (int64, shape S).
 
     Returns float S + (s*s,): ``sum_j w_j * lut[v_j]`` (q times the interpolated value);
-    the vertices and weights are those of :func:`lut_baking.engine_numpy.simplex_weights`.
+    the vertices and weights are those of :func:`edgesr.lut_baking.engine_numpy.simplex_weights`.
     """
     q, levels = 1 << bits, (256 >> bits) + 1
     stride = (levels**3, levels**2, levels, 1)

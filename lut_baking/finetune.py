@@ -5,9 +5,9 @@ through the differentiable PyTorch engine (simplex interpolation for SR-LUT, dir
 with STE floors for SPLUT). The forward uses the entries' int8 values (STE rounding), so the
 loss is that of the deployed LUT; the result is rounded back to int8 in [-127, 127].
 
-Data: random HR RGB crops (:class:`edgesr.data.PatchDataset`, flips and rotations), the
+Data: random HR RGB crops (:class:`edgesr.core.data.PatchDataset`, flips and rotations), the
 channels folded into the batch (the LUT models are per-channel), LR made on the fly with
-MATLAB bicubic rounded to 8 bits between passes (:func:`edgesr.imresize.imresize_torch`),
+MATLAB bicubic rounded to 8 bits between passes (:func:`edgesr.core.imresize.imresize_torch`),
 the same LR as evaluation. Loss: MSE on [0, 1] (the SR-LUT authors' loss). Optimizer: Adam.
 """
 
@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edgesr.data import PatchDataset
-from edgesr.errors import EdgesrError
-from edgesr.imresize import imresize_torch
-from lut_baking import engine_torch as et
-from lut_baking.bundle import LutBundle
+from edgesr.core.data import PatchDataset
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize_torch
+from edgesr.lut_baking import engine_torch as et
+from edgesr.lut_baking.bundle import LutBundle
 
 
 @dataclass

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
-from lut_baking.bundle import LutBundle, save_bundle
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
+from edgesr.lut_baking.bundle import LutBundle, save_bundle
 
 
 def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:

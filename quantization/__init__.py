@@ -9,14 +9,14 @@ Public API::
     quantize_checkpoint(ckpt_path, calib_dir, observer, qat_steps, out_path) -> report dict
 
 The bit-exact integer arithmetic (nudging, per-channel weights, int32 bias, fixed-point
-requantization) is in :mod:`quantization.arithmetic`; which fx nodes are int8 tensors in
-TFLite is decided in :mod:`quantization.graph`.
+requantization) is in :mod:`edgesr.quantization.arithmetic`; which fx nodes are int8 tensors in
+TFLite is decided in :mod:`edgesr.quantization.graph`.
 """
 
-from quantization.api import load_activation_ranges, quantize_checkpoint
-from quantization.calibration import OBSERVERS, calibrate, calibration_patches
-from quantization.fake_quant import fake_quant_module, quantizer_ranges
-from quantization.qat import qat
+from edgesr.quantization.api import load_activation_ranges, quantize_checkpoint
+from edgesr.quantization.calibration import OBSERVERS, calibrate, calibration_patches
+from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
+from edgesr.quantization.qat import qat
 
 __all__ = ["OBSERVERS", "calibrate", "calibration_patches", "fake_quant_module", "load_activation_ranges", "qat",
            "quantize_checkpoint", "quantizer_ranges"]

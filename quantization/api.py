@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 DEFAULT_PATCH = 64
 DEFAULT_COUNT = 64
@@ -27,7 +27,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     Args:
         ckpt_path: an edgesr checkpoint (train or deploy form; collapsed here).
         calib_dir: folder of real photos for calibration/QAT; None: the embedded training
-            photographs (:data:`edgesr.data.EMBEDDED_TRAIN`).
+            photographs (:data:`edgesr.core.data.EMBEDDED_TRAIN`).
         observer: ``"minmax"``, ``"percentile"`` or ``"mse"`` (``observer_kw`` configure it).
         qat_steps: QAT steps (0: post-training quantization only).
         out_path: where to write the quantized checkpoint (default :func:`default_out_path`):
@@ -35,24 +35,24 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
             (``{node: [min, max]}``) and ``quantization`` (settings and scores).
         data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
             validation photographs.
-        patch, count, seed: calibration crops (:func:`~quantization.calibration.calibration_patches`).
+        patch, count, seed: calibration crops (:func:`~edgesr.quantization.calibration.calibration_patches`).
     Returns:
         ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
         "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
-        ``psnr_drop_db`` = float PSNR - int8-simulation PSNR on Y (edgesr.evaluate protocol),
+        ``psnr_drop_db`` = float PSNR - int8-simulation PSNR on Y (edgesr.core.evaluate protocol),
         float = the checkpoint before quantization.
 
     Raises:
         EdgesrError: unreadable checkpoint, calibration folder without images, bad settings.
     """
-    from edgesr.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.data import embedded_images, load_folder, resolve_eval_sets
-    from edgesr.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
+    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
     from tqdm.auto import tqdm
 
-    from quantization.calibration import calibrate, calibration_patches, make_observer
-    from quantization.fake_quant import fake_quant_module
-    from quantization.qat import qat
+    from edgesr.quantization.calibration import calibrate, calibration_patches, make_observer
+    from edgesr.quantization.fake_quant import fake_quant_module
+    from edgesr.quantization.qat import qat
 
     if qat_steps < 0:
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
@@ -95,7 +95,7 @@ def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, fl
     Raises:
         EdgesrError: unreadable file or a checkpoint without ranges (not quantized).
     """
-    from edgesr.checkpoint import read_checkpoint
+    from edgesr.core.checkpoint import read_checkpoint
 
     state = read_checkpoint(path)
     ranges = state.get("activation_ranges")

@@ -2,7 +2,7 @@
 
 :func:`calibrate` runs ``torch.fx.symbolic_trace(deploy_module)`` through an
 ``fx.Interpreter`` on the patches, feeds each int8 tensor node's output (see
-:mod:`quantization.graph`) to an observer, and returns ``{node name: (min, max)}``: the
+:mod:`edgesr.quantization.graph`) to an observer, and returns ``{node name: (min, max)}``: the
 ``activation_ranges`` the QAT model simulates and the converters put into the int8 TFLite
 graph. Every range contains 0 (TFLite requires it). Observers, selected by name:
 
@@ -10,7 +10,7 @@ graph. Every range contains 0 (TFLite requires it). Observers, selected by name:
 * ``"percentile"``: the ``100 - p`` and ``p`` percentiles (default p = 99.99) of a sample of
   the values, clipping rare outliers;
 * ``"mse"``: the clipping range minimising the mean squared error between the values and
-  their int8 fake quantization (:func:`~quantization.fake_quant.fake_quant_activation`), found
+  their int8 fake quantization (:func:`~edgesr.quantization.fake_quant.fake_quant_activation`), found
   by a grid search (common shrink of both ends) refined by coordinate descent on each end.
 """
 
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch import fx, nn
 
-from edgesr.errors import EdgesrError
-from edgesr.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
-from quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
-from quantization.graph import clip_limits, observed_nodes, quant_plan, range_source, tensor_nodes, trace
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
+from edgesr.quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
+from edgesr.quantization.graph import clip_limits, observed_nodes, quant_plan, range_source, tensor_nodes, trace
 
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:
@@ -185,9 +185,9 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
         ``{fx node name: (min, max)}`` for every node that is an int8 tensor in TFLite
         (placeholder included; depth-to-space and the final clip repeat their input's range;
         a conv whose RELU TFLite fuses has no entry, its RELU has). min <= 0 <= max. The
-        members of a same-scale cluster (:func:`quantization.graph.observed_nodes`) share the
+        members of a same-scale cluster (:func:`edgesr.quantization.graph.observed_nodes`) share the
         union of their ranges; a group that ends in the output clamp is narrowed to the
-        clamp's bounds (:func:`quantization.graph.clip_limits`); the input takes the model
+        clamp's bounds (:func:`edgesr.quantization.graph.clip_limits`); the input takes the model
         contract's ``value_range`` (every valid input representable, none clipped).
 
     Raises:

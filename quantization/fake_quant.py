@@ -2,9 +2,9 @@
 
 * Activations: per-tensor asymmetric int8 with TF's nudged range, bit for bit TF's
   ``FakeQuantWithMinMaxVars`` forward (:func:`fake_quant_activation`, tested against
-  TensorFlow and :func:`quantization.arithmetic.fake_quant`).
+  TensorFlow and :func:`edgesr.quantization.arithmetic.fake_quant`).
 * Weights: per-output-channel symmetric int8 in [-127, 127], scale ``max|w| / 127``
-  (:func:`fake_quant_weight`, equal to :func:`~quantization.arithmetic.quantize_weights_per_channel`
+  (:func:`fake_quant_weight`, equal to :func:`~edgesr.quantization.arithmetic.quantize_weights_per_channel`
   dequantized); conv biases as int32 with scale ``input_scale * weight_scale``.
 * PReLU slopes: per-tensor symmetric int8, scale ``max|alpha| / 127`` (what TFLite stores).
 
@@ -13,7 +13,7 @@ FakeQuant gradient); weights and biases pass gradients unchanged. With learnable
 range bounds receive the gradient of the scale and nudged minimum (LSQ-style).
 
 :func:`fake_quant_module` rewrites a traced deploy module: a fake-quant after every node that is
-an int8 tensor in TFLite (:func:`quantization.graph.quant_plan`), the same quantizer re-applied
+an int8 tensor in TFLite (:func:`edgesr.quantization.graph.quant_plan`), the same quantizer re-applied
 where TFLite keeps the input's parameters, and quantized weights in every conv.
 """
 
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from edgesr.errors import EdgesrError
-from quantization.graph import QUANTIZE, SHARED, clip_limits, quant_plan, range_source, tensor_nodes, trace
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization.graph import QUANTIZE, SHARED, clip_limits, quant_plan, range_source, tensor_nodes, trace
 
 MIN_RANGE_WIDTH = 1e-6
 """Narrowest activation range used (a constant-zero tensor would give scale 0)."""
@@ -111,7 +111,7 @@ class ActivationFakeQuant(nn.Module):
             quantizers do) or ``"learn"`` (parameters trained by the straight-through gradient).
         limits: for ``"ema"``: (lo, hi) that each batch's min/max is clamped to first, for a
             tensor whose values beyond the output clamp cannot matter
-            (:func:`quantization.graph.clip_limits`).
+            (:func:`edgesr.quantization.graph.clip_limits`).
     """
 
     def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01,
@@ -202,7 +202,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     Args:
         deploy_module: a plain deploy module (after ``collapse()``), float32, traceable by fx.
         ranges: ``{fx node name: (min, max)}`` for every int8 tensor node
-            (:func:`quantization.graph.tensor_nodes`), e.g. from :func:`quantization.calibrate`.
+            (:func:`edgesr.quantization.graph.tensor_nodes`), e.g. from :func:`edgesr.quantization.calibrate`.
         range_mode: ``"fixed"``, ``"ema"`` or ``"learn"`` (:class:`ActivationFakeQuant`), for
             every quantizer except softmax/tanh outputs and the input (the contract's range),
             which stay fixed.

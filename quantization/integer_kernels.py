@@ -2,7 +2,7 @@
 
 The spec functions (QuantizeMultiplier, SaturatingRoundingDoublingHighMul,
 RoundingDivideByPOT, MultiplyByQuantizedMultiplier, TfLiteRound) come from
-:mod:`quantization.arithmetic`, the one implementation shared with QAT; this module adds
+:mod:`edgesr.quantization.arithmetic`, the one implementation shared with QAT; this module adds
 the kernels' other rounding variants and the per-op kernels. Sources (LiteRT / TFLite):
 ``kernels/internal/common.h`` (MultiplyByQuantizedMultiplier), ``quantization_util.cc``
 (QuantizeMultiplier), gemmlowp ``fixedpoint.h`` (SaturatingRoundingDoublingHighMul,
@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from quantization.arithmetic import (  # the spec functions, one implementation shared with QAT
+from edgesr.quantization.arithmetic import (  # the spec functions, one implementation shared with QAT
     INT32_MAX,
     INT32_MIN,
     multiply_by_quantized_multiplier,
@@ -469,7 +469,7 @@ def softmax_reference_params(sx: float, beta: float, scaled_diff_integer_bits: i
     if not real > 1.0:
         raise ValueError(f"softmax input multiplier {real} must exceed 1 (TFLite's QuantizeMultiplierGreaterThanOne)")
     # QuantizeMultiplier(real) = frexp + round; halving real changes only the exponent, which
-    # keeps quantization.arithmetic's shift <= 30 guard (single-rounding builds) out of the way
+    # keeps edgesr.quantization.arithmetic's shift <= 30 guard (single-rounding builds) out of the way
     multiplier, half_shift = quantize_multiplier(real / 2)
     left_shift = half_shift + 1
     if left_shift < 0:

@@ -1,8 +1,8 @@
 """A NumPy integer reference for edgesr's int8 TFLite graphs, bit-exact with LiteRT.
 
-Reads the ``.tflite`` flatbuffer with :func:`quantization.tflite_model.read_model`, then
+Reads the ``.tflite`` flatbuffer with :func:`edgesr.quantization.tflite_model.read_model`, then
 runs the operators in graph order with the kernels of
-:mod:`quantization.integer_kernels`, written after TFLite's reference kernels
+:mod:`edgesr.quantization.integer_kernels`, written after TFLite's reference kernels
 (``kernels/internal/reference/integer_ops``). Tensors are NHWC; activations int8 (or
 uint8/float32 at the model's edges); weights int8 per-channel (OHWI), biases int32.
 
@@ -20,7 +20,7 @@ STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC, QUANTIZE, DEQUANTIZE
 The kernels whose arithmetic differs between families, and the rounding each uses:
 
 * SOFTMAX: ``"reference"`` runs ``reference_ops::Softmax`` in gemmlowp fixed point
-  (:func:`~quantization.integer_kernels.softmax_int8_reference`: PreprocessSoftmaxScaling /
+  (:func:`~edgesr.quantization.integer_kernels.softmax_int8_reference`: PreprocessSoftmaxScaling /
   CalculateInputRadius at prepare time, ``exp_on_negative_values`` on Q5.26, Q12.19 sums,
   ``GetReciprocal``; SaturatingRoundingDoublingHighMul rounds ties up, RoundingDivideByPOT ties
   away from zero); ``"optimized"``/``"xnnpack"`` run the float LUT softmax (``expf`` table,
@@ -32,12 +32,12 @@ The kernels whose arithmetic differs between families, and the rounding each use
   fixed-point int8 tanh / logistic (``Tanh16bitPrecision``, ``Register_*_FIXED_POINT_OPT``) is
   registered by neither resolver (measured: all 256 codes at eight input scales, 0 mismatches);
 * SUM with rescaling: ``"optimized"``/``"xnnpack"`` use the float epilogue of
-  ``optimized_ops::QuantizedMeanOrSum`` (:func:`~quantization.integer_kernels.sum_int8`);
+  ``optimized_ops::QuantizedMeanOrSum`` (:func:`~edgesr.quantization.integer_kernels.sum_int8`);
   ``"reference"`` reproduces what BUILTIN_REF really computes: reduce.cc's reference branch
   instantiates ``reference_ops::QuantizedMeanOrSum`` for uint8 whatever the tensor type, so
   int8 bytes are summed as uint8, requantized with MultiplyByQuantizedMultiplier (double
   rounding) and clamped to [0, 255] before the byte is stored
-  (:func:`~quantization.integer_kernels.sum_int8_builtin_ref`). Measured at the SUM outputs
+  (:func:`~edgesr.quantization.integer_kernels.sum_int8_builtin_ref`). Measured at the SUM outputs
   of eSR-TM on a 48 x 64 photo crop, the documented formula differs from BUILTIN_REF on
   12,176 of 12,288 elements, up to 162 LSB (eSR-TR 167, PKN-fixed 128); the emulation on 0;
 * CONV_2D: ruy's x86 rounding in ``"optimized"``, fp32 requantization in ``"xnnpack"``
@@ -49,11 +49,11 @@ Known limits, stated rather than hidden:
   own float->int8 conversion (half to even) is not emulated (edgesr's exports have int8 I/O);
 * the reference SOFTMAX and SUM are emulated for int8 -> int8 tensors only (others raise);
 * BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
-  :func:`converters.runtime.model_bytes_for_resolver`.
+  :func:`edgesr.converters.runtime.model_bytes_for_resolver`.
 
-``IntegerReference(path)`` is an :class:`edgesr.evaluate.Upscaler`;
-:func:`quantization.integer_litert.compare_with_litert` runs it and LiteRT (through
-:class:`converters.runtime.TFLiteUpscaler`, the one LiteRT runner) and counts differing elements.
+``IntegerReference(path)`` is an :class:`edgesr.core.evaluate.Upscaler`;
+:func:`edgesr.app.integer_litert.compare_with_litert` runs it and LiteRT (through
+:class:`edgesr.converters.runtime.TFLiteUpscaler`, the one LiteRT runner) and counts differing elements.
 """
 
 from __future__ import annotations
@@ -63,10 +63,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.errors import EdgesrError
-from quantization import integer_kernels as K
-from quantization.arithmetic import dequantize, quantize
-from quantization.tflite_model import Tensor, read_model
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization import integer_kernels as K
+from edgesr.quantization.arithmetic import dequantize, quantize
+from edgesr.quantization.tflite_model import Tensor, read_model
 
 _QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
 
@@ -300,10 +300,10 @@ class IntegerGraph:
 
 def contract_of_tflite(path: Path, graph: IntegerGraph):
     """The artifact's IOContract: the sidecar ``PATH.json`` when present
-    (:mod:`converters.metadata`), else inferred from the tensors (channels; scale from a tiny
+    (:mod:`edgesr.converters.metadata`), else inferred from the tensors (channels; scale from a tiny
     run; Y for 1 channel)."""
-    from converters.metadata import contract_of, read_metadata, sidecar_path
-    from edgesr.registry import IOContract
+    from edgesr.converters.metadata import contract_of, read_metadata, sidecar_path
+    from edgesr.core.contract import IOContract
 
     if sidecar_path(path).is_file():
         return contract_of(read_metadata(path))
@@ -316,20 +316,20 @@ def contract_of_tflite(path: Path, graph: IntegerGraph):
 
 def quantize_input(x_nhwc: np.ndarray, t: Tensor) -> np.ndarray:
     """Float model-space input -> the model's input dtype: ``clamp(round_half_away(x / s) + z)``
-    for int8/uint8 inputs (TFLite's AffineQuantize rounding; :func:`quantization.arithmetic.quantize`,
-    the helper :class:`converters.runtime.TFLiteUpscaler` uses too), unchanged for float inputs."""
+    for int8/uint8 inputs (TFLite's AffineQuantize rounding; :func:`edgesr.quantization.arithmetic.quantize`,
+    the helper :class:`edgesr.converters.runtime.TFLiteUpscaler` uses too), unchanged for float inputs."""
     if t.dtype == np.float32:
         return x_nhwc.astype(np.float32)
     return quantize(x_nhwc, t.s, t.z, *_QRANGE[t.dtype]).astype(t.dtype)
 
 
 def dequantize_output(q: np.ndarray, t: Tensor) -> np.ndarray:
-    """``real = scale * (q - zero_point)`` (:func:`quantization.arithmetic.dequantize`, as the LiteRT runner)."""
+    """``real = scale * (q - zero_point)`` (:func:`edgesr.quantization.arithmetic.dequantize`, as the LiteRT runner)."""
     return q.astype(np.float32) if t.dtype == np.float32 else dequantize(q, t.s, t.z)
 
 
 class IntegerReference:
-    """The int8 integer reference as an :class:`edgesr.evaluate.Upscaler`.
+    """The int8 integer reference as an :class:`edgesr.core.evaluate.Upscaler`.
 
     ``__call__(x)``: float32 (N, C, h, w) in [0, 1] -> float32 (N, C, s*h, s*w): quantized
     to the input tensor (NHWC), run with :class:`IntegerGraph`, dequantized.

@@ -1,9 +1,9 @@
 """Quantization-aware fine-tuning (QAT) of a deploy module through its int8 simulation.
 
-The module is wrapped by :func:`~quantization.fake_quant.fake_quant_module` (TFLite's
+The module is wrapped by :func:`~edgesr.quantization.fake_quant.fake_quant_module` (TFLite's
 quantization points, per-channel weights, nudged int8 activations, straight-through
 gradients) and fine-tuned with L1 against HR patches for ``steps`` Adam steps. LR inputs
-are made from the HR patches by MATLAB bicubic (:func:`edgesr.imresize.imresize_torch`),
+are made from the HR patches by MATLAB bicubic (:func:`edgesr.core.imresize.imresize_torch`),
 the training path's degradation. Activation ranges start from a calibration and then follow
 an exponential moving average of each batch's min/max (``range_mode="ema"``) or are trained
 by their gradient (``"learn"``).
@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgesr.errors import EdgesrError
-from edgesr.imresize import imresize_torch
-from quantization.calibration import calibrate, calibration_patches
-from quantization.fake_quant import fake_quant_module, quantizer_ranges
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize_torch
+from edgesr.quantization.calibration import calibrate, calibration_patches
+from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
 
 
 def hr_patches(patches_or_images, contract, patch: int, count: int, seed: int) -> torch.Tensor:
@@ -29,7 +29,7 @@ def hr_patches(patches_or_images, contract, patch: int, count: int, seed: int) -
 
     ``patches_or_images``: a float array/tensor (N, C, H, W) of HR patches in [0, 1] (cropped to
     a multiple of the scale), or images / (name, image) pairs cropped by
-    :func:`~quantization.calibration.calibration_patches` to ``patch`` pixels.
+    :func:`~edgesr.quantization.calibration.calibration_patches` to ``patch`` pixels.
     """
     s = contract.scale
     if isinstance(patches_or_images, (np.ndarray, torch.Tensor)):
@@ -56,7 +56,7 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
         ranges: initial activation ranges; default: :func:`calibrate` with ``observer`` on
             the LR patches.
         range_mode: ``"ema"`` (default) or ``"learn"``; see
-            :class:`~quantization.fake_quant.ActivationFakeQuant`.
+            :class:`~edgesr.quantization.fake_quant.ActivationFakeQuant`.
         lr, batch_size, seed: Adam learning rate, patches per step, batch order seed.
         on_step: called as ``on_step(step, l1_loss)`` after every step (progress, tests).
     Returns:

@@ -3,7 +3,7 @@ per-channel scale / zero point, constant data) and operators (builtin name, vers
 outputs, the builtin options the integer kernels read).
 
 Read with the ``tflite`` package (TFLite's schema bindings); no interpreter is involved. Used by
-the integer reference (:mod:`quantization.integer_ref`, whose ``read_model`` is this one, the
+the integer reference (:mod:`edgesr.quantization.integer_ref`, whose ``read_model`` is this one, the
 name the linter, the profiler and the golden vectors import).
 Quantization is affine: ``real = scale * (q - zero_point)``.
 """
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 _TYPES = {0: np.float32, 1: np.float16, 2: np.int32, 3: np.uint8, 4: np.int64, 6: np.bool_, 7: np.int16, 9: np.int8}
 _ACT = {0: "NONE", 1: "RELU", 2: "RELU_N1_TO_1", 3: "RELU6"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesr.data import SHARED_DATA, embedded_image
+from edgesr.core.data import SHARED_DATA, embedded_image
 
 SHARED_ROOT = Path(os.environ.get("EDGESR_SHARED_DATA", SHARED_DATA))
 SHARED_WEIGHTS = SHARED_ROOT.parent / "peer_weights"

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from edgesr.commands.android_export import ASSET_SUBDIR, CPU_FP32_TOLERANCE, DEFAULT_GPU_TOLERANCE, export
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
 
 ROOT = Path(__file__).resolve().parents[1]
 Y2 = IOContract(scale=2, color="y")
@@ -57,7 +57,7 @@ def _sidecar(path: Path, contract: IOContract) -> None:
 
 
 def _lut_bundle(path: Path) -> np.ndarray:
-    from lut_baking.bundle import LutBundle, save_bundle
+    from edgesr.lut_baking.bundle import LutBundle, save_bundle
 
     lut = np.random.default_rng(1).integers(-127, 128, (17**4, 4), dtype=np.int8)
     save_bundle(LutBundle("srlut", 2, 4, [lut], IOContract(scale=2, color="rgb", per_channel=True), model="srlut_test"), path)
@@ -119,9 +119,9 @@ def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models)
     """The golden vectors written for a run without golden/ match an independent recomputation."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from edgesr.data import embedded_image
-    from edgesr.evaluate import model_input
-    from lut_baking import engine_c
+    from edgesr.core.data import embedded_image
+    from edgesr.core.evaluate import model_input
+    from edgesr.lut_baking import engine_c
 
     run, app = _run_dir(tmp_path, tflite_models), _app(tmp_path)
     manifest = export(run, app)
@@ -160,8 +160,8 @@ def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models)
 
 def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):
     """Golden vectors in RUN_DIR/golden (written by ``edgesr golden``) are copied and become the cases."""
-    from edgesr.data import embedded_image
-    from edgesr.golden import write_golden
+    from edgesr.core.data import embedded_image
+    from edgesr.app.golden import write_golden
 
     run, app = _run_dir(tmp_path, {"int8": tflite_models["int8"]}, lut=False), _app(tmp_path)
     g = run / "golden" / "tiny_x2_int8"

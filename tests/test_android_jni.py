@@ -11,7 +11,7 @@ What runs here (no Android SDK needed):
 * the same library once more with ``-fsanitize=address,undefined`` (recover off), run under
   the JVM with libasan preloaded: the SR-LUT and SPLUT calls and the argument checks.
 
-Outputs are compared with ``lut_baking.engine_numpy`` (the reference engine) bit for bit on
+Outputs are compared with ``edgesr.lut_baking.engine_numpy`` (the reference engine) bit for bit on
 crops of a real photograph, with random int8 tables (every table entry can matter).
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesr.data import embedded_image
+from edgesr.core.data import embedded_image
 
 ROOT = Path(__file__).resolve().parents[1]
 JAVA_SRC = ROOT / "android_demo/app/src/main/java/dev/edgesr/demo"
@@ -121,7 +121,7 @@ def _diff(a: np.ndarray, b: np.ndarray) -> str:
 
 
 def _srlut_case(host: Host, tmp: Path, scale: int, bits: int, img: np.ndarray, lib: str) -> None:
-    from lut_baking.engine_numpy import srlut_upscale
+    from edgesr.lut_baking.engine_numpy import srlut_upscale
 
     levels = 2 ** (8 - bits) + 1
     lut = np.random.default_rng(scale * 10 + bits).integers(-127, 128, (levels**4, scale * scale), dtype=np.int8)
@@ -140,7 +140,7 @@ def _splut_tables(variant: int, seed: int) -> list[np.ndarray]:
 
 
 def _splut_case(host: Host, tmp: Path, variant: int, img: np.ndarray, lib: str) -> None:
-    from lut_baking.engine_numpy import splut_upscale
+    from edgesr.lut_baking.engine_numpy import splut_upscale
 
     luts = _splut_tables(variant, 100 + variant)
     paths = []
@@ -214,15 +214,15 @@ def _srlut_files(tmp: Path, scale: int, bits: int, img: np.ndarray) -> list:
 
 @pytest.mark.parametrize("scale,color", [(2, "y"), (3, "luma_full"), (4, "y")])
 def test_color_pipeline_matches_upscale_photo(host, tmp_path, scale, color):
-    """ColorPipeline.upscaleLuma vs edgesr.evaluate.upscale_photo with the same network output.
+    """ColorPipeline.upscaleLuma vs edgesr.core.evaluate.upscale_photo with the same network output.
 
     The network input (float32 Y/255) must be identical bit for bit; the RGB result may differ
     by one level where a value sits on a .5 rounding tie and NumPy's BLAS/SIMD evaluation
     order differs from Java's in the last bit (documented in ColorPipeline).
     """
-    from edgesr.evaluate import FunctionUpscaler, model_input, upscale_photo
-    from edgesr.imresize import imresize
-    from edgesr.registry import IOContract
+    from edgesr.core.evaluate import FunctionUpscaler, model_input, upscale_photo
+    from edgesr.core.imresize import imresize
+    from edgesr.core.contract import IOContract
 
     img = np.ascontiguousarray(embedded_image("chelsea")[11:88, 21:112])
     h, w, _ = img.shape
@@ -251,9 +251,9 @@ def test_lut_photo_path_matches_upscale_photo(host, tmp_path, color, scale):
     Per-channel RGB (SR-LUT's convention) is integer end to end: identical bytes. A Y-contract
     LUT adds the chroma path: within one level on at most 1e-4 of the values.
     """
-    from edgesr.evaluate import upscale_photo
-    from edgesr.registry import IOContract
-    from lut_baking.bundle import LutBundle, LutUpscaler
+    from edgesr.core.evaluate import upscale_photo
+    from edgesr.core.contract import IOContract
+    from edgesr.lut_baking.bundle import LutBundle, LutUpscaler
 
     contract = IOContract(scale=scale, color=color, per_channel=color == "rgb")
     lut = np.random.default_rng(7 + scale).integers(-127, 128, (17**4, scale * scale), dtype=np.int8)
@@ -274,7 +274,7 @@ def test_lut_photo_path_matches_upscale_photo(host, tmp_path, color, scale):
 def test_closed_form_of_the_on_device_lut_engine_test(host, tmp_path):
     """LutEngineTest (androidTest) expects a constant table c to give a flat 4c image; check that
     expectation here with the numpy engine and through the host JNI build."""
-    from lut_baking.engine_numpy import srlut_upscale
+    from edgesr.lut_baking.engine_numpy import srlut_upscale
 
     lut = np.full((17**4, 9), 25, dtype=np.int8)
     img = (np.arange(35) * 37 % 256).astype(np.uint8).reshape(7, 5)

@@ -17,9 +17,9 @@ import pytest
 from PIL import Image
 
 from edgesr.cli import main
-from edgesr.data import embedded_image
-from edgesr.imageio import read_image
-from edgesr.train import TrainConfig, train
+from edgesr.core.data import embedded_image
+from edgesr.core.imageio import read_image
+from edgesr.core.train import TrainConfig, train
 
 
 def edgesr(*args: str) -> subprocess.CompletedProcess:
@@ -82,7 +82,7 @@ def test_eval_on_embedded_photos_writes_json(tmp_path, checkpoint):
 
 
 def test_collapse_command_writes_a_deploy_checkpoint(tmp_path, checkpoint):
-    from edgesr.checkpoint import load_checkpoint
+    from edgesr.core.checkpoint import load_checkpoint
 
     out = tmp_path / "deploy.pt"
     assert main(["collapse", str(checkpoint), "-o", str(out)]) == 0
@@ -121,10 +121,10 @@ def test_sixteen_bit_maps_to_eight_bit(tmp_path):
 
 def test_upscaled_photo_is_better_than_nearest(tmp_path):
     """The network output on Y + bicubic chroma is a real photo, close to the HR one."""
-    from edgesr.evaluate import TorchUpscaler, upscale_photo
-    from edgesr.imresize import imresize
-    from edgesr.metrics import psnr
-    from edgesr.registry import create
+    from edgesr.core.evaluate import TorchUpscaler, upscale_photo
+    from edgesr.core.imresize import imresize
+    from edgesr.core.metrics import psnr
+    from edgesr.core.models import create
 
     hr = embedded_image("coffee")[:200, :300]
     lr = imresize(hr, 0.5)

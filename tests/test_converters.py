@@ -14,13 +14,13 @@ from torch import nn
 
 from test_converters_common import photo_input, tiny_sesr
 
-from converters import export_coreml, export_onnx, export_tflite
-from converters.export import calibration_patches, plan
-from converters.metadata import contract_of
-from converters.runtime import RuntimeUnavailable, TFLiteUpscaler, coreml_runtime_status, load_upscaler
-from converters.tflite import convert, graph_report
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
+from edgesr.converters import export_coreml, export_onnx, export_tflite
+from edgesr.converters.export import calibration_patches, plan
+from edgesr.converters.metadata import contract_of
+from edgesr.converters.runtime import RuntimeUnavailable, TFLiteUpscaler, coreml_runtime_status, load_upscaler
+from edgesr.converters.tflite import convert, graph_report
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
 
 
 def _torch(module, x: np.ndarray) -> np.ndarray:
@@ -200,7 +200,7 @@ def test_onnx_dynamic_and_metadata(prelu_model, tmp_path, photo):
 
 @pytest.mark.parametrize("precision,weights", [("fp16", "FLOAT16"), ("w8", "INT8"), ("w8a8", "INT8")])
 def test_coreml_structure(precision, weights, prelu_model, calib, tmp_path, photo):
-    from converters.coreml import check_structure
+    from edgesr.converters.coreml import check_structure
 
     art = export_coreml(prelu_model, tmp_path / f"m_{precision}.mlpackage", precision, calib)
     s = check_structure(art["path"], precision, channels=1)
@@ -236,8 +236,8 @@ def _network_entries():
     and configurations above 120k deploy parameters (full SplitSR), to keep the test fast."""
     import re
 
-    from converters.export import deploy_module
-    from edgesr.registry import create, list_models
+    from edgesr.converters.export import deploy_module
+    from edgesr.core.models import create, list_models
 
     out = []
     for e in list_models():
@@ -251,9 +251,9 @@ def _network_entries():
 @pytest.mark.parametrize("entry", _network_entries(), ids=lambda e: e.name)
 def test_keras_rebuild_of_every_registry_network(entry, photo):
     """The generic rebuild (no per-model code) computes what the deploy module computes."""
-    from converters.export import deploy_module
-    from converters.keras_rebuild import rebuild
-    from edgesr.registry import create
+    from edgesr.converters.export import deploy_module
+    from edgesr.converters.keras_rebuild import rebuild
+    from edgesr.core.models import create
 
     torch.manual_seed(0)
     module = deploy_module(create(entry.name, scale=entry.scales[0]))
@@ -268,7 +268,7 @@ def test_keras_rebuild_of_every_registry_network(entry, photo):
 
 def test_esr_tm_tflite_reductions(photo, tmp_path):
     """softmax / mul / sum over channels and channel slices survive TFLite conversion."""
-    from edgesr.registry import create
+    from edgesr.core.models import create
 
     torch.manual_seed(0)
     module = create("esr_tm", scale=2).eval()
@@ -280,13 +280,13 @@ def test_esr_tm_tflite_reductions(photo, tmp_path):
 
 
 def test_calibrated_ranges_from_quantization_become_the_tflite_params(prelu_model, calib):
-    """The cross-package contract: ``quantization.calibration.calibrate`` ranges (percentile,
+    """The cross-package contract: ``edgesr.quantization.calibration.calibrate`` ranges (percentile,
     so unlike the converter's own min/max) reach every int8 activation tensor, nudged as
     TF FakeQuant does."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from quantization.arithmetic import nudged_qparams
-    from quantization.calibration import calibrate
+    from edgesr.quantization.arithmetic import nudged_qparams
+    from edgesr.quantization.calibration import calibrate
 
     ranges = calibrate(prelu_model, calib, "percentile", percentile=99.0)
     it = Interpreter(model_content=convert(prelu_model, 1, "int8", calib, activation_ranges=ranges))

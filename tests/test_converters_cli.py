@@ -9,9 +9,9 @@ import pytest
 
 from test_converters_common import tiny_sesr
 
-from converters.metadata import contract_of
-from converters.runtime import load_upscaler
-from edgesr.checkpoint import save_checkpoint
+from edgesr.converters.metadata import contract_of
+from edgesr.converters.runtime import load_upscaler
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
 
 

@@ -16,8 +16,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import torch
 
-from edgesr.evaluate import model_input
-from edgesr.registry import create
+from edgesr.core.evaluate import model_input
+from edgesr.core.models import create
 
 
 def tiny_sesr(name: str = "sesr_m3_relu", seed: int = 0, damp: float = 0.1, scale: int = 2):

@@ -4,7 +4,7 @@ A tiny SESR-M3 ReLU (expansion 16, x2) fitted for 60 steps on the embedded train
 calibrated on 16 patches of those photos, scored on two held-out photos: 'chelsea' (RGB, its
 Y stays inside the calibration range) and 'camera' (grayscale: the input reaches 0 and 1,
 beyond every calibration patch). Checked twice: the fake-quantized PyTorch module that
-``converters.coreml`` traces, and the converted ML program run by the MIL interpreter.
+``edgesr.converters.coreml`` traces, and the converted ML program run by the MIL interpreter.
 
 Thresholds (PSNR of the clipped output vs the float model's, in [0, 1]):
 
@@ -19,7 +19,7 @@ Thresholds (PSNR of the clipped output vs the float model's, in [0, 1]):
 * The MIL program within 3 dB of the PyTorch module (fp16 compute, and activations that land
   on the other side of a rounding boundary move by one int8 step).
 * On HR: at most 0.15 dB below the float model (the int8 tolerance of
-  :mod:`edgesr.validation`).
+  :mod:`edgesr.app.validation`).
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 import pytest
 import torch
 
-from converters.export import calibration_patches
-from edgesr.data import embedded_image, eval_pairs
-from edgesr.evaluate import TorchUpscaler, evaluate, model_input
-from edgesr.imresize import make_lr
+from edgesr.converters.export import calibration_patches
+from edgesr.core.data import embedded_image, eval_pairs
+from edgesr.core.evaluate import TorchUpscaler, evaluate, model_input
+from edgesr.core.imresize import make_lr
 
 MIN_PSNR_VS_FLOAT_DB = 55.0
 MAX_MIL_BELOW_TORCH_DB = 3.0
@@ -40,8 +40,8 @@ MAX_HR_DROP_DB = 0.15
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    from edgesr.checkpoint import load_checkpoint
-    from edgesr.train import TrainConfig, train
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("w8a8_train")
     ckpt = train(TrainConfig(model="sesr_m3_relu", scale=2, model_kwargs={"expansion": 16}, out=str(out), steps=60,
@@ -83,7 +83,7 @@ def float_outputs(fitted, photos):
 
 @pytest.fixture(scope="module")
 def fake_quant(fitted, calib):
-    from converters.coreml import _w8a8
+    from edgesr.converters.coreml import _w8a8
 
     q = _w8a8(fitted, 1, calib)
     q.contract, q.scale = fitted.contract, fitted.scale
@@ -102,9 +102,9 @@ def test_fake_quantized_module_is_close_to_float(fitted, fake_quant, photos, flo
 
 
 def test_converted_program_is_close_to_float(fitted, fake_quant, calib, photos, float_outputs, tmp_path):
-    from converters import export_coreml
-    from converters.coreml import check_structure
-    from converters.mil_interpreter import MILUpscaler
+    from edgesr.converters import export_coreml
+    from edgesr.converters.coreml import check_structure
+    from edgesr.converters.mil_interpreter import MILUpscaler
 
     art = export_coreml(fitted, tmp_path / "m_w8a8.mlpackage", "w8a8", calib)
     s = check_structure(art["path"], "w8a8", channels=1)

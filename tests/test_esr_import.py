@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgesr.checkpoint import load_checkpoint, read_checkpoint
-from edgesr.errors import EdgesrError
-from edgesr.importers import import_esr
-from edgesr.registry import create
+from edgesr.core.checkpoint import load_checkpoint, read_checkpoint
+from edgesr.core.errors import EdgesrError
+from edgesr.core.importers import import_esr
+from edgesr.core.models import create
 
 PUBLISHED_SET5_X2 = 34.94  # eSR-MAX_s2_K7_C13, the authors' table (../shared/peer_weights/README.md)
 
@@ -32,8 +32,8 @@ def test_import_writes_a_deploy_checkpoint_with_the_authors_weights(esr_sample, 
 
 
 def test_import_reproduces_published_set5_psnr(esr_sample, shared_data, tmp_path):
-    from edgesr.data import resolve_eval_sets
-    from edgesr.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.core.data import resolve_eval_sets
+    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
 
     model, _ = load_checkpoint(import_esr(esr_sample, tmp_path / "esr.pt"))
     psnr = evaluate_sets(TorchUpscaler(model), resolve_eval_sets(str(shared_data), ["Set5"]))["Set5"]["psnr_y"]

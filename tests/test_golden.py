@@ -9,11 +9,11 @@ import pytest
 from test_integer_ref_models import int8_model
 
 from edgesr.cli import main
-from edgesr.data import embedded_image
-from edgesr.errors import EdgesrError
-from edgesr.golden import read_tensor, verify_golden, write_golden
-from edgesr.imageio import write_image
-from quantization.integer_ref import IntegerGraph
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.app.golden import read_tensor, verify_golden, write_golden
+from edgesr.core.imageio import write_image
+from edgesr.quantization.integer_ref import IntegerGraph
 
 
 @pytest.fixture(scope="module")
@@ -78,9 +78,9 @@ def test_cli_writes_and_verifies(tmp_path):
 
 def _random_lut(path):
     """An SR-LUT x2 bundle with seeded random int8 entries (the engines do not care how it was baked)."""
-    from lut_baking.bundle import LutBundle, save_bundle
+    from edgesr.lut_baking.bundle import LutBundle, save_bundle
 
-    from edgesr.registry import IOContract
+    from edgesr.core.contract import IOContract
 
     arr = np.random.default_rng(0).integers(-128, 128, size=(17**4, 4), dtype=np.int8)
     save_bundle(LutBundle("srlut", 2, 4, [arr], IOContract(scale=2, color="rgb", channels=1, per_channel=True), model="srlut_s"), path)
@@ -97,7 +97,7 @@ def test_lut_golden_is_exact_uint8_planes(tmp_path):
 
 
 def test_float_golden_states_a_tolerance(tmp_path):
-    from converters.export import export_tflite
+    from edgesr.converters.export import export_tflite
     from test_integer_ref_models import zoo_int8
 
     _, module = zoo_int8("sesr_m3")

@@ -3,7 +3,7 @@ time, over every int8 input code and several input scales (0 differing elements 
 
 Single-operator Keras models (:func:`test_integer_ref_models.single_op_int8`) calibrated on
 different ranges give different input scales and zero points; each is run on LiteRT with the
-three resolvers and compared with :class:`quantization.integer_ref.IntegerGraph` of the same
+three resolvers and compared with :class:`edgesr.quantization.integer_ref.IntegerGraph` of the same
 kernel family.
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from test_integer_ref_models import single_op_int8
 
-from quantization import integer_kernels as K
-from quantization.integer_litert import run_litert
-from quantization.integer_ref import IntegerGraph
+from edgesr.quantization import integer_kernels as K
+from edgesr.app.integer_litert import run_litert
+from edgesr.quantization.integer_ref import IntegerGraph
 
 FAMILIES = ("reference", "optimized", "xnnpack")
 ALL_CODES = np.arange(-128, 128, dtype=np.int8)

@@ -7,11 +7,11 @@ import pytest
 from conftest import crop
 from test_integer_ref_models import int8_model
 
-from edgesr.data import embedded_image, to_luma
-from edgesr.errors import EdgesrError
-from quantization import integer_kernels as K
-from quantization.integer_litert import compare_with_litert, run_litert
-from quantization.integer_ref import IntegerGraph, IntegerReference, quantize_input
+from edgesr.core.data import embedded_image, to_luma
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization import integer_kernels as K
+from edgesr.app.integer_litert import compare_with_litert, run_litert
+from edgesr.quantization.integer_ref import IntegerGraph, IntegerReference, quantize_input
 
 
 def _inputs(path):
@@ -96,11 +96,11 @@ ZOO = ["sesr_m3", "sesr_m5_relu", "esr_max_s2_k7_c13", "esr_cnn_s2_c8_d3_s9", "e
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_int8_exports_bit_exact(name):
-    """edgesr's own int8 exports (converters.export) on two real photos (48 x 64 crops): every
+    """edgesr's own int8 exports (edgesr.converters.export) on two real photos (48 x 64 crops): every
     kernel family, BUILTIN_REF included (gemmlowp SOFTMAX, LUT TANH, the uint8 SUM), 0 mismatches."""
     from test_integer_ref_models import zoo_int8
 
-    from edgesr.evaluate import model_input
+    from edgesr.core.evaluate import model_input
 
     path, module = zoo_int8(name)
     t = IntegerGraph(path).tensors[IntegerGraph(path).inputs[0]]
@@ -118,7 +118,7 @@ def test_zoo_sum_reference_is_litert_builtin_ref_not_the_documented_formula():
     float epilogue that the optimized kernel computes: the comparison can fail."""
     from test_integer_ref_models import zoo_int8
 
-    from edgesr.evaluate import model_input
+    from edgesr.core.evaluate import model_input
 
     path, module = zoo_int8("esr_tm_s2_k7_c16")
     t = IntegerGraph(path).tensors[IntegerGraph(path).inputs[0]]
@@ -135,12 +135,12 @@ def test_validate_integer_reference_option(tmp_path):
     """`edgesr validate --integer-reference` adds the bit-exactness numbers to the validation JSON."""
     from test_integer_ref_models import zoo_int8
 
-    from edgesr.checkpoint import save_checkpoint
+    from edgesr.core.checkpoint import save_checkpoint
     from edgesr.cli import main
 
     path, module = zoo_int8("sesr_m3")
     ckpt = save_checkpoint(tmp_path / "deploy.pt", module, form="deploy")
-    from edgesr.imageio import write_image
+    from edgesr.core.imageio import write_image
 
     write_image(tmp_path / "imgs" / "chelsea.png", crop(embedded_image("chelsea"), 120, 150, 50, 150))
     out = tmp_path / "v.json"
@@ -161,7 +161,7 @@ def test_validate_reference_integer_needs_no_checkpoint(tmp_path, monkeypatch, c
     from test_integer_ref_models import zoo_int8
 
     from edgesr.cli import main
-    from edgesr.imageio import write_image
+    from edgesr.core.imageio import write_image
 
     path, _ = zoo_int8("sesr_m3")
     write_image(tmp_path / "imgs" / "coffee.png", crop(embedded_image("coffee"), 96, 128, 100, 200))
@@ -171,7 +171,7 @@ def test_validate_reference_integer_needs_no_checkpoint(tmp_path, monkeypatch, c
     assert res["passed"] and res["integer_reference"]["mismatched_elements"] == 0
     assert res["integer_reference"]["elements"] == 96 * 128 and res["integer_reference"]["max_lsb_diff"] == 0
 
-    import quantization.integer_litert as il
+    import edgesr.app.integer_litert as il
 
     real = il.validate_integer
     monkeypatch.setattr(il, "validate_integer", lambda *a, **k: real(*a, **k) | {"mismatched_elements": 3, "max_lsb_diff": 1})
@@ -179,7 +179,7 @@ def test_validate_reference_integer_needs_no_checkpoint(tmp_path, monkeypatch, c
     assert "differ on 3 elements (max 1 LSB)" in capsys.readouterr().err
 
     fp32 = tmp_path / "m.tflite"
-    from converters import tflite
+    from edgesr.converters import tflite
 
     _, module = zoo_int8("sesr_m3")
     fp32.write_bytes(tflite.convert(module, 1, "fp32"))

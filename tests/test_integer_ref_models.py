@@ -23,7 +23,7 @@ _CACHE = Path(tempfile.mkdtemp(prefix="edgesr_int8_models_"))
 
 
 def _patches(n: int = 12, size: int = 32, seed: int = 0):
-    from edgesr.data import embedded_image, to_luma
+    from edgesr.core.data import embedded_image, to_luma
 
     rng = np.random.default_rng(seed)
     ys = [to_luma(embedded_image(k)) for k in ("camera", "astronaut", "coffee")]
@@ -124,7 +124,7 @@ def _static(model):
 
 
 def test_sesr_like_model_has_the_zoo_ops():
-    from quantization.integer_ref import read_model
+    from edgesr.quantization.integer_ref import read_model
 
     _, ops, _, _ = read_model(int8_model("sesr_like"))
     names = {op.name for op in ops}
@@ -133,13 +133,13 @@ def test_sesr_like_model_has_the_zoo_ops():
 
 @functools.cache
 def zoo_int8(name: str, scale: int = 2):
-    """``(path, deploy module)``: edgesr's own int8 TFLite export (converters.export) of a
+    """``(path, deploy module)``: edgesr's own int8 TFLite export (edgesr.converters.export) of a
     registry model with seeded random weights, calibrated on real patches; cached per session.
     An export failure fails the calling test (every zoo model exports)."""
     import torch
 
-    from converters.export import calibration_patches, deploy_module, export_tflite
-    from edgesr.registry import create
+    from edgesr.converters.export import calibration_patches, deploy_module, export_tflite
+    from edgesr.core.models import create
 
     torch.manual_seed(0)
     module = deploy_module(create(name, scale=scale))

@@ -7,9 +7,9 @@ import json
 import pytest
 from test_integer_ref_models import int8_model
 
-from converters.lint import has_errors, lint
+from edgesr.converters.lint import has_errors, lint
 from edgesr.cli import main
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 
 def test_clean_int8_graph_passes_gpu_and_xnnpack():

@@ -7,16 +7,16 @@ import pytest
 import torch
 
 from conftest import crop
-from edgesr.checkpoint import save_checkpoint
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
-from edgesr.data import embedded_images
-from edgesr.errors import EdgesrError
-from edgesr.imresize import imresize_torch
-from edgesr.registry import create
-from lut_baking import engine_numpy, pipeline_stage
-from lut_baking.bake import bake, lattice_values
-from lut_baking.bundle import load_bundle, upscale_planes
-from lut_baking.finetune import TrainConfig, finetune, lut_forward
+from edgesr.core.data import embedded_images
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize_torch
+from edgesr.core.models import create
+from edgesr.lut_baking import engine_numpy, pipeline_stage
+from edgesr.lut_baking.bake import bake, lattice_values
+from edgesr.lut_baking.bundle import load_bundle, upscale_planes
+from edgesr.lut_baking.finetune import TrainConfig, finetune, lut_forward
 
 
 def seeded(name: str, scale: int, seed: int = 0, **kw):
@@ -70,7 +70,7 @@ def test_finetuning_lowers_the_error():
     held = TrainConfig(steps=0, batch=8, lr_patch=16, seed=99)
 
     def mse(b):
-        from lut_baking.finetune import batches
+        from edgesr.lut_baking.finetune import batches
 
         lr, hr = next(batches(images, 2, held))
         params = [torch.from_numpy(a.astype(np.float32)) for a in b.arrays]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from conftest import crop
-from edgesr.artifacts import load_upscaler as load_artifact
-from edgesr.errors import EdgesrError
-from edgesr.registry import IOContract
-from lut_baking.bundle import LutBundle, load_bundle, save_bundle
+from edgesr.app.artifacts import load_upscaler as load_artifact
+from edgesr.core.errors import EdgesrError
+from edgesr.core.contract import IOContract
+from edgesr.lut_baking.bundle import LutBundle, load_bundle, save_bundle
 
 
 @pytest.fixture()

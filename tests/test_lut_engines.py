@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from conftest import crop
-from edgesr.errors import EdgesrError
-from lut_baking import engine_c, engine_numpy, engine_torch
+from edgesr.core.errors import EdgesrError
+from edgesr.lut_baking import engine_c, engine_numpy, engine_torch
 
 ROOT = Path(__file__).resolve().parents[1]
 

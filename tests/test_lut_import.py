@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from conftest import crop
-from edgesr.data import benchmark_set, eval_pairs
-from edgesr.errors import EdgesrError
-from edgesr.evaluate import FunctionUpscaler, evaluate
-from edgesr.imresize import imresize
-from edgesr.registry import IOContract
-from lut_baking.bundle import load_upscaler, upscale_planes
-from lut_baking.importer import import_srlut, read_srlut_npy
+from edgesr.core.data import benchmark_set, eval_pairs
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import FunctionUpscaler, evaluate
+from edgesr.core.imresize import imresize
+from edgesr.core.contract import IOContract
+from edgesr.lut_baking.bundle import load_upscaler, upscale_planes
+from edgesr.lut_baking.importer import import_srlut, read_srlut_npy
 
 
 @pytest.fixture(scope="module")

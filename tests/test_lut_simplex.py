@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import torch
 
-from lut_baking import engine_numpy, engine_torch
+from edgesr.lut_baking import engine_numpy, engine_torch
 
 
 def test_24_orderings_each_give_the_simplex_holding_the_point():

@@ -8,12 +8,12 @@ import torch
 from conftest import crop
 from torch import nn
 
-from converters.mil_interpreter import MILUpscaler, describe, load_program
-from edgesr.data import embedded_image, to_luma
-from edgesr.errors import EdgesrError
-from edgesr.evaluate import FunctionUpscaler, evaluate
-from edgesr.data import eval_pairs
-from edgesr.registry import IOContract
+from edgesr.converters.mil_interpreter import MILUpscaler, describe, load_program
+from edgesr.core.data import embedded_image, to_luma
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import FunctionUpscaler, evaluate
+from edgesr.core.data import eval_pairs
+from edgesr.core.contract import IOContract
 
 
 class SESRLike(nn.Module):
@@ -143,7 +143,7 @@ def test_contract_inferred_and_errors(packages, tmp_path):
 
 
 def test_lint_coreml_ane(packages):
-    from converters.lint import has_errors, lint
+    from edgesr.converters.lint import has_errors, lint
 
     fp16 = lint(packages["y_fp16"], "coreml-ane")
     assert not has_errors(fp16) and [f.check for f in fp16] == ["dynamic-shape"]
@@ -159,10 +159,10 @@ ZOO = ["sesr_m3", "esr_max_s2_k7_c13", "esr_tm_s2_k7_c16", "esr_tr_s2_k7_c13", "
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_coreml_exports_on_linux(name, tmp_path):
-    """edgesr's own Core ML export (converters.export, fp16) of every zoo network, evaluated by the
-    MIL interpreter and scored against the PyTorch float module through edgesr.evaluate."""
-    from converters.export import deploy_module, export_coreml
-    from edgesr.registry import create
+    """edgesr's own Core ML export (edgesr.converters.export, fp16) of every zoo network, evaluated by the
+    MIL interpreter and scored against the PyTorch float module through edgesr.core.evaluate."""
+    from edgesr.converters.export import deploy_module, export_coreml
+    from edgesr.core.models import create
 
     torch.manual_seed(0)
     module = deploy_module(create(name, scale=2))
@@ -171,7 +171,7 @@ def test_zoo_coreml_exports_on_linux(name, tmp_path):
     up16, up32 = MILUpscaler(path, precision="fp16"), MILUpscaler(path, precision="fp32")
     assert up16.contract == module.contract  # read from the package's metadata
     pairs = eval_pairs([("coffee", crop(embedded_image("coffee"), 64, 80, 150, 200))], 2)
-    from edgesr.evaluate import TorchUpscaler, model_input
+    from edgesr.core.evaluate import TorchUpscaler, model_input
 
     ref = evaluate(TorchUpscaler(module), pairs)
     got = evaluate(up16, pairs)

@@ -8,8 +8,8 @@ import json
 import pytest
 
 from edgesr.cli import main
-from edgesr.errors import EdgesrError
-from edgesr.pipeline import run_pipeline
+from edgesr.core.errors import EdgesrError
+from edgesr.app.pipeline import run_pipeline
 
 QUICK = {"model": "sesr_m3_relu", "steps": 12, "batch": 4, "qat_steps": 4, "formats": ("tflite", "onnx", "coreml"),
          "precisions": ("fp32", "int8"), "progress": False}
@@ -47,7 +47,7 @@ def test_report_json_records_the_emulation_matrix(finished_run):
     """Every network artifact's validation holds the emulation matrix, computed on crops of the
     evaluation photographs; for the int8 TFLite export every engine has numbers, and the integer
     reference (bit-exact with LiteRT's reference kernels on SESR) equals the cpu_reference row."""
-    from edgesr.validation import EMULATION_CROP, EMULATION_ENGINES, FLOAT_NO_INT8
+    from edgesr.app.validation import EMULATION_CROP, EMULATION_ENGINES, FLOAT_NO_INT8
 
     out, _ = finished_run
     arts = json.loads((out / "report.json").read_text())["artifacts"]
@@ -84,7 +84,7 @@ def test_restart_with_same_out_reuses_finished_work(finished_run):
 def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
     """A run interrupted after an artifact's validation but before its emulation matrix finishes
     just the matrix on restart."""
-    import edgesr.validation
+    import edgesr.app.validation
 
     out, _ = finished_run
     cached = next((out / "validation").glob("*_int8.tflite.json"))
@@ -95,7 +95,7 @@ def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
     def no_revalidation(*a, **k):
         raise AssertionError("a finished validation was recomputed")
 
-    monkeypatch.setattr(edgesr.validation, "validate_artifact", no_revalidation)
+    monkeypatch.setattr(edgesr.app.validation, "validate_artifact", no_revalidation)
     report = run_pipeline(out=str(out), **QUICK)
     again = json.loads(cached.read_text())["emulation"]
     assert again == full
@@ -105,7 +105,7 @@ def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
 def test_interrupted_export_resumes(tmp_path, monkeypatch):
     import importlib
 
-    export = importlib.import_module("converters.export")  # the module (the package re-exports a function of that name)
+    export = importlib.import_module("edgesr.converters.export")  # the module (the package re-exports a function of that name)
 
     calls = []
     real = export.export_onnx

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from edgesr.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
-from edgesr.imageio import read_image
-from edgesr.imresize import contributions, imresize, imresize_torch, make_lr, modcrop
-from edgesr.metrics import gaussian_window_1d, psnr, ssim
+from edgesr.core.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
+from edgesr.core.imageio import read_image
+from edgesr.core.imresize import contributions, imresize, imresize_torch, make_lr, modcrop
+from edgesr.core.metrics import gaussian_window_1d, psnr, ssim
 
 
 def test_contributions_weights_sum_to_one_and_stay_in_bounds():
@@ -92,7 +92,7 @@ def test_psnr_and_ssim_basic_properties(gray_photo):
 def test_ssim_separable_window_equals_direct_2d():
     from scipy.signal import convolve2d
 
-    from edgesr.metrics import _filter_valid
+    from edgesr.core.metrics import _filter_valid
 
     x = np.random.default_rng(1).random((40, 37)) * 255
     w = np.outer(gaussian_window_1d(), gaussian_window_1d())

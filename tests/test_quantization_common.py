@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgesr.registry import create
+from edgesr.core.models import create
 
 
 def tiny_deploy(name: str = "sesr_m3_relu", seed: int = 0):

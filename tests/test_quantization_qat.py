@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from edgesr.data import embedded_image
-from edgesr.errors import EdgesrError
-from edgesr.imresize import imresize_torch
-from edgesr.metrics import psnr
-from quantization import calibrate, fake_quant_module, qat
-from quantization.qat import hr_patches
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize_torch
+from edgesr.core.metrics import psnr
+from edgesr.quantization import calibrate, fake_quant_module, qat
+from edgesr.quantization.qat import hr_patches
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")

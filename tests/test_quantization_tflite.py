@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from edgesr.data import embedded_image, to_luma
-from quantization import calibrate, calibration_patches, fake_quant_module
+from edgesr.core.data import embedded_image, to_luma
+from edgesr.quantization import calibrate, calibration_patches, fake_quant_module
 
 pytest.importorskip("tensorflow")
-tflite = pytest.importorskip("converters.tflite")
-runtime = pytest.importorskip("converters.runtime")
+tflite = pytest.importorskip("edgesr.converters.tflite")
+runtime = pytest.importorskip("edgesr.converters.runtime")
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -51,7 +51,7 @@ def test_splitsr_same_scale_cluster_is_not_clipped(tmp_path):
     int8 scale in TFLite. With the converter's own statistics that scale covered the ReLU
     outputs only and clipped the stem's negative values (18-23 dB lost on trained SplitSR-S);
     edgesr's calibration gives the cluster the union range, and the simulation predicts it."""
-    from edgesr.registry import create
+    from edgesr.core.models import create
 
     torch.manual_seed(0)
     model = create("splitsr_s", scale=2).collapse().eval()

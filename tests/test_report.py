@@ -7,16 +7,16 @@ import json
 import pytest
 from test_integer_ref_models import zoo_int8
 
-from edgesr.checkpoint import save_checkpoint
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
-from edgesr.data import embedded_image
-from edgesr.errors import EdgesrError
-from edgesr.reporting import _pareto, emulation_matrix
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.app.reporting import _pareto, emulation_matrix
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    from converters.export import export_tflite
+    from edgesr.converters.export import export_tflite
 
     path, module = zoo_int8("sesr_m3")
     d = tmp_path_factory.mktemp("run")
@@ -54,10 +54,10 @@ def test_emulation_matrix_on_a_real_photo(run_dir):
 
 
 def test_emulation_matrix_lives_in_validation():
-    """One evaluation path: the report uses edgesr.validation's matrix, not a copy."""
-    import edgesr.validation
+    """One evaluation path: the report uses edgesr.app.validation's matrix, not a copy."""
+    import edgesr.app.validation
 
-    assert emulation_matrix is edgesr.validation.emulation_matrix
+    assert emulation_matrix is edgesr.app.validation.emulation_matrix
 
 
 def test_report_page(run_dir, capsys):
@@ -74,7 +74,7 @@ def test_report_page(run_dir, capsys):
 
 def test_report_errors(tmp_path):
     with pytest.raises(EdgesrError, match="no report.json"):
-        from edgesr.reporting import render_report
+        from edgesr.app.reporting import render_report
 
         render_report(tmp_path)
     (tmp_path / "report.json").write_text("{not json")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from edgesr.complexity import count_params, macs_per_frame_720p, model_info
-from edgesr.evaluate import model_input
-from edgesr.registry import create, list_models
+from edgesr.core.complexity import count_params, macs_per_frame_720p, model_info
+from edgesr.core.evaluate import model_input
+from edgesr.core.models import create, list_models
 
 SESR_NAMES = [e.name for e in list_models() if e.family == "sesr"]
 CONFIGS = {"m3": (16, 3), "m5": (16, 5), "m7": (16, 7), "m11": (16, 11), "xl": (32, 11)}

@@ -10,8 +10,8 @@ import sys
 import pytest
 import torch
 
-from edgesr.checkpoint import load_checkpoint, read_checkpoint
-from edgesr.train import TrainConfig, train, weights_checksum
+from edgesr.core.checkpoint import load_checkpoint, read_checkpoint
+from edgesr.core.train import TrainConfig, train, weights_checksum
 
 TINY = dict(model="sesr_m3", model_kwargs={"expansion": 16}, batch=4, lr_patch=16, progress=False)
 
@@ -43,7 +43,7 @@ def test_resume_after_interruption_continues_exactly(tmp_path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_model(tmp_path):
-    from edgesr.errors import EdgesrError
+    from edgesr.core.errors import EdgesrError
 
     train(TrainConfig(**TINY, out=str(tmp_path), steps=1, val_every=0))
     with pytest.raises(EdgesrError, match="sesr_m3"):
@@ -69,7 +69,7 @@ def test_torchrun_two_cpu_replicas_hold_identical_weights(tmp_path):
     assert len(sums) == 2 and sums[0] == sums[1]
     # The replicas trained on different batches, yet agree: the gradients were all-reduced.
     torch.manual_seed(0)
-    from edgesr.registry import create
+    from edgesr.core.models import create
 
     init = create("sesr_m3", scale=2, expansion=16)
     model, _ = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -1,4 +1,4 @@
-"""Validation of every format against the float reference on real photos (edgesr.validation,
+"""Validation of every format against the float reference on real photos (edgesr.app.validation,
 ``edgesr validate``): fp32 within 1e-4, fp16 / int8 PSNR drops vs the reference, Core ML
 structure (+ numbers where a runtime exists), failures beyond tolerance, bad input."""
 
@@ -10,13 +10,13 @@ import pytest
 from conftest import crop
 from test_converters_common import tiny_sesr
 
-from converters import export_coreml, export_onnx, export_tflite
-from converters.export import calibration_patches
-from converters.runtime import coreml_runtime_status
-from edgesr.checkpoint import save_checkpoint
+from edgesr.converters import export_coreml, export_onnx, export_tflite
+from edgesr.converters.export import calibration_patches
+from edgesr.converters.runtime import coreml_runtime_status
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
-from edgesr.imageio import write_image
-from edgesr.validation import (
+from edgesr.core.imageio import write_image
+from edgesr.app.validation import (
     FP16_MAX_DROP_DB,
     FP32_MAX_ABS_ERR,
     failure_message,
@@ -44,7 +44,7 @@ def ref(model, sets):
 @pytest.fixture(scope="module")
 def arts(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("arts")
-    from edgesr.registry import IOContract
+    from edgesr.core.contract import IOContract
 
     calib = calibration_patches(IOContract(scale=2), count=16, patch=32)
     return {
@@ -66,7 +66,11 @@ def test_fp32_within_1e4(key, arts, ref):
     r = validate_artifact(arts[key], ref, ref.sets)
     assert r["precision"] == "fp32" and r["skipped"] is None
     assert r["max_abs_err"] <= FP32_MAX_ABS_ERR and r["passed"] is True
-    assert r["psnr_vs_reference_db"] > 80.0
+    # null means bit-identical outputs (infinite PSNR), which ONNX Runtime's CPU kernels can give
+    if r["psnr_vs_reference_db"] is None:
+        assert r["max_abs_err"] == 0.0
+    else:
+        assert r["psnr_vs_reference_db"] > 80.0
     assert set(r["eval"]["photos"]) == {"psnr_y", "ssim_y"}
     assert abs(r["eval"]["photos"]["psnr_y"] - r["reference_eval"]["photos"]["psnr_y"]) < 1e-3
 
@@ -79,8 +83,8 @@ def test_fp16_within_005_db(arts, ref):
 
 
 def test_int8_sane_and_tolerance_is_a_parameter(arts, ref, model, sets):
-    from edgesr.evaluate import TorchUpscaler, evaluate_sets
-    from edgesr.registry import create
+    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.core.models import create
 
     r = validate_artifact(arts["tflite_int8"], ref, ref.sets)
     bicubic = evaluate_sets(TorchUpscaler(create("bicubic", scale=2)), sets)["photos"]["psnr_y"]

@@ -1,4 +1,4 @@
-"""The emulation matrix (issue 6 section 3; edgesr.validation.emulation_matrix, `edgesr validate
+"""The emulation matrix (issue 6 section 3; edgesr.app.validation.emulation_matrix, `edgesr validate
 --emulation`): each artifact as each phone engine would run it, on small crops of real photographs.
 TFLite int8 (an SESR export, where the integer reference is bit-exact with LiteRT's reference
 kernels), TFLite fp32/fp16, ONNX and Core ML, skipped rows with reasons, and bad input."""
@@ -12,13 +12,13 @@ from conftest import crop
 from test_converters_common import tiny_sesr
 from test_integer_ref_models import zoo_int8
 
-from converters import export_coreml, export_onnx, export_tflite
-from edgesr.checkpoint import save_checkpoint
+from edgesr.converters import export_coreml, export_onnx, export_tflite
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
-from edgesr.data import embedded_image
-from edgesr.errors import EdgesrError
-from edgesr.imageio import write_image
-from edgesr.validation import (
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imageio import write_image
+from edgesr.app.validation import (
     EMULATION_ENGINES,
     FLOAT_NO_INT8,
     FP32_MAX_ABS_ERR,
@@ -67,7 +67,7 @@ def test_int8_integer_reference_equals_litert_reference_kernels(int8_matrix):
 def test_int8_xnnpack_within_a_few_lsb_of_the_reference_kernels(int8_matrix, sesr_int8):
     """XNNPACK requantizes in fp32 (round half to even) where the reference kernels use gemmlowp
     double rounding: outputs differ by at most a few LSBs, so the scores agree closely."""
-    from converters.runtime import TFLiteUpscaler
+    from edgesr.converters.runtime import TFLiteUpscaler
 
     xnn, ref = int8_matrix["xnnpack"], int8_matrix["cpu_reference"]
     lsb = TFLiteUpscaler(sesr_int8[0], sesr_int8[1].contract).interpreter.get_output_details()[0]["quantization"][0]
@@ -95,7 +95,7 @@ def test_xnnpack_row_is_what_validate_measures(sesr_int8, photos):
 def test_a_shared_reference_run_gives_the_same_rows(sesr_int8, photos, int8_matrix):
     """A ReferenceRun over several sets (reused across artifacts) pools them: same rows as the module
     on the flattened images (up to the rounding of the pooled mean)."""
-    from edgesr.validation import reference_run
+    from edgesr.app.validation import reference_run
 
     path, module = sesr_int8
     ref = reference_run(module, {"a": photos[:1], "b": photos[1:]})
@@ -110,7 +110,7 @@ def test_a_shared_reference_run_gives_the_same_rows(sesr_int8, photos, int8_matr
 def test_engine_that_cannot_run_the_graph_is_a_skipped_row(sesr_int8, photos, monkeypatch):
     """The integer reference raises EdgesrError for ops it lacks (e.g. SOFTMAX with reference kernels):
     that row is skipped with the first line of the reason; the others still run."""
-    from quantization import integer_ref
+    from edgesr.quantization import integer_ref
 
     def refuse(*a, **k):
         raise EdgesrError("SOFTMAX: no reference-kernel emulation\nsecond line")

@@ -1,4 +1,4 @@
-"""The one LiteRT runner (converters.runtime.TFLiteUpscaler) with each kernel family on an int8
+"""The one LiteRT runner (edgesr.converters.runtime.TFLiteUpscaler) with each kernel family on an int8
 SESR export: `edgesr validate --reference-kernels / --kernels`, TFLite's input rounding, and
 bit-exactness with the NumPy integer reference through the same Upscaler path."""
 
@@ -11,15 +11,15 @@ import pytest
 from conftest import crop
 from test_integer_ref_models import zoo_int8
 
-from converters.runtime import KERNELS, TFLiteUpscaler, load_upscaler
-from edgesr.checkpoint import save_checkpoint
+from edgesr.converters.runtime import KERNELS, TFLiteUpscaler, load_upscaler
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
-from edgesr.data import embedded_image
-from edgesr.errors import EdgesrError
-from edgesr.evaluate import model_input
-from edgesr.imageio import write_image
-from quantization.arithmetic import quantize
-from quantization.integer_ref import IntegerReference, read_model
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import model_input
+from edgesr.core.imageio import write_image
+from edgesr.quantization.arithmetic import quantize
+from edgesr.quantization.integer_ref import IntegerReference, read_model
 
 
 @pytest.fixture(scope="module")

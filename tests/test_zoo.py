@@ -9,9 +9,9 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from edgesr.data import to_luma
-from edgesr.errors import EdgesrError
-from edgesr.registry import create, list_models
+from edgesr.core.data import to_luma
+from edgesr.core.errors import EdgesrError
+from edgesr.core.models import create, list_models
 
 ZOO_FAMILIES = ("esr", "splitsr", "pkn")
 ZOO = [e for e in list_models() if e.family in ZOO_FAMILIES]
@@ -205,7 +205,7 @@ def test_splitsr_every_block_has_its_own_weights():
 
 
 def test_splitsr_rotates_processed_channels_to_the_end():
-    from edgesr.models.splitsr import SplitBlock
+    from edgesr.core.models.splitsr import SplitBlock
 
     block = SplitBlock(8, 2, bn=False).eval()
     x = torch.rand(1, 8, 5, 6)
@@ -261,7 +261,7 @@ def test_pkn_kernel_weights_sum_to_one_and_constants_are_kept(scale, photo):
 
 
 def test_pkn_kernel_geometry():
-    from edgesr.models.pkn import kernel_geometry
+    from edgesr.core.models.pkn import kernel_geometry
 
     import math
 
@@ -276,7 +276,7 @@ def test_pkn_kernel_geometry():
 
 
 def test_pkn_extra_macs_declared_and_counted():
-    from edgesr.complexity import macs_per_lr_pixel
+    from edgesr.core.complexity import macs_per_lr_pixel
 
     net = create("pkn", scale=2)
     assert net.extra_macs_per_lr_pixel() == 4 * (25 * 10 + 2) + 50

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgesr.registry import create
+from edgesr.core.models import create
 
 ROOT = Path(__file__).resolve().parents[1]
 

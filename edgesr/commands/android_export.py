@@ -7,7 +7,7 @@ What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every
   order (the app memory-maps them into the JNI engine; no npz parsing on the phone);
 * ``golden/``: ``RUN_DIR/golden/`` (written by ``edgesr golden``) copied as is; for every
   exported model without golden vectors there, ``golden/generated/<name>/`` is written here
-  with :func:`edgesr.golden.write_golden` on an odd-sized crop of the sample photo;
+  with :func:`edgesr.app.golden.write_golden` on an odd-sized crop of the sample photo;
 * ``sample.png``: the photo the app opens first (scikit-image's 'chelsea');
 * ``manifest.json``::
 
@@ -25,11 +25,11 @@ What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every
   validation measured, else one 8-bit level (``gpu_source`` says which).
 
 The whole ``edgesr/`` folder is built beside the target and renamed onto it
-(:func:`edgesr.atomic.atomic_path`), so the app never sees half an export, and an error leaves
+(:func:`edgesr.core.atomic.atomic_path`), so the app never sees half an export, and an error leaves
 the previous export in place.
 
 The contract of an artifact is read from the artifact's side, never guessed, in this order:
-its sidecar ``PATH.json`` (``converters.metadata``), its entry in ``report.json`` (a
+its sidecar ``PATH.json`` (``edgesr.converters.metadata``), its entry in ``report.json`` (a
 ``contract`` object), the LUT bundle itself; a model without one is refused with an error
 naming it.
 """
@@ -41,8 +41,8 @@ import json
 import shutil
 from pathlib import Path
 
-from edgesr.atomic import atomic_path
-from edgesr.errors import EdgesrError
+from edgesr.core.atomic import atomic_path
+from edgesr.core.errors import EdgesrError
 
 #: where the app reads its assets (``AssetManager.open("edgesr/manifest.json")``)
 ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
@@ -50,7 +50,7 @@ MANIFEST_FORMAT = "edgesr-android-assets"
 MANIFEST_VERSION = 1
 #: fp32 on the phone's CPU (XNNPACK) vs the golden fp32 outputs: max abs difference on [0, 1]
 CPU_FP32_TOLERANCE = 1e-4
-#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): edgesr.golden's fp16 tolerance
+#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): edgesr.app.golden's fp16 tolerance
 CPU_FP16_TOLERANCE = 4e-3
 #: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
 DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
@@ -101,7 +101,7 @@ def _as_contract(d) -> dict | None:
     if isinstance(d.get("contract"), dict):
         d = d["contract"]
     if "scale" in d and "color" in d:
-        from edgesr.registry import IOContract
+        from edgesr.core.contract import IOContract
 
         known = {k: d[k] for k in IOContract.__dataclass_fields__ if k in d}
         if "value_range" in known:
@@ -138,7 +138,7 @@ def _tflite_tensors(path: Path) -> tuple[list[dict], list[dict]]:
 def _lut_tables(path: Path) -> tuple[dict, list, dict]:
     """(method/scale/bits/variant, int8 tables in engine order, contract) of a ``.lut`` bundle."""
     try:
-        from lut_baking.bundle import load_bundle
+        from edgesr.lut_baking.bundle import load_bundle
     except ModuleNotFoundError:
         raise EdgesrError(f"{path}: LUT bundles need the lut_baking package, which this build lacks") from None
     b = load_bundle(path)
@@ -183,7 +183,7 @@ def _gpu_tolerance(report: dict, override: float | None) -> tuple[float, str]:
 
 
 def _sample_image():
-    from edgesr.data import embedded_image
+    from edgesr.core.data import embedded_image
 
     return embedded_image(SAMPLE_IMAGE)
 
@@ -227,7 +227,7 @@ def _derive_cases(sets: list[dict], entries: list[dict]) -> list[dict]:
             model = by_key.get(Path(str(owner)).name) or by_key.get(Path(str(owner)).stem) if owner else None
             if inp and out and model:
                 name = str(node.get("name") or node.get("image") or f"case{len(cases)}")
-                origin = "android-export (edgesr.golden)" if base.startswith("golden/generated/") else "RUN_DIR/golden"
+                origin = "android-export (edgesr.app.golden)" if base.startswith("golden/generated/") else "RUN_DIR/golden"
                 cases.append({"model": model, "name": name, "input": inp, "output": out, "source": origin})
                 return
             for v in node.values():
@@ -246,10 +246,10 @@ SAMPLE_IMAGE, GOLDEN_CROP, GOLDEN_AT = "chelsea", (37, 45), (101, 150)
 
 
 def _generate_golden(artifact: Path, out: Path) -> None:
-    """Golden vectors for a model the run has none of, written with ``edgesr.golden.write_golden``
+    """Golden vectors for a model the run has none of, written with ``edgesr.app.golden.write_golden``
     (the code behind ``edgesr golden``: LiteRT's default CPU kernels, or the LUT engine) on an
     odd-sized crop of the sample photo."""
-    from edgesr.golden import write_golden
+    from edgesr.app.golden import write_golden
 
     (h, w), (y0, x0) = GOLDEN_CROP, GOLDEN_AT
     crop = _sample_image()[y0 : y0 + h, x0 : x0 + w]

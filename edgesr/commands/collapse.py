@@ -14,8 +14,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.collapse import collapse_checked
+    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.core.collapse import collapse_checked
 
     model, state = load_checkpoint(args.checkpoint)
     deploy, report = collapse_checked(model)

@@ -21,10 +21,10 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.atomic import write_text_atomic
+    from edgesr.core.atomic import write_text_atomic
     from edgesr.commands.source import describe, resolve_upscaler
-    from edgesr.data import resolve_eval_sets
-    from edgesr.evaluate import evaluate_sets
+    from edgesr.core.data import resolve_eval_sets
+    from edgesr.core.evaluate import evaluate_sets
 
     upscaler = resolve_upscaler(args)
     sets = resolve_eval_sets(args.data_root, args.sets.split(",") if args.sets else None)

@@ -1,7 +1,7 @@
 """``edgesr golden ARTIFACT --images DIR --out DIR``: golden vectors for on-device tests.
 
 Writes raw input/output tensors of the artifact on each image (centre-cropped to
-``--max-size``) and ``manifest.json`` (:mod:`edgesr.golden`). ``--verify`` re-runs the artifact
+``--max-size``) and ``manifest.json`` (:mod:`edgesr.app.golden`). ``--verify`` re-runs the artifact
 on an existing folder and exits 1 if any element is outside the manifest's tolerance.
 """
 
@@ -21,9 +21,9 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.data import embedded_images, load_folder
-    from edgesr.errors import EdgesrError
-    from edgesr.golden import verify_golden, write_golden
+    from edgesr.core.data import embedded_images, load_folder
+    from edgesr.core.errors import EdgesrError
+    from edgesr.app.golden import verify_golden, write_golden
 
     if args.verify:
         res = verify_golden(args.out, args.artifact, args.kernels)

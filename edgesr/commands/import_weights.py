@@ -15,16 +15,16 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.errors import EdgesrError
+    from edgesr.core.errors import EdgesrError
 
     if args.kind == "esr":
-        from edgesr.importers import import_esr
+        from edgesr.core.importers import import_esr
 
         path = import_esr(args.file, args.out)
     else:
         if args.scale is None:
             raise EdgesrError("srlut import needs --scale (the table's upscaling factor)")
-        from lut_baking.importer import import_srlut
+        from edgesr.lut_baking.importer import import_srlut
 
         path = import_srlut(args.file, args.scale, args.out)
     print(f"{args.file} -> {path}")

@@ -12,8 +12,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.complexity import model_info
-    from edgesr.registry import create
+    from edgesr.core.complexity import model_info
+    from edgesr.core.models import create
 
     info = model_info(create(args.model, scale=args.scale))
     if args.json:

@@ -16,7 +16,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from converters.lint import has_errors, lint
+    from edgesr.converters.lint import has_errors, lint
 
     findings = lint(args.artifact, args.target)
     if args.json:

@@ -10,7 +10,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.registry import list_models
+    from edgesr.core.models import list_models
 
     entries = list_models()
     if args.json:

@@ -1,6 +1,6 @@
 """``edgesr report RUN_DIR``: the deployment page of a run folder.
 
-Writes ``RUN_DIR/deployment_report.md`` + ``.png`` + ``.json`` (:mod:`edgesr.reporting`):
+Writes ``RUN_DIR/deployment_report.md`` + ``.png`` + ``.json`` (:mod:`edgesr.app.reporting`):
 quality vs latency (Pareto front) of every artifact in ``report.json``, the error map
 |int8 - float| on a real photograph, and the delegate emulation matrix.
 """
@@ -16,8 +16,8 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.errors import EdgesrError
-    from edgesr.reporting import render_report
+    from edgesr.core.errors import EdgesrError
+    from edgesr.app.reporting import render_report
 
     if args.repeats < 1:
         raise EdgesrError(f"--repeats {args.repeats}: must be >= 1")

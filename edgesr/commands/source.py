@@ -3,12 +3,12 @@
 * ``--model NAME --scale S``: a weight-free registry model (``bicubic``);
 * ``--checkpoint CKPT``: an edgesr checkpoint (run in its deploy form, PyTorch, CPU);
 * ``--artifact FILE``: an exported model or LUT bundle, run by its own runtime
-  (:func:`edgesr.artifacts.load_upscaler`).
+  (:func:`edgesr.app.artifacts.load_upscaler`).
 """
 
 from __future__ import annotations
 
-from edgesr.errors import EdgesrError
+from edgesr.core.errors import EdgesrError
 
 
 def add_source_arguments(p, engine: bool = False) -> None:
@@ -22,11 +22,11 @@ def add_source_arguments(p, engine: bool = False) -> None:
 
 
 def resolve_upscaler(args):
-    """Build the :class:`~edgesr.evaluate.Upscaler` the arguments name. Raises EdgesrError."""
-    from edgesr.evaluate import TorchUpscaler
+    """Build the :class:`~edgesr.core.evaluate.Upscaler` the arguments name. Raises EdgesrError."""
+    from edgesr.core.evaluate import TorchUpscaler
 
     if args.model:
-        from edgesr.registry import create
+        from edgesr.core.models import create
 
         model = create(args.model, scale=args.scale or 2)
         if any(True for _ in model.parameters()):
@@ -35,11 +35,11 @@ def resolve_upscaler(args):
     if args.scale is not None:
         raise EdgesrError("--scale applies to --model only; checkpoints and artifacts carry their scale")
     if args.checkpoint:
-        from edgesr.checkpoint import load_checkpoint
+        from edgesr.core.checkpoint import load_checkpoint
 
         model, _ = load_checkpoint(args.checkpoint, deploy=True)
         return TorchUpscaler(model)
-    from edgesr.artifacts import load_upscaler
+    from edgesr.app.artifacts import load_upscaler
 
     options = {"engine": args.engine} if getattr(args, "engine", None) else {}
     return load_upscaler(args.artifact, **options)

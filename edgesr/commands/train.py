@@ -8,7 +8,7 @@ from __future__ import annotations
 
 
 def add_arguments(p) -> None:
-    from edgesr.train import TrainConfig
+    from edgesr.core.train import TrainConfig
 
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"registry name (default {d.model})")
@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.train import TrainConfig, train
+    from edgesr.core.train import TrainConfig, train
 
     kwargs = {"expansion": args.expansion} if args.expansion else {}
     cfg = TrainConfig(model=args.model, scale=args.scale, model_kwargs=kwargs, data=args.data, out=args.out,

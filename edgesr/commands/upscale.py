@@ -1,7 +1,7 @@
 """``edgesr upscale photo.png --checkpoint CKPT -o out.png``: upscale a real photo.
 
 Luma models run on Y, chroma is upscaled by bicubic; RGBA keeps its alpha (bicubic);
-gray, palette and 16-bit images are read as described in :mod:`edgesr.imageio`. Any size.
+gray, palette and 16-bit images are read as described in :mod:`edgesr.core.imageio`. Any size.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from edgesr.commands.source import resolve_upscaler
-    from edgesr.evaluate import upscale_photo
-    from edgesr.imageio import read_image, write_image
+    from edgesr.core.evaluate import upscale_photo
+    from edgesr.core.imageio import read_image, write_image
 
     img = read_image(args.image, keep_alpha=True)
     upscaler = resolve_upscaler(args)

@@ -3,7 +3,7 @@
 Runs the artifact through its own runtime and the checkpoint's float deploy module through
 the same evaluation path on whole real images (default: the embedded validation
 photographs), prints max abs error, PSNR vs the reference and PSNR/SSIM vs HR per set
-(:mod:`edgesr.validation`). Exit 0 within tolerance (or Core ML numbers skipped with a
+(:mod:`edgesr.app.validation`). Exit 0 within tolerance (or Core ML numbers skipped with a
 reason and structure valid), 1 beyond tolerance (the message names the artifact and the
 numbers), 2 for bad input.
 
@@ -13,7 +13,7 @@ kernel family and with edgesr's NumPy integer reference on the LR images and rep
 (exit 1 on any differing element). ``--integer-reference`` adds the same to a checkpoint
 validation.
 
-``--emulation`` adds the emulation matrix (:func:`edgesr.validation.emulation_matrix`:
+``--emulation`` adds the emulation matrix (:func:`edgesr.app.validation.emulation_matrix`:
 ``cpu_reference``, ``xnnpack``, ``gpu_fp16``, ``npu_int8``, each ``{psnr_y, ssim_y,
 psnr_vs_reference_db, max_abs_err}`` or ``{skipped}``) to the summary and the JSON, on the
 same images (``--emulation-crop PX``: centre crops of them). It is informative: it never
@@ -66,10 +66,10 @@ def _integer_only(args, sets) -> int:
 
     import numpy as np
 
-    from edgesr.atomic import write_text_atomic
-    from edgesr.errors import EdgesrError
-    from quantization.integer_litert import validate_integer
-    from quantization.integer_ref import IntegerGraph, contract_of_tflite
+    from edgesr.core.atomic import write_text_atomic
+    from edgesr.core.errors import EdgesrError
+    from edgesr.app.integer_litert import validate_integer
+    from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
 
     path = Path(args.artifact)
     if path.suffix.lower() != ".tflite":
@@ -102,11 +102,11 @@ def _integer_only(args, sets) -> int:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgesr.atomic import write_text_atomic
-    from edgesr.checkpoint import load_checkpoint
-    from edgesr.data import resolve_eval_sets
-    from edgesr.errors import EdgesrError
-    from edgesr.validation import (
+    from edgesr.core.atomic import write_text_atomic
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.data import resolve_eval_sets
+    from edgesr.core.errors import EdgesrError
+    from edgesr.app.validation import (
         INT8_MAX_DROP_DB,
         emulation_images,
         emulation_matrix,
@@ -141,8 +141,8 @@ def run(args) -> int:
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
                                progress=sys.stderr.isatty(), **options)
-    if args.integer_reference:  # quantization.integer_litert (issue 6)
-        from quantization.integer_litert import validate_integer
+    if args.integer_reference:  # edgesr.app.integer_litert (issue 6)
+        from edgesr.app.integer_litert import validate_integer
 
         ir = validate_integer(args.artifact, sets, reference.contract)
         result["integer_reference"] = ir

@@ -1,0 +1,221 @@
+"""Golden input/output vectors for on-device tests (Android instrumented tests, C/C++ harnesses).
+
+``write_golden(artifact, images, out)`` runs the artifact on real photographs and writes, per
+image, the model's raw input and output tensors as little-endian ``.bin`` files plus one
+``manifest.json``::
+
+    {"format": "edgesr-golden", "version": 1,
+     "artifact": file name, "artifact_sha256", "runtime", "contract": IOContract,
+     "layout": "NHWC" (TFLite) | "NCHW" (ONNX, Core ML) | "PHW" (LUT: image planes, uint8),
+     "tolerance": {"kind": "exact"} | {"kind": "max_abs", "value": float, "why": str},
+     "pairs": [{"name", "input": TENSOR, "output": TENSOR}]}
+    TENSOR = {"file", "dtype": "int8"|"uint8"|"float32", "shape", "sha256",
+              "quantization": {"scale", "zero_point"} | null}
+
+Contracts: int8 TFLite and LUT paths are integer end to end, so the phone must reproduce the
+output bytes exactly (``exact``; for int8 TFLite this holds for the CPU/XNNPACK path, which
+the integer reference reproduces bit for bit; NNAPI/GPU use other arithmetic). Float paths
+get a stated ``max_abs`` tolerance (fp32: 1e-4; fp16: 4e-3, i.e. about one 8-bit level).
+Every file is written atomically and the manifest last, so a folder with a manifest is complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.core.atomic import write_bytes_atomic, write_text_atomic
+from edgesr.core.errors import EdgesrError
+
+FORMAT = "edgesr-golden"
+FLOAT_TOLERANCE = {"fp32": 1e-4, "fp16": 4e-3}
+
+
+def sha256(path: str | os.PathLike) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
+    h, w = img.shape[:2]
+    y, x = max((h - size) // 2, 0), max((w - size) // 2, 0)
+    return np.ascontiguousarray(img[y : y + min(size, h), x : x + min(size, w)])
+
+
+def _precision(path: Path) -> str:
+    """``int8`` | ``fp16`` | ``fp32`` | ``lut`` from the sidecar metadata, else from the tensors."""
+    if path.suffix == ".lut":
+        return "lut"
+    side = path.with_name(path.name + ".json")
+    if side.is_file():
+        try:
+            prec = json.loads(side.read_text()).get("provenance", {}).get("precision")
+        except ValueError:
+            prec = None
+        if prec in ("int8", "w8a8"):
+            return "int8"
+        if prec in ("fp16", "fp32", "w8"):
+            return "fp16" if prec == "fp16" else "fp32"
+    if path.suffix == ".tflite":
+        from edgesr.quantization.integer_ref import read_model
+
+        tensors, ops, _, _ = read_model(path)
+        if any(t.dtype is np.int8 and t.data is None for t in tensors):
+            return "int8"
+        return "fp16" if any(t.dtype is np.float16 for t in tensors) else "fp32"
+    return "fp32"
+
+
+def _tflite_contract(path: Path, tin, kernels: str):
+    """The contract from the sidecar ``PATH.json`` when present, else from the tensors (scale
+    from a 4 x 4 probe through LiteRT; 1 channel = Y, 3 = RGB)."""
+    from edgesr.core.contract import IOContract
+    from edgesr.app.integer_litert import run_litert
+
+    from edgesr.converters.metadata import contract_of, read_metadata, sidecar_path
+
+    if sidecar_path(path).is_file():
+        return contract_of(read_metadata(path))
+    c = tin.shape[-1]
+    out = run_litert(path, np.zeros((1, 4, 4, c), dtype=tin.dtype), kernels)
+    return IOContract(scale=out.shape[1] // 4, color="y" if c == 1 else "rgb", channels=c)
+
+
+class _Runner:
+    """Raw-tensor runner for one artifact: ``run(img) -> (input array, output array, qin, qout)``."""
+
+    def __init__(self, path: Path, kernels: str = "xnnpack"):
+        self.path, self.kernels = path, kernels
+        self.precision = _precision(path)
+        if path.suffix == ".tflite":
+            import ai_edge_litert
+
+            from edgesr.quantization.integer_ref import read_model
+
+            tensors, _, inputs, outputs = read_model(path)
+            self.tin, self.tout = tensors[inputs[0]], tensors[outputs[0]]
+            self.contract = _tflite_contract(path, self.tin, kernels)
+            self.layout = "NHWC"
+            self.runtime = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')} ({kernels} kernels)"
+        else:
+            from edgesr.app.artifacts import load_upscaler
+
+            self.upscaler = load_upscaler(path, **({"engine": "c"} if path.suffix == ".lut" else {}))
+            self.contract = self.upscaler.contract
+            self.layout = "PHW" if self.precision == "lut" else "NCHW"
+            self.runtime = type(self.upscaler).__module__ + "." + type(self.upscaler).__name__
+
+    def run(self, img: np.ndarray):
+        from edgesr.core.evaluate import model_input
+
+        x = model_input(img, self.contract)
+        if self.path.suffix == ".tflite":
+            from edgesr.app.integer_litert import run_litert
+            from edgesr.quantization.integer_ref import quantize_input
+
+            q = quantize_input(x.transpose(0, 2, 3, 1), self.tin)
+            out = run_litert(self.path, q, self.kernels)
+            qp = lambda t: {"scale": t.s, "zero_point": t.z} if t.dtype in (np.int8, np.uint8) else None  # noqa: E731
+            return q, out, qp(self.tin), qp(self.tout)
+        y = np.asarray(self.upscaler(x), np.float32)
+        if self.precision == "lut":  # integer path: uint8 planes (P, h, w) in, uint8 planes (P, s*h, s*w) out
+            return (np.round(x[:, 0] * 255).astype(np.uint8), np.round(np.clip(y[:, 0], 0, 1) * 255).astype(np.uint8), None, None)
+        return x.astype(np.float32), y, None, None
+
+    def tolerance(self) -> dict:
+        if self.precision in ("int8", "lut"):
+            return {"kind": "exact", "why": "integer arithmetic end to end"}
+        tol = FLOAT_TOLERANCE[self.precision]
+        return {"kind": "max_abs", "value": tol, "why": f"{self.precision} arithmetic differs across CPUs/GPUs"}
+
+
+def write_golden(artifact: str | os.PathLike, images: list[tuple[str, np.ndarray]], out: str | os.PathLike,
+                 max_size: int = 128, kernels: str = "xnnpack") -> dict:
+    """Write golden pairs for ``images`` (``[(name, uint8 image)]``, centre-cropped to
+    ``max_size``) into ``out``; returns the manifest.
+
+    Raises:
+        EdgesrError: missing artifact, no images, or an unwritable ``out``.
+    """
+    path = Path(artifact)
+    if not path.exists():
+        raise EdgesrError(f"{path}: no such artifact")
+    if not images:
+        raise EdgesrError("no images to make golden vectors from")
+    out = Path(out)
+    runner = _Runner(path, kernels)
+    pairs = []
+    for name, img in images:
+        x, y, qin, qout = runner.run(_center_crop(img, max_size))
+        entry = {"name": name}
+        for role, arr, qp in (("input", x, qin), ("output", y, qout)):
+            arr = np.ascontiguousarray(arr)
+            file = f"{name}.{role}.bin"
+            write_bytes_atomic(out / file, arr.astype(arr.dtype.newbyteorder("<")).tobytes())
+            entry[role] = {"file": file, "dtype": arr.dtype.name, "shape": list(arr.shape),
+                           "sha256": sha256(out / file), "quantization": qp}
+        pairs.append(entry)
+    manifest = {"format": FORMAT, "version": 1, "artifact": path.name,
+                "artifact_sha256": sha256(path) if path.is_file() else None, "runtime": runner.runtime,
+                "precision": runner.precision, "contract": runner.contract.to_dict(), "layout": runner.layout,
+                "tolerance": runner.tolerance(), "pairs": pairs}
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_text_atomic(out / "manifest.json", text)
+    return json.loads(text)
+
+
+def read_tensor(folder: Path, spec: dict) -> np.ndarray:
+    """Load one ``.bin`` of a manifest, checking its SHA-256 and size.
+
+    Raises:
+        EdgesrError: missing file, wrong checksum or size (names the file).
+    """
+    path = folder / spec["file"]
+    if not path.is_file():
+        raise EdgesrError(f"{path}: golden file missing")
+    if sha256(path) != spec["sha256"]:
+        raise EdgesrError(f"{path}: SHA-256 differs from the manifest (file changed or corrupt)")
+    arr = np.frombuffer(path.read_bytes(), dtype=np.dtype(spec["dtype"]).newbyteorder("<"))
+    if arr.size != int(np.prod(spec["shape"])):
+        raise EdgesrError(f"{path}: {arr.size} values, manifest says shape {spec['shape']}")
+    return arr.reshape(spec["shape"])
+
+
+def verify_golden(folder: str | os.PathLike, artifact: str | os.PathLike | None = None, kernels: str = "xnnpack") -> dict:
+    """Re-run the artifact on every golden input and compare with the stored output under the
+    manifest's tolerance. ``artifact`` defaults to the manifest's file name beside the folder.
+
+    Returns ``{"pairs", "mismatched_elements", "max_abs_err", "tolerance", "ok"}``.
+    """
+    folder = Path(folder)
+    man_path = folder / "manifest.json"
+    if not man_path.is_file():
+        raise EdgesrError(f"{folder}: no manifest.json (not a golden folder, or an interrupted write)")
+    manifest = json.loads(man_path.read_text())
+    if manifest.get("format") != FORMAT:
+        raise EdgesrError(f"{man_path}: not an edgesr golden manifest")
+    path = Path(artifact) if artifact is not None else folder.parent / manifest["artifact"]
+    if manifest.get("artifact_sha256") and path.is_file() and sha256(path) != manifest["artifact_sha256"]:
+        raise EdgesrError(f"{path}: not the artifact these vectors were made with (SHA-256 differs)")
+    runner = _Runner(path, kernels)
+    mismatched, max_err = 0, 0.0
+    for pair in manifest["pairs"]:
+        x = read_tensor(folder, pair["input"])
+        want = read_tensor(folder, pair["output"])
+        if path.suffix == ".tflite":
+            from edgesr.app.integer_litert import run_litert
+
+            got = run_litert(path, x, kernels)
+        elif runner.precision == "lut":
+            got = np.round(np.clip(runner.upscaler(x[:, None].astype(np.float32) / 255)[:, 0], 0, 1) * 255).astype(np.uint8)
+        else:
+            got = np.asarray(runner.upscaler(x), np.float32)
+        d = np.abs(got.astype(np.float64) - want.astype(np.float64))
+        max_err = max(max_err, float(d.max()))
+        tol = 0.0 if manifest["tolerance"]["kind"] == "exact" else manifest["tolerance"]["value"]
+        mismatched += int((d > tol).sum())
+    return {"pairs": len(manifest["pairs"]), "mismatched_elements": mismatched, "max_abs_err": max_err,
+            "tolerance": manifest["tolerance"], "ok": mismatched == 0}

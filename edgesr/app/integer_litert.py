@@ -1,0 +1,101 @@
+"""The NumPy integer reference (:mod:`edgesr.quantization.integer_ref`) against LiteRT itself.
+
+LiteRT runs through :class:`edgesr.converters.runtime.TFLiteUpscaler` / :class:`edgesr.converters.runtime.LiteRTModel`
+(the one LiteRT runner; kernel families ``"reference"`` = ``BUILTIN_REF``, ``"optimized"`` =
+``BUILTIN_WITHOUT_DEFAULT_DELEGATES``, ``"xnnpack"`` = the default interpreter), the reference
+through :class:`edgesr.quantization.integer_ref.IntegerGraph` with the matching kernel family. Both see
+the same int8 inputs, quantized as TFLite's QUANTIZE does (``q = clamp(round_half_away(x /
+scale) + zero_point)``), and the comparison counts differing output elements in LSBs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.converters.runtime import LiteRTModel, TFLiteUpscaler
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization.integer_ref import (
+    KERNEL_NOTES,
+    IntegerGraph,
+    contract_of_tflite,
+    quantize_input,
+)
+
+
+def run_litert(path: str | os.PathLike, q: np.ndarray, kernels: str = "xnnpack", num_threads: int = 1) -> np.ndarray:
+    """The model's first output for one NHWC input (the model's own dtype) on LiteRT's ``kernels``."""
+    return LiteRTModel(path, kernels, num_threads).run(q)
+
+
+def LiteRTUpscaler(path: str | os.PathLike, kernels: str = "reference", contract=None) -> TFLiteUpscaler:
+    """LiteRT with the ``kernels`` family as an Upscaler: a :class:`edgesr.converters.runtime.TFLiteUpscaler`
+    (one thread), with the contract of :class:`edgesr.quantization.integer_ref.IntegerReference` when
+    none is given; it quantizes and dequantizes exactly as the integer reference does, so the
+    two differ only in who computes."""
+    if contract is None:
+        contract = contract_of_tflite(Path(path), IntegerGraph(path, kernels))
+    return TFLiteUpscaler(path, contract, num_threads=1, kernels=kernels)
+
+
+def lsb_diff(a: np.ndarray, b: np.ndarray) -> dict:
+    """Differences in output LSBs: mismatched elements, max |a - b|, and a histogram."""
+    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+    values, counts = np.unique(d[d > 0], return_counts=True)
+    return {"mismatched_elements": int((d > 0).sum()), "max_lsb_diff": int(d.max()) if d.size else 0,
+            "elements": int(d.size), "histogram": {int(v): int(c) for v, c in zip(values, counts)}}
+
+
+def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kernels=("reference", "optimized", "xnnpack")) -> dict:
+    """Integer reference vs LiteRT, per kernel family, summed over ``inputs``.
+
+    Args:
+        inputs: NHWC arrays in the model's input dtype (e.g. int8 (1, h, w, 1) crops of photos).
+        kernels: the families to compare (each against the matching LiteRT resolver).
+    Returns:
+        ``{"mismatched_elements", "max_lsb_diff", "elements", "per_kernels": {k: {...}},
+        "litert_reference_vs_optimized": {...}, "litert_reference_vs_xnnpack": {...}}``; the
+        top-level numbers are the worst over ``kernels``.
+    """
+    kernels = [kernels] if isinstance(kernels, str) else list(kernels)
+    per, litert = {}, {}
+    for k in kernels:
+        ref, rt = IntegerGraph(path, k), LiteRTModel(path, k, num_threads=1)
+        outs_ref, outs_rt = [], []
+        for q in inputs:
+            outs_ref.append(ref.run(q)[0].ravel())
+            outs_rt.append(rt.run(q).ravel())
+        litert[k] = np.concatenate(outs_rt)
+        per[k] = lsb_diff(np.concatenate(outs_ref), litert[k]) | {"note": KERNEL_NOTES[k]}
+    out = {"mismatched_elements": max(p["mismatched_elements"] for p in per.values()),
+           "max_lsb_diff": max(p["max_lsb_diff"] for p in per.values()),
+           "elements": next(iter(per.values()))["elements"], "per_kernels": per}
+    for k in ("optimized", "xnnpack"):
+        if "reference" in litert and k in litert:
+            out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k])
+    return out
+
+
+def validate_integer(path: str | os.PathLike, sets: dict, contract, kernels=("reference", "optimized", "xnnpack")) -> dict:
+    """:func:`compare_with_litert` on the LR images of evaluation ``sets`` ({set: [(name, HR
+    uint8)]}), each LR made and converted exactly as :mod:`edgesr.core.evaluate` does and quantized
+    with TFLite's rounding; the dict ``edgesr validate --integer-reference`` adds to its JSON.
+
+    Raises:
+        EdgesrError: not an integer-input ``.tflite`` artifact.
+    """
+    from edgesr.core.data import eval_pairs
+    from edgesr.core.evaluate import model_input
+
+    graph = IntegerGraph(path, "reference")
+    t = graph.tensors[graph.inputs[0]]
+    if t.dtype not in (np.int8, np.uint8):
+        raise EdgesrError(f"{path}: --integer-reference needs an int8/uint8-input TFLite model (input is {np.dtype(t.dtype).name})")
+    inputs = []
+    for images in sets.values():
+        for pair in eval_pairs(images, contract.scale):
+            x = model_input(pair.lr, contract)
+            inputs += [quantize_input(x[i : i + 1].transpose(0, 2, 3, 1), t) for i in range(x.shape[0])]
+    return compare_with_litert(path, inputs, kernels)

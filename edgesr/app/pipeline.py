@@ -1,0 +1,239 @@
+"""``edgesr run``: the main job, data -> train -> collapse -> quantize (or bake) -> export ->
+validate -> report, resumable at every step.
+
+    edgesr run                                  # embedded photographs, SESR-M5 x2, < 10 min on 2 cores
+    edgesr run --model sesr_m5 --scale 2 --data ../shared/data/T91/HR \\
+               --data-root ../shared/data --sets Set5,Set14
+
+OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
+
+    checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
+    checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
+    checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
+    artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
+    validation/<artifact>.json               one validation result per artifact (with the
+                                             emulation matrix of every network artifact)
+    report.json, report.md, report.png
+
+Every file is written atomically and every stage skips work whose output exists, so a run
+interrupted anywhere and started again with the same OUT loses no finished work.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from edgesr.core.errors import EdgesrError
+
+DEFAULT_MODEL = "sesr_m5"
+DEFAULT_STEPS = 3000
+
+
+def _json_write(path: Path, obj) -> None:
+    from edgesr.core.atomic import write_text_atomic
+
+    write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n")
+
+
+_T0 = [time.perf_counter()]
+
+
+def _stage(name: str) -> None:
+    now = time.perf_counter()
+    print(f"[edgesr run +{now - _T0[0]:6.1f} s] {name}", flush=True)
+
+
+def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
+                 sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
+                 observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
+                 lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
+                 progress: bool = True) -> dict:
+    """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
+
+    Raises:
+        EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
+            OUT that belongs to another model or scale.
+    """
+    from edgesr.core.data import resolve_eval_sets, training_images
+    from edgesr.core.models import create, resolve
+    from edgesr.app.validation import EMULATION_CROP
+
+    _T0[0] = time.perf_counter()
+    entry = resolve(model)
+    create(entry.name, scale=scale)  # validates the scale before any work
+    out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
+    _claim_out_dir(out_dir, entry.name, scale)
+    if sets is None and data_root is not None:
+        sets = ["Set5", "Set14"]
+    eval_sets = resolve_eval_sets(data_root, sets)
+    training_images(data)  # fail early on a bad --data folder
+
+    _stage(f"1/6 train {entry.name} x{scale} for {steps} steps -> {out_dir / 'checkpoints/last.pt'}")
+    from edgesr.core.train import TrainConfig, train
+
+    ckpt = train(TrainConfig(model=entry.name, scale=scale, data=data, out=str(out_dir), steps=steps, batch=batch,
+                             seed=seed, device=device, progress=progress, val_every=max(steps // 4, 1)))
+    is_lut = entry.family in ("srlut", "splut", "lut") or hasattr(create(entry.name, scale=scale), "bake")
+    if is_lut:
+        artifacts = _lut_stages(ckpt, out_dir, data, lut_finetune_steps)
+        reference = None
+    else:
+        artifacts, reference = _network_stages(ckpt, out_dir, data, qat_steps, observer, formats, precisions, progress)
+    _stage("5/6 validate every artifact against the float reference (+ emulation matrices on "
+           f"{EMULATION_CROP} px crops)")
+    report = _validate_and_report(ckpt, out_dir, artifacts, reference, eval_sets, progress)
+    return report
+
+
+def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
+    """Create OUT, or check that an existing OUT belongs to this model and scale."""
+    marker = out_dir / "run.json"
+    if marker.exists():
+        prev = json.loads(marker.read_text())
+        if prev.get("model") != model or prev.get("scale") != scale:
+            raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not {model} x{scale}; choose another --out")
+        return
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgesrError(f"{out_dir}: cannot create the run folder ({exc.strerror})") from None
+    _json_write(marker, {"model": model, "scale": scale, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
+    from edgesr.converters.export import (
+        SUFFIX,
+        export_coreml,
+        export_onnx,
+        export_tflite,
+        plan,
+    )
+    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.core.collapse import collapse_checked
+
+    deploy_path = out_dir / "checkpoints" / "deploy.pt"
+    _stage(f"2/6 collapse -> {deploy_path}")
+    if not deploy_path.exists():
+        trained, state = load_checkpoint(ckpt)
+        deploy, info = collapse_checked(trained) if hasattr(trained, "collapse") else (trained, {})
+        save_checkpoint(deploy_path, deploy, step=state["step"], config=state.get("config", {}), form="deploy",
+                        extra={"collapse": info})
+    deploy, _ = load_checkpoint(deploy_path)
+
+    int8_path = out_dir / "checkpoints" / "int8.pt"
+    pairs = plan(formats, precisions)
+    needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
+    ranges, quant_module = None, None
+    if needs_int8:
+        _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
+        if not int8_path.exists():
+            from edgesr.quantization.api import quantize_checkpoint
+
+            quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
+        quant_module, qstate = load_checkpoint(int8_path)
+        ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
+    else:
+        _stage("3/6 quantize: no int8 precision requested")
+
+    _stage(f"4/6 export {', '.join(f'{f}/{p}' for f, p in pairs)}")
+    art_dir = out_dir / "artifacts"
+    stem = f"{deploy.registry_name}_x{deploy.scale}"
+    artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
+    from tqdm.auto import tqdm
+
+    from edgesr.converters.export import calibration_patches
+    from edgesr.converters.metadata import sidecar_path
+
+    calibration = None
+    for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
+        path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
+        if path.exists() and sidecar_path(path).exists():
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
+            artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
+            continue
+        int8 = prec in ("int8", "w8a8")
+        if int8 and calibration is None:
+            calibration = calibration_patches(deploy.contract, data)
+        module = quant_module if (int8 and quant_module is not None) else deploy
+        source = str(int8_path if int8 else deploy_path)
+        if fmt == "tflite":
+            artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
+        elif fmt == "onnx":
+            artifacts.append(export_onnx(module, path, source))
+        else:
+            artifacts.append(export_coreml(module, path, prec, calibration, source))
+    return artifacts, deploy
+
+
+def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
+    import edgesr.lut_baking
+    from edgesr.core.data import training_images
+
+    _stage("2/6 collapse: LUT models have no training-only form")
+    _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
+    _stage("4/6 export: the .lut bundle is the artifact")
+    return edgesr.lut_baking.pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+
+
+def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.core.complexity import model_info
+    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+    from edgesr.app.validation import (
+        EMULATION_CROP,
+        emulation_images,
+        emulation_matrix,
+        reference_run,
+        validate_artifact,
+    )
+
+    trained, _ = load_checkpoint(ckpt)
+    ref_module = reference if reference is not None else trained
+    ref = reference_run(ref_module, eval_sets, progress)
+    val_dir = out_dir / "validation"
+    emulation_seconds, emulation_ref = 0.0, None
+    for art in artifacts:
+        cached = val_dir / (Path(art["path"]).name + ".json")
+        if cached.exists():  # a finished validation (a restarted run): not recomputed
+            v = json.loads(cached.read_text())
+        elif art["format"] == "torch":
+            v = {"max_abs_err": 0.0, "psnr_vs_reference_db": None, "eval": ref.eval, "passed": True, "skipped": None,
+                 "note": "the float reference itself"}
+            _json_write(cached, v)
+        else:
+            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+            _json_write(cached, v)
+        if reference is not None and art["format"] != "torch" and "emulation" not in v:  # network artifacts
+            t0 = time.perf_counter()
+            if emulation_ref is None:  # the float reference on the crops, shared by every artifact
+                images = emulation_images(eval_sets, EMULATION_CROP)
+                emulation_ref = reference_run(reference, {"emulation": images})
+            v["emulation"] = emulation_matrix(art["path"], emulation_ref, precision=art["precision"])
+            v["emulation_images"] = {"crop_px": EMULATION_CROP, "images": [n for n, _ in images]}
+            emulation_seconds += time.perf_counter() - t0
+            _json_write(cached, v)
+        art["validation"] = v
+    if emulation_seconds:
+        print(f"  emulation matrices: {emulation_seconds:.1f} s", flush=True)
+    info = model_info(trained)
+    bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
+    report = {
+        "model": info["name"], "scale": info["scale"], "params": info["params"], "params_deploy": info["params_deploy"],
+        "macs_per_frame_720p": info["macs_per_frame_720p"], "eval": ref.eval, "bicubic": bicubic,
+        "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
+        "out": str(out_dir),
+    }
+    _stage("6/6 report -> report.json, report.md, report.png")
+    from edgesr.app.run_report import write_report
+
+    write_report(out_dir, report, ref_module, artifacts)
+    _json_write(out_dir / "report.json", report)
+    return report
+
+
+def _bicubic(scale: int):
+    from edgesr.core.models import create
+
+    return create("bicubic", scale=scale)

@@ -1,0 +1,309 @@
+"""Latency on this machine (LiteRT, ONNX Runtime, the LUT C engine) and on a phone over adb.
+
+Host profile (:func:`profile_artifact`): for each output frame size and thread count, warm-up
+runs, then ``repeats`` timed runs; the JSON holds the median and spread (p10, p90, min,
+std), the MACs of one frame, parameters, model bytes, the process's peak RSS, and the ratio
+of achieved MAC/s to this machine's peak, measured once per run by a large float32 matmul
+(:func:`measure_peak_macs`) so numbers from noisy or different machines can be compared.
+
+Sizes name the *output* frame (``720p`` = 1280 x 720); the model sees ``size / scale``.
+
+Phone profile: :func:`adb_commands` builds the ``adb push / shell / pull`` commands for
+TFLite's ``benchmark_model`` with matching flags; :func:`parse_benchmark_output` turns its
+log (``Inference timings in us: ...``, memory footprint, the ``--enable_op_profiling`` tables)
+into the same JSON keys.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.core.errors import EdgesrError
+
+SIZES = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"720p"`` or ``"HxW"`` -> (H, W) of the output frame. Raises EdgesrError otherwise."""
+    if text in SIZES:
+        return SIZES[text]
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise EdgesrError(f"size {text!r}: expected one of {', '.join(SIZES)} or HxW") from None
+    if h < 1 or w < 1:
+        raise EdgesrError(f"size {text!r}: must be positive")
+    return h, w
+
+
+def measure_peak_macs(n: int = 1024, repeats: int = 5) -> float:
+    """This machine's float32 MAC/s peak: best of ``repeats`` ``n x n @ n x n`` NumPy matmuls."""
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = a.T.copy()
+    a @ b  # warm-up (BLAS threads, caches)
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return n**3 / best
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _stats(times_s: list[float]) -> dict:
+    ms = np.asarray(times_s) * 1e3
+    return {"median_ms": float(np.median(ms)), "p10_ms": float(np.percentile(ms, 10)), "p90_ms": float(np.percentile(ms, 90)),
+            "min_ms": float(ms.min()), "std_ms": float(ms.std()), "runs": len(ms)}
+
+
+def _photo(h: int, w: int, c: int) -> np.ndarray:
+    """A real photograph (astronaut) reflected to (h, w), as float32 (1, c, h, w) in [0, 1]."""
+    from edgesr.core.data import embedded_image, to_luma
+
+    img = embedded_image("astronaut")
+    base = to_luma(img)[..., None] if c == 1 else img.astype(np.float32) / 255
+    reps = (-(-h // base.shape[0]), -(-w // base.shape[1]), 1)
+    tiled = np.tile(np.concatenate([base, base[::-1]], 0), reps)[:h, :w]
+    return np.ascontiguousarray(tiled.transpose(2, 0, 1)[None], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- graph facts
+
+
+def tflite_facts(path: Path, h: int, w: int) -> dict:
+    """MACs of one (h, w) input, parameters and op histogram of a ``.tflite`` graph."""
+    from edgesr.quantization.integer_ref import read_model
+
+    tensors, ops, inputs, _ = read_model(path)
+    macs, hist, params = 0, {}, 0
+    for op in ops:
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "FULLY_CONNECTED", "TRANSPOSE_CONV"):
+            params += sum(int(np.prod(tensors[i].shape)) for i in op.inputs[1:] if i >= 0)
+        hist[op.name] = hist.get(op.name, 0) + 1
+        if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            wt = tensors[op.inputs[1]].shape  # OHWI or 1HW(C*M); fp16 graphs feed it from a DEQUANTIZE (no data)
+            s = op.options.get("stride_h", 1) * op.options.get("stride_w", 1)
+            per_px = wt[0] * wt[1] * wt[2] * wt[3] if op.name == "CONV_2D" else wt[1] * wt[2] * wt[3]
+            macs += per_px * (h * w) // s  # SR graphs keep the input resolution until depth-to-space
+    return {"macs": int(macs), "params": int(params), "ops": hist}
+
+
+def onnx_facts(path: Path, h: int, w: int) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    macs, hist = 0, {}
+    for node in model.graph.node:
+        hist[node.op_type] = hist.get(node.op_type, 0) + 1
+        if node.op_type == "Conv" and node.input[1] in inits:
+            o, i, kh, kw = inits[node.input[1]].shape
+            strides = next((list(a.ints) for a in node.attribute if a.name == "strides"), [1, 1])
+            macs += o * i * kh * kw * h * w // (strides[0] * strides[1])
+    return {"macs": int(macs), "params": int(sum(v.size for v in inits.values() if v.ndim >= 1)), "ops": hist}
+
+
+# --------------------------------------------------------------------------- runners
+
+
+def _runner(path: Path, threads: int):
+    """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count."""
+    suffix = path.suffix
+    if suffix == ".tflite":
+        from edgesr.converters.runtime import LiteRTModel
+        from edgesr.app.golden import _tflite_contract
+        from edgesr.quantization.integer_ref import quantize_input, read_model
+
+        tensors, _, ins, _ = read_model(path)
+        tin = tensors[ins[0]]
+        contract = _tflite_contract(path, tin, "xnnpack")
+        model = LiteRTModel(path, "xnnpack", threads)
+
+        def run(x):
+            return model.run(quantize_input(x.transpose(0, 2, 3, 1), tin))
+
+        return contract, run, "ai-edge-litert (default kernels, XNNPACK)"
+    if suffix == ".onnx":
+        import onnxruntime as ort
+
+        from edgesr.converters.metadata import contract_of, read_metadata
+
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        import onnx
+
+        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+        contract = contract_of(read_metadata(path, meta.get("edgesr")))
+        name = sess.get_inputs()[0].name
+        return contract, lambda x: sess.run(None, {name: x})[0], f"onnxruntime {ort.__version__}"
+    if suffix == ".lut":
+        from edgesr.lut_baking.bundle import load_upscaler
+
+        up = load_upscaler(path, engine="c")
+        return up.contract, up, "LUT C engine"
+    raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
+
+
+def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), repeats: int = 10, warmup: int = 2,
+                     peak_macs: float | None = None, progress=None) -> dict:
+    """Time the artifact on real-photo frames; returns the profile JSON (module doc).
+
+    Raises:
+        EdgesrError: missing artifact, an unsupported kind, or bad sizes/threads/repeats.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise EdgesrError(f"{path}: no such artifact")
+    if repeats < 1 or warmup < 0 or any(int(t) < 1 for t in threads):
+        raise EdgesrError(f"repeats must be >= 1, warm-up >= 0, threads >= 1 (got {repeats}, {warmup}, {list(threads)})")
+    peak = peak_macs if peak_macs is not None else measure_peak_macs()
+    results, facts_out, runtime = [], None, None
+    for t in threads:
+        contract, run, runtime = _runner(path, int(t))
+        s = contract.scale
+        for size in sizes:
+            oh, ow = parse_size(size)
+            h, w = max(oh // s, 1), max(ow // s, 1)
+            x = _photo(h, w, contract.channels)
+            facts = tflite_facts(path, h, w) if path.suffix == ".tflite" else onnx_facts(path, h, w) if path.suffix == ".onnx" else {"macs": None, "params": None, "ops": {}}
+            facts_out = facts_out or facts
+            for _ in range(warmup):
+                run(x)
+            times = [_timed(lambda: run(x)) for _ in range(repeats)]
+            st = _stats(times)
+            achieved = facts["macs"] / (st["median_ms"] / 1e3) if facts["macs"] else None
+            results.append({"size": size, "input_hw": [h, w], "output_hw": [h * s, w * s], "threads": int(t), **st,
+                            "macs": facts["macs"], "achieved_macs_per_s": achieved,
+                            "fraction_of_peak": achieved / peak if achieved else None})
+            if progress:
+                progress(results[-1])
+    return {"artifact": str(path), "format": path.suffix.lstrip("."), "bytes": _bytes(path), "runtime": runtime,
+            "params": facts_out["params"], "ops": facts_out["ops"],
+            "machine": {"peak_macs_per_s": peak, "peak_measured_by": "float32 1024^3 NumPy matmul, best of 5",
+                        "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "results": results}
+
+
+def _bytes(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+# --------------------------------------------------------------------------- phone (adb)
+
+DEVICE_DIR = "/data/local/tmp/edgesr"
+DELEGATE_FLAGS = {
+    "cpu": {"use_xnnpack": "false", "use_gpu": "false", "use_nnapi": "false"},
+    "xnnpack": {"use_xnnpack": "true", "use_gpu": "false", "use_nnapi": "false"},
+    "gpu": {"use_gpu": "true", "use_nnapi": "false", "use_xnnpack": "false"},
+    "nnapi": {"use_nnapi": "true", "use_gpu": "false", "use_xnnpack": "false"},
+}
+
+
+def adb_commands(artifact: str | os.PathLike, benchmark_binary: str | os.PathLike, delegate: str = "xnnpack",
+                 serial: str | None = None, threads: int = 1, warmup: int = 5, runs: int = 50,
+                 input_shape: tuple[int, ...] | None = None, input_name: str | None = None,
+                 local_out: str | os.PathLike = "benchmark_output.txt") -> list[list[str]]:
+    """The argv lists that push ``benchmark_model`` and the model, run it, and pull its log.
+
+    ``input_shape`` (NHWC) is passed as ``--input_layer_shape`` for dynamic-shape graphs (with
+    ``--input_layer``). Raises EdgesrError for an unknown delegate or bad counts.
+    """
+    if delegate not in DELEGATE_FLAGS:
+        raise EdgesrError(f"unknown delegate {delegate!r}; expected one of {', '.join(DELEGATE_FLAGS)}")
+    if threads < 1 or runs < 1 or warmup < 0:
+        raise EdgesrError(f"threads and runs must be >= 1 and warm-up >= 0 (got {threads}, {runs}, {warmup})")
+    adb = ["adb"] + (["-s", serial] if serial else [])
+    model = f"{DEVICE_DIR}/{Path(artifact).name}"
+    binary = f"{DEVICE_DIR}/benchmark_model"
+    log = f"{DEVICE_DIR}/benchmark_output.txt"
+    flags = [f"--graph={model}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}",
+             "--enable_op_profiling=true"] + [f"--{k}={v}" for k, v in DELEGATE_FLAGS[delegate].items()]
+    if input_shape is not None:
+        if input_name:
+            flags.append(f"--input_layer={input_name}")
+        flags.append("--input_layer_shape=" + ",".join(str(int(v)) for v in input_shape))
+    return [
+        adb + ["shell", "mkdir", "-p", DEVICE_DIR],
+        adb + ["push", str(benchmark_binary), binary],
+        adb + ["shell", "chmod", "755", binary],
+        adb + ["push", str(artifact), model],
+        adb + ["shell", " ".join([binary, *flags]) + f" > {log} 2>&1"],
+        adb + ["pull", log, str(local_out)],
+    ]
+
+
+def _num(text: str) -> float:
+    return float(text.strip().rstrip("."))
+
+
+def parse_benchmark_output(text: str) -> dict:
+    """Parse ``benchmark_model``'s log (documented format of tensorflow/lite/tools/benchmark).
+
+    Returns ``{"init_ms", "first_inference_ms", "warmup_avg_ms", "inference_avg_ms",
+    "inference": {count, min_ms, max_ms, avg_ms, std_ms, median_ms?}, "memory_mb": {init,
+    overall, peak}, "ops": [{"node_type", "avg_ms", "percent", "name"}], "ops_by_type":
+    [{"node_type", "count", "avg_ms", "percent"}], "delegate_log": [...]}``; keys absent
+    from the log are None. Raises EdgesrError if the log has no timing line at all.
+    """
+    import re
+
+    out: dict = {"init_ms": None, "first_inference_ms": None, "warmup_avg_ms": None, "inference_avg_ms": None,
+                 "inference": None, "memory_mb": {"init": None, "overall": None, "peak": None}, "ops": [], "ops_by_type": [],
+                 "delegate_log": []}
+    m = re.search(r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.e+]+), Inference \(avg\): ([\d.e+]+)", text)
+    if m is None:
+        raise EdgesrError("benchmark_model output has no 'Inference timings in us' line (did the run fail?)")
+    out["init_ms"], out["first_inference_ms"], out["warmup_avg_ms"], out["inference_avg_ms"] = (float(v) / 1e3 for v in m.groups())
+    counts = re.findall(r"^(?:INFO: )?count=(\d+) first=(\d+) curr=(\d+) min=(\d+) max=(\d+) avg=([\d.e+]+) std=(\d+)"
+                        r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", text, re.M)
+    if counts:  # warm-up line first, then the steady-state run (profile summaries say 'Timings')
+        c = counts[-1]
+        out["inference"] = {"count": int(c[0]), "min_ms": int(c[3]) / 1e3, "max_ms": int(c[4]) / 1e3, "avg_ms": float(c[5]) / 1e3,
+                            "std_ms": int(c[6]) / 1e3, "median_ms": int(c[8]) / 1e3 if c[8] else None}
+    mm = re.search(r"Memory footprint delta from the start of the tool \(MB\): init=([\d.]+) overall=([\d.]+)", text)
+    if mm:
+        out["memory_mb"]["init"], out["memory_mb"]["overall"] = float(mm.group(1)), float(mm.group(2))
+    mp = re.search(r"peak memory footprint \(MB\)[^:]*: ([\d.]+)", text, re.IGNORECASE)
+    if mp:
+        out["memory_mb"]["peak"] = float(mp.group(1))
+    out["delegate_log"] = [ln.split("INFO: ", 1)[-1].strip() for ln in text.splitlines() if "delegate" in ln.lower() and "INFO" in ln]
+    section = None
+    for line in text.splitlines():
+        if "Operator-wise Profiling Info for Regular Benchmark Runs" in line:
+            section = "wait_run_order"
+        elif "=== Run Order ===" in line and section == "wait_run_order":
+            section = "run_order"
+        elif "=== Summary by node type ===" in line and section in ("run_order", "after"):
+            section = "by_type"
+        elif "===" in line and section == "run_order":
+            section = "after"
+        elif line.startswith("\t") and "[" not in line.split("\t")[1] and section in ("run_order", "by_type"):
+            cells = [c.strip() for c in line.strip("\n").split("\t")[1:]]
+            if section == "run_order" and len(cells) >= 9:
+                out["ops"].append({"node_type": cells[0], "start_ms": _num(cells[1]), "first_ms": _num(cells[2]),
+                                   "avg_ms": _num(cells[3]), "percent": _num(cells[4].rstrip("%")), "mem_kb": _num(cells[6]),
+                                   "times_called": int(cells[7]), "name": cells[8].replace("[", "").replace("]", "")})
+            elif section == "by_type" and len(cells) >= 6:
+                out["ops_by_type"].append({"node_type": cells[0], "count": int(cells[1]), "avg_ms": _num(cells[2]),
+                                           "percent": _num(cells[3].rstrip("%")), "times_called": int(cells[6]) if len(cells) > 6 else None})
+        elif section == "by_type" and not line.strip():
+            section = "done" if out["ops_by_type"] else section
+    return out
+
+
+def _runner_scale(path: Path, tin) -> int:
+    """The artifact's upscaling factor (sidecar contract, else a 4 x 4 LiteRT probe)."""
+    from edgesr.app.golden import _tflite_contract
+
+    return _tflite_contract(path, tin, "xnnpack").scale

@@ -1,0 +1,102 @@
+"""The run report of ``edgesr run``: ``report.md`` (results table, and the emulation matrix
+of every artifact that recorded one) and ``report.png`` (crops of one real photograph:
+bicubic, float, int8, HR), written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from edgesr.core.atomic import atomic_path, write_text_atomic
+
+
+def _fmt(v, spec: str) -> str:
+    return "n/a" if v is None else format(v, spec)
+
+
+def results_table(report: dict) -> str:
+    """Markdown table: one row per artifact with its validation numbers per set."""
+    sets = list(report["eval"])
+    head = "| format | precision | bytes | max abs err vs float | PSNR vs float (dB) | " + " | ".join(f"{s} PSNR / SSIM" for s in sets) + " | status |"
+    rows = [head, "|" + "---|" * (6 + len(sets))]
+    rows.append("| bicubic | - | - | - | - | " + " | ".join(f"{report['bicubic'][s]['psnr_y']:.2f} / {report['bicubic'][s]['ssim_y']:.4f}" for s in sets) + " | baseline |")
+    for a in report["artifacts"]:
+        v = a["validation"]
+        ev = v.get("eval") or {}
+        cells = [f"{ev[s]['psnr_y']:.2f} / {ev[s]['ssim_y']:.4f}" if s in ev else "n/a" for s in sets]
+        status = f"skipped: {v['skipped']}" if v.get("skipped") else ("ok" if v.get("passed") else "**FAILED**")
+        label = a["format"] + (f" ({a['stage']})" if a.get("stage") else "")
+        rows.append(f"| {label} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
+                    f"{_fmt(v.get('psnr_vs_reference_db'), '.2f')} | " + " | ".join(cells) + f" | {status} |")
+    return "\n".join(rows)
+
+
+def emulation_table(report: dict) -> str:
+    """Markdown table of the emulation matrices recorded in the artifacts' validations (empty
+    string when none is): one row per artifact and engine (:func:`edgesr.app.validation.emulation_matrix`)."""
+    rows, crop = [], None
+    for a in report["artifacts"]:
+        v = a.get("validation") or {}
+        crop = crop or (v.get("emulation_images") or {}).get("crop_px")
+        for engine, r in (v.get("emulation") or {}).items():
+            head = f"| {a['format']} | {a['precision']} | {engine} | "
+            if "skipped" in r:
+                rows.append(head + f"skipped: {r['skipped']} | | | |")
+            else:
+                rows.append(head + f"{r['psnr_y']:.2f} | {r['ssim_y']:.4f} | {_fmt(r['psnr_vs_reference_db'], '.2f')} | "
+                            f"{_fmt(r['max_abs_err'], '.2e')} |")
+    if not rows:
+        return ""
+    where = f"{crop} px centre crops of the evaluation photographs" if crop else "the evaluation photographs"
+    return (f"Emulation matrix ({where}): each artifact as each phone engine would run it, scored through the same "
+            "path (PSNR / SSIM on Y vs HR, PSNR and max abs error vs the float reference's output).\n\n"
+            "| format | precision | engine | PSNR-Y (dB) | SSIM-Y | PSNR vs float (dB) | max abs err vs float |\n"
+            "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+
+def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int) -> None:
+    """Side-by-side crops of the 'chelsea' photograph: bicubic, float, int8 (if any), HR."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from edgesr.app.artifacts import load_upscaler
+    from edgesr.core.data import embedded_image
+    from edgesr.core.evaluate import TorchUpscaler, upscale_photo
+    from edgesr.core.imresize import make_lr
+    from edgesr.core.models import create
+
+    h, w = 192 - 192 % scale, 256 - 256 % scale  # a 192 x 256 window (the cat's eyes), modcropped
+    hr = embedded_image("chelsea")[40 : 40 + h, 120 : 120 + w]
+    lr = make_lr(hr, scale)
+    panels = [("bicubic", upscale_photo(TorchUpscaler(create("bicubic", scale=scale)), lr)),
+              ("float (PyTorch)", upscale_photo(TorchUpscaler(reference_module), lr))]
+    int8 = next((a for a in artifacts if a["precision"] == "int8" and a["format"] in ("tflite", "lut")), None)
+    if int8 is not None:
+        panels.append((f"int8 ({int8['format']})", upscale_photo(load_upscaler(int8["path"]), lr)))
+    panels.append(("HR", hr))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(title, fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[dict]) -> None:
+    """Write ``report.md`` and ``report.png`` in ``out_dir``."""
+    crops_figure(out_dir / "report.png", reference_module, artifacts, report["scale"])
+    macs = report["macs_per_frame_720p"] / 1e9
+    text = (f"# edgesr run: {report['model']} x{report['scale']}\n\n"
+            f"{report['params']:,} parameters as trained, {report['params_deploy']:,} deployed, "
+            f"{macs:.3f} GMACs per 1280x720 output frame.\n\n"
+            "PSNR (dB) / SSIM on BT.601 Y, border = scale; every artifact run by its own runtime through "
+            "edgesr's one evaluation path and compared with the float PyTorch reference.\n\n"
+            f"{results_table(report)}\n\n![crops: bicubic, float, int8, HR](report.png)\n")
+    emulation = emulation_table(report)
+    if emulation:
+        text += f"\n{emulation}\n"
+    write_text_atomic(out_dir / "report.md", text)

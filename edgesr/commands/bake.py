@@ -1,0 +1,24 @@
+"""``edgesr bake CKPT --bits 4 --out LUT``: bake a trained SR-LUT / SPLUT checkpoint into a ``.lut`` bundle."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint of srlut_s or splut_s/m/l (edgesr train --model ...)")
+    p.add_argument("--bits", type=int, default=4, help="SR-LUT sampling bits k: inputs sampled every 2**k levels (default 4: 17**4 entries)")
+    p.add_argument("--out", required=True, help="output bundle path (.lut)")
+
+
+def run(args) -> int:
+    from edgesr.core.checkpoint import load_checkpoint
+    from edgesr.lut_baking.bake import bake
+    from edgesr.lut_baking.bundle import save_bundle
+
+    model, state = load_checkpoint(args.checkpoint)
+    bundle = bake(model, bits=args.bits, name=state["model"])
+    bundle.source["checkpoint"] = str(args.checkpoint)
+    path = save_bundle(bundle, args.out)
+    print(f"{path}: {bundle.method} x{bundle.scale}, {len(bundle.arrays)} LUT(s), {bundle.nbytes} bytes")
+    return 0
