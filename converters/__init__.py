@@ -11,6 +11,14 @@ Public API (TensorFlow, coremltools and ONNX load only when a function needs the
 * :func:`edgesr.converters.tflite.graph_report`, :func:`edgesr.converters.coreml.structure` (structure checks).
 """
 
-from edgesr.converters.export import FORMATS, calibration_patches, deploy_module, export, export_coreml, export_onnx, export_tflite
+from edgesr.converters.export import (
+    FORMATS,
+    calibration_patches,
+    deploy_module,
+    export,
+    export_coreml,
+    export_onnx,
+    export_tflite,
+)
 
 __all__ = ["FORMATS", "calibration_patches", "deploy_module", "export", "export_coreml", "export_onnx", "export_tflite"]

@@ -31,8 +31,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgesr.converters.metadata import KEY
 from edgesr.core.atomic import atomic_path
+from edgesr.core.contract import KEY
 from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp16", "fp32", "w8", "w8a8")
@@ -81,8 +81,11 @@ def _w8a8(module, channels: int, calibration: np.ndarray, input_range: tuple[flo
     """
     import operator
 
-    from coremltools.optimize.torch.quantization import (LinearQuantizer, LinearQuantizerConfig,
-                                                         ModuleLinearQuantizerConfig)
+    from coremltools.optimize.torch.quantization import (
+        LinearQuantizer,
+        LinearQuantizerConfig,
+        ModuleLinearQuantizerConfig,
+    )
 
     cfg = LinearQuantizerConfig(
         global_config=ModuleLinearQuantizerConfig(quantization_scheme="symmetric", activation_observer="min_max",
@@ -133,8 +136,11 @@ def convert(module, channels: int, precision: str = "fp16", calibration: np.ndar
                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
                             compute_precision=compute)
             if precision == "w8":
-                from coremltools.optimize.coreml import (OpLinearQuantizerConfig, OptimizationConfig,
-                                                         linear_quantize_weights)
+                from coremltools.optimize.coreml import (
+                    OpLinearQuantizerConfig,
+                    OptimizationConfig,
+                    linear_quantize_weights,
+                )
 
                 op_cfg = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                  weight_threshold=0)

@@ -16,9 +16,14 @@ import os
 from pathlib import Path
 
 import numpy as np
+from edgesr.converters import coreml, onnx_export, tflite
+from edgesr.converters.metadata import build_metadata, write_sidecar
 
-from edgesr.converters.metadata import build_metadata, sidecar_path, write_sidecar
+from edgesr.core.checkpoint import load_checkpoint
+from edgesr.core.contract import sidecar_path
+from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches as patches
 
 FORMATS = ("tflite", "coreml", "onnx")
 FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
@@ -32,8 +37,6 @@ def deploy_module(model_or_checkpoint):
         EdgesrError: unreadable checkpoint (see :func:`edgesr.core.checkpoint.load_checkpoint`).
     """
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
-        from edgesr.core.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(model_or_checkpoint, deploy=True)
         return model
     model = model_or_checkpoint
@@ -52,8 +55,6 @@ def calibration_patches(contract, folder: str | os.PathLike | None = None, patch
     Raises:
         EdgesrError: the folder is missing, has no image, or no image is ``patch`` pixels wide.
     """
-    from edgesr.core.data import embedded_images, load_folder
-    from edgesr.core.evaluate import calibration_patches as patches
 
     images = embedded_images("train") if folder is None else load_folder(folder)
     return patches(images, contract, patch=patch, count=count, seed=seed)
@@ -94,7 +95,6 @@ def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
 def export_tflite(module, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
                   activation_ranges=None, source=None) -> dict:
     """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`); returns ``{format, precision, path, bytes}``."""
-    from edgesr.converters import tflite
 
     c = module.contract
     data = tflite.convert(module, c.channels, precision, calibration, io_dtype, activation_ranges)
@@ -106,7 +106,6 @@ def export_tflite(module, path, precision: str = "fp32", calibration=None, io_dt
 
 def export_onnx(module, path, source=None) -> dict:
     """Write an fp32 ``.onnx`` (see :mod:`edgesr.converters.onnx_export`); returns the artifact dict."""
-    from edgesr.converters import onnx_export
 
     meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"))
     return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta))
@@ -114,7 +113,6 @@ def export_onnx(module, path, source=None) -> dict:
 
 def export_coreml(module, path, precision: str = "fp16", calibration=None, source=None) -> dict:
     """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`); returns the artifact dict."""
-    from edgesr.converters import coreml
 
     ml = coreml.convert(module, module.contract.channels, precision, calibration)
     meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",))

@@ -20,7 +20,6 @@ from torch import nn
 
 from edgesr.core.errors import EdgesrError
 
-
 # Op kinds: how an op treats channel layouts.
 ELEMENTWISE = "elementwise"  # per-channel op: output layout = input layout (any perm)
 CONV = "conv"                # absorbs any input layout and produces any output layout

@@ -28,12 +28,21 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from edgesr.converters.keras_ops import (
+    CONV,
+    DEPTH_TO_SPACE,
+    ELEMENTWISE,
+    FIXED,
+    INVARIANT,
+    OPS,
+    OpSpec,
+    _constant_nhwc,
+    _keras,
+    _layers,
+)
 from torch import nn
 
-from edgesr.converters.keras_ops import (CONV, DEPTH_TO_SPACE, ELEMENTWISE, FIXED, INVARIANT, OPS, OpSpec, _constant_nhwc,
-                                  _keras, _layers)
 from edgesr.core.errors import EdgesrError
-
 
 # --------------------------------------------------------------------------- the builder
 

@@ -24,6 +24,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from edgesr.converters.mil_interpreter import load_program
+from edgesr.quantization.integer_ref import read_model
+
 from edgesr.core.errors import EdgesrError
 
 TARGETS = ("gpu", "nnapi", "xnnpack", "coreml-ane")
@@ -103,7 +106,6 @@ def has_errors(findings: list[Finding]) -> bool:
 def _lint_tflite(path: Path, target: str) -> list[Finding]:
     import numpy as np
 
-    from edgesr.quantization.integer_ref import read_model
 
     tensors, ops, inputs, outputs = read_model(path)
     out: list[Finding] = []
@@ -165,8 +167,6 @@ def _gpu_analyzer(path: Path) -> list[Finding]:
 
 
 def _lint_coreml(path: Path) -> list[Finding]:
-    from edgesr.converters.mil_interpreter import load_program
-
     prog = load_program(path)
     out: list[Finding] = []
     for op in prog.ops:

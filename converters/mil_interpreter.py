@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.core.contract import IOContract, contract_of, parse
 from edgesr.core.errors import EdgesrError
 
 _DTYPES = {1: np.bool_, 10: np.float16, 11: np.float32, 12: np.float64, 21: np.int8, 22: np.int16, 23: np.int32,
@@ -342,12 +343,8 @@ class MILUpscaler:
         self.contract = contract if contract is not None else self._contract()
 
     def _contract(self):
-        from edgesr.core.contract import IOContract
-
         text = self.program.metadata.get("edgesr")
         if text:
-            from edgesr.converters.metadata import contract_of, parse
-
             return contract_of(parse(text, str(self.path)))
         c = self.program.inputs[0][2][1]
         lo = 8

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from edgesr.converters.metadata import KEY
 from edgesr.core.atomic import atomic_path
+from edgesr.core.contract import KEY
 from edgesr.core.errors import EdgesrError
 
 OPSET = 18

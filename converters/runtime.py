@@ -26,10 +26,15 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from edgesr.converters.coreml import structure
+from edgesr.converters.onnx_export import embedded_metadata
+from edgesr.quantization.arithmetic import (  # TFLite's QUANTIZE, the one implementation
+    dequantize,
+    quantize,
+)
 
-from edgesr.converters.metadata import contract_of, read_metadata
+from edgesr.core.contract import IOContract, contract_of, read_metadata
 from edgesr.core.errors import EdgesrError
-from edgesr.core.contract import IOContract
 
 
 class RuntimeUnavailable(EdgesrError):
@@ -137,8 +142,6 @@ class TFLiteUpscaler:
         nhwc = x.transpose(0, 2, 3, 1)
         inp, out = self.model.input_details(), self.model.output_details()
         integer = (np.int8, np.uint8)
-        if inp["dtype"] in integer or out["dtype"] in integer:  # imported only for integer I/O (pulls in torch)
-            from edgesr.quantization.arithmetic import dequantize, quantize  # TFLite's QUANTIZE, the one implementation
         if inp["dtype"] in integer:  # q = clamp(round_half_away(x / scale) + zero_point), ties away from zero
             scale, zero_point = inp["quantization"]
             info = np.iinfo(inp["dtype"])
@@ -201,12 +204,8 @@ def artifact_metadata(path: str | os.PathLike) -> dict:
     suffix = path.suffix.lower()
     embedded = None
     if suffix == ".onnx":
-        from edgesr.converters.onnx_export import embedded_metadata
-
         embedded = embedded_metadata(path)
     elif suffix == ".mlpackage":
-        from edgesr.converters.coreml import structure
-
         embedded = structure(path)["metadata"]
     return read_metadata(path, embedded)
 

@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from edgesr.converters.keras_rebuild import rebuild
+from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.atomic import atomic_path
 from edgesr.core.errors import EdgesrError
@@ -64,7 +66,6 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
         the rebuild does not support.
     """
-    from edgesr.converters.keras_rebuild import rebuild
 
     if precision not in PRECISIONS:
         raise EdgesrError(f"unknown TFLite precision {precision!r} (expected {', '.join(PRECISIONS)})")
@@ -77,8 +78,6 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         if calibration.ndim != 4 or calibration.shape[1] != channels:
             raise EdgesrError(f"calibration patches must be float32 (N, {channels}, h, w), got shape {calibration.shape}")
         if activation_ranges is None:
-            from edgesr.quantization.calibration import calibrate
-
             activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()
     model = rebuild(module, channels, activation_ranges)

@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgesr.lut_baking.bake import bake
+from edgesr.lut_baking.bundle import save_bundle
+from edgesr.lut_baking.finetune import TrainConfig, finetune
+
+from edgesr.core.checkpoint import load_checkpoint
+
 
 def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, data_images, finetune_steps: int = 1000,
                    bits: int = 4, log=None) -> list[dict]:
@@ -31,10 +37,6 @@ def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLik
     Raises:
         EdgesrError: unreadable checkpoint, or a model that is not a LUT model.
     """
-    from edgesr.core.checkpoint import load_checkpoint
-    from edgesr.lut_baking.bake import bake
-    from edgesr.lut_baking.bundle import save_bundle
-    from edgesr.lut_baking.finetune import TrainConfig, finetune
 
     model, state = load_checkpoint(checkpoint_path)
     bundle = bake(model, bits=bits, name=state["model"])

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from edgesr.lut_baking.bundle import LutBundle
 
 from edgesr.core.errors import EdgesrError
-from edgesr.lut_baking.bundle import LutBundle
 from edgesr.core.models.lut import SPLUTNet, SRLUTNet
 
 CHUNK = 16384

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from edgesr.lut_baking import engine_c, engine_numpy, engine_torch
 
 from edgesr.core.atomic import write_bytes_atomic
-from edgesr.core.errors import EdgesrError
 from edgesr.core.contract import IOContract
+from edgesr.core.errors import EdgesrError
 
 FORMAT = "edgesr-lut"
 METHODS = ("srlut", "splut")
@@ -146,17 +147,12 @@ def upscale_planes(bundle: LutBundle, planes: np.ndarray, engine: str = "numpy")
     if engine == "torch":
         import torch
 
-        from edgesr.lut_baking import engine_torch as et
-
         x = torch.from_numpy(np.ascontiguousarray(planes))
         if bundle.method == "srlut":
-            return et.srlut_upscale(torch.from_numpy(bundle.arrays[0]), bundle.bits, bundle.scale, x).numpy()
-        return et.splut_upscale([torch.from_numpy(a) for a in bundle.arrays], bundle.variant, x).numpy()
-    if engine == "numpy":
-        from edgesr.lut_baking import engine_numpy as mod
-    elif engine == "c":
-        from edgesr.lut_baking import engine_c as mod
-    else:
+            return engine_torch.srlut_upscale(torch.from_numpy(bundle.arrays[0]), bundle.bits, bundle.scale, x).numpy()
+        return engine_torch.splut_upscale([torch.from_numpy(a) for a in bundle.arrays], bundle.variant, x).numpy()
+    mod = {"numpy": engine_numpy, "c": engine_c}.get(engine)
+    if mod is None:
         raise EdgesrError(f"unknown LUT engine {engine!r} (expected {', '.join(ENGINES)})")
     if bundle.method == "srlut":
         return np.stack([mod.srlut_upscale(bundle.arrays[0], bundle.bits, bundle.scale, p) for p in planes])

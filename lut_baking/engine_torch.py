@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from edgesr.core.models.lut import depth_to_space, pad_bottom_right, reflect_pad_index, ste_floor, ste_round
+from edgesr.core.models.lut import (
+    depth_to_space,
+    pad_bottom_right,
+    reflect_pad_index,
+    ste_floor,
+    ste_round,
+)
 
 
 def lut_values(lut: torch.Tensor) -> torch.Tensor:

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from edgesr.lut_baking import engine_torch as et
+from edgesr.lut_baking.bundle import LutBundle
 
 from edgesr.core.data import PatchDataset
 from edgesr.core.errors import EdgesrError
 from edgesr.core.imresize import imresize_torch
-from edgesr.lut_baking import engine_torch as et
-from edgesr.lut_baking.bundle import LutBundle
 
 
 @dataclass

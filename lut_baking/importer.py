@@ -14,10 +14,10 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from edgesr.core.errors import EdgesrError
-from edgesr.core.contract import IOContract
 from edgesr.lut_baking.bundle import LutBundle, save_bundle
+
+from edgesr.core.contract import IOContract
+from edgesr.core.errors import EdgesrError
 
 
 def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:

@@ -5,7 +5,18 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgesr.quantization.calibration import (
+    calibrate,
+    calibration_patches,
+    make_observer,
+)
+from edgesr.quantization.fake_quant import fake_quant_module
+from edgesr.quantization.qat import qat
+
+from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
 
 DEFAULT_PATCH = 64
 DEFAULT_COUNT = 64
@@ -45,14 +56,8 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     Raises:
         EdgesrError: unreadable checkpoint, calibration folder without images, bad settings.
     """
-    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
-    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
     from tqdm.auto import tqdm
 
-    from edgesr.quantization.calibration import calibrate, calibration_patches, make_observer
-    from edgesr.quantization.fake_quant import fake_quant_module
-    from edgesr.quantization.qat import qat
 
     if qat_steps < 0:
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
@@ -95,7 +100,6 @@ def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, fl
     Raises:
         EdgesrError: unreadable file or a checkpoint without ranges (not quantized).
     """
-    from edgesr.core.checkpoint import read_checkpoint
 
     state = read_checkpoint(path)
     ranges = state.get("activation_ranges")

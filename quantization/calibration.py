@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from edgesr.quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
+from edgesr.quantization.graph import (
+    clip_limits,
+    observed_nodes,
+    quant_plan,
+    range_source,
+    tensor_nodes,
+    trace,
+)
 from torch import fx, nn
 
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
-from edgesr.quantization.fake_quant import MIN_RANGE_WIDTH, fake_quant_activation
-from edgesr.quantization.graph import clip_limits, observed_nodes, quant_plan, range_source, tensor_nodes, trace
 
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:

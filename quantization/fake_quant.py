@@ -23,10 +23,18 @@ import copy
 
 import torch
 import torch.nn.functional as F
+from edgesr.quantization.graph import (
+    QUANTIZE,
+    SHARED,
+    clip_limits,
+    quant_plan,
+    range_source,
+    tensor_nodes,
+    trace,
+)
 from torch import fx, nn
 
 from edgesr.core.errors import EdgesrError
-from edgesr.quantization.graph import QUANTIZE, SHARED, clip_limits, quant_plan, range_source, tensor_nodes, trace
 
 MIN_RANGE_WIDTH = 1e-6
 """Narrowest activation range used (a constant-zero tensor would give scale 0)."""

@@ -34,7 +34,6 @@ Rounding modes, named as in the sources:
 from __future__ import annotations
 
 import numpy as np
-
 from edgesr.quantization.arithmetic import (  # the spec functions, one implementation shared with QAT
     INT32_MAX,
     INT32_MIN,

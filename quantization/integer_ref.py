@@ -62,11 +62,12 @@ import os
 from pathlib import Path
 
 import numpy as np
-
-from edgesr.core.errors import EdgesrError
 from edgesr.quantization import integer_kernels as K
 from edgesr.quantization.arithmetic import dequantize, quantize
 from edgesr.quantization.tflite_model import Tensor, read_model
+
+from edgesr.core.contract import IOContract, contract_of, read_metadata, sidecar_path
+from edgesr.core.errors import EdgesrError
 
 _QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
 
@@ -302,8 +303,6 @@ def contract_of_tflite(path: Path, graph: IntegerGraph):
     """The artifact's IOContract: the sidecar ``PATH.json`` when present
     (:mod:`edgesr.converters.metadata`), else inferred from the tensors (channels; scale from a tiny
     run; Y for 1 channel)."""
-    from edgesr.converters.metadata import contract_of, read_metadata, sidecar_path
-    from edgesr.core.contract import IOContract
 
     if sidecar_path(path).is_file():
         return contract_of(read_metadata(path))

@@ -16,9 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgesr.commands.android_export import ASSET_SUBDIR, CPU_FP32_TOLERANCE, DEFAULT_GPU_TOLERANCE, export
-from edgesr.core.errors import EdgesrError
+from edgesr.commands.android_export import (
+    ASSET_SUBDIR,
+    CPU_FP32_TOLERANCE,
+    DEFAULT_GPU_TOLERANCE,
+    export,
+)
 from edgesr.core.contract import IOContract
+from edgesr.core.errors import EdgesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 Y2 = IOContract(scale=2, color="y")
@@ -118,10 +123,10 @@ def test_export_fills_assets_with_manifest(tmp_path, tflite_models):
 def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models):
     """The golden vectors written for a run without golden/ match an independent recomputation."""
     from ai_edge_litert.interpreter import Interpreter
+    from edgesr.lut_baking import engine_c
 
     from edgesr.core.data import embedded_image
     from edgesr.core.evaluate import model_input
-    from edgesr.lut_baking import engine_c
 
     run, app = _run_dir(tmp_path, tflite_models), _app(tmp_path)
     manifest = export(run, app)
@@ -160,8 +165,8 @@ def test_generated_golden_cases_recompute_independently(tmp_path, tflite_models)
 
 def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):
     """Golden vectors in RUN_DIR/golden (written by ``edgesr golden``) are copied and become the cases."""
-    from edgesr.core.data import embedded_image
     from edgesr.app.golden import write_golden
+    from edgesr.core.data import embedded_image
 
     run, app = _run_dir(tmp_path, {"int8": tflite_models["int8"]}, lut=False), _app(tmp_path)
     g = run / "golden" / "tiny_x2_int8"

@@ -220,9 +220,9 @@ def test_color_pipeline_matches_upscale_photo(host, tmp_path, scale, color):
     by one level where a value sits on a .5 rounding tie and NumPy's BLAS/SIMD evaluation
     order differs from Java's in the last bit (documented in ColorPipeline).
     """
+    from edgesr.core.contract import IOContract
     from edgesr.core.evaluate import FunctionUpscaler, model_input, upscale_photo
     from edgesr.core.imresize import imresize
-    from edgesr.core.contract import IOContract
 
     img = np.ascontiguousarray(embedded_image("chelsea")[11:88, 21:112])
     h, w, _ = img.shape
@@ -251,9 +251,10 @@ def test_lut_photo_path_matches_upscale_photo(host, tmp_path, color, scale):
     Per-channel RGB (SR-LUT's convention) is integer end to end: identical bytes. A Y-contract
     LUT adds the chroma path: within one level on at most 1e-4 of the values.
     """
-    from edgesr.core.evaluate import upscale_photo
-    from edgesr.core.contract import IOContract
     from edgesr.lut_baking.bundle import LutBundle, LutUpscaler
+
+    from edgesr.core.contract import IOContract
+    from edgesr.core.evaluate import upscale_photo
 
     contract = IOContract(scale=scale, color=color, per_channel=color == "rgb")
     lut = np.random.default_rng(7 + scale).integers(-127, 128, (17**4, scale * scale), dtype=np.int8)

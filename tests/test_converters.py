@@ -10,17 +10,20 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
-from test_converters_common import photo_input, tiny_sesr
-
 from edgesr.converters import export_coreml, export_onnx, export_tflite
 from edgesr.converters.export import calibration_patches, plan
-from edgesr.converters.metadata import contract_of
-from edgesr.converters.runtime import RuntimeUnavailable, TFLiteUpscaler, coreml_runtime_status, load_upscaler
+from edgesr.converters.runtime import (
+    RuntimeUnavailable,
+    TFLiteUpscaler,
+    coreml_runtime_status,
+    load_upscaler,
+)
 from edgesr.converters.tflite import convert, graph_report
+from test_converters_common import photo_input, tiny_sesr
+from torch import nn
+
+from edgesr.core.contract import IOContract, contract_of
 from edgesr.core.errors import EdgesrError
-from edgesr.core.contract import IOContract
 
 
 def _torch(module, x: np.ndarray) -> np.ndarray:
@@ -237,6 +240,7 @@ def _network_entries():
     import re
 
     from edgesr.converters.export import deploy_module
+
     from edgesr.core.models import create, list_models
 
     out = []
@@ -253,6 +257,7 @@ def test_keras_rebuild_of_every_registry_network(entry, photo):
     """The generic rebuild (no per-model code) computes what the deploy module computes."""
     from edgesr.converters.export import deploy_module
     from edgesr.converters.keras_rebuild import rebuild
+
     from edgesr.core.models import create
 
     torch.manual_seed(0)
@@ -284,7 +289,6 @@ def test_calibrated_ranges_from_quantization_become_the_tflite_params(prelu_mode
     so unlike the converter's own min/max) reach every int8 activation tensor, nudged as
     TF FakeQuant does."""
     from ai_edge_litert.interpreter import Interpreter
-
     from edgesr.quantization.arithmetic import nudged_qparams
     from edgesr.quantization.calibration import calibrate
 

@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-
+from edgesr.converters.runtime import load_upscaler
 from test_converters_common import tiny_sesr
 
-from edgesr.converters.metadata import contract_of
-from edgesr.converters.runtime import load_upscaler
-from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.contract import contract_of
 
 
 @pytest.fixture(scope="module")

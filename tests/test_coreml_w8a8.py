@@ -27,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from edgesr.converters.export import calibration_patches
+
 from edgesr.core.data import embedded_image, eval_pairs
 from edgesr.core.evaluate import TorchUpscaler, evaluate, model_input
 from edgesr.core.imresize import make_lr

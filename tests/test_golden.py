@@ -6,14 +6,14 @@ import json
 
 import numpy as np
 import pytest
+from edgesr.quantization.integer_ref import IntegerGraph
 from test_integer_ref_models import int8_model
 
+from edgesr.app.golden import read_tensor, verify_golden, write_golden
 from edgesr.cli import main
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
-from edgesr.app.golden import read_tensor, verify_golden, write_golden
 from edgesr.core.imageio import write_image
-from edgesr.quantization.integer_ref import IntegerGraph
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from edgesr.quantization import integer_kernels as K
+from edgesr.quantization.integer_ref import IntegerGraph
 from test_integer_ref_models import single_op_int8
 
-from edgesr.quantization import integer_kernels as K
 from edgesr.app.integer_litert import run_litert
-from edgesr.quantization.integer_ref import IntegerGraph
 
 FAMILIES = ("reference", "optimized", "xnnpack")
 ALL_CODES = np.arange(-128, 128, dtype=np.int8)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import crop
+from edgesr.quantization import integer_kernels as K
+from edgesr.quantization.integer_ref import (
+    IntegerGraph,
+    IntegerReference,
+    quantize_input,
+)
 from test_integer_ref_models import int8_model
 
+from edgesr.app.integer_litert import compare_with_litert, run_litert
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
-from edgesr.quantization import integer_kernels as K
-from edgesr.app.integer_litert import compare_with_litert, run_litert
-from edgesr.quantization.integer_ref import IntegerGraph, IntegerReference, quantize_input
 
 
 def _inputs(path):
@@ -135,8 +139,8 @@ def test_validate_integer_reference_option(tmp_path):
     """`edgesr validate --integer-reference` adds the bit-exactness numbers to the validation JSON."""
     from test_integer_ref_models import zoo_int8
 
-    from edgesr.core.checkpoint import save_checkpoint
     from edgesr.cli import main
+    from edgesr.core.checkpoint import save_checkpoint
 
     path, module = zoo_int8("sesr_m3")
     ckpt = save_checkpoint(tmp_path / "deploy.pt", module, form="deploy")
@@ -171,10 +175,10 @@ def test_validate_reference_integer_needs_no_checkpoint(tmp_path, monkeypatch, c
     assert res["passed"] and res["integer_reference"]["mismatched_elements"] == 0
     assert res["integer_reference"]["elements"] == 96 * 128 and res["integer_reference"]["max_lsb_diff"] == 0
 
-    import edgesr.app.integer_litert as il
+    import edgesr.commands.validate as command
 
-    real = il.validate_integer
-    monkeypatch.setattr(il, "validate_integer", lambda *a, **k: real(*a, **k) | {"mismatched_elements": 3, "max_lsb_diff": 1})
+    real = command.validate_integer
+    monkeypatch.setattr(command, "validate_integer", lambda *a, **k: real(*a, **k) | {"mismatched_elements": 3, "max_lsb_diff": 1})
     assert main(["validate", str(path), "--reference", "integer", "--sets", str(tmp_path / "imgs")]) == 1
     assert "differ on 3 elements (max 1 LSB)" in capsys.readouterr().err
 

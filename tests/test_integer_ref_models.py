@@ -137,8 +137,12 @@ def zoo_int8(name: str, scale: int = 2):
     registry model with seeded random weights, calibrated on real patches; cached per session.
     An export failure fails the calling test (every zoo model exports)."""
     import torch
+    from edgesr.converters.export import (
+        calibration_patches,
+        deploy_module,
+        export_tflite,
+    )
 
-    from edgesr.converters.export import calibration_patches, deploy_module, export_tflite
     from edgesr.core.models import create
 
     torch.manual_seed(0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from edgesr.converters.lint import has_errors, lint
 from test_integer_ref_models import int8_model
 
-from edgesr.converters.lint import has_errors, lint
 from edgesr.cli import main
 from edgesr.core.errors import EdgesrError
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from conftest import crop
-from edgesr.core.checkpoint import save_checkpoint
-from edgesr.cli import main
-from edgesr.core.data import embedded_images
-from edgesr.core.errors import EdgesrError
-from edgesr.core.imresize import imresize_torch
-from edgesr.core.models import create
 from edgesr.lut_baking import engine_numpy, pipeline_stage
 from edgesr.lut_baking.bake import bake, lattice_values
 from edgesr.lut_baking.bundle import load_bundle, upscale_planes
 from edgesr.lut_baking.finetune import TrainConfig, finetune, lut_forward
+
+from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.data import embedded_images
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize_torch
+from edgesr.core.models import create
 
 
 def seeded(name: str, scale: int, seed: int = 0, **kw):

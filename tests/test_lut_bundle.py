@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import crop
-from edgesr.app.artifacts import load_upscaler as load_artifact
-from edgesr.core.errors import EdgesrError
-from edgesr.core.contract import IOContract
 from edgesr.lut_baking.bundle import LutBundle, load_bundle, save_bundle
+
+from edgesr.app.artifacts import load_upscaler as load_artifact
+from edgesr.core.contract import IOContract
+from edgesr.core.errors import EdgesrError
 
 
 @pytest.fixture()

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from conftest import crop
-from edgesr.core.errors import EdgesrError
 from edgesr.lut_baking import engine_c, engine_numpy, engine_torch
+
+from edgesr.core.errors import EdgesrError
 
 ROOT = Path(__file__).resolve().parents[1]
 

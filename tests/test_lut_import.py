@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from conftest import crop
+from edgesr.lut_baking.bundle import load_upscaler, upscale_planes
+from edgesr.lut_baking.importer import import_srlut, read_srlut_npy
+
+from edgesr.core.contract import IOContract
 from edgesr.core.data import benchmark_set, eval_pairs
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import FunctionUpscaler, evaluate
 from edgesr.core.imresize import imresize
-from edgesr.core.contract import IOContract
-from edgesr.lut_baking.bundle import load_upscaler, upscale_planes
-from edgesr.lut_baking.importer import import_srlut, read_srlut_npy
 
 
 @pytest.fixture(scope="module")

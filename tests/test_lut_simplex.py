@@ -6,7 +6,6 @@ import itertools
 
 import numpy as np
 import torch
-
 from edgesr.lut_baking import engine_numpy, engine_torch
 
 

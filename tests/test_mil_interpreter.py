@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import crop
+from edgesr.converters.mil_interpreter import MILUpscaler, describe, load_program
 from torch import nn
 
-from edgesr.converters.mil_interpreter import MILUpscaler, describe, load_program
-from edgesr.core.data import embedded_image, to_luma
+from edgesr.core.contract import IOContract
+from edgesr.core.data import embedded_image, eval_pairs, to_luma
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import FunctionUpscaler, evaluate
-from edgesr.core.data import eval_pairs
-from edgesr.core.contract import IOContract
 
 
 class SESRLike(nn.Module):
@@ -162,6 +161,7 @@ def test_zoo_coreml_exports_on_linux(name, tmp_path):
     """edgesr's own Core ML export (edgesr.converters.export, fp16) of every zoo network, evaluated by the
     MIL interpreter and scored against the PyTorch float module through edgesr.core.evaluate."""
     from edgesr.converters.export import deploy_module, export_coreml
+
     from edgesr.core.models import create
 
     torch.manual_seed(0)

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
+from edgesr.app.pipeline import run_pipeline
 from edgesr.cli import main
 from edgesr.core.errors import EdgesrError
-from edgesr.app.pipeline import run_pipeline
 
 QUICK = {"model": "sesr_m3_relu", "steps": 12, "batch": 4, "qat_steps": 4, "formats": ("tflite", "onnx", "coreml"),
          "precisions": ("fp32", "int8"), "progress": False}
@@ -84,7 +84,7 @@ def test_restart_with_same_out_reuses_finished_work(finished_run):
 def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
     """A run interrupted after an artifact's validation but before its emulation matrix finishes
     just the matrix on restart."""
-    import edgesr.app.validation
+    import edgesr.app.pipeline
 
     out, _ = finished_run
     cached = next((out / "validation").glob("*_int8.tflite.json"))
@@ -95,7 +95,7 @@ def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
     def no_revalidation(*a, **k):
         raise AssertionError("a finished validation was recomputed")
 
-    monkeypatch.setattr(edgesr.app.validation, "validate_artifact", no_revalidation)
+    monkeypatch.setattr(edgesr.app.pipeline, "validate_artifact", no_revalidation)
     report = run_pipeline(out=str(out), **QUICK)
     again = json.loads(cached.read_text())["emulation"]
     assert again == full
@@ -105,7 +105,7 @@ def test_restart_computes_only_a_missing_emulation(finished_run, monkeypatch):
 def test_interrupted_export_resumes(tmp_path, monkeypatch):
     import importlib
 
-    export = importlib.import_module("edgesr.converters.export")  # the module (the package re-exports a function of that name)
+    export = importlib.import_module("edgesr.app.pipeline")  # where the pipeline looks the exporter up
 
     calls = []
     real = export.export_onnx

@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 from test_integer_ref_models import int8_model
 
+from edgesr.app.profiling import (
+    adb_commands,
+    parse_benchmark_output,
+    parse_size,
+    profile_artifact,
+    tflite_facts,
+)
 from edgesr.cli import main
 from edgesr.core.errors import EdgesrError
-from edgesr.app.profiling import adb_commands, parse_benchmark_output, parse_size, profile_artifact, tflite_facts
 
 LOG = Path(__file__).parent / "data" / "benchmark_model_sesr_m3_x2_int8_cpu.txt"
 
@@ -78,10 +84,9 @@ def test_cli_parse_and_bad_input(tmp_path, capsys):
 
 
 def test_profile_onnx_and_lut(tmp_path):
+    from edgesr.converters.export import export_onnx
     from test_golden import _random_lut
     from test_integer_ref_models import zoo_int8
-
-    from edgesr.converters.export import export_onnx
 
     _, module = zoo_int8("sesr_m3")
     onnx_path = Path(export_onnx(module, tmp_path / "m.onnx")["path"])

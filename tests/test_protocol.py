@@ -10,7 +10,13 @@ import torch
 
 from edgesr.core.color import rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from edgesr.core.imageio import read_image
-from edgesr.core.imresize import contributions, imresize, imresize_torch, make_lr, modcrop
+from edgesr.core.imresize import (
+    contributions,
+    imresize,
+    imresize_torch,
+    make_lr,
+    modcrop,
+)
 from edgesr.core.metrics import gaussian_window_1d, psnr, ssim
 
 

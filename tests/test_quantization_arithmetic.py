@@ -6,13 +6,24 @@ import math
 
 import numpy as np
 import pytest
+from edgesr.quantization.arithmetic import (
+    INT32_MAX,
+    INT32_MIN,
+    dequantize,
+    fake_quant,
+    multiply_by_quantized_multiplier,
+    nudged_qparams,
+    quantize,
+    quantize_bias,
+    quantize_multiplier,
+    quantize_weights_per_channel,
+    requantize,
+    round_half_away,
+    rounding_divide_by_pot,
+    saturating_rounding_doubling_high_mul,
+)
 
 from edgesr.core.data import embedded_image, to_luma
-from edgesr.quantization.arithmetic import (
-    INT32_MAX, INT32_MIN, dequantize, fake_quant, multiply_by_quantized_multiplier, nudged_qparams, quantize,
-    quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize, round_half_away,
-    rounding_divide_by_pot, saturating_rounding_doubling_high_mul,
-)
 
 
 # ------------------------------------------------------------------ big-integer references (Python ints)

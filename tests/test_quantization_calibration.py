@@ -5,16 +5,21 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from edgesr.quantization import calibrate, calibration_patches
+from edgesr.quantization.calibration import (
+    MinMaxObserver,
+    MSEObserver,
+    PercentileObserver,
+    make_observer,
+)
+from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
+from edgesr.core.contract import IOContract
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import model_input
 from edgesr.core.imresize import make_lr
-from edgesr.core.contract import IOContract
-from edgesr.quantization import calibrate, calibration_patches
-from edgesr.quantization.calibration import MinMaxObserver, MSEObserver, PercentileObserver, make_observer
-from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
-from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -123,8 +128,9 @@ def test_input_takes_the_contracts_range_and_the_output_clamp_narrows_its_group(
     """The input range is the contract's [0, 1] (scale 1/255: every 8-bit level representable),
     not the calibration maximum; a group of tensors that ends in the output clamp gets the
     clamp's range; tensors with other consumers keep their observed ranges."""
-    from edgesr.core.models import create
     from edgesr.quantization.graph import clip_limits
+
+    from edgesr.core.models import create
 
     ranges = calibrate(model, patches)
     assert ranges["x"] == (0.0, 1.0)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from edgesr.quantization import fake_quant_module, load_activation_ranges
+from test_quantization_common import one_thread  # noqa: F401 (fixture)
 
-from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
 from edgesr.cli import main
+from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_image
 from edgesr.core.imageio import write_image
 from edgesr.core.models import create
-from edgesr.quantization import fake_quant_module, load_activation_ranges
-from test_quantization_common import one_thread  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -6,18 +6,37 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from edgesr.quantization import (
+    calibrate,
+    calibration_patches,
+    fake_quant_module,
+    quantizer_ranges,
+)
+from edgesr.quantization.arithmetic import (
+    fake_quant,
+    nudged_qparams,
+    quantize,
+    quantize_bias,
+    quantize_multiplier,
+    quantize_weights_per_channel,
+    requantize,
+)
+from edgesr.quantization.fake_quant import fake_quant_activation, fake_quant_weight
+from edgesr.quantization.graph import (
+    FUSED,
+    QUANTIZE,
+    SHARED,
+    observed_nodes,
+    quant_plan,
+    tensor_nodes,
+    trace,
+)
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
 from edgesr.core.metrics import psnr
 from edgesr.core.models import create
-from edgesr.quantization import calibrate, calibration_patches, fake_quant_module, quantizer_ranges
-from edgesr.quantization.arithmetic import (
-    fake_quant, nudged_qparams, quantize, quantize_bias, quantize_multiplier, quantize_weights_per_channel, requantize,
-)
-from edgesr.quantization.fake_quant import fake_quant_activation, fake_quant_weight
-from edgesr.quantization.graph import FUSED, QUANTIZE, SHARED, observed_nodes, quant_plan, tensor_nodes, trace
-from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

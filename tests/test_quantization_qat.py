@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from edgesr.quantization import calibrate, fake_quant_module, qat
+from edgesr.quantization.qat import hr_patches
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
 from edgesr.core.imresize import imresize_torch
 from edgesr.core.metrics import psnr
-from edgesr.quantization import calibrate, fake_quant_module, qat
-from edgesr.quantization.qat import hr_patches
-from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from edgesr.quantization import calibrate, calibration_patches, fake_quant_module
 
 from edgesr.core.data import embedded_image, to_luma
-from edgesr.quantization import calibrate, calibration_patches, fake_quant_module
 
 pytest.importorskip("tensorflow")
 tflite = pytest.importorskip("edgesr.converters.tflite")

@@ -7,11 +7,11 @@ import json
 import pytest
 from test_integer_ref_models import zoo_int8
 
-from edgesr.core.checkpoint import save_checkpoint
+from edgesr.app.reporting import _pareto, emulation_matrix
 from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
-from edgesr.app.reporting import _pareto, emulation_matrix
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,11 @@ import json
 
 import pytest
 from conftest import crop
-from test_converters_common import tiny_sesr
-
 from edgesr.converters import export_coreml, export_onnx, export_tflite
 from edgesr.converters.export import calibration_patches
 from edgesr.converters.runtime import coreml_runtime_status
-from edgesr.core.checkpoint import save_checkpoint
-from edgesr.cli import main
-from edgesr.core.imageio import write_image
+from test_converters_common import tiny_sesr
+
 from edgesr.app.validation import (
     FP16_MAX_DROP_DB,
     FP32_MAX_ABS_ERR,
@@ -23,6 +20,9 @@ from edgesr.app.validation import (
     reference_run,
     validate_artifact,
 )
+from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.imageio import write_image
 
 
 @pytest.fixture(scope="module")

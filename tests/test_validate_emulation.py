@@ -9,15 +9,10 @@ import json
 
 import pytest
 from conftest import crop
+from edgesr.converters import export_coreml, export_onnx, export_tflite
 from test_converters_common import tiny_sesr
 from test_integer_ref_models import zoo_int8
 
-from edgesr.converters import export_coreml, export_onnx, export_tflite
-from edgesr.core.checkpoint import save_checkpoint
-from edgesr.cli import main
-from edgesr.core.data import embedded_image
-from edgesr.core.errors import EdgesrError
-from edgesr.core.imageio import write_image
 from edgesr.app.validation import (
     EMULATION_ENGINES,
     FLOAT_NO_INT8,
@@ -26,6 +21,11 @@ from edgesr.app.validation import (
     emulation_matrix,
     validate_artifact,
 )
+from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imageio import write_image
 
 ROW = {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}
 
@@ -110,12 +110,12 @@ def test_a_shared_reference_run_gives_the_same_rows(sesr_int8, photos, int8_matr
 def test_engine_that_cannot_run_the_graph_is_a_skipped_row(sesr_int8, photos, monkeypatch):
     """The integer reference raises EdgesrError for ops it lacks (e.g. SOFTMAX with reference kernels):
     that row is skipped with the first line of the reason; the others still run."""
-    from edgesr.quantization import integer_ref
+    from edgesr.app import validation
 
     def refuse(*a, **k):
         raise EdgesrError("SOFTMAX: no reference-kernel emulation\nsecond line")
 
-    monkeypatch.setattr(integer_ref, "IntegerReference", refuse)
+    monkeypatch.setattr(validation, "IntegerReference", refuse)
     path, module = sesr_int8
     m = emulation_matrix(path, module, photos[:1])
     assert m["npu_int8"] == {"skipped": "SOFTMAX: no reference-kernel emulation"}

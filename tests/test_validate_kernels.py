@@ -9,17 +9,17 @@ import json
 import numpy as np
 import pytest
 from conftest import crop
+from edgesr.converters.runtime import KERNELS, TFLiteUpscaler, load_upscaler
+from edgesr.quantization.arithmetic import quantize
+from edgesr.quantization.integer_ref import IntegerReference, read_model
 from test_integer_ref_models import zoo_int8
 
-from edgesr.converters.runtime import KERNELS, TFLiteUpscaler, load_upscaler
-from edgesr.core.checkpoint import save_checkpoint
 from edgesr.cli import main
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import model_input
 from edgesr.core.imageio import write_image
-from edgesr.quantization.arithmetic import quantize
-from edgesr.quantization.integer_ref import IntegerReference, read_model
 
 
 @pytest.fixture(scope="module")

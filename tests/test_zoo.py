@@ -261,9 +261,9 @@ def test_pkn_kernel_weights_sum_to_one_and_constants_are_kept(scale, photo):
 
 
 def test_pkn_kernel_geometry():
-    from edgesr.core.models.pkn import kernel_geometry
-
     import math
+
+    from edgesr.core.models.pkn import kernel_geometry
 
     # Q = diag(1/sx^2, 1/sy^2): L = diag(1/sx, 1/sy); sx = 2 (major, along x), sy = 0.5.
     p = torch.tensor([[math.log(0.5), 0.0, math.log(2.0), 0.3]])

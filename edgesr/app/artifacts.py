@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgesr.converters.runtime import load_upscaler as load_network
 from edgesr.core.errors import EdgesrError
+from edgesr.lut_baking.bundle import load_upscaler as load_lut
 
 NETWORK_SUFFIXES = (".onnx", ".tflite", ".mlpackage")
 LUT_SUFFIXES = (".lut",)
@@ -35,11 +37,7 @@ def load_upscaler(path: str | os.PathLike, **options):
         raise EdgesrError(f"{path}: no such artifact")
     suffix = path.suffix.lower()
     if suffix in NETWORK_SUFFIXES:
-        from edgesr.converters.runtime import load_upscaler as load
-
-        return load(path, **options)
+        return load_network(path, **options)
     if suffix in LUT_SUFFIXES:
-        from edgesr.lut_baking.bundle import load_upscaler as load
-
-        return load(path, **options)
+        return load_lut(path, **options)
     raise EdgesrError(f"{path}: unknown artifact type {suffix!r} (expected {', '.join(NETWORK_SUFFIXES + LUT_SUFFIXES)})")

@@ -28,8 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.app.artifacts import load_upscaler
+from edgesr.app.integer_litert import run_litert
 from edgesr.core.atomic import write_bytes_atomic, write_text_atomic
+from edgesr.core.contract import IOContract, contract_of, read_metadata, sidecar_path
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import model_input
+from edgesr.quantization.integer_ref import quantize_input, read_model
 
 FORMAT = "edgesr-golden"
 FLOAT_TOLERANCE = {"fp32": 1e-4, "fp16": 4e-3}
@@ -60,8 +65,6 @@ def _precision(path: Path) -> str:
         if prec in ("fp16", "fp32", "w8"):
             return "fp16" if prec == "fp16" else "fp32"
     if path.suffix == ".tflite":
-        from edgesr.quantization.integer_ref import read_model
-
         tensors, ops, _, _ = read_model(path)
         if any(t.dtype is np.int8 and t.data is None for t in tensors):
             return "int8"
@@ -72,10 +75,7 @@ def _precision(path: Path) -> str:
 def _tflite_contract(path: Path, tin, kernels: str):
     """The contract from the sidecar ``PATH.json`` when present, else from the tensors (scale
     from a 4 x 4 probe through LiteRT; 1 channel = Y, 3 = RGB)."""
-    from edgesr.core.contract import IOContract
-    from edgesr.app.integer_litert import run_litert
 
-    from edgesr.converters.metadata import contract_of, read_metadata, sidecar_path
 
     if sidecar_path(path).is_file():
         return contract_of(read_metadata(path))
@@ -93,7 +93,6 @@ class _Runner:
         if path.suffix == ".tflite":
             import ai_edge_litert
 
-            from edgesr.quantization.integer_ref import read_model
 
             tensors, _, inputs, outputs = read_model(path)
             self.tin, self.tout = tensors[inputs[0]], tensors[outputs[0]]
@@ -101,21 +100,14 @@ class _Runner:
             self.layout = "NHWC"
             self.runtime = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')} ({kernels} kernels)"
         else:
-            from edgesr.app.artifacts import load_upscaler
-
             self.upscaler = load_upscaler(path, **({"engine": "c"} if path.suffix == ".lut" else {}))
             self.contract = self.upscaler.contract
             self.layout = "PHW" if self.precision == "lut" else "NCHW"
             self.runtime = type(self.upscaler).__module__ + "." + type(self.upscaler).__name__
 
     def run(self, img: np.ndarray):
-        from edgesr.core.evaluate import model_input
-
         x = model_input(img, self.contract)
         if self.path.suffix == ".tflite":
-            from edgesr.app.integer_litert import run_litert
-            from edgesr.quantization.integer_ref import quantize_input
-
             q = quantize_input(x.transpose(0, 2, 3, 1), self.tin)
             out = run_litert(self.path, q, self.kernels)
             qp = lambda t: {"scale": t.s, "zero_point": t.z} if t.dtype in (np.int8, np.uint8) else None  # noqa: E731
@@ -206,8 +198,6 @@ def verify_golden(folder: str | os.PathLike, artifact: str | os.PathLike | None 
         x = read_tensor(folder, pair["input"])
         want = read_tensor(folder, pair["output"])
         if path.suffix == ".tflite":
-            from edgesr.app.integer_litert import run_litert
-
             got = run_litert(path, x, kernels)
         elif runner.precision == "lut":
             got = np.round(np.clip(runner.upscaler(x[:, None].astype(np.float32) / 255)[:, 0], 0, 1) * 255).astype(np.uint8)

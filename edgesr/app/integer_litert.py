@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.converters.runtime import LiteRTModel, TFLiteUpscaler
+from edgesr.core.data import eval_pairs
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import model_input
 from edgesr.quantization.integer_ref import (
     KERNEL_NOTES,
     IntegerGraph,
@@ -86,8 +88,6 @@ def validate_integer(path: str | os.PathLike, sets: dict, contract, kernels=("re
     Raises:
         EdgesrError: not an integer-input ``.tflite`` artifact.
     """
-    from edgesr.core.data import eval_pairs
-    from edgesr.core.evaluate import model_input
 
     graph = IntegerGraph(path, "reference")
     t = graph.tensors[graph.inputs[0]]

@@ -25,15 +25,40 @@ import json
 import time
 from pathlib import Path
 
+from edgesr.app.run_report import write_report
+from edgesr.app.validation import (
+    EMULATION_CROP,
+    emulation_images,
+    emulation_matrix,
+    reference_run,
+    validate_artifact,
+)
+from edgesr.converters.export import (
+    SUFFIX,
+    calibration_patches,
+    export_coreml,
+    export_onnx,
+    export_tflite,
+    plan,
+)
+from edgesr.core.atomic import write_text_atomic
+from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+from edgesr.core.collapse import collapse_checked
+from edgesr.core.complexity import model_info
+from edgesr.core.contract import sidecar_path
+from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.models import create, resolve
+from edgesr.core.train import TrainConfig, train
+from edgesr.lut_baking import pipeline_stage as lut_pipeline_stage
+from edgesr.quantization.api import quantize_checkpoint
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
 
 
 def _json_write(path: Path, obj) -> None:
-    from edgesr.core.atomic import write_text_atomic
-
     write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
@@ -56,9 +81,6 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
         EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
             OUT that belongs to another model or scale.
     """
-    from edgesr.core.data import resolve_eval_sets, training_images
-    from edgesr.core.models import create, resolve
-    from edgesr.app.validation import EMULATION_CROP
 
     _T0[0] = time.perf_counter()
     entry = resolve(model)
@@ -71,7 +93,6 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     training_images(data)  # fail early on a bad --data folder
 
     _stage(f"1/6 train {entry.name} x{scale} for {steps} steps -> {out_dir / 'checkpoints/last.pt'}")
-    from edgesr.core.train import TrainConfig, train
 
     ckpt = train(TrainConfig(model=entry.name, scale=scale, data=data, out=str(out_dir), steps=steps, batch=batch,
                              seed=seed, device=device, progress=progress, val_every=max(steps // 4, 1)))
@@ -103,16 +124,6 @@ def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
 
 
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
-    from edgesr.converters.export import (
-        SUFFIX,
-        export_coreml,
-        export_onnx,
-        export_tflite,
-        plan,
-    )
-    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.core.collapse import collapse_checked
-
     deploy_path = out_dir / "checkpoints" / "deploy.pt"
     _stage(f"2/6 collapse -> {deploy_path}")
     if not deploy_path.exists():
@@ -129,8 +140,6 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     if needs_int8:
         _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
         if not int8_path.exists():
-            from edgesr.quantization.api import quantize_checkpoint
-
             quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
         quant_module, qstate = load_checkpoint(int8_path)
         ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
@@ -143,8 +152,6 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
     from tqdm.auto import tqdm
 
-    from edgesr.converters.export import calibration_patches
-    from edgesr.converters.metadata import sidecar_path
 
     calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
@@ -168,27 +175,13 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
 
 
 def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
-    import edgesr.lut_baking
-    from edgesr.core.data import training_images
-
     _stage("2/6 collapse: LUT models have no training-only form")
     _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
     _stage("4/6 export: the .lut bundle is the artifact")
-    return edgesr.lut_baking.pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+    return lut_pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
 
 
 def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:
-    from edgesr.core.checkpoint import load_checkpoint
-    from edgesr.core.complexity import model_info
-    from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
-    from edgesr.app.validation import (
-        EMULATION_CROP,
-        emulation_images,
-        emulation_matrix,
-        reference_run,
-        validate_artifact,
-    )
-
     trained, _ = load_checkpoint(ckpt)
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
@@ -226,7 +219,6 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
         "out": str(out_dir),
     }
     _stage("6/6 report -> report.json, report.md, report.png")
-    from edgesr.app.run_report import write_report
 
     write_report(out_dir, report, ref_module, artifacts)
     _json_write(out_dir / "report.json", report)
@@ -234,6 +226,4 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
 
 
 def _bicubic(scale: int):
-    from edgesr.core.models import create
-
     return create("bicubic", scale=scale)

@@ -24,7 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.app.golden import _tflite_contract
+from edgesr.converters.runtime import LiteRTModel
+from edgesr.core.contract import contract_of, read_metadata
+from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
+from edgesr.lut_baking.bundle import load_upscaler
+from edgesr.quantization.integer_ref import quantize_input, read_model
 
 SIZES = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
 
@@ -65,7 +71,6 @@ def _stats(times_s: list[float]) -> dict:
 
 def _photo(h: int, w: int, c: int) -> np.ndarray:
     """A real photograph (astronaut) reflected to (h, w), as float32 (1, c, h, w) in [0, 1]."""
-    from edgesr.core.data import embedded_image, to_luma
 
     img = embedded_image("astronaut")
     base = to_luma(img)[..., None] if c == 1 else img.astype(np.float32) / 255
@@ -79,7 +84,6 @@ def _photo(h: int, w: int, c: int) -> np.ndarray:
 
 def tflite_facts(path: Path, h: int, w: int) -> dict:
     """MACs of one (h, w) input, parameters and op histogram of a ``.tflite`` graph."""
-    from edgesr.quantization.integer_ref import read_model
 
     tensors, ops, inputs, _ = read_model(path)
     macs, hist, params = 0, {}, 0
@@ -118,10 +122,6 @@ def _runner(path: Path, threads: int):
     """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count."""
     suffix = path.suffix
     if suffix == ".tflite":
-        from edgesr.converters.runtime import LiteRTModel
-        from edgesr.app.golden import _tflite_contract
-        from edgesr.quantization.integer_ref import quantize_input, read_model
-
         tensors, _, ins, _ = read_model(path)
         tin = tensors[ins[0]]
         contract = _tflite_contract(path, tin, "xnnpack")
@@ -134,7 +134,6 @@ def _runner(path: Path, threads: int):
     if suffix == ".onnx":
         import onnxruntime as ort
 
-        from edgesr.converters.metadata import contract_of, read_metadata
 
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
@@ -146,8 +145,6 @@ def _runner(path: Path, threads: int):
         name = sess.get_inputs()[0].name
         return contract, lambda x: sess.run(None, {name: x})[0], f"onnxruntime {ort.__version__}"
     if suffix == ".lut":
-        from edgesr.lut_baking.bundle import load_upscaler
-
         up = load_upscaler(path, engine="c")
         return up.contract, up, "LUT C engine"
     raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
@@ -304,6 +301,5 @@ def parse_benchmark_output(text: str) -> dict:
 
 def _runner_scale(path: Path, tin) -> int:
     """The artifact's upscaling factor (sidecar contract, else a 4 x 4 LiteRT probe)."""
-    from edgesr.app.golden import _tflite_contract
 
     return _tflite_contract(path, tin, "xnnpack").scale

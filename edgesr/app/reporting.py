@@ -18,8 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.core.errors import EdgesrError
+from edgesr.app.profiling import measure_peak_macs, profile_artifact
 from edgesr.app.validation import emulation_matrix
+from edgesr.converters.runtime import TFLiteUpscaler
+from edgesr.core.atomic import atomic_path, write_text_atomic
+from edgesr.core.checkpoint import load_checkpoint
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler, output_y, run_upscaler
+from edgesr.core.imresize import make_lr, modcrop
 
 __all__ = ["emulation_matrix", "render_report"]
 
@@ -48,7 +55,6 @@ def _load_run(run_dir: Path):
         if key not in report:
             raise EdgesrError(f"{rj}: missing key {key!r}")
     ckpt = run_dir / "checkpoints" / "deploy.pt"
-    from edgesr.core.checkpoint import load_checkpoint
 
     module, _ = load_checkpoint(ckpt, deploy=True)
     return report, module
@@ -65,11 +71,6 @@ def render_report(run_dir: str | os.PathLike, photo: str = "chelsea", size: str 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgesr.core.atomic import atomic_path, write_text_atomic
-    from edgesr.core.data import embedded_image
-    from edgesr.core.evaluate import TorchUpscaler, output_y, run_upscaler
-    from edgesr.core.imresize import make_lr, modcrop
-    from edgesr.app.profiling import measure_peak_macs, profile_artifact
 
     run_dir = Path(run_dir)
     report, module = _load_run(run_dir)
@@ -108,8 +109,6 @@ def render_report(run_dir: str | os.PathLike, photo: str = "chelsea", size: str 
     axes[0].set_title(f"{report['model']} x{report['scale']}: quality vs latency")
     err_stats = None
     if int8 is not None:
-        from edgesr.converters.runtime import TFLiteUpscaler
-
         lr = make_lr(hr, report["scale"])
         f = output_y(run_upscaler(TorchUpscaler(module), lr), module.contract, lr.ndim == 2)
         q = output_y(run_upscaler(TFLiteUpscaler(int8, module.contract), lr), module.contract, lr.ndim == 2)

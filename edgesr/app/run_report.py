@@ -6,7 +6,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgesr.app.artifacts import load_upscaler
 from edgesr.core.atomic import atomic_path, write_text_atomic
+from edgesr.core.data import embedded_image
+from edgesr.core.evaluate import TorchUpscaler, upscale_photo
+from edgesr.core.imresize import make_lr
+from edgesr.core.models import create
 
 
 def _fmt(v, spec: str) -> str:
@@ -60,11 +65,6 @@ def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgesr.app.artifacts import load_upscaler
-    from edgesr.core.data import embedded_image
-    from edgesr.core.evaluate import TorchUpscaler, upscale_photo
-    from edgesr.core.imresize import make_lr
-    from edgesr.core.models import create
 
     h, w = 192 - 192 % scale, 256 - 256 % scale  # a 192 x 256 window (the cat's eyes), modcropped
     hr = embedded_image("chelsea")[40 : 40 + h, 120 : 120 + w]

@@ -43,8 +43,21 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.app.artifacts import LUT_SUFFIXES, load_upscaler
+from edgesr.converters.coreml import check_structure
+from edgesr.converters.mil_interpreter import MILUpscaler
+from edgesr.converters.runtime import (
+    LiteRTModel,
+    ONNXUpscaler,
+    RuntimeUnavailable,
+    TFLiteUpscaler,
+    artifact_metadata,
+)
+from edgesr.core.contract import contract_of, sidecar_path
+from edgesr.core.data import eval_pairs
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, evaluate
+from edgesr.quantization.integer_ref import IntegerReference
 
 FP32_MAX_ABS_ERR = 1e-4
 FP16_MAX_DROP_DB = 0.05
@@ -77,7 +90,6 @@ class ReferenceRun:
 
 def _run_sets(upscaler, sets: dict, progress: bool):
     """Score ``upscaler`` on every set; returns ({set: [raw outputs]}, {set: {psnr_y, ssim_y}})."""
-    from edgesr.core.data import eval_pairs
 
     outputs, scores = {}, {}
     for name, images in sets.items():
@@ -135,8 +147,6 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     Raises:
         EdgesrError: unreadable artifact, unknown precision, scale/contract mismatch.
     """
-    from edgesr.converters.runtime import RuntimeUnavailable, artifact_metadata
-    from edgesr.app.artifacts import LUT_SUFFIXES
 
     is_path = isinstance(path_or_upscaler, (str, os.PathLike))
     is_lut = is_path and Path(path_or_upscaler).suffix.lower() in LUT_SUFFIXES
@@ -155,12 +165,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
               "psnr_vs_reference_db": None, "eval": None, "reference_eval": None, "passed": False,
               "tolerance": tolerance, "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
-        from edgesr.converters.coreml import check_structure
-
         result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
     try:
-        from edgesr.app.artifacts import load_upscaler
-
         upscaler = load_upscaler(path_or_upscaler, **options) if is_path else path_or_upscaler
     except RuntimeUnavailable as exc:
         result["skipped"] = str(exc)
@@ -284,12 +290,9 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
         return Fp16Module(module)
 
     if suffix == ".tflite":
-        from edgesr.converters.runtime import TFLiteUpscaler
-
         def npu():
             if precision != "int8":
                 return FLOAT_NO_INT8
-            from edgesr.quantization.integer_ref import IntegerReference
 
             return IntegerReference(path, kernels="reference", contract=contract)
 
@@ -297,8 +300,6 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
                 "xnnpack": lambda: TFLiteUpscaler(path, contract, num_threads=1, kernels="xnnpack"),
                 "gpu_fp16": fp16, "npu_int8": npu}
     if suffix == ".onnx":
-        from edgesr.converters.runtime import ONNXUpscaler
-
         def xnnpack():
             import onnxruntime as ort
 
@@ -314,8 +315,6 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
                 "npu_int8": lambda: FLOAT_NO_INT8 if is_float else "ONNX: no integer reference for ONNX Runtime's int8 kernels"}
 
     def mil(prec):
-        from edgesr.converters.mil_interpreter import MILUpscaler
-
         return MILUpscaler(path, prec, contract)
 
     npu = {"w8": "w8 Core ML: int8 weights only; the Neural Engine computes in fp16 (the gpu_fp16 row)",
@@ -334,7 +333,6 @@ def _tflite_precision(path: Path) -> str:
     Raises:
         EdgesrError: not a readable TFLite model.
     """
-    from edgesr.converters.runtime import LiteRTModel
 
     model = LiteRTModel(path, "xnnpack", 1)
     if model.input_details()["dtype"] in (np.int8, np.uint8):
@@ -404,8 +402,6 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
         EdgesrError: a missing, unreadable or LUT artifact, no precision, a scale that is
             not the reference's, no images (or images and a ReferenceRun both).
     """
-    from edgesr.converters.metadata import contract_of, sidecar_path
-    from edgesr.converters.runtime import artifact_metadata
 
     if isinstance(reference, ReferenceRun):
         if images is not None:

@@ -41,8 +41,12 @@ import json
 import shutil
 from pathlib import Path
 
+from edgesr.app.golden import write_golden
 from edgesr.core.atomic import atomic_path
+from edgesr.core.contract import IOContract
+from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
+from edgesr.lut_baking.bundle import load_bundle
 
 #: where the app reads its assets (``AssetManager.open("edgesr/manifest.json")``)
 ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
@@ -101,8 +105,6 @@ def _as_contract(d) -> dict | None:
     if isinstance(d.get("contract"), dict):
         d = d["contract"]
     if "scale" in d and "color" in d:
-        from edgesr.core.contract import IOContract
-
         known = {k: d[k] for k in IOContract.__dataclass_fields__ if k in d}
         if "value_range" in known:
             known["value_range"] = tuple(known["value_range"])
@@ -137,10 +139,6 @@ def _tflite_tensors(path: Path) -> tuple[list[dict], list[dict]]:
 
 def _lut_tables(path: Path) -> tuple[dict, list, dict]:
     """(method/scale/bits/variant, int8 tables in engine order, contract) of a ``.lut`` bundle."""
-    try:
-        from edgesr.lut_baking.bundle import load_bundle
-    except ModuleNotFoundError:
-        raise EdgesrError(f"{path}: LUT bundles need the lut_baking package, which this build lacks") from None
     b = load_bundle(path)
     desc = {"method": b.method, "scale": b.scale, "bits": b.bits, "variant": b.variant}
     return desc, list(b.arrays), b.contract.to_dict()
@@ -183,8 +181,6 @@ def _gpu_tolerance(report: dict, override: float | None) -> tuple[float, str]:
 
 
 def _sample_image():
-    from edgesr.core.data import embedded_image
-
     return embedded_image(SAMPLE_IMAGE)
 
 
@@ -249,7 +245,6 @@ def _generate_golden(artifact: Path, out: Path) -> None:
     """Golden vectors for a model the run has none of, written with ``edgesr.app.golden.write_golden``
     (the code behind ``edgesr golden``: LiteRT's default CPU kernels, or the LUT engine) on an
     odd-sized crop of the sample photo."""
-    from edgesr.app.golden import write_golden
 
     (h, w), (y0, x0) = GOLDEN_CROP, GOLDEN_AT
     crop = _sample_image()[y0 : y0 + h, x0 : x0 + w]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from edgesr.core.checkpoint import load_checkpoint
+from edgesr.lut_baking.bake import bake
+from edgesr.lut_baking.bundle import save_bundle
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="checkpoint of srlut_s or splut_s/m/l (edgesr train --model ...)")
@@ -12,10 +16,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.checkpoint import load_checkpoint
-    from edgesr.lut_baking.bake import bake
-    from edgesr.lut_baking.bundle import save_bundle
-
     model, state = load_checkpoint(args.checkpoint)
     bundle = bake(model, bits=args.bits, name=state["model"])
     bundle.source["checkpoint"] = str(args.checkpoint)

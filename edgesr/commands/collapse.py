@@ -7,6 +7,9 @@ largest difference between the two forms on a real photograph.
 
 from __future__ import annotations
 
+from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+from edgesr.core.collapse import collapse_checked
+
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="training checkpoint from `edgesr train`")
@@ -14,9 +17,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.core.collapse import collapse_checked
-
     model, state = load_checkpoint(args.checkpoint)
     deploy, report = collapse_checked(model)
     save_checkpoint(args.output, deploy, step=state.get("step", 0), config=state.get("config", {}), form="deploy")

@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 
+from edgesr.commands.source import add_source_arguments, describe, resolve_upscaler
+from edgesr.core.atomic import write_text_atomic
+from edgesr.core.data import resolve_eval_sets
+from edgesr.core.evaluate import evaluate_sets
+
 
 def add_arguments(p) -> None:
-    from edgesr.commands.source import add_source_arguments
-
     add_source_arguments(p, engine=True)
     p.add_argument("--data-root", help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
     p.add_argument("--sets", help="comma-separated set names under --data-root, or image folders (default: Set5,Set14,B100,Urban100)")
@@ -21,11 +24,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.atomic import write_text_atomic
-    from edgesr.commands.source import describe, resolve_upscaler
-    from edgesr.core.data import resolve_eval_sets
-    from edgesr.core.evaluate import evaluate_sets
-
     upscaler = resolve_upscaler(args)
     sets = resolve_eval_sets(args.data_root, args.sets.split(",") if args.sets else None)
     results = evaluate_sets(upscaler, sets, progress=True)

@@ -10,6 +10,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgesr.converters.export import (
+    calibration_patches,
+    deploy_module,
+    export,
+    plan,
+    writable_dir,
+)
 from edgesr.core.errors import EdgesrError
 
 
@@ -46,7 +53,6 @@ def _load_ranges(path: str | None) -> dict | None:
 def run(args) -> int:
     import sys
 
-    from edgesr.converters.export import calibration_patches, deploy_module, export, plan, writable_dir
 
     formats, precisions = _csv(args.formats), _csv(args.precisions)
     pairs = plan(formats, precisions)  # validates names before any slow work

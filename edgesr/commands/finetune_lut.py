@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from edgesr.core.data import training_images
+from edgesr.lut_baking.bundle import load_bundle, save_bundle
+from edgesr.lut_baking.finetune import TrainConfig, finetune
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("lut", help="a .lut bundle (edgesr bake / import-weights)")
@@ -17,10 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.data import training_images
-    from edgesr.lut_baking.bundle import load_bundle, save_bundle
-    from edgesr.lut_baking.finetune import TrainConfig, finetune
-
     bundle = load_bundle(args.lut)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr_patch=args.patch, lr=args.lr, seed=args.seed)
     tuned = finetune(bundle, training_images(args.data), cfg, log=print)

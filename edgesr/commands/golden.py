@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import json
 
+from edgesr.app.golden import verify_golden, write_golden
+from edgesr.core.data import embedded_images, load_folder
+from edgesr.core.errors import EdgesrError
+
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help=".tflite, .onnx, .mlpackage or .lut")
@@ -21,10 +25,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.data import embedded_images, load_folder
-    from edgesr.core.errors import EdgesrError
-    from edgesr.app.golden import verify_golden, write_golden
-
     if args.verify:
         res = verify_golden(args.out, args.artifact, args.kernels)
         print(json.dumps(res, indent=2))

@@ -6,6 +6,10 @@
 
 from __future__ import annotations
 
+from edgesr.core.errors import EdgesrError
+from edgesr.core.importers import import_esr
+from edgesr.lut_baking.importer import import_srlut
+
 
 def add_arguments(p) -> None:
     p.add_argument("kind", choices=("esr", "srlut"), help="whose format the file is in")
@@ -15,16 +19,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.errors import EdgesrError
-
     if args.kind == "esr":
-        from edgesr.core.importers import import_esr
-
         path = import_esr(args.file, args.out)
     else:
         if args.scale is None:
             raise EdgesrError("srlut import needs --scale (the table's upscaling factor)")
-        from edgesr.lut_baking.importer import import_srlut
 
         path = import_srlut(args.file, args.scale, args.out)
     print(f"{args.file} -> {path}")

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 
+from edgesr.core.complexity import model_info
+from edgesr.core.models import create
+
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="registry name (see `edgesr list`)")
@@ -12,9 +15,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.complexity import model_info
-    from edgesr.core.models import create
-
     info = model_info(create(args.model, scale=args.scale))
     if args.json:
         print(json.dumps(info))

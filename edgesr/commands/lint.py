@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from edgesr.converters.lint import has_errors, lint
+
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help=".tflite or .mlpackage")
@@ -16,8 +18,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.converters.lint import has_errors, lint
-
     findings = lint(args.artifact, args.target)
     if args.json:
         print(json.dumps({"artifact": str(args.artifact), "target": args.target, "ok": not has_errors(findings),

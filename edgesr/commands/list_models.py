@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
+from edgesr.core.models import list_models
+
 
 def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
 def run(args) -> int:
-    from edgesr.core.models import list_models
-
     entries = list_models()
     if args.json:
         print(json.dumps([{"name": e.name, "family": e.family, "scales": list(e.scales), "aliases": list(e.aliases)} for e in entries], indent=2))

@@ -11,6 +11,11 @@ from __future__ import annotations
 import json
 import shlex
 
+from edgesr.app import profiling
+from edgesr.core.atomic import write_text_atomic
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization.integer_ref import read_model
+
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", nargs="?", help=".tflite, .onnx or .lut")
@@ -30,8 +35,6 @@ def add_arguments(p) -> None:
 def _emit(result: dict, out) -> None:
     text = json.dumps(result, indent=2)
     if out:
-        from edgesr.core.atomic import write_text_atomic
-
         write_text_atomic(out, text + "\n")
     else:
         print(text)
@@ -40,8 +43,6 @@ def _emit(result: dict, out) -> None:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgesr.app import profiling
-    from edgesr.core.errors import EdgesrError
 
     if args.parse:
         log = Path(args.parse)
@@ -70,14 +71,11 @@ def _adb(args, sizes, threads) -> int:
     import subprocess
     from pathlib import Path
 
-    from edgesr.app import profiling
-    from edgesr.core.errors import EdgesrError
 
     if not args.artifact.endswith(".tflite"):
         raise EdgesrError(f"{args.artifact}: --adb runs TFLite's benchmark_model, give a .tflite")
     if not args.benchmark_binary:
         raise EdgesrError("--adb needs --benchmark-binary PATH (benchmark_model for the phone)")
-    from edgesr.quantization.integer_ref import read_model
 
     tensors, _, inputs, _ = read_model(args.artifact)
     tin = tensors[inputs[0]]

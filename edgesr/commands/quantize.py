@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization.api import quantize_checkpoint
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="edgesr checkpoint (train or deploy form)")
@@ -22,9 +25,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgesr.core.errors import EdgesrError
-    from edgesr.quantization.api import quantize_checkpoint
-
     observer_kw = {}
     if args.percentile is not None:
         if args.observer != "percentile":

@@ -7,6 +7,9 @@ quality vs latency (Pareto front) of every artifact in ``report.json``, the erro
 
 from __future__ import annotations
 
+from edgesr.app.reporting import render_report
+from edgesr.core.errors import EdgesrError
+
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", help="a run folder (report.json + checkpoints/deploy.pt)")
@@ -16,9 +19,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.errors import EdgesrError
-    from edgesr.app.reporting import render_report
-
     if args.repeats < 1:
         raise EdgesrError(f"--repeats {args.repeats}: must be >= 1")
     out = render_report(args.run_dir, args.photo, args.size, args.repeats)

@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+from edgesr.app.artifacts import load_upscaler
+from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler
+from edgesr.core.models import create
 
 
 def add_source_arguments(p, engine: bool = False) -> None:
@@ -23,11 +27,8 @@ def add_source_arguments(p, engine: bool = False) -> None:
 
 def resolve_upscaler(args):
     """Build the :class:`~edgesr.core.evaluate.Upscaler` the arguments name. Raises EdgesrError."""
-    from edgesr.core.evaluate import TorchUpscaler
 
     if args.model:
-        from edgesr.core.models import create
-
         model = create(args.model, scale=args.scale or 2)
         if any(True for _ in model.parameters()):
             raise EdgesrError(f"model {args.model!r} has weights: pass --checkpoint CKPT (from `edgesr train`) instead")
@@ -35,11 +36,8 @@ def resolve_upscaler(args):
     if args.scale is not None:
         raise EdgesrError("--scale applies to --model only; checkpoints and artifacts carry their scale")
     if args.checkpoint:
-        from edgesr.core.checkpoint import load_checkpoint
-
         model, _ = load_checkpoint(args.checkpoint, deploy=True)
         return TorchUpscaler(model)
-    from edgesr.app.artifacts import load_upscaler
 
     options = {"engine": args.engine} if getattr(args, "engine", None) else {}
     return load_upscaler(args.artifact, **options)

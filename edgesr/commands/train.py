@@ -6,10 +6,10 @@
 
 from __future__ import annotations
 
+from edgesr.core.train import TrainConfig, train
+
 
 def add_arguments(p) -> None:
-    from edgesr.core.train import TrainConfig
-
     d = TrainConfig()
     p.add_argument("--model", default=d.model, help=f"registry name (default {d.model})")
     p.add_argument("--scale", type=int, default=d.scale)
@@ -29,8 +29,6 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from edgesr.core.train import TrainConfig, train
-
     kwargs = {"expansion": args.expansion} if args.expansion else {}
     cfg = TrainConfig(model=args.model, scale=args.scale, model_kwargs=kwargs, data=args.data, out=args.out,
                       steps=args.steps, batch=args.batch, lr_patch=args.lr_patch, lr=args.lr, seed=args.seed,

@@ -8,20 +8,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgesr.commands.source import add_source_arguments, resolve_upscaler
+from edgesr.core.evaluate import upscale_photo
+from edgesr.core.imageio import read_image, write_image
+
 
 def add_arguments(p) -> None:
-    from edgesr.commands.source import add_source_arguments
-
     p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
     p.add_argument("-o", "--output", required=True, help="output image; the format follows the suffix")
     add_source_arguments(p, engine=True)
 
 
 def run(args) -> int:
-    from edgesr.commands.source import resolve_upscaler
-    from edgesr.core.evaluate import upscale_photo
-    from edgesr.core.imageio import read_image, write_image
-
     img = read_image(args.image, keep_alpha=True)
     upscaler = resolve_upscaler(args)
     out = upscale_photo(upscaler, img)

@@ -26,6 +26,20 @@ from __future__ import annotations
 import json
 import sys
 
+from edgesr.app.integer_litert import validate_integer
+from edgesr.app.validation import (
+    INT8_MAX_DROP_DB,
+    emulation_images,
+    emulation_matrix,
+    failure_message,
+    validate_artifact,
+)
+from edgesr.core.atomic import write_text_atomic
+from edgesr.core.checkpoint import load_checkpoint
+from edgesr.core.data import resolve_eval_sets
+from edgesr.core.errors import EdgesrError
+from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
+
 
 def add_arguments(p) -> None:
     p.add_argument("artifact", help="exported model: .tflite, .onnx or .mlpackage")
@@ -66,10 +80,6 @@ def _integer_only(args, sets) -> int:
 
     import numpy as np
 
-    from edgesr.core.atomic import write_text_atomic
-    from edgesr.core.errors import EdgesrError
-    from edgesr.app.integer_litert import validate_integer
-    from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
 
     path = Path(args.artifact)
     if path.suffix.lower() != ".tflite":
@@ -102,17 +112,6 @@ def _integer_only(args, sets) -> int:
 def run(args) -> int:
     from pathlib import Path
 
-    from edgesr.core.atomic import write_text_atomic
-    from edgesr.core.checkpoint import load_checkpoint
-    from edgesr.core.data import resolve_eval_sets
-    from edgesr.core.errors import EdgesrError
-    from edgesr.app.validation import (
-        INT8_MAX_DROP_DB,
-        emulation_images,
-        emulation_matrix,
-        failure_message,
-        validate_artifact,
-    )
 
     if not Path(args.artifact).exists():
         raise EdgesrError(f"{args.artifact}: no such artifact")
@@ -142,8 +141,6 @@ def run(args) -> int:
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
                                progress=sys.stderr.isatty(), **options)
     if args.integer_reference:  # edgesr.app.integer_litert (issue 6)
-        from edgesr.app.integer_litert import validate_integer
-
         ir = validate_integer(args.artifact, sets, reference.contract)
         result["integer_reference"] = ir
         if ir["mismatched_elements"]:

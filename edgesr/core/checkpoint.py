@@ -21,6 +21,7 @@ import torch
 
 from edgesr.core.atomic import atomic_path
 from edgesr.core.errors import EdgesrError
+from edgesr.core.models import create
 
 FORMAT = "edgesr-checkpoint"
 
@@ -85,7 +86,6 @@ def load_checkpoint(path: str | os.PathLike, *, expect_model: str | None = None,
         EdgesrError: unreadable file, unknown model, other model than expected, or weights
         that do not fit the model (e.g. a checkpoint of another configuration).
     """
-    from edgesr.core.models import create
 
     state = read_checkpoint(path)
     name = state["model"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from edgesr.core.complexity import count_params
+from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import model_input
 
 TOLERANCE = 1e-5
 
@@ -24,9 +27,6 @@ def collapse_checked(model: torch.nn.Module, tolerance: float = TOLERANCE):
     Raises:
         EdgesrError: the model has no ``collapse()`` or the forms differ by more than ``tolerance``.
     """
-    from edgesr.core.complexity import count_params
-    from edgesr.core.data import embedded_image
-    from edgesr.core.evaluate import model_input
 
     if not hasattr(model, "collapse"):
         raise EdgesrError(f"model {getattr(model, 'registry_name', type(model).__name__)!r} has no training-only form to collapse")

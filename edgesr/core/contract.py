@@ -9,8 +9,13 @@ feed it.
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
+
+from edgesr.core.errors import EdgesrError
 
 Color = Literal["y", "luma_full", "rgb"]
 
@@ -47,3 +52,50 @@ class IOContract:
         return dataclasses.asdict(self)
 
 
+# --------------------------------------------------------------------------- artifact metadata
+
+FORMAT = "edgesr-artifact"
+"""The ``format`` field of every artifact's metadata JSON."""
+KEY = "edgesr"
+"""The key under which artifacts embed the metadata JSON (ONNX ``metadata_props``, Core ML
+``user_defined_metadata``)."""
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def parse(text: str, where: str) -> dict:
+    """Parse embedded/sidecar JSON text; EdgesrError naming ``where`` if it is not edgesr metadata."""
+    try:
+        meta = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EdgesrError(f"{where}: corrupt edgesr metadata ({exc.msg})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or "contract" not in meta:
+        raise EdgesrError(f"{where}: not edgesr artifact metadata")
+    return meta
+
+
+def read_metadata(path: str | os.PathLike, embedded: str | None = None) -> dict:
+    """The artifact's metadata: ``embedded`` JSON text if given, else the sidecar ``PATH.json``.
+
+    Raises:
+        EdgesrError: neither exists, or the JSON is not edgesr metadata.
+    """
+    if embedded is not None:
+        return parse(embedded, str(path))
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise EdgesrError(f"{path}: no edgesr metadata (embedded or {side.name}); cannot tell the model's I/O contract")
+    return parse(side.read_text(encoding="utf-8"), str(side))
+
+
+def contract_of(meta: dict) -> IOContract:
+    """The :class:`IOContract` stored in artifact metadata."""
+    c = dict(meta["contract"])
+    c["value_range"] = tuple(c.get("value_range", (0.0, 1.0)))
+    try:
+        return IOContract(**c)
+    except TypeError as exc:
+        raise EdgesrError(f"artifact contract has unknown fields ({exc})") from None

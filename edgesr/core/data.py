@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.core.color import rgb_to_y, y_to_luma_full
 from edgesr.core.errors import EdgesrError
 from edgesr.core.imageio import list_images, read_image
 from edgesr.core.imresize import make_lr, modcrop
@@ -118,7 +119,6 @@ def resolve_eval_sets(data_root: str | None, sets: list[str] | None) -> dict[str
 
 def to_luma(img: np.ndarray) -> np.ndarray:
     """uint8 gray or RGB -> float32 BT.601 Y / 255 (H, W), the Y models' training input."""
-    from edgesr.core.color import rgb_to_y
 
     return (rgb_to_y(img) / 255.0).astype(np.float32)
 
@@ -136,8 +136,6 @@ class PatchDataset:
     """
 
     def __init__(self, images: list[tuple[str, np.ndarray]], patch: int, color: str = "y", seed: int = 0):
-        from edgesr.core.color import rgb_to_y
-
         self.patch = patch
         self.arrays = []
         skipped = []
@@ -149,8 +147,6 @@ class PatchDataset:
                 arr = np.repeat(img[..., None], 3, 2) if img.ndim == 2 else img
                 arr = arr.astype(np.float32).transpose(2, 0, 1) / 255.0
             elif color == "luma_full":
-                from edgesr.core.color import y_to_luma_full
-
                 arr = (y_to_luma_full(rgb_to_y(img)) / 255.0).astype(np.float32)[None]
             else:
                 arr = (rgb_to_y(img) / 255.0).astype(np.float32)[None]

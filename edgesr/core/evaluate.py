@@ -27,12 +27,18 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-from edgesr.core.color import luma_full_to_y, rgb_to_y, rgb_to_ycbcr, y_to_luma_full, ycbcr_to_rgb
-from edgesr.core.data import EvalImage
-from edgesr.core.errors import EdgesrError
-from edgesr.core.imresize import imresize
-from edgesr.core.metrics import psnr, ssim
+from edgesr.core.color import (
+    luma_full_to_y,
+    rgb_to_y,
+    rgb_to_ycbcr,
+    y_to_luma_full,
+    ycbcr_to_rgb,
+)
 from edgesr.core.contract import IOContract
+from edgesr.core.data import EvalImage, eval_pairs
+from edgesr.core.errors import EdgesrError
+from edgesr.core.imresize import imresize, make_lr
+from edgesr.core.metrics import psnr, ssim
 
 
 class Upscaler(Protocol):
@@ -120,7 +126,6 @@ def calibration_patches(images, contract: IOContract, patch: int = 64, count: in
     """
     if count < 1 or patch < 1:
         raise EdgesrError(f"need count >= 1 and patch >= 1, got count={count}, patch={patch}")
-    from edgesr.core.imresize import make_lr
 
     planes = []
     for item in images:
@@ -200,7 +205,6 @@ def evaluate(upscaler: Upscaler, pairs: list[EvalImage], progress: bool = False)
 
 def evaluate_sets(upscaler: Upscaler, sets: dict[str, list], progress: bool = False) -> dict:
     """:func:`evaluate` per set: ``{set: {"psnr_y", "ssim_y"}}`` (per-image scores dropped)."""
-    from edgesr.core.data import eval_pairs
 
     out = {}
     for name, images in sets.items():

@@ -13,7 +13,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgesr.core.checkpoint import save_checkpoint
 from edgesr.core.errors import EdgesrError
+from edgesr.core.models import create, esr
 
 
 def _esr_registry_entry(model_id: str) -> tuple[str, int, dict]:
@@ -23,7 +25,6 @@ def _esr_registry_entry(model_id: str) -> tuple[str, int, dict]:
     Raises:
         ValueError: not an eSR id (from :func:`edgesr.core.models.esr.parse_model_id`).
     """
-    from edgesr.core.models import esr
 
     kind, f = esr.parse_model_id(model_id)
     if model_id in esr.REGISTERED_IDS:
@@ -54,8 +55,6 @@ def import_esr(model_file: str | os.PathLike, out_ckpt: str | os.PathLike) -> Pa
     """
     import torch
 
-    from edgesr.core.checkpoint import save_checkpoint
-    from edgesr.core.models import create
 
     path = Path(model_file)
     if not path.is_file():

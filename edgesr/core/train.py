@@ -29,7 +29,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+from edgesr.core.data import PatchDataset, embedded_images, eval_pairs, training_images
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler, evaluate
+from edgesr.core.imresize import imresize_torch
+from edgesr.core.models import create
 
 
 @dataclass
@@ -98,14 +103,12 @@ def weights_checksum(model: torch.nn.Module) -> str:
 
 def make_lr_batch(hr: torch.Tensor, scale: int) -> torch.Tensor:
     """LR batch from an HR batch (N, C, sP, sP) in [0, 1] with MATLAB bicubic, 8-bit rounded."""
-    from edgesr.core.imresize import imresize_torch
 
     return imresize_torch(hr, 1.0 / scale, quantize=True)
 
 
 def validate(model: torch.nn.Module, pairs) -> float:
     """Mean PSNR on Y of ``model`` (train form, output clipped) over evaluation pairs."""
-    from edgesr.core.evaluate import TorchUpscaler, evaluate
 
     class _Clipped(torch.nn.Module):
         def __init__(self, m):
@@ -134,9 +137,6 @@ def train(config: TrainConfig, on_step=None) -> Path:
     """
     from tqdm.auto import tqdm
 
-    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
-    from edgesr.core.data import PatchDataset, embedded_images, eval_pairs, training_images
-    from edgesr.core.models import create
 
     rank, world = _distributed()
     device = _device(config.device, rank)

@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgesr.core.imresize import imresize
 from edgesr.core.contract import IOContract
+from edgesr.core.imresize import imresize
 from edgesr.core.registry import register_model
 
 

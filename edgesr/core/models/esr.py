@@ -36,7 +36,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.contract import IOContract
-
 from edgesr.core.registry import register_model
 
 KINDS = ("MAX", "TM", "TR", "CNN")

@@ -21,11 +21,8 @@ from torch import nn
 
 from edgesr.core.contract import IOContract
 
-
 # --------------------------------------------------------------------------- shared by the LUT engines
-
 from edgesr.core.registry import register_model
-
 
 # --------------------------------------------------------------------------- shared by the LUT engines
 

@@ -41,7 +41,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.contract import IOContract
-
 from edgesr.core.registry import register_model
 
 _BASE_SIGMA = 1.0  # LR pixels: the fixed isotropic Gaussian of the detail gain

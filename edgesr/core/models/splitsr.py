@@ -35,7 +35,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.contract import IOContract
-
 from edgesr.core.registry import register_model
 
 
