@@ -132,3 +132,15 @@ def xnnpack_partitions(path: str | os.PathLike, input_shape: Sequence[int] | Non
             stack.extend(int(u) for u in details[producer[t]]["inputs"] if u >= 0)
         subsets.append(sorted(nodes))
     return report([d["op_name"] for d in model_nodes], subsets)
+
+
+def xnnpack_line(rep: dict) -> str:
+    """One line for a report: ``XNNPACK: 1 partition, whole graph`` or the ops left outside."""
+    n = rep["partitions"]
+    head = f"XNNPACK: {n} partition{'s' if n != 1 else ''}"
+    if not rep["ops_outside"]:
+        return head + ", whole graph delegated"
+    counts = {}
+    for name in rep["ops_outside"]:
+        counts[name] = counts.get(name, 0) + 1
+    return head + ", on builtin kernels: " + ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items())

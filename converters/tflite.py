@@ -18,7 +18,10 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
   the stem's negative values and cost SplitSR 18-23 dB.)
 
 The graph keeps native DEPTH_TO_SPACE and PRELU ops and no tensor above rank 4 (what the GPU
-delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer.
+delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer. In int8,
+the output clamp's MINIMUM/RELU ops are dropped where the output quantization saturates at the
+same bounds (:func:`edgesr.converters.tflite_passes.drop_saturating_clamps`, bit-identical;
+XNNPACK would otherwise leave them outside the delegate).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 from edgesr.converters.keras_rebuild import rebuild
+from edgesr.converters.tflite_passes import drop_saturating_clamps
 from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.atomic import atomic_path
@@ -94,9 +98,12 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" etc.
-            return conv.convert()
+            data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise EdgesrError(f"TFLite conversion ({precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    if precision == "int8":  # the output clamp the int8 quantization already saturates at (bit-identical)
+        data, _ = drop_saturating_clamps(data)
+    return data
 
 
 def save(data: bytes, path: str | os.PathLike) -> Path:

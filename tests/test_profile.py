@@ -70,6 +70,7 @@ def test_host_profile_counts_macs_and_compares_with_peak(tmp_path):
     assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
     assert 0 < r["fraction_of_peak"] < 1 and res["machine"]["peak_macs_per_s"] > 1e9
     assert res["bytes"] == path.stat().st_size and res["params"] > 0 and res["peak_rss_mb"] > 0
+    assert res["xnnpack"]["ops_outside"] == ["PRELU"] and res["xnnpack"]["partitions"] == 2  # int8 PRELU splits it
     out = tmp_path / "p.json"
     assert main(["profile", str(path), "--sizes", "16x16", "--repeats", "2", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["size"] == "16x16"

@@ -6,6 +6,10 @@ std), the MACs of one frame, parameters, model bytes, the process's peak RSS, an
 of achieved MAC/s to this machine's peak, measured once per run by a large float32 matmul
 (:func:`measure_peak_macs`) so numbers from noisy or different machines can be compared.
 
+For a ``.tflite`` the JSON also holds ``"xnnpack"``: the partitions LiteRT's default XNNPACK
+delegate forms and the ops it leaves on the builtin kernels
+(:func:`edgesr.converters.partitions.xnnpack_partitions`), since a split graph is slow.
+
 Sizes name the *output* frame (``720p`` = 1280 x 720); the model sees ``size / scale``.
 
 Phone profile: :func:`adb_commands` builds the ``adb push / shell / pull`` commands for
@@ -25,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.app.golden import _tflite_contract
+from edgesr.converters.partitions import xnnpack_partitions
 from edgesr.converters.runtime import LiteRTModel
 from edgesr.core.contract import contract_of, read_metadata
 from edgesr.core.data import embedded_image, to_luma
@@ -185,6 +190,7 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
                 progress(results[-1])
     return {"artifact": str(path), "format": path.suffix.lstrip("."), "bytes": _bytes(path), "runtime": runtime,
             "params": facts_out["params"], "ops": facts_out["ops"],
+            "xnnpack": xnnpack_partitions(path) if path.suffix == ".tflite" else None,
             "machine": {"peak_macs_per_s": peak, "peak_measured_by": "float32 1024^3 NumPy matmul, best of 5",
                         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "results": results}

@@ -12,7 +12,9 @@ artifact::
      "eval": {SET: {"psnr_y", "ssim_y"}},            # artifact vs HR
      "reference_eval": {SET: {"psnr_y", "ssim_y"}},  # float reference vs HR
      "passed": bool, "tolerance": {...}, "skipped": reason | null,
-     "structure": {...} (Core ML only)}
+     "structure": {...} (Core ML only),
+     "xnnpack": {"partitions", "delegated_ops", "ops_outside", ...} (.tflite only: what LiteRT's
+                default XNNPACK delegate takes, :func:`edgesr.converters.partitions.xnnpack_partitions`)}
 
 Tolerances (issue 3): fp32 max abs error <= 1e-4; fp16 PSNR vs HR at most 0.05 dB below
 the reference's on every set; int8 (and Core ML w8 / w8a8) at most ``int8_tolerance_db``
@@ -44,6 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.app.artifacts import LUT_SUFFIXES, load_upscaler
+from edgesr.converters.partitions import xnnpack_partitions
 from edgesr.converters.coreml import check_structure
 from edgesr.converters.mil_interpreter import MILUpscaler
 from edgesr.converters.runtime import (
@@ -166,6 +169,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
               "tolerance": tolerance, "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
         result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
+    if is_path and Path(path_or_upscaler).suffix.lower() == ".tflite":
+        result["xnnpack"] = xnnpack_partitions(path_or_upscaler)
     try:
         upscaler = load_upscaler(path_or_upscaler, **options) if is_path else path_or_upscaler
     except RuntimeUnavailable as exc:

@@ -12,6 +12,7 @@ import json
 import shlex
 
 from edgesr.app import profiling
+from edgesr.converters.partitions import xnnpack_line
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.integer_ref import read_model
@@ -63,6 +64,8 @@ def run(args) -> int:
                                         progress=lambda r: print(f"{r['size']:>6} x{r['threads']} threads: "
                                                                  f"{r['median_ms']:.2f} ms median", flush=True)
                                         if args.out else None)
+    if args.out and result.get("xnnpack"):
+        print(xnnpack_line(result["xnnpack"]))
     _emit(result, args.out)
     return 0
 

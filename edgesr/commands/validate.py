@@ -27,6 +27,7 @@ import json
 import sys
 
 from edgesr.app.integer_litert import validate_integer
+from edgesr.converters.partitions import xnnpack_line
 from edgesr.app.validation import (
     INT8_MAX_DROP_DB,
     emulation_images,
@@ -161,6 +162,8 @@ def run(args) -> int:
             print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f})")
     if "structure" in result:
         print(f"  structure: {'ok' if result['structure']['passed'] else '; '.join(result['structure']['problems'])}")
+    if "xnnpack" in result:
+        print(f"  {xnnpack_line(result['xnnpack'])}")
     if "integer_reference" in result:
         ir = result["integer_reference"]
         print(f"  integer reference vs LiteRT: {ir['mismatched_elements']} of {ir['elements']} elements differ "
