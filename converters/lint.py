@@ -18,6 +18,25 @@ Targets and what is checked:
   (error), MIL ops outside a conservative list of ANE ops (warning: they may fall back to the
   GPU/CPU), flexible (RangeDim) shapes (warning).
 
+Sources of the rules (what each delegate publishes; the GPU delegate, NNAPI and the Neural
+Engine cannot run on this machine, so ``tests/test_lint.py`` keeps a recorded output of each
+target's findings, ``tests/data/lint_recorded.json``, that a rule change must update):
+
+* ``gpu``: :data:`GPU_OPS` from the TFLite GPU delegate's op parser table
+  (tensorflow/lite/delegates/gpu/common/model_builder.cc, ``NewOperationParser``); rank <= 4
+  from its tensor checks; plus the live ``ModelAnalyzer(gpu_compatibility=True)`` of the
+  installed ai-edge-litert (2.3.0 when this was written), which applies the delegate's own
+  ``CheckGpuDelegateCompatibility`` (tensorflow/lite/tools/versioning/gpu_compatibility.cc);
+* ``nnapi``: :data:`NNAPI_OPS` from the NNAPI delegate's ``NNAPIDelegateKernel::Validate``
+  (tensorflow/lite/delegates/nnapi/nnapi_delegate.cc); per-channel quantization from Android
+  NNAPI feature level 29 (``ANEURALNETWORKS_TENSOR_QUANT8_SYMM_PER_CHANNEL``, Android 10); the
+  deprecation from the Android 15 NNAPI migration guide;
+* ``xnnpack``: :data:`XNNPACK_TYPES` and :func:`xnnpack_refusal`, from LiteRT 2.3's
+  xnnpack_delegate.cc and XNNPACK's operator checks, each measured (``tests/test_partitions.py``);
+* ``coreml-ane``: Apple publishes no op list for the Neural Engine; :data:`ANE_MIL_OPS` is a
+  conservative list of MIL ops (coremltools 8 MIL op set) known to run there, hence warnings
+  only; fp16-only compute and rank <= 5 from Apple's Core ML performance guidance.
+
 Each finding is ``{"severity": "error" | "warning" | "info", "check", "message", "op"}``;
 ``error`` means the part would not run on the target (the CLI then exits 1).
 """
