@@ -59,7 +59,8 @@ def test_adb_dry_run_prints_matching_flags(capsys):
         adb_commands(path, "bm", delegate="hexagon")
 
 
-def test_host_profile_counts_macs_and_compares_with_peak(tmp_path):
+def test_host_profile_counts_macs_and_compares_with_peak(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESR_CACHE", str(tmp_path / "cache"))
     path = int8_model("sesr_like")
     # convs per input pixel: 5x5x1x8 + 2 * 3x3x8x8 + depthwise 3x3x8 + 3x3x16x4 = 2000 MACs
     assert tflite_facts(path, 32, 48)["macs"] == 2000 * 32 * 48
@@ -68,7 +69,10 @@ def test_host_profile_counts_macs_and_compares_with_peak(tmp_path):
     r = res["results"][0]
     assert r["input_hw"] == [32, 48] and r["output_hw"] == [64, 96] and r["macs"] == 2000 * 32 * 48
     assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
-    assert 0 < r["fraction_of_peak"] < 1 and res["machine"]["peak_macs_per_s"] > 1e9
+    # the peak: XNNPACK's own int8 convolutions, interleaved with the artifact, best run; 2 threads >= 1 thread
+    assert res["machine"]["peak_arithmetic"] == "int8" and "interleaved" in res["machine"]["peak_measured_by"]
+    assert 0 < r["fraction_of_peak"] < 1 and r["peak_macs_per_s"] > 1e9
+    assert res["results"][1]["peak_macs_per_s"] >= r["peak_macs_per_s"]
     assert res["bytes"] == path.stat().st_size and res["params"] > 0 and res["peak_rss_mb"] > 0
     assert res["xnnpack"]["ops_outside"] == ["PRELU"] and res["xnnpack"]["partitions"] == 2  # int8 PRELU splits it
     out = tmp_path / "p.json"

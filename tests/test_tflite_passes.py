@@ -43,7 +43,7 @@ def exports(tmp_path_factory):
         (root / f"{name}.raw.tflite").write_bytes(raw)
         (root / f"{name}.tflite").write_bytes(new)
         (root / f"{name}.export.tflite").write_bytes(tflite_mod.convert(module, 1, "int8", calib))
-        ops = lambda p: [op.name for op in read_model(p)[1]]  # noqa: E731
+        ops = lambda p: [op.name for op in read_model(p)[1]]
         assert ops(root / f"{name}.export.tflite") == ops(root / f"{name}.tflite")  # convert applies the pass
         out[name] = (root / f"{name}.raw.tflite", root / f"{name}.tflite", dropped)
     return out
