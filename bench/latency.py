@@ -108,9 +108,10 @@ class Case:
         return float(np.median(self.times))
 
 
-def bench_model(name: str, paths: dict, h: int, w: int, threads: tuple, repeats: int) -> list[dict]:
-    """Interleaved timing of one model's exports and the peak graphs; one row per (precision, threads)."""
-    cases = {(p, t): Case(path, t, h, w) for p, path in paths.items() for t in threads}
+def bench_models(models: dict, h: int, w: int, threads: tuple, repeats: int) -> list[dict]:
+    """Interleaved timing of the models' exports (``{name: {precision: path}}``) and the peak
+    graphs: each repeat runs every case once. One row per (model, precision, threads)."""
+    cases = {(n, p, t): Case(path, t, h, w) for n, paths in models.items() for p, path in paths.items() for t in threads}
     probes = {(a, t): _PeakProbe(a, h, w, t) for a in ("fp32", "int8") for t in threads}
     for _ in range(repeats):
         for item in (*cases.values(), *probes.values()):
@@ -119,9 +120,10 @@ def bench_model(name: str, paths: dict, h: int, w: int, threads: tuple, repeats:
     for a, t in list(peak):  # t threads can always do what fewer threads do
         peak[(a, t)] = max(rate for (b, u), rate in peak.items() if b == a and u <= t)
     rows = []
-    for (precision, t), case in cases.items():
-        facts = tflite_facts(paths[precision], h, w)
-        part = xnnpack_partitions(paths[precision])
+    for (name, precision, t), case in cases.items():
+        path = models[name][precision]
+        facts = tflite_facts(path, h, w)
+        part = xnnpack_partitions(path)
         med = case.median_s()
         arith = "int8" if precision == "int8" else "fp32"
         rate = facts["macs"] / med
@@ -131,7 +133,7 @@ def bench_model(name: str, paths: dict, h: int, w: int, threads: tuple, repeats:
                      "gmacs_per_frame": facts["macs"] / 1e9, "gmac_per_s": rate / 1e9,
                      "peak_gmac_per_s": peak[(arith, t)] / 1e9, "fraction_of_peak": rate / peak[(arith, t)],
                      "partitions": part["partitions"], "ops_outside": part["ops_outside"]})
-        rows[-1]["bound"] = bound(rows[-1], first_conv_share(paths[precision]))
+        rows[-1]["bound"] = bound(rows[-1], first_conv_share(path))
     return rows
 
 
@@ -177,12 +179,13 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         "",
         (f"Input {meta['input_w']} x {meta['input_h']} (a real photograph, luma), x2 -> "
          f"{2 * meta['input_w']} x {2 * meta['input_h']}; LiteRT {meta['litert']} with its default XNNPACK delegate; "
-         f"median of {meta['repeats']} runs per case, the cases of one model interleaved with the peak graphs."),
+         f"median of {meta['repeats']} runs per case, the cases of "
+         f"{'all models' if meta['together'] else 'one model'} interleaved with the peak graphs."),
         "",
         (f"CPU: {cpu['model']} ({cpu['machine']}), {cpu['logical_cores']} logical cores visible; "
          f"ISA: {', '.join(cpu['isa'])}. **This machine was shared with other jobs during the run** (1-minute load "
          f"average {load[0]:.1f} at the start, {load[1]:.1f} at the end, on {cpu['logical_cores']} cores): absolute "
-         "numbers are slow and noisy; compare rows of one model (measured interleaved) and the fraction of peak "
+         "numbers are slow and noisy; compare rows measured interleaved (see above) and the fraction of peak "
          "(its peak measured in the same interleaving). On this x86 core int8 has VNNI dot products; phones' ARM "
          "cores with dot-product instructions rank fp32 and int8 their own way."),
         "",
@@ -224,7 +227,7 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_ylabel("median latency (ms, log scale)")
     ax.set_xticks(np.arange(len(models)), models, rotation=25, ha="right")
     ax.legend(ncol=2, fontsize=8)
-    ax.set_title("LiteRT + XNNPACK, 640x360 -> x2 (shared machine: compare within a model)")
+    ax.set_title("LiteRT + XNNPACK, x2 (shared machine: compare rows measured interleaved)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -240,22 +243,26 @@ def main(argv=None) -> int:
     ap.add_argument("--size", default="360x640", help="input H x W")
     ap.add_argument("--cache", default=str(ROOT / ".bench_cache" / "latency"))
     ap.add_argument("--out", default=str(ROOT / "docs"))
+    ap.add_argument("--stem", default="latency", help="output names: OUT/STEM.md, .json, .png")
+    ap.add_argument("--together", action="store_true",
+                    help="interleave all models' cases in one group (compare across models), not one group per model")
     args = ap.parse_args(argv)
     h, w = (int(v) for v in args.size.split("x"))
     cache, out = Path(args.cache), Path(args.out)
     cache.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
     rows = []
-    for name in args.models:
-        paths = export_model(name, cache)
-        rows += bench_model(name, paths, h, w, tuple(args.threads), args.repeats)
-        print(f"{name}: " + ", ".join(f"{r['precision']}/{r['threads']}t {r['median_ms']:.1f} ms" for r in rows if r["model"] == name), flush=True)
+    groups = [args.models] if args.together else [[m] for m in args.models]
+    for group in groups:
+        group_rows = bench_models({m: export_model(m, cache) for m in group}, h, w, tuple(args.threads), args.repeats)
+        rows += group_rows
+        print(", ".join(f"{r['model']} {r['precision']}/{r['threads']}t {r['median_ms']:.1f} ms" for r in group_rows), flush=True)
     meta = {"cpu": cpu_description(), "litert": importlib.metadata.version("ai-edge-litert"), "input_h": h, "input_w": w,
-            "load_average": [load_start, os.getloadavg()[0]],
+            "load_average": [load_start, os.getloadavg()[0]], "together": args.together,
             "repeats": args.repeats, "command": "python bench/latency.py " + " ".join(argv if argv is not None else sys.argv[1:])}
-    write_text_atomic(out / "latency.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
-    write_markdown(rows, meta, out / "latency.md")
-    plot(rows, out / "latency.png")
+    write_text_atomic(out / f"{args.stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    write_markdown(rows, meta, out / f"{args.stem}.md")
+    plot(rows, out / f"{args.stem}.png")
     return 0
 
 
