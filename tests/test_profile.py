@@ -73,6 +73,7 @@ def test_host_profile_counts_macs_and_compares_with_peak(tmp_path, monkeypatch):
     assert res["machine"]["peak_arithmetic"] == "int8" and "interleaved" in res["machine"]["peak_measured_by"]
     assert 0 < r["fraction_of_peak"] < 1 and r["peak_macs_per_s"] > 1e9
     assert res["results"][1]["peak_macs_per_s"] >= r["peak_macs_per_s"]
+    assert all(row["peak_source"] in ("gemm_1x1", "conv_3x3", "the artifact's best run") for row in res["results"])
     assert res["bytes"] == path.stat().st_size and res["params"] > 0 and res["peak_rss_mb"] > 0
     assert res["xnnpack"]["ops_outside"] == ["PRELU"] and res["xnnpack"]["partitions"] == 2  # int8 PRELU splits it
     out = tmp_path / "p.json"
