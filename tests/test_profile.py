@@ -57,6 +57,18 @@ def test_adb_dry_run_prints_matching_flags(capsys):
     assert lines[5][3] == "pull"
     with pytest.raises(EdgesrError, match="unknown delegate"):
         adb_commands(path, "bm", delegate="hexagon")
+    # every size and thread count runs: the setup (mkdir, push binary, chmod, push model) once,
+    # then one benchmark run and pull per (size, threads)
+    assert main(["profile", str(path), "--adb", "--benchmark-binary", "bm", "--threads", "1,2",
+                 "--sizes", "360p,720p", "--dry-run"]) == 0
+    lines = [shlex.split(s) for s in capsys.readouterr().out.strip().splitlines()]
+    runs = [c[-1] for c in lines if c[1] == "shell" and "--graph=" in c[-1]]
+    assert len(lines) == 4 + 2 * 4 and len(runs) == 4
+    assert [(f for f in r.split() if f.startswith("--num_threads")).__next__() for r in runs] == ["--num_threads=1", "--num_threads=2"] * 2
+    assert ["--input_layer_shape=1,180,320,1" in r for r in runs] == [True, True, False, False]
+    assert all("--input_layer_shape=1,360,640,1" in r for r in runs[2:])
+    pulls = [c[-1] for c in lines if c[1] == "pull"]
+    assert len(set(pulls)) == 4 and pulls[0].endswith("_360p_t1.log")
 
 
 def test_host_profile_counts_macs_and_compares_with_peak(tmp_path, monkeypatch):

@@ -2,8 +2,10 @@
 
 Host: ``--sizes 360p,540p,720p --threads 1,2 --repeats N`` (LiteRT for .tflite, ONNX Runtime
 for .onnx, the C engine for .lut). Phone: ``--adb [--serial ID] --delegate cpu|xnnpack|gpu|nnapi
---benchmark-binary PATH`` runs TFLite's benchmark_model and parses its log; ``--dry-run``
-prints the adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``--out``.
+--benchmark-binary PATH`` runs TFLite's benchmark_model (with per-op profiling) for every
+requested size and thread count (setup pushed once; one log per case, ``OUT_SIZE_tT.log``) and
+parses each log (one case: its fields; several: ``{"runs": [...]}``); ``--dry-run`` prints the
+adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``--out``.
 """
 
 from __future__ import annotations
@@ -83,20 +85,32 @@ def _adb(args, sizes, threads) -> int:
     tensors, _, inputs, _ = read_model(args.artifact)
     tin = tensors[inputs[0]]
     scale = profiling._runner_scale(Path(args.artifact), tin) if len(sizes) else 1
-    oh, ow = profiling.parse_size(sizes[0])
-    shape = (1, oh // scale, ow // scale, tin.shape[-1])
-    local = Path(args.out).with_suffix(".log") if args.out else Path("benchmark_output.txt")
-    cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, threads[0],
-                                  args.warmup, args.repeats, shape, tin.name, local)
+    base = Path(args.out).with_suffix("") if args.out else Path("benchmark_output")
+    cases, plans = [], []
+    for size in sizes:  # every requested size and thread count; the setup steps once
+        oh, ow = profiling.parse_size(size)
+        shape = (1, oh // scale, ow // scale, tin.shape[-1])
+        for t in threads:
+            local = base.with_name(f"{base.name}_{size}_t{t}.log")
+            cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, t,
+                                          args.warmup, args.repeats, shape, tin.name, local)
+            plans.append(cmds if not plans else cmds[-2:])
+            cases.append((size, t, shape, local))
     if args.dry_run:
-        for c in cmds:
+        for c in (c for cmds in plans for c in cmds):
             print(shlex.join(c))
         return 0
-    for c in cmds:
-        try:
-            subprocess.run(c, check=True)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
-    result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
-    _emit({"artifact": args.artifact, "delegate": args.delegate, "threads": threads[0], "input_shape": list(shape), **result}, args.out)
+    runs = []
+    for cmds, (size, t, shape, local) in zip(plans, cases):
+        for c in cmds:
+            try:
+                subprocess.run(c, check=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
+        result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
+        runs.append({"size": size, "threads": t, "input_shape": list(shape), "log": str(local), **result})
+    if len(runs) == 1:
+        _emit({"artifact": args.artifact, "delegate": args.delegate, **runs[0]}, args.out)
+    else:
+        _emit({"artifact": args.artifact, "delegate": args.delegate, "runs": runs}, args.out)
     return 0
