@@ -89,3 +89,14 @@ def test_partition_is_litert_greedy_grouping():
 def test_missing_file_is_an_edgesr_error(tmp_path):
     with pytest.raises(EdgesrError, match="no such"):
         xnnpack_partitions(tmp_path / "none.tflite")
+
+
+def test_uint8_io_edges_stay_on_builtin_kernels(tmp_path):
+    """With uint8 input/output the edge QUANTIZE ops (uint8 <-> int8) are not taken; the int8 body is."""
+    torch.manual_seed(0)
+    module = deploy_module(create("esr_max", scale=2))
+    path = tmp_path / "esr_max_uint8_io.tflite"
+    export_tflite(module, path, "int8", calibration_patches(module.contract, patch=32, count=4), "uint8")
+    truth, predicted = xnnpack_partitions(path), predict_xnnpack(path)
+    assert {k: predicted[k] for k in KEYS} == {k: truth[k] for k in KEYS}
+    assert truth["ops_outside"] == ["QUANTIZE", "QUANTIZE"] and truth["partitions"] == 1
