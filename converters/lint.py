@@ -282,6 +282,8 @@ def _xnnpack_findings(path: Path, ops) -> list[Finding]:
         hint = ""
         if name == "PRELU":
             hint = "; use the model's ReLU variant (e.g. sesr_m5_relu) or an fp32 export for a whole XNNPACK graph"
+        elif why.startswith("uint8"):
+            hint = "; export with int8 I/O (edgesr's default) for a whole XNNPACK graph"
         out.append(Finding("warning", "op-outside-delegate",
                            f"op #{k} {name} stays on LiteRT's builtin kernels: {why}{hint}", name))
     n = pred["partitions"]
