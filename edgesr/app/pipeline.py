@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+from edgesr.app.run_lock import out_dir_lock
 from edgesr.app.run_report import write_report
 from edgesr.app.validation import (
     EMULATION_CROP,
@@ -74,19 +77,33 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
                  sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
                  observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
                  lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
-                 progress: bool = True) -> dict:
+                 progress: bool = True, force: bool = False) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
+
+    OUT is locked for the whole run (``OUT/.lock``, :mod:`edgesr.app.run_lock`), and a run
+    that resumes in an existing OUT must have the settings its ``run.json`` records
+    (:data:`RESUME_SETTINGS`), unless ``force``.
 
     Raises:
         EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
-            OUT that belongs to another model or scale.
+            OUT that belongs to another model or scale, an OUT in use by another run, or
+            (without ``force``) an OUT whose run.json records other settings.
     """
 
     _T0[0] = time.perf_counter()
     entry = resolve(model)
     create(entry.name, scale=scale)  # validates the scale before any work
     out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
-    _claim_out_dir(out_dir, entry.name, scale)
+    settings = {"model": entry.name, "scale": scale, "data": data, "data_root": data_root,
+                "sets": list(sets) if sets is not None else None, "steps": steps, "batch": batch, "seed": seed,
+                "qat_steps": qat_steps, "observer": observer, "lut_finetune_steps": lut_finetune_steps}
+    with _claim_out_dir(out_dir, settings, force):
+        return _run_claimed(entry, out_dir, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
+                            precisions, lut_finetune_steps, device, seed, progress)
+
+
+def _run_claimed(entry, out_dir: Path, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
+                 precisions, lut_finetune_steps, device, seed, progress) -> dict:
     if sets is None and data_root is not None:
         sets = ["Set5", "Set14"]
     eval_sets = resolve_eval_sets(data_root, sets)
@@ -108,19 +125,55 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     return report
 
 
-def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
-    """Create OUT, or check that an existing OUT belongs to this model and scale."""
-    marker = out_dir / "run.json"
-    if marker.exists():
-        prev = json.loads(marker.read_text())
-        if prev.get("model") != model or prev.get("scale") != scale:
-            raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not {model} x{scale}; choose another --out")
-        return
+#: settings recorded in OUT/run.json that a resumed run must repeat (model and scale always;
+#: the others unless ``--force``). Formats and precisions may change: a resumed run may add artifacts.
+RESUME_SETTINGS = ("model", "scale", "data", "data_root", "sets", "steps", "batch", "seed", "qat_steps", "observer",
+                   "lut_finetune_steps")
+
+
+@contextmanager
+def _claim_out_dir(out_dir: Path, settings: dict, force: bool = False):
+    """Create and lock OUT for this run; check or write its ``run.json``; release the lock on exit.
+
+    Raises:
+        EdgesrError: OUT cannot be created, another run holds it, it belongs to another
+            model or scale, or (without ``force``) its run.json records other settings.
+    """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgesrError(f"{out_dir}: cannot create the run folder ({exc.strerror})") from None
-    _json_write(marker, {"model": model, "scale": scale, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    with out_dir_lock(out_dir):
+        marker = out_dir / "run.json"
+        record = {**settings, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if marker.exists():
+            record = _check_resume(marker, settings, force)
+        _json_write(marker, record)
+        yield
+
+
+def _check_resume(marker: Path, settings: dict, force: bool) -> dict:
+    """The run.json to keep when resuming in ``marker``'s folder with ``settings``."""
+    out_dir = marker.parent
+    try:
+        prev = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EdgesrError(f"{marker}: unreadable run record ({exc}); choose another --out") from None
+    if not isinstance(prev, dict):
+        raise EdgesrError(f"{marker}: not a run record (a JSON object); choose another --out")
+    if prev.get("model") != settings["model"] or prev.get("scale") != settings["scale"]:
+        raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not "
+                          f"{settings['model']} x{settings['scale']}; choose another --out")
+    changed = [k for k in RESUME_SETTINGS if k in prev and prev[k] != settings[k]]  # older run.json: fewer keys
+    if changed and not force:
+        was = ", ".join(f"{k}={prev[k]!r}" for k in changed)
+        now = ", ".join(f"{k}={settings[k]!r}" for k in changed)
+        raise EdgesrError(f"{out_dir}: was run with {was}; this run has {now}. Resume with the same settings, "
+                          "choose another --out, or pass --force")
+    if changed:
+        warnings.warn(f"{out_dir}: --force: resuming with {', '.join(f'{k}={settings[k]!r}' for k in changed)} "
+                      f"(was {', '.join(f'{k}={prev[k]!r}' for k in changed)}); finished work is kept")
+    return {**prev, **settings, "resumed": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):

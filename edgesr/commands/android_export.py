@@ -42,6 +42,7 @@ import shutil
 from pathlib import Path
 
 from edgesr.app.golden import write_golden
+from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import IOContract
 from edgesr.core.data import embedded_image
@@ -61,9 +62,9 @@ DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder with report.json (from `edgesr run`)")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=existing_dir, help="a run folder with report.json (from `edgesr run`)")
     p.add_argument("--app", default="android_demo", help="the Android project folder (default: android_demo)")
-    p.add_argument("--gpu-tolerance", type=float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
+    p.add_argument("--gpu-tolerance", type=positive_float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
 
 
 def run(args) -> int:
