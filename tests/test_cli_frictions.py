@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from edgesr.lut_baking.bundle import load_bundle
 from PIL import Image
 
 from edgesr.cli import main
@@ -19,7 +20,6 @@ from edgesr.core.data import embedded_image
 from edgesr.core.imageio import read_image
 from edgesr.core.models import create
 from edgesr.core.train import TrainConfig, train
-from edgesr.lut_baking.bundle import load_bundle
 
 
 def edgesr(*args: str) -> tuple[int, str, str]:
@@ -123,7 +123,7 @@ def test_esr_import_appends_pt(tmp_path):
     code, out, err = edgesr("import-weights", "esr", src, "-o", tmp_path / "esr_max")
     assert code == 0, err
     assert f"-> {tmp_path / 'esr_max.pt'}" in out
-    loaded, state = load_checkpoint(tmp_path / "esr_max.pt")
+    _, state = load_checkpoint(tmp_path / "esr_max.pt")
     assert state["scale"] == 2
     code, _, err = edgesr("import-weights", "esr", src, "--scale", "3", "-o", tmp_path / "other")
     one_line_error(code, err, "--scale 3 conflicts")
@@ -138,7 +138,7 @@ def test_finetune_lut_writes_a_new_file_unless_told_to_overwrite(tmp_path):
     assert edgesr("import-weights", "srlut", table, "-o", tmp_path / "m.lut")[0] == 0
     original = (tmp_path / "m.lut").read_bytes()
     small = ("--steps", "1", "--batch", "1", "--patch", "8")
-    code, out, err = edgesr("finetune-lut", tmp_path / "m.lut", *small)
+    code, _, err = edgesr("finetune-lut", tmp_path / "m.lut", *small)
     assert code == 0, err
     assert (tmp_path / "m.lut").read_bytes() == original  # the input is untouched
     tuned = tmp_path / "m_finetuned.lut"
