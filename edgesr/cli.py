@@ -132,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         status = _load(args.command).run(args)
         return int(status or 0)
     except SystemExit as exc:  # argparse (exit 2 after its one line) and --help (exit 0)
-        return exc.code if isinstance(exc.code, int) else 2
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)  # sys.exit("message"), as the interpreter would
+        return 1
     except EdgesrError as exc:
         print(f"edgesr: error: {exc}", file=sys.stderr)
         return 2
