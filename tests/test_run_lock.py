@@ -90,6 +90,26 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over_with_a_warning(tmp_path):
     assert (tmp_path / "checkpoints" / "last.pt").exists() and not (tmp_path / LOCK_NAME).exists()
 
 
+def test_a_lock_whose_pid_now_names_another_process_is_stale(tmp_path):
+    """A reused pid: this process is alive, but it started at another time than the lock's owner."""
+    import os
+
+    from edgesr.app.run_lock import _process_start
+
+    start = _process_start(os.getpid())
+    if start is None:
+        pytest.skip("no /proc on this system: process start times are not readable")
+    lock = tmp_path / LOCK_NAME
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "pid_start": start - 1}))
+    with pytest.warns(UserWarning, match="stale lock"):
+        path = acquire(tmp_path)
+    assert json.loads(path.read_text())["pid_start"] == start
+    release(path)
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "pid_start": start}))
+    with pytest.raises(EdgesrError, match="another edgesr run"):  # the same process: live
+        acquire(tmp_path)
+
+
 def test_a_lock_from_another_host_is_not_taken(tmp_path):
     (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": 1, "host": "some-other-host", "started": "2026-01-01T00:00:00"}))
     with pytest.raises(EdgesrError, match="pid 1 on some-other-host"):

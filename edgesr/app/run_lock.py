@@ -6,7 +6,8 @@ created with ``O_CREAT | O_EXCL`` (atomic, also on network file systems) and hol
 ``{"pid", "host", "started", "command"}`` so that a refused run can say who holds it.
 
 A lock whose owner is gone (a run killed with SIGKILL, a machine that rebooted) is *stale*:
-when its host is this machine and its pid is no longer running, it is taken over with a
+when its host is this machine and its pid is no longer running (or, on Linux, now belongs to
+a process started at another time than the owner: a reused pid), it is taken over with a
 warning. A lock held by another host cannot be checked from here; the message says which
 file to delete once that run is known to be over.
 """
@@ -30,7 +31,16 @@ LOCK_NAME = ".lock"
 
 def _owner() -> dict:
     return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "command": " ".join(["edgesr", *sys.argv[1:]])[:300]}
+            "pid_start": _process_start(os.getpid()), "command": " ".join(["edgesr", *sys.argv[1:]])[:300]}
+
+
+def _process_start(pid: int) -> int | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux ``/proc``), else None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return int(stat[stat.rindex(")") + 2:].split()[19])  # field 22, counted after "pid (comm)"
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _pid_running(pid: int) -> bool:
@@ -57,7 +67,12 @@ def _read(path: Path) -> dict | None:
 
 def _is_stale(info: dict) -> bool:
     pid = info.get("pid")
-    return info.get("host") == socket.gethostname() and isinstance(pid, int) and pid > 0 and not _pid_running(pid)
+    if info.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    if not _pid_running(pid):
+        return True
+    recorded, now = info.get("pid_start"), _process_start(pid)
+    return recorded is not None and now is not None and recorded != now  # the pid now names another process
 
 
 def _create(path: Path, owner: dict) -> bool:
