@@ -26,17 +26,23 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-
-from edgesr.core.atomic import write_text_atomic  # noqa: E402
-from edgesr.core.data import SHARED_DATA, benchmark_set, embedded_image, embedded_images, load_folder  # noqa: E402
-from edgesr.core.evaluate import FunctionUpscaler, TorchUpscaler, evaluate_sets  # noqa: E402
-from edgesr.core.imresize import imresize  # noqa: E402
-from edgesr.core.contract import IOContract  # noqa: E402
-from edgesr.core.models import create  # noqa: E402
 from edgesr.lut_baking.bake import bake  # noqa: E402
 from edgesr.lut_baking.bundle import LutUpscaler, upscale_planes  # noqa: E402
 from edgesr.lut_baking.finetune import TrainConfig, finetune, train_network  # noqa: E402
 from edgesr.lut_baking.importer import read_srlut_npy  # noqa: E402
+
+from edgesr.core.atomic import write_text_atomic  # noqa: E402
+from edgesr.core.contract import IOContract  # noqa: E402
+from edgesr.core.data import (  # noqa: E402
+    SHARED_DATA,
+    benchmark_set,
+    embedded_image,
+    embedded_images,
+    load_folder,
+)
+from edgesr.core.evaluate import FunctionUpscaler, TorchUpscaler, evaluate_sets  # noqa: E402
+from edgesr.core.imresize import imresize  # noqa: E402
+from edgesr.core.models import create  # noqa: E402
 
 
 def log(msg: str) -> None:

@@ -15,15 +15,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 from edgesr.converters import coreml, onnx_export, tflite
 from edgesr.converters.metadata import build_metadata, write_sidecar
 
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.contract import sidecar_path
-from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import calibration_patches as patches
+from edgesr.core.evaluate import calibration_patches
 
 FORMATS = ("tflite", "coreml", "onnx")
 FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
@@ -41,23 +39,6 @@ def deploy_module(model_or_checkpoint):
         return model
     model = model_or_checkpoint
     return (model.collapse() if hasattr(model, "collapse") else model).eval()
-
-
-def calibration_patches(contract, folder: str | os.PathLike | None = None, patch: int = 48, count: int = 32,
-                        seed: int = 0) -> np.ndarray:
-    """Real image patches in the model's input space for int8 calibration (TFLite's
-    representative dataset, Core ML W8A8): :func:`edgesr.core.evaluate.calibration_patches` on the
-    photos of ``folder`` (default: the embedded training photographs).
-
-    Returns:
-        float32 (count, C, patch, patch) NCHW in [0, 1].
-
-    Raises:
-        EdgesrError: the folder is missing, has no image, or no image is ``patch`` pixels wide.
-    """
-
-    images = embedded_images("train") if folder is None else load_folder(folder)
-    return patches(images, contract, patch=patch, count=count, seed=seed)
 
 
 def writable_dir(out_dir: str | os.PathLike) -> Path:
@@ -169,7 +150,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
     if calibration is None and any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract)
+        calibration = calibration_patches(None, module.contract)
     from tqdm.auto import tqdm
 
     results = []
@@ -184,5 +165,5 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "deploy_module", "export", "export_coreml",
            "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]

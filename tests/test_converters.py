@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from edgesr.converters import export_coreml, export_onnx, export_tflite
-from edgesr.converters.export import calibration_patches, plan
+from edgesr.converters.export import plan
 from edgesr.converters.runtime import (
     RuntimeUnavailable,
     TFLiteUpscaler,
@@ -24,6 +24,7 @@ from torch import nn
 
 from edgesr.core.contract import IOContract, contract_of
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 
 
 def _torch(module, x: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def prelu_model():
 
 @pytest.fixture(scope="module")
 def calib():
-    return calibration_patches(IOContract(scale=2), count=16, patch=32)
+    return calibration_patches(None, IOContract(scale=2), count=16, patch=32)
 
 
 @pytest.fixture(scope="module")

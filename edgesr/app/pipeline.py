@@ -35,7 +35,6 @@ from edgesr.app.validation import (
 )
 from edgesr.converters.export import (
     SUFFIX,
-    calibration_patches,
     export_coreml,
     export_onnx,
     export_tflite,
@@ -48,7 +47,7 @@ from edgesr.core.complexity import model_info
 from edgesr.core.contract import sidecar_path
 from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import pipeline_stage as lut_pipeline_stage
@@ -162,7 +161,7 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
             continue
         int8 = prec in ("int8", "w8a8")
         if int8 and calibration is None:
-            calibration = calibration_patches(deploy.contract, data)
+            calibration = calibration_patches(data, deploy.contract)
         module = quant_module if (int8 and quant_module is not None) else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":

@@ -11,13 +11,13 @@ import json
 from pathlib import Path
 
 from edgesr.converters.export import (
-    calibration_patches,
     deploy_module,
     export,
     plan,
     writable_dir,
 )
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 
 
 def _csv(text: str) -> list[str]:
@@ -62,7 +62,7 @@ def run(args) -> int:
         raise EdgesrError(f"--calib-patches must be at least 1, got {args.calib_patches}")
     calibration = None
     if any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract, args.calib, count=args.calib_patches)
+        calibration = calibration_patches(args.calib, module.contract, count=args.calib_patches)
     results = export(module, out, formats, precisions, calibration=calibration,
                      activation_ranges=_load_ranges(args.activation_ranges), io_dtype=args.io_dtype,
                      source=str(args.checkpoint), progress=sys.stderr.isatty())
