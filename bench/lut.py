@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -28,10 +29,11 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from edgesr.lut_baking.bake import bake  # noqa: E402
 from edgesr.lut_baking.bundle import LutUpscaler, upscale_planes  # noqa: E402
-from edgesr.lut_baking.finetune import TrainConfig, finetune, train_network  # noqa: E402
+from edgesr.lut_baking.finetune import FINETUNE_STEPS, FinetuneConfig, finetune  # noqa: E402
 from edgesr.lut_baking.importer import read_srlut_npy  # noqa: E402
 
 from edgesr.core.atomic import write_text_atomic  # noqa: E402
+from edgesr.core.checkpoint import load_checkpoint  # noqa: E402
 from edgesr.core.contract import IOContract  # noqa: E402
 from edgesr.core.data import (  # noqa: E402
     SHARED_DATA,
@@ -42,7 +44,7 @@ from edgesr.core.data import (  # noqa: E402
 )
 from edgesr.core.evaluate import FunctionUpscaler, TorchUpscaler, evaluate_sets  # noqa: E402
 from edgesr.core.imresize import imresize  # noqa: E402
-from edgesr.core.models import create  # noqa: E402
+from edgesr.core.train import TrainConfig, train  # noqa: E402
 
 
 def log(msg: str) -> None:
@@ -55,14 +57,18 @@ def bicubic(scale: int) -> FunctionUpscaler:
 
 
 def quality(name: str, scale: int, images, sets, args) -> dict:
-    torch.manual_seed(0)
-    model = create(name, scale=scale)
+    """Train with edgesr's one trainer (MSE, the SR-LUT authors' loss), bake, fine-tune, score."""
     t0 = time.process_time()
-    train_network(model, images, TrainConfig(steps=args.steps, batch=args.batch, lr_patch=args.patch, lr=args.lr), log=log)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = train(TrainConfig(model=name, scale=scale, data=args.data, out=tmp, steps=args.steps, batch=args.batch,
+                                 lr_patch=args.patch, lr=args.lr, loss="mse", val_every=0, checkpoint_every=args.steps,
+                                 device="cpu", progress=False))
+        model, _ = load_checkpoint(ckpt)
+    model.eval()
     train_s = time.process_time() - t0
     baked = bake(model, bits=4)
     t0 = time.process_time()
-    tuned = finetune(baked, images, TrainConfig(steps=args.ft_steps, batch=args.batch, lr_patch=args.patch, lr=args.ft_lr), log=log)
+    tuned = finetune(baked, images, FinetuneConfig(steps=args.ft_steps, batch=args.batch, lr_patch=args.patch, lr=args.ft_lr), log=log)
     ft_s = time.process_time() - t0
     row = {"model": name, "scale": scale, "bytes": baked.nbytes, "n_luts": len(baked.arrays), "train_cpu_s": train_s, "finetune_cpu_s": ft_s,
            "net": evaluate_sets(TorchUpscaler(model), sets), "baked": evaluate_sets(LutUpscaler(baked, "c"), sets),
@@ -137,7 +143,7 @@ def render(res: dict) -> str:
         "",
         "## Quality (PSNR / SSIM on Y, BT.601, border = scale; MATLAB-bicubic LR)",
         "",
-        f"Training budget (deliberately tiny for a shared 2-core CPU): network {a['steps']} Adam steps (lr {a['lr']}, cosine),",
+        f"Training budget (deliberately tiny for a shared 2-core CPU): network {a['steps']} Adam steps with edgesr's trainer (edgesr.core.train, the one `edgesr run` uses; lr {a['lr']}, cosine),",
         f"batch {a['batch']} RGB crops (channels folded into the batch: {3 * a['batch']} planes) of {a['patch']}x{a['patch']} LR pixels,",
         f"MSE loss, data {res['train_data']}; LUT-aware fine-tuning {a['ft_steps']} Adam steps (lr {a['ft_lr']} int8 units).",
         "The SR-LUT authors train 200k steps on DIV2K, so absolute PSNR here is far below the paper; the",
@@ -231,7 +237,7 @@ contract, provenance) and the SHA-256 of the arrays; a truncated, corrupted or e
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=500)
-    p.add_argument("--ft-steps", type=int, default=300)
+    p.add_argument("--ft-steps", type=int, default=FINETUNE_STEPS)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--patch", type=int, default=16)
     p.add_argument("--lr", type=float, default=2e-3)
@@ -248,6 +254,7 @@ def main() -> int:
     have_shared = (SHARED_DATA / "Set5" / "HR").is_dir()
     sets = {s: benchmark_set(SHARED_DATA, s) for s in args.sets} if have_shared else {"embedded": embedded_images("val")}
     t91 = SHARED_DATA / "T91" / "HR"
+    args.data = str(t91) if t91.is_dir() else None
     images = load_folder(t91) if t91.is_dir() else embedded_images("train")
     res = {"args": vars(args), "argv": " ".join(sys.argv[1:]), "sets": list(sets), "machine": f"{cpu_name()} ({os.cpu_count()} cores, {platform.machine()})",
            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "train_data": "T91 (91 images)" if t91.is_dir() else "embedded photographs"}

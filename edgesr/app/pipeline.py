@@ -50,7 +50,8 @@ from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
-from edgesr.lut_baking import pipeline_stage as lut_pipeline_stage
+from edgesr.lut_baking import bake_and_finetune
+from edgesr.lut_baking.finetune import FINETUNE_STEPS
 from edgesr.quantization.api import quantize_checkpoint
 
 DEFAULT_MODEL = "sesr_m5"
@@ -72,7 +73,7 @@ def _stage(name: str) -> None:
 def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
                  sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
                  observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
-                 lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
+                 lut_finetune_steps: int = FINETUNE_STEPS, out: str | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = True) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
 
@@ -177,7 +178,7 @@ def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
     _stage("2/6 collapse: LUT models have no training-only form")
     _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
     _stage("4/6 export: the .lut bundle is the artifact")
-    return lut_pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+    return bake_and_finetune(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
 
 
 def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from edgesr.app.pipeline import DEFAULT_MODEL, DEFAULT_STEPS, run_pipeline
 from edgesr.app.validation import failure_message
+from edgesr.lut_baking.finetune import FINETUNE_STEPS
 
 
 def add_arguments(p) -> None:
@@ -20,7 +21,7 @@ def add_arguments(p) -> None:
     p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
     p.add_argument("--formats", default="tflite,coreml,onnx", help="export formats")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="export precisions")
-    p.add_argument("--lut-finetune-steps", type=int, default=300, help="LUT models: fine-tuning steps of the baked LUT")
+    p.add_argument("--lut-finetune-steps", type=int, default=FINETUNE_STEPS, help=f"LUT models: fine-tuning steps of the baked LUT (default {FINETUNE_STEPS})")
     p.add_argument("--out", help="run folder (default runs/<model>_x<scale>_<time>); reuse it to resume")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
