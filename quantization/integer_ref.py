@@ -165,7 +165,7 @@ class IntegerGraph:
         shift = np.array([p[1] for p in pairs], np.int64)
         # optimized CONV_2D runs im2col + ruy GEMM; optimized depthwise keeps gemmlowp rounding
         rounding = "ruy_x86" if self.kernels == "optimized" and not depthwise else "double"
-        return np.clip(K.requantize(acc, mult, shift, rounding) + to.z, lo, hi)
+        return np.clip(K.multiply_by_quantized_multiplier_family(acc, mult, shift, rounding) + to.z, lo, hi)
 
     def _op_conv_2d(self, op, args):
         return self._conv(op, args, False)
