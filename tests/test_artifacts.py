@@ -109,9 +109,12 @@ def test_from_dict_rejects_non_objects():
 
 def test_every_export_embeds_its_contract(arts, model):
     for kind, path in arts.items():
+        files = sorted(Path(path).rglob("*")) if kind == "mlpackage" else [Path(path)]
+        stamps = [f.stat().st_mtime_ns for f in files]
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # no legacy-sidecar fallback
             meta = read_artifact_metadata(path)
+        assert [f.stat().st_mtime_ns for f in files] == stamps, kind  # reading never rewrites the artifact
         layout = "NHWC" if kind == "tflite" else "NCHW"
         assert read_contract(path) == IOContract(**{**model.contract.to_dict(), "layout": layout}), kind
         assert meta["provenance"]["model"] == "sesr_m3_relu" and meta["provenance"]["precision"] == "fp32"
@@ -142,6 +145,39 @@ def test_cli_eval_and_validate_without_sidecar(kind, arts, ckpt, photo_dir, tmp_
     assert main(["validate", arts[kind], "--reference", str(ckpt), "--sets", str(photo_dir), "--json", str(v)]) == 0, \
         capsys.readouterr().err
     assert json.loads(v.read_text())["passed"] is True
+
+
+def test_embedding_keeps_the_tflite_model_bit_identical(model, photo, tmp_path):
+    """fp32 and int8 flatbuffers before and after :func:`embed_metadata`: same outputs bit for
+    bit on LiteRT's XNNPACK and reference kernels, every weight buffer 16-byte aligned, and
+    only the metadata list and one buffer added."""
+    import tflite
+
+    from edgesr.converters.export import calibration_patches
+    from edgesr.converters.runtime import LiteRTModel
+    from edgesr.quantization.integer_ref import quantize_input, read_model
+
+    calib = calibration_patches(model.contract, count=8, patch=32)
+    x = photo_input(photo, model.contract, 27, 33, 50, 70).transpose(0, 2, 3, 1)
+    for precision in ("fp32", "int8"):
+        raw = convert(model, 1, precision, calib if precision == "int8" else None)
+        emb = embed_metadata(raw, build_metadata(model, "tflite", precision))
+        (tmp_path / "raw.tflite").write_bytes(raw)
+        (tmp_path / "emb.tflite").write_bytes(emb)
+        tensors, _, ins, _ = read_model(tmp_path / "raw.tflite")
+        q = quantize_input(x, tensors[ins[0]])
+        for kernels in ("xnnpack", "reference"):
+            a = LiteRTModel(tmp_path / "raw.tflite", kernels, 1).run(q)
+            b = LiteRTModel(tmp_path / "emb.tflite", kernels, 1).run(q)
+            assert a.dtype == b.dtype and np.array_equal(a, b), (precision, kernels)
+        before, after = tflite.Model.GetRootAsModel(raw, 0), tflite.Model.GetRootAsModel(emb, 0)
+        assert after.BuffersLength() == before.BuffersLength() + 1
+        assert after.MetadataLength() == before.MetadataLength() + 1
+        for i in range(before.BuffersLength()):
+            old, new = before.Buffers(i), after.Buffers(i)
+            assert np.array_equal(old.DataAsNumpy(), new.DataAsNumpy()) if old.DataLength() else not new.DataLength()
+            if new.DataLength():
+                assert new._tab.Vector(new._tab.Offset(4)) % 16 == 0, i  # Buffer.data start in the file
 
 
 def _tamper_tflite(src, dst, **contract):

@@ -1,8 +1,9 @@
 """``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [--out DIR] [--calib DIR]``.
 
 Writes each artifact (atomically) into ``--out`` (default: the checkpoint's folder), its
-contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and prints one line per artifact. int8 / w8a8 calibrate on real image
-patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
+contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
+prints one line per artifact. int8 / w8a8 calibrate on real image patches: ``--calib DIR``
+(a folder of HR photographs) or the embedded training photographs.
 """
 
 from __future__ import annotations

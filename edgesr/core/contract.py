@@ -211,9 +211,17 @@ def _onnx_embedded(path: Path) -> str | None:
 
 
 def _coreml_embedded(path: Path) -> str | None:
-    from coremltools.models.utils import load_spec
+    """``user_defined_metadata["edgesr"]`` of a ``.mlpackage``, read without modifying the
+    package: ``Manifest.json``'s root item names the spec file under ``Data/``, a
+    ``CoreML.Specification.Model`` protobuf. (Opening the package with coremltools rewrites
+    its ``Manifest.json``.)"""
+    from coremltools.proto import Model_pb2
 
-    return load_spec(str(path)).description.metadata.userDefined.get(KEY)
+    manifest = json.loads((path / "Manifest.json").read_text(encoding="utf-8"))
+    spec_file = path / "Data" / manifest["itemInfoEntries"][manifest["rootModelIdentifier"]]["path"]
+    spec = Model_pb2.Model()
+    spec.ParseFromString(spec_file.read_bytes())
+    return spec.description.metadata.userDefined.get(KEY)
 
 
 def _lut_header(path: Path) -> str | None:
