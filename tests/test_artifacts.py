@@ -223,10 +223,13 @@ def test_open_artifact_on_garbage_is_one_line(arts, tmp_path, capsys):
         with pytest.raises(EdgesrError) as err:
             open_artifact(path)
         assert str(err.value).startswith(str(path)) and "\n" not in str(err.value), str(err.value)
-    trunc = tmp_path / "trunc.tflite"
-    trunc.write_bytes(open(arts["tflite"], "rb").read()[:-4096])
-    with pytest.raises(EdgesrError, match="trunc.tflite"):
-        open_artifact(trunc)
+    data = Path(arts["tflite"]).read_bytes()
+    for n in (0, 7, 40, 200, len(data) // 2, len(data) - 4096, len(data) - 1):
+        trunc = tmp_path / f"trunc{n}.tflite"
+        trunc.write_bytes(data[:n])
+        with pytest.raises(EdgesrError) as err:
+            open_artifact(trunc)
+        assert str(err.value).startswith(str(trunc)) and "\n" not in str(err.value), str(err.value)
     pkg = tmp_path / "cut.mlpackage"
     shutil.copytree(arts["mlpackage"], pkg)
     weights = pkg / "Data/com.apple.CoreML/weights/weight.bin"

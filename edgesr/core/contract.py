@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import os
+import struct
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,17 +190,20 @@ def _tflite_embedded(path: Path) -> str | None:
     data = path.read_bytes()
     if len(data) < 8 or data[4:8] != b"TFL3":
         raise EdgesrError(f"{path}: not a TFLite flatbuffer (no 'TFL3' identifier)")
-    model = tflite.Model.GetRootAsModel(data, 0)
-    for i in range(model.MetadataLength()):
-        entry = model.Metadata(i)
-        if entry.Name() != KEY.encode():
-            continue
-        buf = model.Buffers(entry.Buffer())
-        if buf.Offset() > 1:  # buffer stored after the flatbuffer (models > 2 GB)
-            raw = data[buf.Offset() : buf.Offset() + buf.Size()]
-        else:
-            raw = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
-        return raw.decode("utf-8", errors="strict")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        for i in range(model.MetadataLength()):
+            entry = model.Metadata(i)
+            if entry.Name() != KEY.encode():
+                continue
+            buf = model.Buffers(entry.Buffer())
+            if buf.Offset() > 1:  # buffer stored after the flatbuffer (models > 2 GB)
+                raw = data[buf.Offset() : buf.Offset() + buf.Size()]
+            else:
+                raw = buf.DataAsNumpy().tobytes() if buf.DataLength() else b""
+            return raw.decode("utf-8", errors="strict")
+    except (struct.error, IndexError, ValueError, AttributeError):  # offsets beyond the data
+        raise EdgesrError(f"{path}: truncated or malformed TFLite flatbuffer (an offset points outside the file)") from None
     return None
 
 
