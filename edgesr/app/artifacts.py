@@ -5,19 +5,20 @@
 Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to the runtime that
 :data:`OPENERS` names for its suffix; the runtimes live in the stage packages:
 
-========== ============================================================ ==========================
-suffix     runtime (Upscaler class)                                     options
-========== ============================================================ ==========================
-.tflite    LiteRT (:class:`edgesr.converters.runtime.TFLiteUpscaler`)    ``num_threads``, ``kernels``
-.onnx      ONNX Runtime, CPU (:class:`~edgesr.converters.runtime.ONNXUpscaler`) ``num_threads``
-.mlpackage Core ML on macOS, the MIL interpreter elsewhere               ``compute_units`` / ``precision``
-           (:func:`edgesr.converters.runtime.coreml_upscaler`)
-.lut       a LUT engine (:class:`edgesr.lut_baking.bundle.LutUpscaler`)  ``engine``
-========== ============================================================ ==========================
+* ``.tflite``: LiteRT, :class:`edgesr.converters.runtime.TFLiteUpscaler`; options
+  ``num_threads``, ``kernels`` (``"xnnpack"``, ``"optimized"``, ``"reference"``);
+* ``.onnx``: ONNX Runtime on the CPU, :class:`edgesr.converters.runtime.ONNXUpscaler`; option
+  ``num_threads``;
+* ``.mlpackage``: Core ML on macOS, edgesr's MIL interpreter elsewhere
+  (:func:`edgesr.converters.runtime.coreml_upscaler`); options ``compute_units`` (macOS),
+  ``precision`` (``"fp16"`` or ``"fp32"`` activations in the interpreter);
+* ``.lut``: a LUT engine, :class:`edgesr.lut_baking.bundle.LutUpscaler`; option ``engine``
+  (``"numpy"``, ``"torch"``, ``"c"``).
 
 Every opener accepts the options of the others and ignores them, so one set of CLI options
-(e.g. ``--threads``) can be passed to any artifact. A new runtime is one opener and one line
-in :data:`OPENERS`.
+(e.g. ``num_threads``) can be passed to any artifact. A new artifact kind is one opener and
+one line in :data:`OPENERS`, plus the reader of its embedded metadata in
+:data:`edgesr.core.contract.EMBEDDED_READERS`.
 """
 
 from __future__ import annotations

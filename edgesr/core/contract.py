@@ -5,14 +5,12 @@ Every model carries one as ``model.contract``; every exported artifact carries i
 provenance, as edgesr metadata JSON inside the file, so a model file copied alone into an app
 still says how to feed it:
 
-========== ==================================================================================
-``.tflite``  an entry named ``"edgesr"`` in the flatbuffer's ``Model.metadata`` list whose
-             ``Buffer`` holds the UTF-8 JSON (TFLite schema ``Metadata {name, buffer}``)
-``.onnx``    ``ModelProto.metadata_props["edgesr"]``
-``.mlpackage`` the Core ML model's ``user_defined_metadata["edgesr"]``
-             (``Model.description.metadata.userDefined``)
-``.lut``     the bundle's ``meta`` header (:mod:`edgesr.lut_baking.bundle`), translated here
-========== ==================================================================================
+* ``.tflite``: an entry named ``"edgesr"`` in the flatbuffer's ``Model.metadata`` list whose
+  ``Buffer`` holds the UTF-8 JSON (TFLite schema ``Metadata {name, buffer}``);
+* ``.onnx``: ``ModelProto.metadata_props["edgesr"]``;
+* ``.mlpackage``: the Core ML model's ``user_defined_metadata["edgesr"]``
+  (``Model.description.metadata.userDefined``);
+* ``.lut``: the bundle's ``meta`` header (:mod:`edgesr.lut_baking.bundle`), translated here.
 
 Artifacts written before the contract was embedded have it only in a sidecar ``PATH.json``;
 :func:`read_artifact_metadata` falls back to it with a :class:`LegacySidecarWarning`.
