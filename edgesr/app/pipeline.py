@@ -10,7 +10,7 @@ OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
     checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
     checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
     checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
-    artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
+    artifacts/*.tflite|.onnx|.mlpackage|.lut  (each with its contract embedded)
     validation/<artifact>.json               one validation result per artifact (with the
                                              emulation matrix of every network artifact)
     report.json, report.md, report.png
@@ -44,7 +44,7 @@ from edgesr.core.atomic import write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
 from edgesr.core.collapse import collapse_checked
 from edgesr.core.complexity import model_info
-from edgesr.core.contract import sidecar_path
+from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
@@ -123,6 +123,18 @@ def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
     _json_write(marker, {"model": model, "scale": scale, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
+def _exported(path: Path) -> bool:
+    """An artifact from an earlier (interrupted) run is complete: it exists (written atomically)
+    and its embedded metadata reads back."""
+    if not path.exists():
+        return False
+    try:
+        read_artifact_metadata(path)
+    except EdgesrError:
+        return False
+    return True
+
+
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
     deploy_path = out_dir / "checkpoints" / "deploy.pt"
     _stage(f"2/6 collapse -> {deploy_path}")
@@ -156,7 +168,7 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
-        if path.exists() and sidecar_path(path).exists():
+        if _exported(path):
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue

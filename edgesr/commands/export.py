@@ -1,8 +1,9 @@
 """``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [--out DIR] [--calib DIR]``.
 
-Writes each artifact (atomically) with its sidecar ``PATH.json`` into ``--out`` (default: the
-checkpoint's folder) and prints one line per artifact. int8 / w8a8 calibrate on real image
-patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
+Writes each artifact (atomically) into ``--out`` (default: the checkpoint's folder), its
+contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
+prints one line per artifact. int8 / w8a8 calibrate on real image patches: ``--calib DIR``
+(a folder of HR photographs) or the embedded training photographs.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8", help="int8 TFLite input/output dtype")
     p.add_argument("--activation-ranges", default=None,
                    help="JSON file {torch.fx node name: [min, max]} (from quantization) for the int8 TFLite model")
+    p.add_argument("--sidecar", action="store_true",
+                   help="also write each artifact's metadata to PATH.json (it is always embedded in the file)")
     p.add_argument("--json", action="store_true", help="print the artifact list as JSON")
 
 
@@ -65,7 +68,7 @@ def run(args) -> int:
         calibration = calibration_patches(args.calib, module.contract, count=args.calib_patches)
     results = export(module, out, formats, precisions, calibration=calibration,
                      activation_ranges=_load_ranges(args.activation_ranges), io_dtype=args.io_dtype,
-                     source=str(args.checkpoint), progress=sys.stderr.isatty())
+                     source=str(args.checkpoint), progress=sys.stderr.isatty(), sidecar=args.sidecar)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

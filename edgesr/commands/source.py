@@ -3,12 +3,12 @@
 * ``--model NAME --scale S``: a weight-free registry model (``bicubic``);
 * ``--checkpoint CKPT``: an edgesr checkpoint (run in its deploy form, PyTorch, CPU);
 * ``--artifact FILE``: an exported model or LUT bundle, run by its own runtime
-  (:func:`edgesr.app.artifacts.load_upscaler`).
+  (:func:`edgesr.app.artifacts.open_artifact`).
 """
 
 from __future__ import annotations
 
-from edgesr.app.artifacts import load_upscaler
+from edgesr.app.artifacts import open_artifact
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler
@@ -40,7 +40,7 @@ def resolve_upscaler(args):
         return TorchUpscaler(model)
 
     options = {"engine": args.engine} if getattr(args, "engine", None) else {}
-    return load_upscaler(args.artifact, **options)
+    return open_artifact(args.artifact, **options)
 
 
 def describe(args) -> str:
