@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 from edgesr.converters import export_tflite
-from edgesr.converters.export import calibration_patches
 from edgesr.converters.tflite import convert
 from test_converters_common import tiny_sesr
 
 from edgesr.core.contract import KEY, metadata_text, read_artifact_metadata
+from edgesr.core.evaluate import calibration_patches
 
 ROOT = Path(__file__).resolve().parents[1]
 JAVA_SRC = ROOT / "android_demo/app/src/main/java/dev/edgesr/demo"
@@ -51,7 +51,7 @@ def models(tmp_path_factory):
     """fp32 and int8 .tflite files exported by edgesr (contract embedded), and a bare one."""
     module = tiny_sesr("sesr_m3")
     d = tmp_path_factory.mktemp("tfl")
-    calib = calibration_patches(module.contract, count=8, patch=32)
+    calib = calibration_patches(None, module.contract, count=8, patch=32)
     fp32 = export_tflite(module, d / "m_fp32.tflite", "fp32")["path"]
     int8 = export_tflite(module, d / "m_int8.tflite", "int8", calib)["path"]
     bare = d / "bare.tflite"

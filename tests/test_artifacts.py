@@ -153,11 +153,11 @@ def test_embedding_keeps_the_tflite_model_bit_identical(model, photo, tmp_path):
     only the metadata list and one buffer added."""
     import tflite
 
-    from edgesr.converters.export import calibration_patches
+    from edgesr.core.evaluate import calibration_patches
     from edgesr.converters.runtime import LiteRTModel
     from edgesr.quantization.integer_ref import quantize_input, read_model
 
-    calib = calibration_patches(model.contract, count=8, patch=32)
+    calib = calibration_patches(None, model.contract, count=8, patch=32)
     x = photo_input(photo, model.contract, 27, 33, 50, 70).transpose(0, 2, 3, 1)
     for precision in ("fp32", "int8"):
         raw = convert(model, 1, precision, calib if precision == "int8" else None)
