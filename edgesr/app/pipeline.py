@@ -10,7 +10,7 @@ OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
     checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
     checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
     checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
-    artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
+    artifacts/*.tflite|.onnx|.mlpackage|.lut  (each with its contract embedded)
     validation/<artifact>.json               one validation result per artifact (with the
                                              emulation matrix of every network artifact)
     report.json, report.md, report.png
@@ -38,7 +38,6 @@ from edgesr.app.validation import (
 )
 from edgesr.converters.export import (
     SUFFIX,
-    calibration_patches,
     export_coreml,
     export_onnx,
     export_tflite,
@@ -48,13 +47,14 @@ from edgesr.core.atomic import write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
 from edgesr.core.collapse import collapse_checked
 from edgesr.core.complexity import model_info
-from edgesr.core.contract import sidecar_path
+from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
-from edgesr.lut_baking import pipeline_stage as lut_pipeline_stage
+from edgesr.lut_baking import bake_and_finetune
+from edgesr.lut_baking.finetune import FINETUNE_STEPS
 from edgesr.quantization.api import quantize_checkpoint
 
 DEFAULT_MODEL = "sesr_m5"
@@ -76,7 +76,7 @@ def _stage(name: str) -> None:
 def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
                  sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
                  observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
-                 lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
+                 lut_finetune_steps: int = FINETUNE_STEPS, out: str | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = True, force: bool = False) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
 
@@ -176,6 +176,18 @@ def _check_resume(marker: Path, settings: dict, force: bool) -> dict:
     return {**prev, **settings, "resumed": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
+def _exported(path: Path) -> bool:
+    """An artifact from an earlier (interrupted) run is complete: it exists (written atomically)
+    and its embedded metadata reads back."""
+    if not path.exists():
+        return False
+    try:
+        read_artifact_metadata(path)
+    except EdgesrError:
+        return False
+    return True
+
+
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
     deploy_path = out_dir / "checkpoints" / "deploy.pt"
     _stage(f"2/6 collapse -> {deploy_path}")
@@ -209,13 +221,13 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
-        if path.exists() and sidecar_path(path).exists():
+        if _exported(path):
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
         int8 = prec in ("int8", "w8a8")
         if int8 and calibration is None:
-            calibration = calibration_patches(deploy.contract, data)
+            calibration = calibration_patches(data, deploy.contract)
         module = quant_module if (int8 and quant_module is not None) else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
@@ -231,7 +243,7 @@ def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
     _stage("2/6 collapse: LUT models have no training-only form")
     _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
     _stage("4/6 export: the .lut bundle is the artifact")
-    return lut_pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+    return bake_and_finetune(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
 
 
 def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:

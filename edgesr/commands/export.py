@@ -1,8 +1,9 @@
 """``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [-o DIR] [--calib DIR]``.
 
-Writes each artifact (atomically) with its sidecar ``PATH.json`` into ``-o/--out`` (default: the
-checkpoint's folder) and prints one line per artifact. int8 / w8a8 calibrate on real image
-patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
+Writes each artifact (atomically) into ``-o/--out`` (default: the checkpoint's folder), its
+contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
+prints one line per artifact. int8 / w8a8 calibrate on real image patches: ``--calib DIR``
+(a folder of HR photographs) or the embedded training photographs.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ from edgesr.commands._args import (
 from edgesr.converters.export import (
     FORMAT_PRECISIONS,
     FORMATS,
-    calibration_patches,
     deploy_module,
     export,
     plan,
     writable_dir,
 )
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 
 #: every precision name --precisions accepts: the formats' own, and int8 (Core ML: w8 and w8a8)
 PRECISIONS = tuple(dict.fromkeys(["fp32", "fp16", "int8", *(p for ps in FORMAT_PRECISIONS.values() for p in ps)]))
@@ -47,6 +48,8 @@ def add_arguments(p) -> None:
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8", help="int8 TFLite input/output dtype")
     p.add_argument("--activation-ranges", type=existing_file, default=None,
                    help="JSON file {torch.fx node name: [min, max]} (from quantization) for the int8 TFLite model")
+    p.add_argument("--sidecar", action="store_true",
+                   help="also write each artifact's metadata to PATH.json (it is always embedded in the file)")
     p.add_argument("--json", action="store_true", help="print the artifact list as JSON")
     add_progress_argument(p)
 
@@ -71,10 +74,10 @@ def run(args) -> int:
     out = writable_dir(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent)
     calibration = None
     if any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract, args.calib, count=args.calib_patches)
+        calibration = calibration_patches(args.calib, module.contract, count=args.calib_patches)
     results = export(module, out, formats, precisions, calibration=calibration,
                      activation_ranges=ranges, io_dtype=args.io_dtype,
-                     source=str(args.checkpoint), progress=show_progress(args))
+                     source=str(args.checkpoint), progress=show_progress(args), sidecar=args.sidecar)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

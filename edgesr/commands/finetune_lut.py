@@ -21,14 +21,14 @@ from edgesr.commands._args import (
 from edgesr.core.data import training_images
 from edgesr.core.errors import EdgesrError
 from edgesr.lut_baking.bundle import load_bundle, save_bundle
-from edgesr.lut_baking.finetune import TrainConfig, finetune
+from edgesr.lut_baking.finetune import FINETUNE_STEPS, FinetuneConfig, finetune
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("lut", type=existing_file, help="a .lut bundle (edgesr bake / import-weights)")
     p.add_argument("--data", type=existing_dir, default=None,
                    help="folder of HR training images (default: the embedded training photographs)")
-    p.add_argument("--steps", type=positive_int, default=1000, help="optimizer steps (default 1000)")
+    p.add_argument("--steps", type=positive_int, default=FINETUNE_STEPS, help=f"optimizer steps (default {FINETUNE_STEPS})")
     p.add_argument("--batch", type=positive_int, default=16, help="HR crops per step, each used for its 3 colour channels (default 16)")
     p.add_argument("--patch", type=positive_int, default=24, help="LR patch size (HR = patch * scale; default 24)")
     p.add_argument("--lr", type=positive_float, default=0.1, help="Adam step size in int8 LUT units (default 0.1)")
@@ -50,7 +50,7 @@ def output_path(args) -> Path:
 def run(args) -> int:
     out = output_path(args)
     bundle = load_bundle(args.lut)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr_patch=args.patch, lr=args.lr, seed=args.seed)
+    cfg = FinetuneConfig(steps=args.steps, batch=args.batch, lr_patch=args.patch, lr=args.lr, seed=args.seed)
     tuned = finetune(bundle, training_images(args.data), cfg, log=print)
     path = save_bundle(tuned, out)
     print(f"{path}: fine-tuned {args.steps} steps, {tuned.nbytes} bytes")

@@ -23,6 +23,7 @@ from edgesr.commands._args import (
 )
 from edgesr.commands.export import PRECISIONS
 from edgesr.converters.export import FORMATS, plan
+from edgesr.lut_baking.finetune import FINETUNE_STEPS
 
 
 def add_arguments(p) -> None:
@@ -39,7 +40,8 @@ def add_arguments(p) -> None:
                    help=f"export formats, comma-separated from {', '.join(FORMATS)} (default: all)")
     p.add_argument("--precisions", type=csv_choice(PRECISIONS), default="fp32,fp16,int8",
                    help=f"export precisions, comma-separated from {', '.join(PRECISIONS)} (default fp32,fp16,int8)")
-    p.add_argument("--lut-finetune-steps", type=nonnegative_int, default=300, help="LUT models: fine-tuning steps of the baked LUT")
+    p.add_argument("--lut-finetune-steps", type=nonnegative_int, default=FINETUNE_STEPS,
+                   help=f"LUT models: fine-tuning steps of the baked LUT (default {FINETUNE_STEPS})")
     add_out_argument(p, "run folder (default runs/<model>_x<scale>_<time>); reuse it to resume")
     p.add_argument("--force", action="store_true",
                    help="resume in OUT even though its run.json records other settings (steps, seed, data, ...)")

@@ -3,7 +3,7 @@
 * ``--model NAME --scale S``: a weight-free registry model (``bicubic``; default scale 2);
 * ``--checkpoint CKPT``: an edgesr checkpoint (run in its deploy form, PyTorch, CPU);
 * ``--artifact FILE``: an exported model or LUT bundle, run by its own runtime
-  (:func:`edgesr.app.artifacts.load_upscaler`).
+  (:func:`edgesr.app.artifacts.open_artifact`).
 
 Checkpoints and artifacts carry their scale: ``--scale`` with them is accepted when it
 agrees and refused (exit 2) when it conflicts.
@@ -11,7 +11,7 @@ agrees and refused (exit 2) when it conflicts.
 
 from __future__ import annotations
 
-from edgesr.app.artifacts import load_upscaler
+from edgesr.app.artifacts import open_artifact
 from edgesr.commands._args import existing_file, existing_path, scale
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.errors import EdgesrError
@@ -47,7 +47,7 @@ def resolve_upscaler(args):
         upscaler = TorchUpscaler(model)
     else:
         options = {"engine": args.engine} if getattr(args, "engine", None) else {}
-        upscaler = load_upscaler(args.artifact, **options)
+        upscaler = open_artifact(args.artifact, **options)
     check_scale(args.scale, upscaler.contract.scale, describe(args))
     return upscaler
 
