@@ -81,7 +81,7 @@ def export_model(name: str, out_dir: Path) -> dict:
     for precision in PRECISIONS:
         path = out_dir / f"{name}_{precision}.tflite"
         if not path.exists():
-            calib = calibration_patches(module.contract, patch=48, count=8) if precision == "int8" else None
+            calib = calibration_patches(None, module.contract, patch=48, count=8) if precision == "int8" else None
             export_tflite(module, path, precision, calib)
         paths[precision] = path
     return paths

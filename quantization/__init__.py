@@ -3,7 +3,6 @@
 Public API::
 
     calibrate(deploy_module, patches, observer="minmax", **kw) -> {fx node: (min, max)}
-    calibration_patches(images, contract, patch=64, count=64, seed=0) -> float32 (N, C, P, P)
     fake_quant_module(deploy_module, ranges) -> fx.GraphModule (the int8 simulation)
     qat(deploy_module, patches_or_images, steps, ...) -> (module, ranges)
     quantize_checkpoint(ckpt_path, calib_dir, observer, qat_steps, out_path) -> report dict
@@ -14,9 +13,10 @@ TFLite is decided in :mod:`edgesr.quantization.graph`.
 """
 
 from edgesr.quantization.api import load_activation_ranges, quantize_checkpoint
-from edgesr.quantization.calibration import OBSERVERS, calibrate, calibration_patches
+from edgesr.quantization.calibration import OBSERVERS, calibrate
 from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
 from edgesr.quantization.qat import qat
 
-__all__ = ["OBSERVERS", "calibrate", "calibration_patches", "fake_quant_module", "load_activation_ranges", "qat",
+
+__all__ = ["OBSERVERS", "calibrate", "fake_quant_module", "load_activation_ranges", "qat",
            "quantize_checkpoint", "quantizer_ranges"]

@@ -35,7 +35,7 @@ def zoo_export(tmp_path_factory):
         torch.manual_seed(0)
         module = deploy_module(create(name, scale=2))
         path = root / f"{name}_{precision}.tflite"
-        calib = calibration_patches(module.contract, patch=32, count=4) if precision == "int8" else None
+        calib = calibration_patches(None, module.contract, patch=32, count=4) if precision == "int8" else None
         export_tflite(module, path, precision, calib)
         return path
 
@@ -96,7 +96,7 @@ def test_uint8_io_edges_stay_on_builtin_kernels(tmp_path):
     torch.manual_seed(0)
     module = deploy_module(create("esr_max", scale=2))
     path = tmp_path / "esr_max_uint8_io.tflite"
-    export_tflite(module, path, "int8", calibration_patches(module.contract, patch=32, count=4), "uint8")
+    export_tflite(module, path, "int8", calibration_patches(None, module.contract, patch=32, count=4), "uint8")
     truth, predicted = xnnpack_partitions(path), predict_xnnpack(path)
     assert {k: predicted[k] for k in KEYS} == {k: truth[k] for k in KEYS}
     assert truth["ops_outside"] == ["QUANTIZE", "QUANTIZE"] and truth["partitions"] == 1

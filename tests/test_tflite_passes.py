@@ -35,7 +35,7 @@ def exports(tmp_path_factory):
     for name in ("sesr_m5_relu", "esr_max"):
         torch.manual_seed(0)
         module = deploy_module(create(name, scale=2))
-        calib = calibration_patches(module.contract, patch=32, count=4)
+        calib = calibration_patches(None, module.contract, patch=32, count=4)
         with pytest.MonkeyPatch.context() as mp:  # the converter's own graph, pass switched off
             mp.setattr(tflite_mod, "drop_saturating_clamps", lambda data: (data, []))
             raw = tflite_mod.convert(module, 1, "int8", calib)
