@@ -1,13 +1,15 @@
-"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX artifacts with metadata.
+"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX / ExecuTorch artifacts with metadata.
 
-Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`)
+Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`,
+:func:`export_executorch`)
 write one artifact and its sidecar ``PATH.json``; :func:`export` runs the requested
 formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``.
 
 Precisions per format (a requested precision a format does not have is skipped for that format):
 ``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
 w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
-w8 and w8a8.
+w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorch]`` extra):
+fp32, fp16, int8 (PT2E).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 from edgesr.converters import coreml, onnx_export, tflite
+from edgesr.converters import executorch as et
 from edgesr.converters.metadata import build_metadata, write_sidecar
 
 from edgesr.core.checkpoint import load_checkpoint
@@ -25,9 +28,16 @@ from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches as patches
 
-FORMATS = ("tflite", "coreml", "onnx")
-FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+FORMATS = ("tflite", "coreml", "onnx", "executorch")
+FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
+                     "executorch": et.PRECISIONS}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte"}
+
+
+def default_formats() -> tuple[str, ...]:
+    """The formats exported when none are named: all of :data:`FORMATS`, less ``executorch``
+    when the optional ExecuTorch package is not installed."""
+    return tuple(f for f in FORMATS if f != "executorch" or et.unavailable_reason() is None)
 
 
 def deploy_module(model_or_checkpoint):
@@ -119,6 +129,16 @@ def export_coreml(module, path, precision: str = "fp16", calibration=None, sourc
     return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta))
 
 
+def export_executorch(module, path, precision: str = "fp32", calibration=None, source=None) -> dict:
+    """Write a ``.pte`` lowered to XNNPACK (see :mod:`edgesr.converters.executorch`), the metadata
+    embedded as a constant method and in the sidecar; returns the artifact dict."""
+
+    meta = build_metadata(module, "executorch", precision, source=source, tools=("executorch", "torchao"),
+                          extra={"delegate": "xnnpack", "max_side": et.MAX_SIDE})
+    data = et.convert(module, module.contract.channels, precision, calibration, meta)
+    return _finish(Path(path), meta, "executorch", precision, lambda p: et.save(data, p))
+
+
 def plan(formats, precisions) -> list[tuple[str, str]]:
     """The (format, precision) pairs :func:`export` writes, in order.
 
@@ -139,7 +159,7 @@ def plan(formats, precisions) -> list[tuple[str, str]]:
     return pairs
 
 
-def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "fp16", "int8"), calibration=None,
+def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16", "int8"), calibration=None,
            activation_ranges=None, io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
            progress: bool = False) -> list[dict]:
     """Export every (format, precision) of :func:`plan`.
@@ -148,6 +168,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
         model_or_checkpoint: an ``nn.Module`` built by the registry (collapsed here if it has
             ``collapse``) or a checkpoint path.
         out_dir: folder for the artifacts (created).
+        formats: names from :data:`FORMATS`; default :func:`default_formats`.
         calibration: float32 (N, C, h, w) real patches in model-input space for int8 /
             w8a8 (:func:`calibration_patches`); computed from the embedded training
             photographs when None and needed.
@@ -162,6 +183,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     Raises:
         EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision.
     """
+    formats = default_formats() if formats is None else formats
     pairs = plan(formats, precisions)
     if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
         source = str(model_or_checkpoint)
@@ -179,10 +201,12 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
             results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source))
         elif fmt == "onnx":
             results.append(export_onnx(module, path, source))
+        elif fmt == "executorch":
+            results.append(export_executorch(module, path, prec, calibration, source))
         else:
             results.append(export_coreml(module, path, prec, calibration, source))
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
-           "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "default_formats", "deploy_module", "export",
+           "export_coreml", "export_executorch", "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]

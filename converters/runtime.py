@@ -16,6 +16,8 @@ image. The contract comes from the artifact (:mod:`edgesr.converters.metadata`),
 * ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
   :mod:`edgesr.converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
   activations) when that module exists, else :class:`RuntimeUnavailable`.
+* ``.pte``: the ExecuTorch runtime (:class:`edgesr.converters.executorch.ExecuTorchUpscaler`)
+  when the ``executorch`` package is installed, else :class:`RuntimeUnavailable`.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
+from edgesr.converters import executorch as et
 from edgesr.converters.coreml import structure
 from edgesr.converters.onnx_export import embedded_metadata
 from edgesr.quantization.arithmetic import (  # TFLite's QUANTIZE, the one implementation
@@ -207,25 +210,27 @@ def artifact_metadata(path: str | os.PathLike) -> dict:
         embedded = embedded_metadata(path)
     elif suffix == ".mlpackage":
         embedded = structure(path)["metadata"]
+    elif suffix == ".pte" and et.unavailable_reason() is None:
+        embedded = et.embedded_metadata(path)
     return read_metadata(path, embedded)
 
 
 def load_upscaler(path: str | os.PathLike, **options):
-    """Open a ``.tflite``, ``.onnx`` or ``.mlpackage`` artifact as an Upscaler.
+    """Open a ``.tflite``, ``.onnx``, ``.mlpackage`` or ``.pte`` artifact as an Upscaler.
 
     Options: ``num_threads`` (TFLite, ONNX), ``kernels`` (TFLite: :data:`KERNELS`), others go to the
     Core ML runtime (``compute_units`` on macOS; the MIL interpreter's own options).
 
     Raises:
         EdgesrError: missing or unreadable artifact, missing metadata, unknown suffix.
-        RuntimeUnavailable: Core ML on a machine that cannot run it.
+        RuntimeUnavailable: Core ML on a machine that cannot run it; ``.pte`` without ExecuTorch.
     """
     path = Path(path)
     if not path.exists():
         raise EdgesrError(f"{path}: no such artifact")
     suffix = path.suffix.lower()
-    if suffix not in (".tflite", ".onnx", ".mlpackage"):
-        raise EdgesrError(f"{path}: not a converters artifact (.tflite, .onnx, .mlpackage)")
+    if suffix not in (".tflite", ".onnx", ".mlpackage", ".pte"):
+        raise EdgesrError(f"{path}: not a converters artifact (.tflite, .onnx, .mlpackage, .pte)")
     try:
         contract = contract_of(artifact_metadata(path))
     except EdgesrError:
@@ -236,6 +241,11 @@ def load_upscaler(path: str | os.PathLike, **options):
         return TFLiteUpscaler(path, contract, **options)
     if suffix == ".onnx":
         return ONNXUpscaler(path, contract, **options)
+    if suffix == ".pte":
+        reason = et.unavailable_reason()
+        if reason is not None:
+            raise RuntimeUnavailable(f"{path}: {reason}")
+        return et.ExecuTorchUpscaler(path, contract, **options)
     if platform.system() == "Darwin":
         return CoreMLUpscaler(path, contract, **options)
     reason = coreml_runtime_status()

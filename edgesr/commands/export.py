@@ -1,4 +1,4 @@
-"""``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [--out DIR] [--calib DIR]``.
+"""``edgesr export CKPT --formats tflite,coreml,onnx,executorch --precisions fp32,fp16,int8 [--out DIR] [--calib DIR]``.
 
 Writes each artifact (atomically) with its sidecar ``PATH.json`` into ``--out`` (default: the
 checkpoint's folder) and prints one line per artifact. int8 / w8a8 calibrate on real image
@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edgesr.converters.export import (
     calibration_patches,
+    default_formats,
     deploy_module,
     export,
     plan,
@@ -26,7 +27,8 @@ def _csv(text: str) -> list[str]:
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="edgesr checkpoint (train or deploy form)")
-    p.add_argument("--formats", default="tflite,coreml,onnx", help="comma list of tflite, coreml, onnx (default: all)")
+    p.add_argument("--formats", default=None,
+                   help="comma list of tflite, coreml, onnx, executorch (default: all; executorch when installed)")
     p.add_argument("--precisions", default="fp32,fp16,int8",
                    help="comma list: fp32, fp16, int8 (TFLite full integer; Core ML w8 and w8a8), w8, w8a8")
     p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
@@ -54,7 +56,8 @@ def run(args) -> int:
     import sys
 
 
-    formats, precisions = _csv(args.formats), _csv(args.precisions)
+    formats = default_formats() if args.formats is None else _csv(args.formats)
+    precisions = _csv(args.precisions)
     pairs = plan(formats, precisions)  # validates names before any slow work
     module = deploy_module(args.checkpoint)
     out = writable_dir(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent)
