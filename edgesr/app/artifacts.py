@@ -4,7 +4,8 @@ Dispatch by file type; the runtimes live in the stage packages and are imported 
 when needed:
 
 * ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT), ``.mlpackage`` (Core ML: ``MLModel.predict``
-  on macOS, edgesr's MIL interpreter elsewhere): :func:`edgesr.converters.runtime.load_upscaler`;
+  on macOS, edgesr's MIL interpreter elsewhere), ``.pte`` (the ExecuTorch runtime, when the
+  ``executorch`` package is installed): :func:`edgesr.converters.runtime.load_upscaler`;
 * ``.lut`` (edgesr LUT bundle): :func:`edgesr.lut_baking.bundle.load_upscaler`.
 
 The returned Upscaler's ``contract`` is read from the artifact, never guessed.
@@ -19,7 +20,7 @@ from edgesr.converters.runtime import load_upscaler as load_network
 from edgesr.core.errors import EdgesrError
 from edgesr.lut_baking.bundle import load_upscaler as load_lut
 
-NETWORK_SUFFIXES = (".onnx", ".tflite", ".mlpackage")
+NETWORK_SUFFIXES = (".onnx", ".tflite", ".mlpackage", ".pte")
 LUT_SUFFIXES = (".lut",)
 
 
