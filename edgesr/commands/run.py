@@ -18,7 +18,8 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=int, default=16, help="training patches per step")
     p.add_argument("--qat-steps", type=int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
     p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
-    p.add_argument("--formats", default="tflite,coreml,onnx", help="export formats")
+    p.add_argument("--formats", default=None,
+                   help="export formats (default tflite,coreml,onnx, plus executorch when it is installed)")
     p.add_argument("--precisions", default="fp32,fp16,int8", help="export precisions")
     p.add_argument("--lut-finetune-steps", type=int, default=300, help="LUT models: fine-tuning steps of the baked LUT")
     p.add_argument("--out", help="run folder (default runs/<model>_x<scale>_<time>); reuse it to resume")
@@ -32,7 +33,7 @@ def run(args) -> int:
     report = run_pipeline(
         model=args.model, scale=args.scale, data=args.data, data_root=args.data_root,
         sets=args.sets.split(",") if args.sets else None, steps=args.steps, batch=args.batch,
-        qat_steps=args.qat_steps, observer=args.observer, formats=args.formats.split(","),
+        qat_steps=args.qat_steps, observer=args.observer, formats=args.formats.split(",") if args.formats else None,
         precisions=args.precisions.split(","), lut_finetune_steps=args.lut_finetune_steps, out=args.out,
         device=args.device, seed=args.seed, progress=not args.no_progress)
     failed = [a for a in report["artifacts"] if a["validation"].get("passed") is False]
