@@ -25,6 +25,11 @@ runtime enforces it as a capacity: any H x W with ``H * W <= max_side**2`` runs 
 than :data:`MIN_SIDE` included. ``max_side`` trades the largest input for the memory the
 runtime reserves; a larger photo must be tiled by the caller.
 
+``delegate="coreml"`` lowers to ExecuTorch's Core ML backend instead (``CoreMLPartitioner``,
+compute precision fp32 or fp16, iOS 17 / macOS 14 minimum deployment target): the ``.pte`` an
+iOS app runs. coremltools compiles it on Linux, but only Apple's runtime has the Core ML
+backend, so such a program cannot run here (the artifact opener says so; no validation).
+
 The I/O contract travels inside the program: a constant method :data:`METADATA_METHOD`
 returns the metadata JSON (:mod:`edgesr.converters.metadata`) as a uint8 tensor of UTF-8 bytes;
 :func:`embedded_metadata` reads it back on the runtime. Importing this module does not import
@@ -47,6 +52,9 @@ from edgesr.core.atomic import write_bytes_atomic
 from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp32", "fp16", "int8")
+DELEGATES = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
+"""edgesr's delegate names -> the backend id in the program."""
+DELEGATE_PRECISIONS = {"xnnpack": PRECISIONS, "coreml": ("fp32", "fp16")}
 METADATA_METHOD = "edgesr_metadata"
 MIN_SIDE = 8
 MAX_SIDE = 1024
@@ -109,9 +117,24 @@ def _quantize_pt2e(module, example, calibration: np.ndarray, dynamic):
     return convert_pt2e(prepared)
 
 
+def _partitioner(delegate: str, precision: str):
+    if delegate == "xnnpack":
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+        return XnnpackPartitioner()
+    import coremltools as ct
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+    from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+    specs = CoreMLBackend.generate_compile_specs(
+        minimum_deployment_target=ct.target.iOS17,
+        compute_precision=ct.precision.FLOAT16 if precision == "fp16" else ct.precision.FLOAT32)
+    return CoreMLPartitioner(compile_specs=specs)
+
+
 def lower(module, channels: int, precision: str = "fp32", calibration: np.ndarray | None = None,
-          metadata: dict | None = None, max_side: int = MAX_SIDE):
-    """Export and lower a deploy module to XNNPACK; returns the ExecuTorch program manager.
+          metadata: dict | None = None, max_side: int = MAX_SIDE, delegate: str = "xnnpack"):
+    """Export and lower a deploy module to ``delegate``; returns the ExecuTorch program manager.
 
     Args:
         module: deploy ``nn.Module``, float32 (1, C, H, W) NCHW in [0, 1] -> (1, C, s*H, s*W).
@@ -121,17 +144,21 @@ def lower(module, channels: int, precision: str = "fp32", calibration: np.ndarra
         metadata: the artifact metadata dict, embedded as the constant method
             :data:`METADATA_METHOD` (uint8 UTF-8 JSON); none when None.
         max_side: upper bound of the dynamic H and W (pixels).
+        delegate: ``"xnnpack"`` (precisions fp32, fp16, int8) or ``"coreml"`` (fp32, fp16:
+            the Core ML compute precision; the module stays float32).
 
     Raises:
-        EdgesrError: ExecuTorch missing, unknown precision, int8 without patches, or
+        EdgesrError: ExecuTorch missing, unknown delegate or precision, int8 without patches, or
         ``torch.export`` / lowering failing on the module (the message names the cause).
     """
     _require()
-    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
 
-    if precision not in PRECISIONS:
-        raise EdgesrError(f"unknown ExecuTorch precision {precision!r} (expected {', '.join(PRECISIONS)})")
+    if delegate not in DELEGATES:
+        raise EdgesrError(f"unknown ExecuTorch delegate {delegate!r} (expected {', '.join(DELEGATES)})")
+    if precision not in DELEGATE_PRECISIONS[delegate]:
+        raise EdgesrError(f"unknown ExecuTorch precision {precision!r} for the {delegate} delegate "
+                          f"(expected {', '.join(DELEGATE_PRECISIONS[delegate])})")
     if not MIN_SIDE <= int(max_side):
         raise EdgesrError(f"max_side must be at least {MIN_SIDE} pixels, got {max_side}")
     module = module.eval()
@@ -141,7 +168,7 @@ def lower(module, channels: int, precision: str = "fp32", calibration: np.ndarra
         if precision == "int8":
             calibration = _check_patches(calibration, channels)
             module = _quantize_pt2e(module, example, calibration, dynamic)
-        elif precision == "fp16":
+        elif precision == "fp16" and delegate == "xnnpack":
             module = _Half(module)
         with torch.no_grad(), contextlib.redirect_stdout(io.StringIO()):
             program = torch.export.export(module, (example,), dynamic_shapes=dynamic)
@@ -149,7 +176,8 @@ def lower(module, channels: int, precision: str = "fp32", calibration: np.ndarra
             if metadata is not None:
                 text = json.dumps(metadata, sort_keys=True).encode("utf-8")
                 constants = {METADATA_METHOD: torch.tensor(list(text), dtype=torch.uint8)}
-            return to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()], constant_methods=constants)
+            return to_edge_transform_and_lower(program, partitioner=[_partitioner(delegate, precision)],
+                                               constant_methods=constants)
     except EdgesrError:
         raise
     except Exception as exc:  # torch.export / ExecuTorch lowering errors on an unsupported graph
@@ -167,9 +195,9 @@ def _check_patches(calibration, channels: int) -> np.ndarray:
 
 
 def convert(module, channels: int, precision: str = "fp32", calibration: np.ndarray | None = None,
-            metadata: dict | None = None, max_side: int = MAX_SIDE) -> bytes:
+            metadata: dict | None = None, max_side: int = MAX_SIDE, delegate: str = "xnnpack") -> bytes:
     """The ``.pte`` bytes of :func:`lower` (same arguments and errors)."""
-    edge = lower(module, channels, precision, calibration, metadata, max_side)
+    edge = lower(module, channels, precision, calibration, metadata, max_side, delegate)
     try:
         return bytes(edge.to_executorch().buffer)
     except Exception as exc:  # memory planning / emission errors
@@ -206,6 +234,17 @@ def embedded_metadata(path: str | os.PathLike) -> str | None:
         return None
     tensor = program.load_method(METADATA_METHOD).execute([])[0]
     return bytes(tensor.numpy().astype(np.uint8).tolist()).decode("utf-8")
+
+
+def missing_backends(path: str | os.PathLike) -> list[str]:
+    """The delegate backends the program calls that this machine's ExecuTorch runtime lacks
+    (e.g. ``CoreMLBackend`` off Apple platforms)."""
+    _require()
+    from executorch.runtime import Runtime
+
+    registry = Runtime.get().backend_registry
+    used = dict.fromkeys(s.name for s in forward_plan(path) if s.kind == "delegate")
+    return [b for b in used if not registry.is_available(b)]
 
 
 class ExecuTorchUpscaler:

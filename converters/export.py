@@ -9,7 +9,8 @@ Precisions per format (a requested precision a format does not have is skipped f
 ``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
 w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
 w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorch]`` extra):
-fp32, fp16, int8 (PT2E).
+fp32, fp16, int8 (PT2E); ``executorch-coreml`` (``.coreml.pte``, ExecuTorch's Core ML delegate for
+iOS: compiled here, runnable only on Apple devices, so never a default format): fp32, fp16.
 """
 
 from __future__ import annotations
@@ -28,16 +29,19 @@ from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches as patches
 
-FORMATS = ("tflite", "coreml", "onnx", "executorch")
+FORMATS = ("tflite", "coreml", "onnx", "executorch", "executorch-coreml")
 FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
-                     "executorch": et.PRECISIONS}
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte"}
+                     "executorch": et.DELEGATE_PRECISIONS["xnnpack"],
+                     "executorch-coreml": et.DELEGATE_PRECISIONS["coreml"]}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte",
+          "executorch-coreml": ".coreml.pte"}
 
 
 def default_formats() -> tuple[str, ...]:
-    """The formats exported when none are named: all of :data:`FORMATS`, less ``executorch``
-    when the optional ExecuTorch package is not installed."""
-    return tuple(f for f in FORMATS if f != "executorch" or et.unavailable_reason() is None)
+    """The formats exported when none are named: tflite, coreml, onnx, and ``executorch`` when
+    the optional ExecuTorch package is installed (``executorch-coreml`` only on request: it
+    cannot be validated off Apple devices)."""
+    return tuple(f for f in FORMATS if f != "executorch-coreml" and (f != "executorch" or et.unavailable_reason() is None))
 
 
 def deploy_module(model_or_checkpoint):
@@ -129,14 +133,18 @@ def export_coreml(module, path, precision: str = "fp16", calibration=None, sourc
     return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta))
 
 
-def export_executorch(module, path, precision: str = "fp32", calibration=None, source=None) -> dict:
-    """Write a ``.pte`` lowered to XNNPACK (see :mod:`edgesr.converters.executorch`), the metadata
-    embedded as a constant method and in the sidecar; returns the artifact dict."""
+def export_executorch(module, path, precision: str = "fp32", calibration=None, source=None,
+                      delegate: str = "xnnpack") -> dict:
+    """Write a ``.pte`` lowered to ``delegate`` (``"xnnpack"`` or ``"coreml"``, see
+    :mod:`edgesr.converters.executorch`), the metadata embedded as a constant method and in the
+    sidecar; returns the artifact dict (format ``executorch`` or ``executorch-coreml``)."""
 
-    meta = build_metadata(module, "executorch", precision, source=source, tools=("executorch", "torchao"),
-                          extra={"delegate": "xnnpack", "max_side": et.MAX_SIDE})
-    data = et.convert(module, module.contract.channels, precision, calibration, meta)
-    return _finish(Path(path), meta, "executorch", precision, lambda p: et.save(data, p))
+    tools = ("executorch", "torchao") + (("coremltools",) if delegate == "coreml" else ())
+    meta = build_metadata(module, "executorch", precision, source=source, tools=tools,
+                          extra={"delegate": delegate, "max_side": et.MAX_SIDE})
+    data = et.convert(module, module.contract.channels, precision, calibration, meta, delegate=delegate)
+    fmt = "executorch" if delegate == "xnnpack" else f"executorch-{delegate}"
+    return _finish(Path(path), meta, fmt, precision, lambda p: et.save(data, p))
 
 
 def plan(formats, precisions) -> list[tuple[str, str]]:
@@ -201,8 +209,9 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
             results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source))
         elif fmt == "onnx":
             results.append(export_onnx(module, path, source))
-        elif fmt == "executorch":
-            results.append(export_executorch(module, path, prec, calibration, source))
+        elif fmt.startswith("executorch"):
+            results.append(export_executorch(module, path, prec, calibration, source,
+                                             delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
             results.append(export_coreml(module, path, prec, calibration, source))
     return results

@@ -17,7 +17,8 @@ image. The contract comes from the artifact (:mod:`edgesr.converters.metadata`),
   :mod:`edgesr.converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
   activations) when that module exists, else :class:`RuntimeUnavailable`.
 * ``.pte``: the ExecuTorch runtime (:class:`edgesr.converters.executorch.ExecuTorchUpscaler`)
-  when the ``executorch`` package is installed, else :class:`RuntimeUnavailable`.
+  when the ``executorch`` package is installed and has every backend the program delegates
+  to, else :class:`RuntimeUnavailable` (a Core ML-delegated program off Apple devices).
 """
 
 from __future__ import annotations
@@ -243,6 +244,9 @@ def load_upscaler(path: str | os.PathLike, **options):
         return ONNXUpscaler(path, contract, **options)
     if suffix == ".pte":
         reason = et.unavailable_reason()
+        if reason is None and (missing := et.missing_backends(path)):
+            reason = (f"the program is delegated to {', '.join(missing)}, which this ExecuTorch runtime lacks "
+                      "(the Core ML backend runs only on Apple devices)")
         if reason is not None:
             raise RuntimeUnavailable(f"{path}: {reason}")
         return et.ExecuTorchUpscaler(path, contract, **options)

@@ -167,3 +167,14 @@ def test_emulation_matrix_runs_the_program(programs):
     module, arts = programs
     m = emulation_matrix(arts["int8"]["path"], module, _sets()["photos"][:1])
     assert m["xnnpack"]["max_abs_err"] > 0 and "skipped" in m["cpu_reference"] and "skipped" in m["npu_int8"]
+
+
+def test_coreml_delegated_program_compiles_but_cannot_run_here(tmp_path):
+    (art,) = export(_module(), tmp_path, formats=("executorch-coreml",), precisions=("fp16",))
+    assert art["path"].endswith("_fp16.coreml.pte") and art["format"] == "executorch-coreml"
+    assert {s.name for s in et.forward_plan(art["path"]) if s.kind == "delegate"} == {"CoreMLBackend"}
+    assert json.loads(et.embedded_metadata(art["path"]))["provenance"]["delegate"] == "coreml"
+    with pytest.raises(RuntimeUnavailable, match="CoreMLBackend"):
+        load_upscaler(art["path"])
+    v = validate_artifact(art["path"], _module(), _sets())
+    assert v["skipped"] and "CoreMLBackend" in v["skipped"] and v["passed"] is False

@@ -175,8 +175,9 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
             artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
         elif fmt == "onnx":
             artifacts.append(export_onnx(module, path, source))
-        elif fmt == "executorch":
-            artifacts.append(export_executorch(module, path, prec, calibration, source))
+        elif fmt.startswith("executorch"):
+            artifacts.append(export_executorch(module, path, prec, calibration, source,
+                                               delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
             artifacts.append(export_coreml(module, path, prec, calibration, source))
     return artifacts, deploy
