@@ -251,14 +251,23 @@ class ExecuTorchUpscaler:
     """A ``.pte`` program's ``forward`` on the ExecuTorch runtime as an Upscaler.
 
     ``__call__``: float32 (N, C, h, w) NCHW in the contract's space -> float32 (N, C, s*h, s*w),
-    one image per call (the program holds batch 1). ``program`` is public.
+    one image per call (the program holds batch 1). ``program`` is public. ``num_threads``
+    resets ExecuTorch's threadpool, which is one per process (it applies to every program
+    loaded in the process; default: left as it is).
 
     Raises:
-        EdgesrError: ExecuTorch missing, unreadable program, no ``forward`` method.
+        EdgesrError: ExecuTorch missing, unreadable program, no ``forward`` method, ``num_threads`` < 1.
     """
 
-    def __init__(self, path: str | os.PathLike, contract):
+    def __init__(self, path: str | os.PathLike, contract, num_threads: int | None = None):
         self.path, self.contract = Path(path), contract
+        if num_threads is not None:
+            if int(num_threads) < 1:
+                raise EdgesrError(f"num_threads must be at least 1, got {num_threads}")
+            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+
+            with contextlib.redirect_stdout(io.StringIO()):
+                _unsafe_reset_threadpool(int(num_threads))
         self.program = load_program(path)
         if "forward" not in self.program.method_names:
             raise EdgesrError(f"{path}: the program has no forward method")

@@ -42,7 +42,7 @@ from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", help="exported model: .tflite, .onnx or .mlpackage")
+    p.add_argument("artifact", help="exported model: .tflite, .onnx, .mlpackage or .pte")
     p.add_argument("--reference", required=True,
                    help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 .tflite "
                         "with edgesr's NumPy integer reference only, bit for bit (no checkpoint needed; "
