@@ -1,6 +1,7 @@
-"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX artifacts with metadata.
+"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX / ExecuTorch artifacts with metadata.
 
-Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`)
+Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`,
+:func:`export_executorch`)
 write one artifact with its metadata (contract + provenance) embedded in the file
 (:mod:`edgesr.converters.metadata`), and on request (``sidecar=True``) the same JSON in a
 sidecar ``PATH.json``; :func:`export` runs the requested
@@ -9,7 +10,9 @@ formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``
 Precisions per format (a requested precision a format does not have is skipped for that format):
 ``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
 w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
-w8 and w8a8.
+w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorch]`` extra):
+fp32, fp16, int8 (PT2E); ``executorch-coreml`` (``.coreml.pte``, ExecuTorch's Core ML delegate for
+iOS: compiled here, runnable only on Apple devices, so never a default format): fp32, fp16.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import os
 from pathlib import Path
 
 from edgesr.converters import coreml, onnx_export, tflite
+from edgesr.converters import executorch as et
 from edgesr.converters.metadata import build_metadata, write_sidecar
 
 from edgesr.core.checkpoint import load_checkpoint
@@ -25,9 +29,19 @@ from edgesr.core.contract import sidecar_path
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches
 
-FORMATS = ("tflite", "coreml", "onnx")
-FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+FORMATS = ("tflite", "coreml", "onnx", "executorch", "executorch-coreml")
+FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
+                     "executorch": et.DELEGATE_PRECISIONS["xnnpack"],
+                     "executorch-coreml": et.DELEGATE_PRECISIONS["coreml"]}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte",
+          "executorch-coreml": ".coreml.pte"}
+
+
+def default_formats() -> tuple[str, ...]:
+    """The formats exported when none are named: tflite, coreml, onnx, and ``executorch`` when
+    the optional ExecuTorch package is installed (``executorch-coreml`` only on request: it
+    cannot be validated off Apple devices)."""
+    return tuple(f for f in FORMATS if f != "executorch-coreml" and (f != "executorch" or et.unavailable_reason() is None))
 
 
 def deploy_module(model_or_checkpoint):
@@ -109,6 +123,20 @@ def export_coreml(module, path, precision: str = "fp16", calibration=None, sourc
     return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta), sidecar)
 
 
+def export_executorch(module, path, precision: str = "fp32", calibration=None, source=None, sidecar: bool = False,
+                      delegate: str = "xnnpack") -> dict:
+    """Write a ``.pte`` lowered to ``delegate`` (``"xnnpack"`` or ``"coreml"``, see
+    :mod:`edgesr.converters.executorch`), the metadata embedded as a constant method (and in the
+    optional sidecar); returns the artifact dict (format ``executorch`` or ``executorch-coreml``)."""
+
+    tools = ("executorch", "torchao") + (("coremltools",) if delegate == "coreml" else ())
+    meta = build_metadata(module, "executorch", precision, source=source, tools=tools,
+                          extra={"delegate": delegate, "max_side": et.MAX_SIDE})
+    data = et.convert(module, module.contract.channels, precision, calibration, meta, delegate=delegate)
+    fmt = "executorch" if delegate == "xnnpack" else f"executorch-{delegate}"
+    return _finish(Path(path), meta, fmt, precision, lambda p: et.save(data, p), sidecar)
+
+
 def plan(formats, precisions) -> list[tuple[str, str]]:
     """The (format, precision) pairs :func:`export` writes, in order.
 
@@ -129,7 +157,7 @@ def plan(formats, precisions) -> list[tuple[str, str]]:
     return pairs
 
 
-def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "fp16", "int8"), calibration=None,
+def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16", "int8"), calibration=None,
            activation_ranges=None, io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
            progress: bool = False, sidecar: bool = False) -> list[dict]:
     """Export every (format, precision) of :func:`plan`.
@@ -138,6 +166,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
         model_or_checkpoint: an ``nn.Module`` built by the registry (collapsed here if it has
             ``collapse``) or a checkpoint path.
         out_dir: folder for the artifacts (created).
+        formats: names from :data:`FORMATS`; default :func:`default_formats`.
         calibration: float32 (N, C, h, w) real patches in model-input space for int8 /
             w8a8 (:func:`calibration_patches`); computed from the embedded training
             photographs when None and needed.
@@ -153,6 +182,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     Raises:
         EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision.
     """
+    formats = default_formats() if formats is None else formats
     pairs = plan(formats, precisions)
     if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
         source = str(model_or_checkpoint)
@@ -170,10 +200,13 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
             results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source, sidecar))
         elif fmt == "onnx":
             results.append(export_onnx(module, path, source, sidecar))
+        elif fmt.startswith("executorch"):
+            results.append(export_executorch(module, path, prec, calibration, source, sidecar,
+                                             delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
             results.append(export_coreml(module, path, prec, calibration, source, sidecar))
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "deploy_module", "export", "export_coreml",
-           "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "default_formats", "deploy_module", "export", "export_coreml",
+           "export_executorch", "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]

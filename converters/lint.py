@@ -17,6 +17,8 @@ Targets and what is checked:
 * ``coreml-ane`` (``.mlpackage``): fp32 compute (error: the ANE computes fp16 only), rank > 5
   (error), MIL ops outside a conservative list of ANE ops (warning: they may fall back to the
   GPU/CPU), flexible (RangeDim) shapes (warning).
+* ``executorch-xnnpack`` (``.pte``): what the partitioner left outside the XNNPACK delegate,
+  read from the program's instructions (:func:`edgesr.converters.executorch.lint_findings`).
 
 Sources of the rules (what each delegate publishes; the GPU delegate, NNAPI and the Neural
 Engine cannot run on this machine, so ``tests/test_lint.py`` keeps a recorded output of each
@@ -48,6 +50,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from edgesr.converters import executorch as et
 from edgesr.converters.mil_interpreter import load_program
 from edgesr.converters.partitions import partition
 from edgesr.converters.partitions import report as partition_report
@@ -55,7 +58,7 @@ from edgesr.quantization.integer_ref import read_model
 
 from edgesr.core.errors import EdgesrError
 
-TARGETS = ("gpu", "nnapi", "xnnpack", "coreml-ane")
+TARGETS = ("gpu", "nnapi", "xnnpack", "coreml-ane", "executorch-xnnpack")
 
 # TFLite GPU delegate (tensorflow/lite/delegates/gpu/common/model_builder.cc), builtin ops.
 GPU_OPS = frozenset("""ABS ADD AVERAGE_POOL_2D BATCH_MATMUL CAST CONCATENATION CONV_2D COS CUMSUM DENSIFY
@@ -123,6 +126,10 @@ def lint(path: str | os.PathLike, target: str) -> list[Finding]:
         raise EdgesrError(f"unknown lint target {target!r}; expected one of {', '.join(TARGETS)}")
     if not path.exists():
         raise EdgesrError(f"{path}: no such artifact")
+    if (path.suffix == ".pte") != (target == "executorch-xnnpack"):
+        raise EdgesrError(f"{path}: target executorch-xnnpack is for .pte programs (and a .pte takes no other target)")
+    if path.suffix == ".pte":
+        return [Finding(**f) for f in et.lint_findings(path)]
     if path.suffix == ".tflite":
         if target == "coreml-ane":
             raise EdgesrError(f"{path}: target coreml-ane needs a .mlpackage")
@@ -131,7 +138,7 @@ def lint(path: str | os.PathLike, target: str) -> list[Finding]:
         if target != "coreml-ane":
             raise EdgesrError(f"{path}: a Core ML package is linted with --target coreml-ane")
         return _lint_coreml(path)
-    raise EdgesrError(f"{path}: lint supports .tflite and .mlpackage artifacts")
+    raise EdgesrError(f"{path}: lint supports .tflite, .mlpackage and .pte artifacts")
 
 
 def has_errors(findings: list[Finding]) -> bool:

@@ -18,6 +18,9 @@ image. Each is built from the artifact's path and its contract, which
 * ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
   :mod:`edgesr.converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
   activations) when that module exists, else :class:`RuntimeUnavailable`.
+* ``.pte``: the ExecuTorch runtime (:class:`edgesr.converters.executorch.ExecuTorchUpscaler`)
+  when the ``executorch`` package is installed and has every backend the program delegates
+  to, else :class:`RuntimeUnavailable` (a Core ML-delegated program off Apple devices).
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to th
 * ``.mlpackage``: Core ML on macOS, edgesr's MIL interpreter elsewhere
   (:func:`edgesr.converters.runtime.coreml_upscaler`); options ``compute_units`` (macOS),
   ``precision`` (``"fp16"`` or ``"fp32"`` activations in the interpreter);
+* ``.pte``: the ExecuTorch runtime (the ``edgesr[executorch]`` extra),
+  :class:`edgesr.converters.executorch.ExecuTorchUpscaler`; option ``num_threads``;
 * ``.lut``: a LUT engine, :class:`edgesr.lut_baking.bundle.LutUpscaler`; option ``engine``
   (``"numpy"``, ``"torch"``, ``"c"``).
 
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from edgesr.converters import executorch as et
 from edgesr.converters.runtime import (
     ONNXUpscaler,
     RuntimeUnavailable,
@@ -54,9 +57,19 @@ def _lut(path: Path, engine: str | None = None, **_ignored):
     return LutUpscaler(load_bundle(path), engine or "numpy")
 
 
-OPENERS = {".tflite": _tflite, ".onnx": _onnx, ".mlpackage": _coreml, ".lut": _lut}
+def _executorch(path: Path, num_threads: int | None = None, **_ignored):
+    reason = et.unavailable_reason()
+    if reason is None and (missing := et.missing_backends(path)):
+        reason = (f"the program is delegated to {', '.join(missing)}, which this ExecuTorch runtime lacks "
+                  "(the Core ML backend runs only on Apple devices)")
+    if reason is not None:
+        raise RuntimeUnavailable(f"{path}: {reason}")
+    return et.ExecuTorchUpscaler(path, read_contract(path), num_threads=num_threads)
+
+
+OPENERS = {".tflite": _tflite, ".onnx": _onnx, ".mlpackage": _coreml, ".pte": _executorch, ".lut": _lut}
 """``{suffix: opener(path, **options) -> Upscaler}``."""
-NETWORK_SUFFIXES = (".tflite", ".onnx", ".mlpackage")
+NETWORK_SUFFIXES = (".tflite", ".onnx", ".mlpackage", ".pte")
 LUT_SUFFIXES = (".lut",)
 
 

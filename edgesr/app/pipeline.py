@@ -10,7 +10,7 @@ OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
     checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
     checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
     checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
-    artifacts/*.tflite|.onnx|.mlpackage|.lut  (each with its contract embedded)
+    artifacts/*.tflite|.onnx|.mlpackage|.pte|.lut  (each with its contract embedded)
     validation/<artifact>.json               one validation result per artifact (with the
                                              emulation matrix of every network artifact)
     report.json, report.md, report.png
@@ -38,7 +38,9 @@ from edgesr.app.validation import (
 )
 from edgesr.converters.export import (
     SUFFIX,
+    default_formats,
     export_coreml,
+    export_executorch,
     export_onnx,
     export_tflite,
     plan,
@@ -75,14 +77,15 @@ def _stage(name: str) -> None:
 
 def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
                  sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
-                 observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
+                 observer: str = "minmax", formats=None, precisions=("fp32", "fp16", "int8"),
                  lut_finetune_steps: int = FINETUNE_STEPS, out: str | None = None, device: str = "auto", seed: int = 0,
                  progress: bool = True, force: bool = False) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
 
     OUT is locked for the whole run (``OUT/.lock``, :mod:`edgesr.app.run_lock`), and a run
     that resumes in an existing OUT must have the settings its ``run.json`` records
-    (:data:`RESUME_SETTINGS`), unless ``force``.
+    (:data:`RESUME_SETTINGS`), unless ``force``. ``formats`` default:
+    :func:`edgesr.converters.export.default_formats` (ExecuTorch included when it is installed).
 
     Raises:
         EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
@@ -91,6 +94,7 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     """
 
     _T0[0] = time.perf_counter()
+    formats = default_formats() if formats is None else formats
     entry = resolve(model)
     create(entry.name, scale=scale)  # validates the scale before any work
     out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
@@ -234,6 +238,9 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
             artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
         elif fmt == "onnx":
             artifacts.append(export_onnx(module, path, source))
+        elif fmt.startswith("executorch"):
+            artifacts.append(export_executorch(module, path, prec, calibration, source,
+                                               delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
             artifacts.append(export_coreml(module, path, prec, calibration, source))
     return artifacts, deploy

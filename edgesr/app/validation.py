@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.artifacts import LUT_SUFFIXES, open_artifact
+from edgesr.app.artifacts import LUT_SUFFIXES, NETWORK_SUFFIXES, open_artifact
 from edgesr.converters.coreml import check_structure
 from edgesr.converters.mil_interpreter import MILUpscaler
 from edgesr.converters.partitions import xnnpack_partitions
@@ -152,7 +152,7 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
 
     is_path = isinstance(path_or_upscaler, (str, os.PathLike))
     is_lut = is_path and Path(path_or_upscaler).suffix.lower() in LUT_SUFFIXES
-    network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
+    network = is_path and Path(path_or_upscaler).suffix.lower() in NETWORK_SUFFIXES
     if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
         meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
     else:  # converters artifacts: their embedded metadata; bare Upscalers: none
@@ -318,6 +318,14 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
                 "gpu_fp16": fp16,
                 "npu_int8": lambda: FLOAT_NO_INT8 if is_float else "ONNX: no integer reference for ONNX Runtime's int8 kernels"}
 
+    if suffix == ".pte":
+        return {"cpu_reference": lambda: ("ExecuTorch program lowered to XNNPACK: its ops run in the delegate "
+                                          "(the xnnpack row); the portable kernels run only what is left outside"),
+                "xnnpack": lambda: open_artifact(path),
+                "gpu_fp16": fp16,
+                "npu_int8": lambda: FLOAT_NO_INT8 if is_float else
+                ("ExecuTorch int8: no integer reference for XNNPACK's int8 kernels; the xnnpack row is the program itself")}
+
     def mil(prec):
         return MILUpscaler(path, prec, contract)
 
@@ -385,6 +393,9 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
       every fp16-typed value rounded to fp16 (GPU / Neural Engine storage; skipped for an
       fp32-typed program, which Core ML runs in fp32); ``xnnpack`` and ``npu_int8`` skipped
       with the reason (no XNNPACK in Core ML; no integer reference of the Neural Engine).
+    * ``.pte`` (ExecuTorch, lowered to XNNPACK): ``xnnpack`` the program on the ExecuTorch
+      runtime; ``gpu_fp16`` as for TFLite; ``cpu_reference`` and ``npu_int8`` skipped with the
+      reason (the delegate runs the ops; no integer reference of XNNPACK's int8 kernels).
 
     A row is ``{"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}`` or ``{"skipped":
     reason}`` (also when the engine cannot run the graph: its first error line).
@@ -418,8 +429,8 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
     path = Path(artifact)
     if not path.exists():
         raise EdgesrError(f"{path}: no such artifact")
-    if path.suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
-        raise EdgesrError(f"{path}: the emulation matrix is for .tflite, .onnx and .mlpackage artifacts")
+    if path.suffix.lower() not in NETWORK_SUFFIXES:
+        raise EdgesrError(f"{path}: the emulation matrix is for {', '.join(NETWORK_SUFFIXES)} artifacts")
     try:
         meta = read_artifact_metadata(path)
     except MissingMetadata:

@@ -1,4 +1,4 @@
-"""``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [-o DIR] [--calib DIR]``.
+"""``edgesr export CKPT --formats tflite,coreml,onnx,executorch --precisions fp32,fp16,int8 [-o DIR] [--calib DIR]``.
 
 Writes each artifact (atomically) into ``-o/--out`` (default: the checkpoint's folder), its
 contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
@@ -23,6 +23,7 @@ from edgesr.commands._args import (
 from edgesr.converters.export import (
     FORMAT_PRECISIONS,
     FORMATS,
+    default_formats,
     deploy_module,
     export,
     plan,
@@ -37,8 +38,9 @@ PRECISIONS = tuple(dict.fromkeys(["fp32", "fp16", "int8", *(p for ps in FORMAT_P
 
 def add_arguments(p) -> None:
     p.add_argument("checkpoint", type=existing_file, help="edgesr checkpoint (train or deploy form)")
-    p.add_argument("--formats", type=csv_choice(FORMATS), default=",".join(FORMATS),
-                   help=f"comma list of {', '.join(FORMATS)} (default: all)")
+    p.add_argument("--formats", type=csv_choice(FORMATS), default=None,
+                   help=f"comma list of {', '.join(FORMATS)} (default: tflite, coreml, onnx, and executorch "
+                        "when the edgesr[executorch] extra is installed)")
     p.add_argument("--precisions", type=csv_choice(PRECISIONS), default="fp32,fp16,int8",
                    help="comma list: fp32, fp16, int8 (TFLite full integer; Core ML w8 and w8a8), w8, w8a8")
     add_out_argument(p, "output folder (default: the checkpoint's folder)", metavar="DIR")
@@ -67,7 +69,8 @@ def _load_ranges(path: str | None) -> dict | None:
 
 
 def run(args) -> int:
-    formats, precisions = args.formats, args.precisions
+    formats = default_formats() if args.formats is None else args.formats
+    precisions = args.precisions
     pairs = plan(formats, precisions)  # validates the combinations before any slow work
     ranges = _load_ranges(args.activation_ranges)
     module = deploy_module(args.checkpoint)

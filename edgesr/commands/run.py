@@ -22,7 +22,7 @@ from edgesr.commands._args import (
     show_progress,
 )
 from edgesr.commands.export import PRECISIONS
-from edgesr.converters.export import FORMATS, plan
+from edgesr.converters.export import FORMATS, default_formats, plan
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
 
 
@@ -36,8 +36,9 @@ def add_arguments(p) -> None:
     p.add_argument("--batch", type=positive_int, default=16, help="training patches per step")
     p.add_argument("--qat-steps", type=nonnegative_int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
     p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
-    p.add_argument("--formats", type=csv_choice(FORMATS), default=",".join(FORMATS),
-                   help=f"export formats, comma-separated from {', '.join(FORMATS)} (default: all)")
+    p.add_argument("--formats", type=csv_choice(FORMATS), default=None,
+                   help=f"export formats, comma-separated from {', '.join(FORMATS)} (default: tflite, coreml, onnx, "
+                        "and executorch when the edgesr[executorch] extra is installed)")
     p.add_argument("--precisions", type=csv_choice(PRECISIONS), default="fp32,fp16,int8",
                    help=f"export precisions, comma-separated from {', '.join(PRECISIONS)} (default fp32,fp16,int8)")
     p.add_argument("--lut-finetune-steps", type=nonnegative_int, default=FINETUNE_STEPS,
@@ -52,11 +53,12 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     """CLI entry: run the pipeline; exit 1 when an artifact fails validation."""
-    plan(args.formats, args.precisions)  # a precision no requested format has: refused before any work
+    formats = default_formats() if args.formats is None else args.formats
+    plan(formats, args.precisions)  # a precision no requested format has: refused before any work
     report = run_pipeline(
         model=args.model, scale=args.scale, data=args.data, data_root=args.data_root,
         sets=args.sets.split(",") if args.sets else None, steps=args.steps, batch=args.batch,
-        qat_steps=args.qat_steps, observer=args.observer, formats=args.formats,
+        qat_steps=args.qat_steps, observer=args.observer, formats=formats,
         precisions=args.precisions, lut_finetune_steps=args.lut_finetune_steps, out=args.out,
         device=args.device, seed=args.seed, progress=show_progress(args), force=args.force)
     failed = [a for a in report["artifacts"] if a["validation"].get("passed") is False]

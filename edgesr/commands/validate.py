@@ -61,7 +61,7 @@ def _reference(text: str) -> str:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", type=existing_path, help="exported model: .tflite, .onnx or .mlpackage")
+    p.add_argument("artifact", type=existing_path, help="exported model: .tflite, .onnx, .mlpackage or .pte")
     p.add_argument("--reference", required=True, type=_reference,
                    help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 .tflite "
                         "with edgesr's NumPy integer reference only, bit for bit (no checkpoint needed; "

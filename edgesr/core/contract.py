@@ -255,8 +255,27 @@ def parse_lut_header(text: str, where: str) -> dict:
     return header
 
 
+PTE_METADATA_METHOD = "edgesr_metadata"
+"""The constant method of an ExecuTorch program that returns its metadata JSON (UTF-8 bytes as uint8)."""
+
+
+def _pte_embedded(path: Path) -> str | None:
+    """The metadata an ExecuTorch ``.pte`` returns from :data:`PTE_METADATA_METHOD` (read on the
+    ExecuTorch runtime: the ``edgesr[executorch]`` extra)."""
+    try:
+        from executorch.runtime import Runtime
+    except ImportError:
+        raise EdgesrError(f"{path}: reading an ExecuTorch program needs the executorch package "
+                          "(pip install 'edgesr[executorch]')") from None
+    program = Runtime.get().load_program(path)
+    if PTE_METADATA_METHOD not in program.method_names:
+        return None
+    values = program.load_method(PTE_METADATA_METHOD).execute([])[0]
+    return bytes(values.numpy().astype("uint8").tolist()).decode("utf-8")
+
+
 EMBEDDED_READERS = {".tflite": _tflite_embedded, ".onnx": _onnx_embedded, ".mlpackage": _coreml_embedded,
-                    ".lut": _lut_header}
+                    ".pte": _pte_embedded, ".lut": _lut_header}
 """``{suffix: reader(path) -> embedded metadata JSON text or None}``, one per artifact kind."""
 
 
