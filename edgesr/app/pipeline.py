@@ -50,12 +50,12 @@ from edgesr.core.complexity import model_info
 from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
 from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import bake_and_finetune
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
-from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.api import quantize_checkpoint, read_quantized
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
@@ -201,13 +201,12 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     int8_path = out_dir / "checkpoints" / "int8.pt"
     pairs = plan(formats, precisions)
     needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
-    ranges, quant_module = None, None
+    quantized = None  # the int8 checkpoint: weights and activation ranges of every int8 / w8a8 artifact
     if needs_int8:
         _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
         if not int8_path.exists():
             quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
-        quant_module, qstate = load_checkpoint(int8_path)
-        ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
+        quantized = read_quantized(int8_path)
     else:
         _stage("3/6 quantize: no int8 precision requested")
 
@@ -218,7 +217,6 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     from tqdm.auto import tqdm
 
 
-    calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if _exported(path):
@@ -226,16 +224,14 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
             artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
         int8 = prec in ("int8", "w8a8")
-        if int8 and calibration is None:
-            calibration = calibration_patches(data, deploy.contract)
-        module = quant_module if (int8 and quant_module is not None) else deploy
+        model = quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
-            artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
+            artifacts.append(export_tflite(model, path, prec, None, "int8", source))
         elif fmt == "onnx":
-            artifacts.append(export_onnx(module, path, source))
+            artifacts.append(export_onnx(model, path, source))
         else:
-            artifacts.append(export_coreml(module, path, prec, calibration, source))
+            artifacts.append(export_coreml(model, path, prec, None, source))
     return artifacts, deploy
 
 
