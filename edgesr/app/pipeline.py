@@ -247,6 +247,7 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
+    int8_path, int8_ref = out_dir / "checkpoints" / "int8.pt", None
     emulation_seconds, emulation_ref = 0.0, None
     for art in artifacts:
         cached = val_dir / (Path(art["path"]).name + ".json")
@@ -257,7 +258,13 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
+            if art["precision"] in ("int8", "w8a8") and int8_path.exists():
+                if int8_ref is None:
+                    int8_ref = reference_run(read_quantized(int8_path).module, eval_sets, progress)
+                source = int8_ref
+            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress,
+                                  source_reference=source)
             _json_write(cached, v)
         if reference is not None and art["format"] != "torch" and "emulation" not in v:  # network artifacts
             t0 = time.perf_counter()
@@ -273,17 +280,29 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
         print(f"  emulation matrices: {emulation_seconds:.1f} s", flush=True)
     info = model_info(trained)
     bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
+    warnings = below_bicubic(ref.eval, bicubic)
+    for w in warnings:
+        print(f"  warning: {w}", flush=True)
     report = {
         "model": info["name"], "scale": info["scale"], "params": info["params"], "params_deploy": info["params_deploy"],
         "macs_per_frame_720p": info["macs_per_frame_720p"], "eval": ref.eval, "bicubic": bicubic,
         "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
-        "out": str(out_dir),
+        "out": str(out_dir), "warnings": warnings,
     }
     _stage("6/6 report -> report.json, report.md, report.png")
 
     write_report(out_dir, report, ref_module, artifacts)
     _json_write(out_dir / "report.json", report)
     return report
+
+
+def below_bicubic(float_eval: dict, bicubic_eval: dict) -> list[str]:
+    """One warning per set where the float model's PSNR (Y) is below bicubic interpolation's:
+    a model that learned nothing useful (too few steps, a diverged run, wrong data) is not "ok"
+    even when every artifact matches it."""
+    return [f"the float model scores {float_eval[s]['psnr_y']:.2f} dB on {s}, below bicubic's "
+            f"{bicubic_eval[s]['psnr_y']:.2f} dB" for s in float_eval if s in bicubic_eval
+            and float_eval[s]["psnr_y"] < bicubic_eval[s]["psnr_y"]]
 
 
 def _bicubic(scale: int):
