@@ -141,3 +141,21 @@ def test_ranges_that_do_not_fit_the_graph_are_refused(quantized, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "bad_int8.pt" in err[0] and dropped in err[0]
     assert not (tmp_path / "o").exists() or not list((tmp_path / "o").iterdir())
+
+
+def test_validate_measures_the_error_against_the_source_checkpoint(quantized, tmp_path, capsys):
+    """``edgesr validate ART --reference deploy.pt --source CKPT_int8.pt``: the drop vs HR against
+    the float model, the errors against the module the artifact came from (QAT's)."""
+    ckpt, d = quantized
+    art = d / "art" / "sesr_m3_relu_x2_int8.tflite"
+    if not art.exists():
+        assert main(["export", str(ckpt), "--formats", "tflite", "--precisions", "int8", "--out", str(d / "art")]) == 0
+    out = tmp_path / "v.json"
+    status = main(["validate", str(art), "--reference", str(d / "tiny.pt"), "--source", str(ckpt),
+                   "--sets", str(d / "calib"), "--json", str(out)])
+    r = json.loads(out.read_text())
+    assert status == (0 if r["passed"] else 1)
+    assert set(r["source_reference_eval"]) == set(r["reference_eval"]) == {"calib"}
+    assert r["source_reference_eval"] != r["reference_eval"]  # QAT moved the weights: two models
+    assert 0 < r["p999_abs_err"] <= r["max_abs_err"]
+    assert "99.9th percentile" in capsys.readouterr().out
