@@ -3,8 +3,9 @@
 Public API (TensorFlow, coremltools and ONNX load only when a function needs them):
 
 * :func:`edgesr.converters.export.export` ``(model_or_checkpoint, out_dir, formats, precisions,
-  calibration=None, activation_ranges=None, io_dtype="int8") -> [{format, precision, path, bytes}]``
-  and the per-format ``export_tflite`` / ``export_onnx`` / ``export_coreml``;
+  calibration=None, io_dtype="int8") -> [{format, precision, path, bytes}]`` (a quantized
+  checkpoint brings its activation ranges) and the per-format ``export_tflite`` /
+  ``export_onnx`` / ``export_coreml``;
 * the runtimes' Upscaler classes in :mod:`edgesr.converters.runtime` (open an artifact with
   :func:`edgesr.app.artifacts.open_artifact`, which reads its embedded contract);
 * :func:`edgesr.converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) and its op table ``OPS``;

@@ -10,10 +10,12 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
 * ``int8``: full integer: per-channel symmetric int8 weights, per-tensor asymmetric int8
   activations, int8 or uint8 input/output (``io_dtype``). Affine mapping:
   ``real = scale * (q - zero_point)``. The activation ranges are always edgesr's: the
-  caller's ``activation_ranges`` (from ``edgesr quantize`` / QAT), or else min/max ranges
-  that :func:`edgesr.quantization.calibration.calibrate` observes on the caller's real image
-  patches. They enter the Keras graph as fake-quant ops, so the converter does not pick
-  ranges itself. (Left to its own statistics, the converter gives a same-scale cluster,
+  caller's ``activation_ranges`` (a quantized checkpoint's, :mod:`edgesr.quantization.api`),
+  or else min/max ranges that :func:`edgesr.quantization.calibration.calibrate` observes on
+  the caller's real image patches. They enter the Keras graph as fake-quant ops, one per int8
+  tensor, so the converter does not pick ranges itself: its representative dataset (which
+  its API requires) changes no scale, zero point or weight (tested), and with given ranges
+  and no patches it is a ramp over the input range. (Left to its own statistics, the converter gives a same-scale cluster,
   e.g. SplitSR's stem conv + slices + concats, the range of one member only: it clipped
   the stem's negative values and cost SplitSR 18-23 dB.)
 
@@ -65,15 +67,16 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         channels: C of the input.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         calibration: for int8: float32 (N, C, h, w) NCHW real image patches in the model's
-            input space ([0, 1]); each patch is one representative sample.
+            input space ([0, 1]); each patch is one representative sample. Needed only when
+            ``activation_ranges`` is None (they are calibrated on it).
         io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
         activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
             in the rebuild); default for int8: min/max calibrated on ``calibration`` by
             :func:`edgesr.quantization.calibration.calibrate`.
 
     Raises:
-        EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
-        the rebuild does not support.
+        EdgesrError: unknown precision / io dtype, int8 with neither ranges nor calibration
+        patches, an op the rebuild does not support.
     """
 
     if precision not in PRECISIONS:
@@ -81,6 +84,8 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     if precision == "int8":
         if io_dtype not in IO_DTYPES:
             raise EdgesrError(f"unknown int8 io dtype {io_dtype!r} (expected {', '.join(IO_DTYPES)})")
+        if activation_ranges is not None and (calibration is None or len(calibration) == 0):
+            calibration = _ramp(channels)
         if calibration is None or len(calibration) == 0:
             raise EdgesrError("int8 TFLite needs calibration patches (real images; e.g. --calib DIR)")
         calibration = np.asarray(calibration, dtype=np.float32)
@@ -177,6 +182,13 @@ def _aligned_buffer_class():
             return schema.BufferEnd(builder)
 
     return AlignedBufferT
+
+
+def _ramp(channels: int) -> np.ndarray:
+    """One (1, C, 16, 16) float32 sample, a ramp over [0, 1]: the representative dataset the
+    converter's API asks for when every int8 tensor already has its range (it changes nothing)."""
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
+    return np.broadcast_to(ramp, (1, channels, 16, 16)).copy()
 
 
 def save(data: bytes, path: str | os.PathLike) -> Path:

@@ -1,15 +1,29 @@
-"""Quantize a checkpoint: calibrate (or QAT), score the int8 simulation, save the result."""
+"""Quantize a checkpoint: calibrate (or QAT), score the int8 simulation, save the result.
+
+The quantized checkpoint is the one carrier of quantization in edgesr: it holds the deploy
+weights (after QAT, when it ran), ``activation_ranges`` (``{fx node name: [min, max]}`` for
+every tensor that is int8 in TFLite, :func:`edgesr.quantization.graph.tensor_nodes`; learned
+parameters such as LSQ step sizes are stored as the ranges they stand for) and
+``quantization`` (the settings and scores). Every exporter reads it through
+:func:`read_quantized` (TFLite int8, Core ML W8A8), so an artifact made from a quantized
+checkpoint is the model its simulation (:func:`edgesr.quantization.fake_quant_module`) scored;
+nothing recalibrates at export.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from torch import nn
 
 from edgesr.quantization.calibration import (
     calibrate,
     make_observer,
 )
 from edgesr.quantization.fake_quant import fake_quant_module
+from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
 from edgesr.quantization.qat import qat
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -93,15 +107,81 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
             "activation_ranges": ranges, "eval": scores}
 
 
+@dataclass(frozen=True)
+class QuantizedCheckpoint:
+    """A quantized checkpoint as the exporters use it.
+
+    Attributes:
+        module: the deploy-form float module (float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W)),
+            in eval mode; its weights are what QAT left (int8 per-channel symmetric at export).
+        activation_ranges: ``{fx node name: (min, max)}`` in model units (inputs/outputs in the
+            contract's [0, 1]), min <= 0 <= max, one entry per int8 tensor node of ``module``.
+        path: the checkpoint file; None for ranges calibrated at export (not saved).
+        settings: the checkpoint's ``quantization`` record (observer, QAT steps, scores...).
+    """
+
+    module: nn.Module
+    activation_ranges: dict[str, tuple[float, float]]
+    path: str | None
+    settings: dict = field(default_factory=dict)
+
+    def provenance(self) -> dict:
+        """What an artifact made from it records in its metadata (``provenance["quantization"]``)."""
+        keep = ("observer", "observer_kw", "qat_steps", "calib", "recipe")
+        return {"ranges_from": "checkpoint" if self.path else "export calibration", "checkpoint": self.path,
+                **{k: self.settings[k] for k in keep if k in self.settings},
+                "activation_ranges": {k: [lo, hi] for k, (lo, hi) in self.activation_ranges.items()}}
+
+
+def _ranges_of(state: dict, path) -> dict[str, tuple[float, float]]:
+    ranges = state.get("activation_ranges")
+    if not isinstance(ranges, dict) or not ranges:
+        raise EdgesrError(f"{path}: no activation_ranges (run 'edgesr quantize' on it first)")
+    try:
+        out = {str(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise EdgesrError(f"{path}: activation_ranges must map node names to [min, max]") from None
+    bad = [k for k, (lo, hi) in out.items() if not (lo <= 0.0 <= hi and hi > lo)]
+    if bad:
+        raise EdgesrError(f"{path}: activation range of {bad[0]!r} is {list(out[bad[0]])}, not min <= 0 <= max with max > min")
+    return out
+
+
+def is_quantized(path: str | os.PathLike) -> bool:
+    """True when the checkpoint at ``path`` carries ``activation_ranges`` (an ``edgesr quantize`` output).
+
+    Raises:
+        EdgesrError: unreadable checkpoint.
+    """
+    return "activation_ranges" in read_checkpoint(path)
+
+
+def read_quantized(path: str | os.PathLike) -> QuantizedCheckpoint:
+    """Load a quantized checkpoint and check that its ranges fit its model.
+
+    The ranges must name exactly the int8 tensor nodes of the deploy module's traced graph
+    (:func:`edgesr.quantization.graph.tensor_nodes`): a missing one would let an exporter fall
+    back to its own statistics for that tensor, an extra one means the ranges belong to another
+    graph.
+
+    Raises:
+        EdgesrError: unreadable checkpoint, no ranges (not quantized), ranges that are not
+            ``[min, max]`` with min <= 0 <= max, or ranges that do not match the model's graph.
+    """
+    module, state = load_checkpoint(path, deploy=True)
+    ranges = _ranges_of(state, path)
+    want = set(tensor_nodes(quant_plan(trace(module))))
+    missing, extra = sorted(want - set(ranges)), sorted(set(ranges) - want)
+    if missing or extra:
+        raise EdgesrError(f"{path}: activation_ranges do not fit the model's graph (missing: {', '.join(missing[:5]) or '-'}; "
+                          f"unknown: {', '.join(extra[:5]) or '-'})")
+    return QuantizedCheckpoint(module, ranges, str(path), dict(state.get("quantization") or {}))
+
+
 def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
     """``activation_ranges`` of a quantized checkpoint written by :func:`quantize_checkpoint`.
 
     Raises:
         EdgesrError: unreadable file or a checkpoint without ranges (not quantized).
     """
-
-    state = read_checkpoint(path)
-    ranges = state.get("activation_ranges")
-    if not isinstance(ranges, dict) or not ranges:
-        raise EdgesrError(f"{path}: no activation_ranges (run 'edgesr quantize' on it first)")
-    return {str(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+    return _ranges_of(read_checkpoint(path), path)

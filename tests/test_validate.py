@@ -91,9 +91,10 @@ def test_int8_sane_and_tolerance_is_a_parameter(arts, ref, model, sets):
     assert r["eval"]["photos"]["psnr_y"] > bicubic - 6.0  # a real upscaler, not a broken graph (~12 dB)
     assert r["psnr_vs_reference_db"] > 30.0
     drop = r["tolerance"]["drop_db"]["photos"]
-    assert r["passed"] == (drop <= 0.15)
+    assert ("psnr_drop_db" in r["failed_checks"]) == (drop > 0.15)  # the HR side; the reference side
+    assert r["passed"] == (r["failed_checks"] == [])                  # is gated too (test_tolerances)
     strict = validate_artifact(arts["tflite_int8"], ref, ref.sets, int8_tolerance_db=drop - 0.01)
-    assert strict["passed"] is False
+    assert strict["passed"] is False and "psnr_drop_db" in strict["failed_checks"]
     msg = failure_message(strict)
     assert arts["tflite_int8"] in msg and f"{drop:.3f} dB" in msg
 

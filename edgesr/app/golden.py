@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.app.artifacts import open_artifact
+from edgesr.app.tolerances import GOLDEN_MAX_ABS
 from edgesr.core.atomic import write_bytes_atomic, write_text_atomic
 from edgesr.core.contract import MissingMetadata, read_artifact_metadata
 from edgesr.core.errors import EdgesrError
@@ -37,7 +38,7 @@ from edgesr.core.evaluate import model_input
 from edgesr.quantization.integer_ref import quantize_input, read_model
 
 FORMAT = "edgesr-golden"
-FLOAT_TOLERANCE = {"fp32": 1e-4, "fp16": 4e-3}
+FLOAT_TOLERANCE = GOLDEN_MAX_ABS  # the policy's golden bounds (edgesr.app.tolerances)
 
 
 def sha256(path: str | os.PathLike) -> str:

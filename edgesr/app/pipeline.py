@@ -57,7 +57,7 @@ from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import bake_and_finetune
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
-from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.api import QuantizedCheckpoint, quantize_checkpoint, read_quantized
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
@@ -205,13 +205,12 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     int8_path = out_dir / "checkpoints" / "int8.pt"
     pairs = plan(formats, precisions)
     needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
-    ranges, quant_module = None, None
+    quantized = None  # the int8 checkpoint: weights and activation ranges of every int8 / w8a8 artifact
     if needs_int8:
         _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
         if not int8_path.exists():
             quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
-        quant_module, qstate = load_checkpoint(int8_path)
-        ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
+        quantized = read_quantized(int8_path)
     else:
         _stage("3/6 quantize: no int8 precision requested")
 
@@ -221,8 +220,6 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
     from tqdm.auto import tqdm
 
-
-    calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if _exported(path):
@@ -230,19 +227,19 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
             artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
         int8 = prec in ("int8", "w8a8")
-        if int8 and calibration is None:
-            calibration = calibration_patches(data, deploy.contract)
-        module = quant_module if (int8 and quant_module is not None) else deploy
+        model = quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
-            artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
+            artifacts.append(export_tflite(model, path, prec, None, "int8", source))
         elif fmt == "onnx":
-            artifacts.append(export_onnx(module, path, source))
-        elif fmt.startswith("executorch"):
-            artifacts.append(export_executorch(module, path, prec, calibration, source,
+            artifacts.append(export_onnx(model, path, source))
+        elif fmt.startswith("executorch"):  # PT2E int8 calibrates its own observers (docs/executorch.md)
+            module = model.module if isinstance(model, QuantizedCheckpoint) else model
+            patches = calibration_patches(data, deploy.contract) if int8 else None
+            artifacts.append(export_executorch(module, path, prec, patches, source,
                                                delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
-            artifacts.append(export_coreml(module, path, prec, calibration, source))
+            artifacts.append(export_coreml(model, path, prec, None, source))
     return artifacts, deploy
 
 
@@ -258,6 +255,7 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
+    int8_path, int8_ref = out_dir / "checkpoints" / "int8.pt", None
     emulation_seconds, emulation_ref = 0.0, None
     for art in artifacts:
         cached = val_dir / (Path(art["path"]).name + ".json")
@@ -268,7 +266,13 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
+            if art["precision"] in ("int8", "w8a8") and int8_path.exists():
+                if int8_ref is None:
+                    int8_ref = reference_run(read_quantized(int8_path).module, eval_sets, progress)
+                source = int8_ref
+            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress,
+                                  source_reference=source)
             _json_write(cached, v)
         if reference is not None and art["format"] != "torch" and "emulation" not in v:  # network artifacts
             t0 = time.perf_counter()
@@ -284,17 +288,29 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
         print(f"  emulation matrices: {emulation_seconds:.1f} s", flush=True)
     info = model_info(trained)
     bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
+    warnings = below_bicubic(ref.eval, bicubic)
+    for w in warnings:
+        print(f"  warning: {w}", flush=True)
     report = {
         "model": info["name"], "scale": info["scale"], "params": info["params"], "params_deploy": info["params_deploy"],
         "macs_per_frame_720p": info["macs_per_frame_720p"], "eval": ref.eval, "bicubic": bicubic,
         "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
-        "out": str(out_dir),
+        "out": str(out_dir), "warnings": warnings,
     }
     _stage("6/6 report -> report.json, report.md, report.png")
 
     write_report(out_dir, report, ref_module, artifacts)
     _json_write(out_dir / "report.json", report)
     return report
+
+
+def below_bicubic(float_eval: dict, bicubic_eval: dict) -> list[str]:
+    """One warning per set where the float model's PSNR (Y) is below bicubic interpolation's:
+    a model that learned nothing useful (too few steps, a diverged run, wrong data) is not "ok"
+    even when every artifact matches it."""
+    return [f"the float model scores {float_eval[s]['psnr_y']:.2f} dB on {s}, below bicubic's "
+            f"{bicubic_eval[s]['psnr_y']:.2f} dB" for s in float_eval if s in bicubic_eval
+            and float_eval[s]["psnr_y"] < bicubic_eval[s]["psnr_y"]]
 
 
 def _bicubic(scale: int):

@@ -28,7 +28,9 @@ def results_table(report: dict) -> str:
         v = a["validation"]
         ev = v.get("eval") or {}
         cells = [f"{ev[s]['psnr_y']:.2f} / {ev[s]['ssim_y']:.4f}" if s in ev else "n/a" for s in sets]
-        status = f"skipped: {v['skipped']}" if v.get("skipped") else ("ok" if v.get("passed") else "**FAILED**")
+        failed = ", ".join(v.get("failed_checks") or [])
+        status = (f"skipped: {v['skipped']}" if v.get("skipped") else
+                  "ok" if v.get("passed") else f"**FAILED**{f' ({failed})' if failed else ''}")
         label = a["format"] + (f" ({a['stage']})" if a.get("stage") else "")
         rows.append(f"| {label} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
                     f"{_fmt(v.get('psnr_vs_reference_db'), '.2f')} | " + " | ".join(cells) + f" | {status} |")
@@ -96,6 +98,8 @@ def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[
             "PSNR (dB) / SSIM on BT.601 Y, border = scale; every artifact run by its own runtime through "
             "edgesr's one evaluation path and compared with the float PyTorch reference.\n\n"
             f"{results_table(report)}\n\n![crops: bicubic, float, int8, HR](report.png)\n")
+    if report.get("warnings"):
+        text += "\n## Warnings\n\n" + "".join(f"- **{w}**\n" for w in report["warnings"])
     emulation = emulation_table(report)
     if emulation:
         text += f"\n{emulation}\n"

@@ -43,6 +43,7 @@ import shutil
 from pathlib import Path
 
 from edgesr.app.golden import write_golden
+from edgesr.app.tolerances import DEVICE_CPU_MAX_ABS, DEVICE_GPU_DEFAULT_MAX_ABS
 from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import IOContract, MissingMetadata, read_contract
@@ -55,11 +56,11 @@ ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
 MANIFEST_FORMAT = "edgesr-android-assets"
 MANIFEST_VERSION = 1
 #: fp32 on the phone's CPU (XNNPACK) vs the golden fp32 outputs: max abs difference on [0, 1]
-CPU_FP32_TOLERANCE = 1e-4
-#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): edgesr.app.golden's fp16 tolerance
-CPU_FP16_TOLERANCE = 4e-3
+CPU_FP32_TOLERANCE = DEVICE_CPU_MAX_ABS["fp32"]
+#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): the golden fp16 tolerance
+CPU_FP16_TOLERANCE = DEVICE_CPU_MAX_ABS["fp16"]
 #: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
-DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
+DEFAULT_GPU_TOLERANCE = DEVICE_GPU_DEFAULT_MAX_ABS
 
 
 def add_arguments(p) -> None:

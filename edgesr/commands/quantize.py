@@ -1,4 +1,8 @@
-"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [-o PATH]``."""
+"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [-o PATH]``.
+
+The output checkpoint carries the activation ranges (and QAT's weights): ``edgesr export`` of it
+builds the int8 TFLite and Core ML W8A8 models on exactly those ranges.
+"""
 
 from __future__ import annotations
 
@@ -53,4 +57,5 @@ def run(args: argparse.Namespace) -> int:
     for name, s in report["eval"].items():
         print(f"{name}: float {s['float']['psnr_y']:.3f} dB, int8 simulation {s['int8_sim']['psnr_y']:.3f} dB, "
               f"PSNR drop {s['psnr_drop_db']:.3f} dB")
+    print(f"export this model (its ranges, no recalibration): edgesr export {report['out']} --precisions int8")
     return 0
