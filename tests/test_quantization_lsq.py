@@ -5,16 +5,19 @@ from __future__ import annotations
 import pytest
 import torch
 from edgesr.quantization import calibrate, fake_quant_module
+from edgesr.quantization.api import quantize_checkpoint
 from edgesr.quantization.fake_quant import fake_quant_activation
 from edgesr.quantization.lsq import lsq_fake_quant
 from edgesr.quantization.qat import hr_patches, qat, sim_psnr
 from edgesr.quantization.recipe import RecipeConfig, run_recipe
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
+from edgesr.core.checkpoint import read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_image, embedded_images
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches
 from edgesr.core.imresize import imresize_torch
+from edgesr.core.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -103,3 +106,17 @@ def test_recipe_records_each_stage_and_keeps_only_what_helps():
     assert res.techniques()[0] == "minmax"
     with pytest.raises(EdgesrError, match="recipe"):
         run_recipe(model, calib, hr, val, recipe="aimet")
+
+
+def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", create("sesr_m3_relu", scale=2, expansion=16))
+    with pytest.raises(EdgesrError, match="recipe"):
+        quantize_checkpoint(ckpt, recipe="aimet")
+    out = quantize_checkpoint(ckpt, recipe="ptq", count=8, patch=24, out_path=tmp_path / "q.pt")
+    assert [s["technique"] for s in out["recipe"]["stages"]] == ["minmax", "cle", "range_search", "adaround",
+                                                                 "bias_correction"]
+    assert out["recipe"]["techniques"][0] == "minmax"
+    saved = read_checkpoint(tmp_path / "q.pt")
+    assert saved["quantization"]["recipe"] == out["recipe"]
+    assert set(saved["activation_ranges"]) == set(out["activation_ranges"])
