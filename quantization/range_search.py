@@ -9,8 +9,8 @@ error for a finer step everywhere else. Two criteria:
 * ``"output"``: greedy coordinate search on what the user sees. For each calibrated tensor in
   graph order, both ends of its range are shrunk by each factor in turn and the choice that
   gives the least mean squared error between the int8 simulation's output and the float
-  model's output on the calibration patches is kept (maximising the output PSNR against the
-  float model), the tensors before it already set. The model's input (the contract's range)
+  model's output on the calibration patches (inside a border crop) is kept (maximising the
+  output PSNR against the float model), the tensors before it already set. The model's input (the contract's range)
   and fixed-range tensors (softmax, tanh) are not searched.
 """
 
@@ -27,9 +27,15 @@ DEFAULT_FACTORS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5)
 
 
 def _output_mse(sim: nn.Module, x: torch.Tensor, want: torch.Tensor, batch_size: int) -> float:
+    """Mean squared error against ``want`` inside a border crop of a sixth of the side (patch edges
+    see zero padding, which no whole-image score does; :func:`edgesr.quantization.qat.val_border`)."""
+    b = min(want.shape[-2:]) // 6
+    se = 0.0
     with torch.no_grad():
-        return float(sum(float((sim(x[i : i + batch_size]) - want[i : i + batch_size]).double().pow(2).sum())
-                         for i in range(0, x.shape[0], batch_size)) / want.numel())
+        for i in range(0, x.shape[0], batch_size):
+            d = (sim(x[i : i + batch_size]) - want[i : i + batch_size])[..., b : want.shape[-2] - b, b : want.shape[-1] - b]
+            se += float(d.double().pow(2).sum())
+    return se / want[..., b : want.shape[-2] - b, b : want.shape[-1] - b].numel()
 
 
 def search_ranges(deploy_module: nn.Module, patches, ranges: dict[str, tuple[float, float]] | None = None, *,
