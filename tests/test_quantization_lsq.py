@@ -12,6 +12,7 @@ from edgesr.quantization.qat import hr_patches, qat, sim_psnr
 from edgesr.quantization.recipe import RecipeConfig, run_recipe
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
+from edgesr.cli import main
 from edgesr.core.checkpoint import read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_image, embedded_images
 from edgesr.core.errors import EdgesrError
@@ -109,15 +110,16 @@ def test_recipe_records_each_stage_and_keeps_only_what_helps():
         run_recipe(model, calib, hr, val, recipe="aimet")
 
 
-def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path):
+def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path, capsys):
     torch.manual_seed(0)
     ckpt = save_checkpoint(tmp_path / "tiny.pt", create("sesr_m3_relu", scale=2, expansion=16))
     with pytest.raises(EdgesrError, match="recipe"):
         quantize_checkpoint(ckpt, recipe="aimet")
-    out = quantize_checkpoint(ckpt, recipe="ptq", count=8, patch=24, out_path=tmp_path / "q.pt")
-    assert [s["technique"] for s in out["recipe"]["stages"]] == ["minmax", "cle", "range_search", "adaround",
-                                                                 "bias_correction"]
-    assert out["recipe"]["techniques"][0] == "minmax"
+    assert main(["quantize", str(ckpt), "--recipe", "ptq", "--patches", "8", "--patch-size", "24",
+                 "--out", str(tmp_path / "q.pt")]) == 0
+    assert "recipe ptq: kept minmax" in capsys.readouterr().out
     saved = read_checkpoint(tmp_path / "q.pt")
-    assert saved["quantization"]["recipe"] == out["recipe"]
-    assert set(saved["activation_ranges"]) == set(out["activation_ranges"])
+    recipe = saved["quantization"]["recipe"]
+    assert [s["technique"] for s in recipe["stages"]] == ["minmax", "cle", "range_search", "adaround", "bias_correction"]
+    assert recipe["techniques"] == [s["technique"] for s in recipe["stages"] if s["kept"]]
+    assert set(saved["activation_ranges"]) == set(calibrate(tiny_deploy(), torch.rand(1, 1, 16, 16)))

@@ -1,4 +1,4 @@
-"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [--out PATH]``."""
+"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [--recipe NAME] [--out PATH]``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.recipe import RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -16,6 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="activation range observer (default minmax)")
     p.add_argument("--percentile", type=float, default=None, help="percentile for --observer percentile (default 99.99)")
     p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tuning steps (default 0: PTQ)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="int8 recipe instead of --observer calibration: 'default' = CLE, range search, AdaRound, "
+                        "bias correction, then --qat-steps of LSQ QAT, each stage kept where it helps on held-out crops")
     p.add_argument("--out", default=None, metavar="PATH", help="quantized checkpoint (default CKPT_int8.pt)")
     p.add_argument("--data-root", default=None, help="root of the benchmark sets for the PSNR report")
     p.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: embedded photographs)")
@@ -34,9 +38,12 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.calib, args.observer, args.qat_steps, args.out,
         data_root=args.data_root, sets=args.sets.split(",") if args.sets else None,
         patch=args.patch_size, count=args.patches, seed=args.seed, observer_kw=observer_kw, progress=True,
+        recipe=args.recipe,
     )
     print(f"wrote {report['out']} ({report['observer']}, QAT steps {report['qat_steps']}, "
           f"{len(report['activation_ranges'])} activation ranges)")
+    if report.get("recipe"):
+        print(f"recipe {report['recipe']['name']}: kept {', '.join(report['recipe']['techniques'])}")
     for name, s in report["eval"].items():
         print(f"{name}: float {s['float']['psnr_y']:.3f} dB, int8 simulation {s['int8_sim']['psnr_y']:.3f} dB, "
               f"PSNR drop {s['psnr_drop_db']:.3f} dB")
