@@ -12,7 +12,7 @@ from edgesr.quantization.calibration import (
 )
 from edgesr.quantization.fake_quant import fake_quant_module
 from edgesr.quantization.qat import hr_patches, qat
-from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe
+from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe, split_photos
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
@@ -51,7 +51,8 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a recipe name of
             :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search, AdaRound,
             bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it raises the
-            int8 PSNR on held-out crops of the calibration photos); the stages are recorded
+            int8 PSNR on photos held out of the calibration folder,
+            :func:`~edgesr.quantization.recipe.split_photos`); the stages are recorded
             under ``"recipe"`` in the result and the checkpoint's ``quantization`` entry.
     Returns:
         ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
@@ -78,9 +79,11 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     ranges = calibrate(model, patches, observer, **observer_kw)
     quantized, recipe_record = model, None
     if recipe is not None:
-        hr = hr_patches(images, model.contract, patch * model.scale, max(count, 64), seed)
-        val = hr_patches(images, model.contract, patch * model.scale, 32, seed + 1000)
-        result = run_recipe(model, patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
+        fit, held_out = split_photos(images)
+        fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
+        hr = hr_patches(fit, model.contract, patch * model.scale, max(count, 64), seed)
+        val = hr_patches(held_out, model.contract, patch * model.scale, 32, seed + 1000)
+        result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
         quantized, ranges = result.module, result.ranges
         recipe_record = {"name": recipe, "techniques": result.techniques(),
                          "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "seconds")} for s in result.stages]}

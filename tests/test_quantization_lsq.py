@@ -9,7 +9,7 @@ from edgesr.quantization.api import quantize_checkpoint
 from edgesr.quantization.fake_quant import fake_quant_activation
 from edgesr.quantization.lsq import lsq_fake_quant
 from edgesr.quantization.qat import hr_patches, qat, sim_psnr
-from edgesr.quantization.recipe import RecipeConfig, run_recipe
+from edgesr.quantization.recipe import RecipeConfig, run_recipe, split_photos
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.cli import main
@@ -123,3 +123,12 @@ def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path, capsys):
     assert [s["technique"] for s in recipe["stages"]] == ["minmax", "cle", "range_search", "adaround", "bias_correction"]
     assert recipe["techniques"] == [s["technique"] for s in recipe["stages"] if s["kept"]]
     assert set(saved["activation_ranges"]) == set(calibrate(tiny_deploy(), torch.rand(1, 1, 16, 16)))
+
+
+def test_split_photos_holds_out_whole_photos():
+    photos = [(f"p{i}", i) for i in range(17)]
+    fit, val = split_photos(photos)
+    assert [n for n, _ in val] == ["p0", "p8", "p16"]
+    assert not {n for n, _ in fit} & {n for n, _ in val} and len(fit) + len(val) == 17
+    assert split_photos(photos[:3]) == (photos[:2], photos[2:3])
+    assert split_photos(photos[:1]) == (photos[:1], photos[:1])
