@@ -239,6 +239,9 @@ def write_doc(results: dict, path: Path) -> None:
         cells = [_fmt_stage(st[k]) if k in st else "—" for k in STAGE_TITLES]
         lines.append(f"| {r['label']} (`{r['model']}`) | {r['train_steps']} | {r['float_psnr']:.2f} | "
                      + " | ".join(cells) + f" | {', '.join(r['techniques'][1:]) or 'none'} |")
+    missing = [label for label, name in ZOO if name not in results]
+    if missing:
+        lines += ["", f"Not measured in this run (out of time on the shared CPU): {', '.join(missing)}."]
     lines += ["", "Final drop of the default recipe (dB, Set5 x2): "
               + ", ".join(f"{r['label']} **{r['recipe_drop']:.3f}**" for r in rows) + ".", "",
               f"For comparison: {AIMET_SESR_M5}. Targets: SESR-M5 <= 0.05 dB, every zoo model <= 0.2 dB: "
@@ -285,8 +288,12 @@ def write_doc(results: dict, path: Path) -> None:
               "of it. Splitting the centre tap into its own 1x1 conv is exact in float but adds two int8 partial sums "
               "and was far worse in a trial (not in this table). For the softmax heads trained here the largest single "
               "costs are the value x softmax products (`mul_1`: each product is rounded to one int8 scale before the "
-              "sum over C channels) and the softmax output's fixed 1/256 step (TFLite's int8 SOFTMAX); the zoo's "
-              "1.3 dB eSR-TR drop was measured on longer-trained weights, which these short runs do not reproduce.",
+              "sum over C channels) and the softmax output's fixed 1/256 step (TFLite's int8 SOFTMAX). The min/max "
+              "range of those products is set by rare large values; the output-driven range search narrows it "
+              "(the range-search column of eSR-TM and eSR-TR). The zoo's 1.3 dB eSR-TR drop was measured on "
+              "longer-trained weights, which these short runs do not reproduce. A further fix in the graph would "
+              "be a per-pixel dot product with int32 accumulation (BATCH_MATMUL) in place of MUL + SUM, so the "
+              "products are never rounded; not done here.",
               "- **The int8 input is a floor.** The models read Y (BT.601) computed in float from the RGB photo; "
               "the int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
               "whatever the other techniques do.",
