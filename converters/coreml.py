@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from edgesr.core.atomic import atomic_path
-from edgesr.core.contract import KEY
+from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp16", "fp32", "w8", "w8a8")
@@ -152,7 +151,7 @@ def convert(module, channels: int, precision: str = "fp16", calibration: np.ndar
 
 def save(ml, path: str | os.PathLike, meta: dict) -> Path:
     """Write the ``.mlpackage`` folder atomically with ``meta`` in ``user_defined_metadata``."""
-    ml.user_defined_metadata[KEY] = json.dumps(meta, sort_keys=True)
+    ml.user_defined_metadata[KEY] = metadata_text(meta)
     with atomic_path(path) as tmp, _quiet():
         ml.save(str(tmp))
     return Path(path)

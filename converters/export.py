@@ -1,7 +1,9 @@
 """The export library: a model or checkpoint -> TFLite / Core ML / ONNX artifacts with metadata.
 
 Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`)
-write one artifact and its sidecar ``PATH.json``; :func:`export` runs the requested
+write one artifact with its metadata (contract + provenance) embedded in the file
+(:mod:`edgesr.converters.metadata`), and on request (``sidecar=True``) the same JSON in a
+sidecar ``PATH.json``; :func:`export` runs the requested
 formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``.
 
 Precisions per format (a requested precision a format does not have is skipped for that format):
@@ -15,15 +17,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 from edgesr.converters import coreml, onnx_export, tflite
 from edgesr.converters.metadata import build_metadata, write_sidecar
 
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.contract import sidecar_path
-from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import calibration_patches as patches
+from edgesr.core.evaluate import calibration_patches
 
 FORMATS = ("tflite", "coreml", "onnx")
 FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
@@ -41,23 +41,6 @@ def deploy_module(model_or_checkpoint):
         return model
     model = model_or_checkpoint
     return (model.collapse() if hasattr(model, "collapse") else model).eval()
-
-
-def calibration_patches(contract, folder: str | os.PathLike | None = None, patch: int = 48, count: int = 32,
-                        seed: int = 0) -> np.ndarray:
-    """Real image patches in the model's input space for int8 calibration (TFLite's
-    representative dataset, Core ML W8A8): :func:`edgesr.core.evaluate.calibration_patches` on the
-    photos of ``folder`` (default: the embedded training photographs).
-
-    Returns:
-        float32 (count, C, patch, patch) NCHW in [0, 1].
-
-    Raises:
-        EdgesrError: the folder is missing, has no image, or no image is ``patch`` pixels wide.
-    """
-
-    images = embedded_images("train") if folder is None else load_folder(folder)
-    return patches(images, contract, patch=patch, count=count, seed=seed)
 
 
 def writable_dir(out_dir: str | os.PathLike) -> Path:
@@ -78,11 +61,16 @@ def writable_dir(out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
-def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
-    """Write the artifact (``write(path)``, atomic), then its sidecar; remove both on failure."""
+def _finish(path: Path, meta: dict, fmt: str, precision: str, write, sidecar: bool = False) -> dict:
+    """Write the artifact (``write(path)``, atomic; it embeds ``meta``), then the optional
+    sidecar; remove both on failure. Without ``sidecar``, a stale ``PATH.json`` from an earlier
+    export is removed (it would describe another file)."""
     write(path)
     try:
-        write_sidecar(path, meta)
+        if sidecar:
+            write_sidecar(path, meta)
+        else:
+            sidecar_path(path).unlink(missing_ok=True)
     except BaseException:
         import shutil
 
@@ -93,30 +81,32 @@ def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
 
 
 def export_tflite(module, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
-                  activation_ranges=None, source=None) -> dict:
-    """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`); returns ``{format, precision, path, bytes}``."""
+                  activation_ranges=None, source=None, sidecar: bool = False) -> dict:
+    """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`) with its metadata embedded;
+    returns ``{format, precision, path, bytes}``."""
 
     c = module.contract
     data = tflite.convert(module, c.channels, precision, calibration, io_dtype, activation_ranges)
     meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
                           source=source, tools=("tensorflow", "ai-edge-litert"),
                           extra={"activation_ranges": bool(activation_ranges)})
-    return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p))
+    data = tflite.embed_metadata(data, meta)
+    return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p), sidecar)
 
 
-def export_onnx(module, path, source=None) -> dict:
+def export_onnx(module, path, source=None, sidecar: bool = False) -> dict:
     """Write an fp32 ``.onnx`` (see :mod:`edgesr.converters.onnx_export`); returns the artifact dict."""
 
     meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"))
-    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta))
+    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta), sidecar)
 
 
-def export_coreml(module, path, precision: str = "fp16", calibration=None, source=None) -> dict:
+def export_coreml(module, path, precision: str = "fp16", calibration=None, source=None, sidecar: bool = False) -> dict:
     """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`); returns the artifact dict."""
 
     ml = coreml.convert(module, module.contract.channels, precision, calibration)
     meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",))
-    return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta))
+    return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta), sidecar)
 
 
 def plan(formats, precisions) -> list[tuple[str, str]]:
@@ -141,7 +131,7 @@ def plan(formats, precisions) -> list[tuple[str, str]]:
 
 def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "fp16", "int8"), calibration=None,
            activation_ranges=None, io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
-           progress: bool = False) -> list[dict]:
+           progress: bool = False, sidecar: bool = False) -> list[dict]:
     """Export every (format, precision) of :func:`plan`.
 
     Args:
@@ -155,6 +145,7 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
         io_dtype: ``"int8"`` or ``"uint8"`` input/output of the int8 TFLite model.
         stem: file name stem (default ``{model}_x{scale}``).
         source: provenance note (default: the checkpoint path when one is given).
+        sidecar: also write each artifact's metadata to ``PATH.json`` (it is always embedded).
 
     Returns:
         ``[{"format", "precision", "path", "bytes"}]`` in :func:`plan` order.
@@ -169,20 +160,20 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
     if calibration is None and any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract)
+        calibration = calibration_patches(None, module.contract)
     from tqdm.auto import tqdm
 
     results = []
     for fmt, prec in tqdm(pairs, disable=not progress, desc="export", leave=False):
         path = out_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if fmt == "tflite":
-            results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source))
+            results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source, sidecar))
         elif fmt == "onnx":
-            results.append(export_onnx(module, path, source))
+            results.append(export_onnx(module, path, source, sidecar))
         else:
-            results.append(export_coreml(module, path, prec, calibration, source))
+            results.append(export_coreml(module, path, prec, calibration, source, sidecar))
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "deploy_module", "export", "export_coreml",
            "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]

@@ -17,6 +17,10 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
   e.g. SplitSR's stem conv + slices + concats, the range of one member only: it clipped
   the stem's negative values and cost SplitSR 18-23 dB.)
 
+The artifact's metadata (contract + provenance, :mod:`edgesr.converters.metadata`) is embedded
+by :func:`embed_metadata` as the flatbuffer's ``Metadata`` entry ``"edgesr"`` (a ``Buffer`` of
+UTF-8 JSON); the graph, tensors and weights are unchanged (weight buffers stay 16-byte aligned).
+
 The graph keeps native DEPTH_TO_SPACE and PRELU ops and no tensor above rank 4 (what the GPU
 delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer.
 """
@@ -34,6 +38,7 @@ from edgesr.converters.keras_rebuild import rebuild
 from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.atomic import atomic_path
+from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -97,6 +102,74 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
             return conv.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise EdgesrError(f"TFLite conversion ({precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+
+
+BUFFER_ALIGNMENT = 16
+"""Alignment of every buffer's data in the rewritten flatbuffer (what the TFLite converter
+uses, so weights can be read in place from a memory-mapped file)."""
+
+
+def embed_metadata(data: bytes, meta: dict) -> bytes:
+    """Return the flatbuffer ``data`` with ``meta`` embedded as edgesr metadata.
+
+    Adds (or replaces) the ``Model.metadata`` entry named ``"edgesr"`` pointing at a new
+    ``Buffer`` whose data is the UTF-8 JSON of ``meta`` (keys sorted). The model is unpacked
+    and repacked with TensorFlow's flatbuffer object API
+    (``tensorflow.lite.tools.flatbuffer_utils``); operators, tensors and buffer contents are
+    kept as they are, and every buffer's data is aligned to :data:`BUFFER_ALIGNMENT` bytes.
+
+    Args:
+        data: a TFLite flatbuffer (``TFL3``), e.g. :func:`convert`'s output.
+        meta: the artifact metadata (:func:`edgesr.converters.metadata.build_metadata`).
+
+    Raises:
+        EdgesrError: ``data`` is not a TFLite flatbuffer.
+    """
+    _tf()
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+        raise EdgesrError("not a TFLite flatbuffer (no 'TFL3' identifier)")
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    text = np.frombuffer(metadata_text(meta).encode("utf-8"), dtype=np.uint8)
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (KEY, KEY.encode())]
+    buffer = schema.BufferT()
+    buffer.data = text
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = KEY, len(model.buffers) - 1
+    model.metadata.append(entry)
+    aligned = _aligned_buffer_class()
+    for b in model.buffers:
+        b.__class__ = aligned
+    return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def _aligned_buffer_class():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    class AlignedBufferT(schema.BufferT):
+        """``BufferT`` whose data vector starts on a :data:`BUFFER_ALIGNMENT`-byte boundary
+        (flatbuffers aligns from the end; ``Finish`` pads the total to the largest alignment)."""
+
+        def Pack(self, builder):
+            raw = None if self.data is None else np.asarray(self.data, dtype=np.uint8).tobytes()
+            vec = None
+            if raw is not None:
+                builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+                builder.head -= len(raw)
+                builder.Bytes[builder.head : builder.head + len(raw)] = raw
+                builder.vectorNumElems = len(raw)
+                vec = builder.EndVector()
+            schema.BufferStart(builder)
+            if vec is not None:
+                schema.BufferAddData(builder, vec)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBufferT
 
 
 def save(data: bytes, path: str | os.PathLike) -> Path:

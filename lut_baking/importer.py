@@ -56,3 +56,34 @@ def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
 def import_srlut(npy_path: str | os.PathLike, scale: int, out_path: str | os.PathLike) -> Path:
     """Convert the authors' ``.npy`` LUT into an edgesr ``.lut`` bundle at ``out_path``; returns it."""
     return save_bundle(read_srlut_npy(npy_path, scale), out_path)
+
+
+def srlut_scale(npy_path: str | os.PathLike) -> int:
+    """The upscaling factor r an SR-LUT ``.npy`` holds, read from its header (the array is not loaded).
+
+    The authors' table is (L**4, 1, r, r); edgesr's layout (L**4, r*r) is accepted too.
+
+    Raises:
+        EdgesrError: unreadable file, not a .npy header, or a shape that names no scale.
+    """
+    path = Path(npy_path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read_header:
+                raise ValueError(f".npy format version {version} is not supported")
+            shape, _, _ = read_header[version](f)
+    except OSError as exc:
+        raise EdgesrError(f"{path}: cannot read ({exc.strerror})") from None
+    except (ValueError, EOFError, SyntaxError) as exc:
+        raise EdgesrError(f"{path}: not a .npy array ({exc})") from None
+    if len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]:
+        r = shape[2]
+    elif len(shape) == 2 and math.isqrt(shape[1]) ** 2 == shape[1]:
+        r = math.isqrt(shape[1])
+    else:
+        raise EdgesrError(f"{path}: expected an SR-LUT of shape (L**4, 1, r, r), got {shape}")
+    if r < 1:
+        raise EdgesrError(f"{path}: an SR-LUT of shape {shape} has no upscaling factor")
+    return int(r)

@@ -3,7 +3,6 @@
 Public API::
 
     calibrate(deploy_module, patches, observer="minmax", **kw) -> {fx node: (min, max)}
-    calibration_patches(images, contract, patch=64, count=64, seed=0) -> float32 (N, C, P, P)
     fake_quant_module(deploy_module, ranges) -> fx.GraphModule (the int8 simulation)
     qat(deploy_module, patches_or_images, steps, ...) -> (module, ranges)
     quantize_checkpoint(ckpt_path, calib_dir, observer, qat_steps, out_path, recipe=None) -> report dict
@@ -24,13 +23,12 @@ TFLite is decided in :mod:`edgesr.quantization.graph`.
 from edgesr.quantization.adaround import adaround
 from edgesr.quantization.api import load_activation_ranges, quantize_checkpoint
 from edgesr.quantization.bias_correction import correct_bias
-from edgesr.quantization.calibration import OBSERVERS, calibrate, calibration_patches
+from edgesr.quantization.calibration import OBSERVERS, calibrate
 from edgesr.quantization.equalization import equalize
 from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
 from edgesr.quantization.qat import qat
 from edgesr.quantization.range_search import search_ranges
 from edgesr.quantization.recipe import RECIPES, run_recipe
 
-__all__ = ["OBSERVERS", "RECIPES", "adaround", "calibrate", "calibration_patches", "correct_bias", "equalize",
-           "fake_quant_module", "load_activation_ranges", "qat", "quantize_checkpoint", "quantizer_ranges", "run_recipe",
-           "search_ranges"]
+__all__ = ["OBSERVERS", "RECIPES", "adaround", "calibrate", "correct_bias", "equalize", "fake_quant_module",
+           "load_activation_ranges", "qat", "quantize_checkpoint", "quantizer_ranges", "run_recipe", "search_ranges"]

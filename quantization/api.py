@@ -7,7 +7,6 @@ from pathlib import Path
 
 from edgesr.quantization.calibration import (
     calibrate,
-    calibration_patches,
     make_observer,
 )
 from edgesr.quantization.fake_quant import fake_quant_module
@@ -17,7 +16,7 @@ from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe, split_
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 
 DEFAULT_PATCH = 64
 DEFAULT_COUNT = 64

@@ -16,11 +16,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from edgesr.quantization.calibration import calibrate, calibration_patches
+from edgesr.quantization.calibration import calibrate
 from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
 from torch import nn
 
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 from edgesr.core.imresize import imresize_torch
 
 

@@ -27,10 +27,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from edgesr.converters.export import calibration_patches
 
 from edgesr.core.data import embedded_image, eval_pairs
-from edgesr.core.evaluate import TorchUpscaler, evaluate, model_input
+from edgesr.core.evaluate import (
+    TorchUpscaler,
+    calibration_patches,
+    evaluate,
+    model_input,
+)
 from edgesr.core.imresize import make_lr
 
 MIN_PSNR_VS_FLOAT_DB = 55.0
@@ -53,7 +57,7 @@ def fitted(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def calib(fitted):
-    return calibration_patches(fitted.contract, count=16, patch=32)
+    return calibration_patches(None, fitted.contract, count=16, patch=32)
 
 
 @pytest.fixture(scope="module")

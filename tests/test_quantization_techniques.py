@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from edgesr.quantization import calibrate, calibration_patches, fake_quant_module
+from edgesr.quantization import calibrate, fake_quant_module
 from edgesr.quantization.adaround import adaround
 from edgesr.quantization.bias_correction import correct_bias
 from edgesr.quantization.equalization import equalization_pairs, equalize
@@ -15,6 +15,7 @@ from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixt
 
 from edgesr.core.data import embedded_images
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 from edgesr.core.models import create
 
 pytestmark = pytest.mark.usefixtures("one_thread")

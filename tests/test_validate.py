@@ -9,7 +9,6 @@ import json
 import pytest
 from conftest import crop
 from edgesr.converters import export_coreml, export_onnx, export_tflite
-from edgesr.converters.export import calibration_patches
 from edgesr.converters.runtime import coreml_runtime_status
 from test_converters_common import tiny_sesr
 
@@ -22,6 +21,7 @@ from edgesr.app.validation import (
 )
 from edgesr.cli import main
 from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.evaluate import calibration_patches
 from edgesr.core.imageio import write_image
 
 
@@ -46,7 +46,7 @@ def arts(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("arts")
     from edgesr.core.contract import IOContract
 
-    calib = calibration_patches(IOContract(scale=2), count=16, patch=32)
+    calib = calibration_patches(None, IOContract(scale=2), count=16, patch=32)
     return {
         "tflite_fp32": export_tflite(model, d / "m_fp32.tflite", "fp32")["path"],
         "tflite_fp16": export_tflite(model, d / "m_fp16.tflite", "fp16")["path"],

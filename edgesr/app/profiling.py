@@ -24,12 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.golden import _tflite_contract
-from edgesr.converters.runtime import LiteRTModel
-from edgesr.core.contract import contract_of, read_metadata
+from edgesr.app.artifacts import open_artifact
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
-from edgesr.lut_baking.bundle import load_upscaler
 from edgesr.quantization.integer_ref import quantize_input, read_model
 
 SIZES = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
@@ -119,35 +116,26 @@ def onnx_facts(path: Path, h: int, w: int) -> dict:
 
 
 def _runner(path: Path, threads: int):
-    """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count."""
+    """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count, on the
+    Upscaler :func:`edgesr.app.artifacts.open_artifact` returns (TFLite and ONNX timed on the
+    runtime's own call, without the Upscaler's per-image loop)."""
     suffix = path.suffix
+    if suffix not in (".tflite", ".onnx", ".lut"):
+        raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
+    up = open_artifact(path, kernels="xnnpack", num_threads=threads, engine="c")
     if suffix == ".tflite":
         tensors, _, ins, _ = read_model(path)
         tin = tensors[ins[0]]
-        contract = _tflite_contract(path, tin, "xnnpack")
-        model = LiteRTModel(path, "xnnpack", threads)
 
         def run(x):
-            return model.run(quantize_input(x.transpose(0, 2, 3, 1), tin))
+            return up.run_quantized(quantize_input(x.transpose(0, 2, 3, 1), tin))
 
-        return contract, run, "ai-edge-litert (default kernels, XNNPACK)"
+        return up.contract, run, "ai-edge-litert (default kernels, XNNPACK)"
     if suffix == ".onnx":
         import onnxruntime as ort
 
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        contract = contract_of(read_metadata(path, meta.get("edgesr")))
-        name = sess.get_inputs()[0].name
-        return contract, lambda x: sess.run(None, {name: x})[0], f"onnxruntime {ort.__version__}"
-    if suffix == ".lut":
-        up = load_upscaler(path, engine="c")
-        return up.contract, up, "LUT C engine"
-    raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
+        return up.contract, lambda x: up.session.run(None, {up.input_name: x})[0], f"onnxruntime {ort.__version__}"
+    return up.contract, up, "LUT C engine"
 
 
 def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), repeats: int = 10, warmup: int = 2,
@@ -300,6 +288,6 @@ def parse_benchmark_output(text: str) -> dict:
 
 
 def _runner_scale(path: Path, tin) -> int:
-    """The artifact's upscaling factor (sidecar contract, else a 4 x 4 LiteRT probe)."""
+    """The artifact's upscaling factor (its embedded contract, else a 4 x 4 LiteRT probe)."""
 
-    return _tflite_contract(path, tin, "xnnpack").scale
+    return open_artifact(path, kernels="xnnpack", num_threads=1).contract.scale

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesr.app.artifacts import load_upscaler
+from edgesr.app.artifacts import open_artifact
 from edgesr.core.atomic import atomic_path, write_text_atomic
 from edgesr.core.data import embedded_image
 from edgesr.core.evaluate import TorchUpscaler, upscale_photo
@@ -73,7 +73,7 @@ def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int
               ("float (PyTorch)", upscale_photo(TorchUpscaler(reference_module), lr))]
     int8 = next((a for a in artifacts if a["precision"] == "int8" and a["format"] in ("tflite", "lut")), None)
     if int8 is not None:
-        panels.append((f"int8 ({int8['format']})", upscale_photo(load_upscaler(int8["path"]), lr)))
+        panels.append((f"int8 ({int8['format']})", upscale_photo(open_artifact(int8["path"]), lr)))
     panels.append(("HR", hr))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
     for ax, (title, img) in zip(axes, panels):

@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.artifacts import LUT_SUFFIXES, load_upscaler
+from edgesr.app.artifacts import LUT_SUFFIXES, open_artifact
 from edgesr.converters.coreml import check_structure
 from edgesr.converters.mil_interpreter import MILUpscaler
 from edgesr.converters.runtime import (
@@ -51,9 +51,8 @@ from edgesr.converters.runtime import (
     ONNXUpscaler,
     RuntimeUnavailable,
     TFLiteUpscaler,
-    artifact_metadata,
 )
-from edgesr.core.contract import contract_of, sidecar_path
+from edgesr.core.contract import MissingMetadata, contract_of, read_artifact_metadata
 from edgesr.core.data import eval_pairs
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, evaluate
@@ -137,7 +136,7 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
 
     Args:
         path_or_upscaler: an artifact path (``.tflite``, ``.onnx``, ``.mlpackage``, opened by
-            :func:`edgesr.app.artifacts.load_upscaler` with ``options``) or an Upscaler.
+            :func:`edgesr.app.artifacts.open_artifact` with ``options``) or an Upscaler.
         reference_module: the float deploy ``nn.Module``, or a :class:`ReferenceRun` from
             :func:`reference_run` (reuse it across the artifacts of one model).
         sets: ``{set name: [(image name, uint8 HR image)]}`` (:func:`edgesr.core.data.resolve_eval_sets`).
@@ -153,8 +152,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
     if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
         meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
-    else:  # converters artifacts: embedded metadata or sidecar; bare Upscalers: none
-        meta = artifact_metadata(path_or_upscaler) if network else {}
+    else:  # converters artifacts: their embedded metadata; bare Upscalers: none
+        meta = read_artifact_metadata(path_or_upscaler) if network else {}
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
@@ -167,7 +166,7 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
         result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
     try:
-        upscaler = load_upscaler(path_or_upscaler, **options) if is_path else path_or_upscaler
+        upscaler = open_artifact(path_or_upscaler, **options) if is_path else path_or_upscaler
     except RuntimeUnavailable as exc:
         result["skipped"] = str(exc)
         result["passed"] = bool(result.get("structure", {}).get("passed", False))
@@ -387,7 +386,7 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
 
     Args:
         artifact: a ``.tflite``, ``.onnx`` or ``.mlpackage`` path with edgesr metadata (a
-            ``.tflite`` without its sidecar gets the reference's contract and the precision
+            ``.tflite`` without edgesr metadata gets the reference's contract and the precision
             its tensors show: int8 input -> int8, fp16 tensors -> fp16, else fp32).
         reference: the float deploy ``nn.Module`` (with ``.contract``) the artifact came from,
             or a :class:`ReferenceRun` of it from :func:`reference_run` on the images (reuse
@@ -416,16 +415,16 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
         raise EdgesrError(f"{path}: no such artifact")
     if path.suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
         raise EdgesrError(f"{path}: the emulation matrix is for .tflite, .onnx and .mlpackage artifacts")
-    if path.suffix.lower() == ".tflite" and not sidecar_path(path).is_file():  # a bare .tflite (no edgesr sidecar)
+    try:
+        meta = read_artifact_metadata(path)
+    except MissingMetadata:
+        if path.suffix.lower() != ".tflite":
+            raise
+        meta = None  # a bare .tflite (no edgesr metadata)
+    if meta is None:
         contract, precision = module.contract, precision or _tflite_precision(path)
     else:
-        try:
-            meta = artifact_metadata(path)
-            contract = contract_of(meta)
-        except EdgesrError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (flatbuffer / protobuf decode errors on a corrupt file)
-            raise EdgesrError(f"{path}: unreadable artifact ({type(exc).__name__})") from None
+        contract = contract_of(meta, str(path))
         precision = precision or meta.get("provenance", {}).get("precision")
     if precision is None:
         raise EdgesrError(f"{path}: give the precision (fp32, fp16, int8, w8, w8a8); it has no edgesr artifact metadata")

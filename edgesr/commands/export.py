@@ -1,8 +1,9 @@
-"""``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [--out DIR] [--calib DIR]``.
+"""``edgesr export CKPT --formats tflite,coreml,onnx --precisions fp32,fp16,int8 [-o DIR] [--calib DIR]``.
 
-Writes each artifact (atomically) with its sidecar ``PATH.json`` into ``--out`` (default: the
-checkpoint's folder) and prints one line per artifact. int8 / w8a8 calibrate on real image
-patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
+Writes each artifact (atomically) into ``-o/--out`` (default: the checkpoint's folder), its
+contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
+prints one line per artifact. int8 / w8a8 calibrate on real image patches: ``--calib DIR``
+(a folder of HR photographs) or the embedded training photographs.
 """
 
 from __future__ import annotations
@@ -10,32 +11,47 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from edgesr.commands._args import (
+    add_out_argument,
+    add_progress_argument,
+    csv_choice,
+    existing_dir,
+    existing_file,
+    positive_int,
+    show_progress,
+)
 from edgesr.converters.export import (
-    calibration_patches,
+    FORMAT_PRECISIONS,
+    FORMATS,
     deploy_module,
     export,
     plan,
     writable_dir,
 )
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 
-
-def _csv(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
+#: every precision name --precisions accepts: the formats' own, and int8 (Core ML: w8 and w8a8)
+PRECISIONS = tuple(dict.fromkeys(["fp32", "fp16", "int8", *(p for ps in FORMAT_PRECISIONS.values() for p in ps)]))
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="edgesr checkpoint (train or deploy form)")
-    p.add_argument("--formats", default="tflite,coreml,onnx", help="comma list of tflite, coreml, onnx (default: all)")
-    p.add_argument("--precisions", default="fp32,fp16,int8",
+    p.add_argument("checkpoint", type=existing_file, help="edgesr checkpoint (train or deploy form)")
+    p.add_argument("--formats", type=csv_choice(FORMATS), default=",".join(FORMATS),
+                   help=f"comma list of {', '.join(FORMATS)} (default: all)")
+    p.add_argument("--precisions", type=csv_choice(PRECISIONS), default="fp32,fp16,int8",
                    help="comma list: fp32, fp16, int8 (TFLite full integer; Core ML w8 and w8a8), w8, w8a8")
-    p.add_argument("--out", default=None, help="output folder (default: the checkpoint's folder)")
-    p.add_argument("--calib", default=None, help="folder of HR photographs for int8 calibration (default: embedded photos)")
-    p.add_argument("--calib-patches", type=int, default=32, help="number of calibration patches (default 32)")
+    add_out_argument(p, "output folder (default: the checkpoint's folder)", metavar="DIR")
+    p.add_argument("--calib", type=existing_dir, default=None,
+                   help="folder of HR photographs for int8 calibration (default: embedded photos)")
+    p.add_argument("--calib-patches", type=positive_int, default=32, help="number of calibration patches (default 32)")
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8", help="int8 TFLite input/output dtype")
-    p.add_argument("--activation-ranges", default=None,
+    p.add_argument("--activation-ranges", type=existing_file, default=None,
                    help="JSON file {torch.fx node name: [min, max]} (from quantization) for the int8 TFLite model")
+    p.add_argument("--sidecar", action="store_true",
+                   help="also write each artifact's metadata to PATH.json (it is always embedded in the file)")
     p.add_argument("--json", action="store_true", help="print the artifact list as JSON")
+    add_progress_argument(p)
 
 
 def _load_ranges(path: str | None) -> dict | None:
@@ -51,21 +67,17 @@ def _load_ranges(path: str | None) -> dict | None:
 
 
 def run(args) -> int:
-    import sys
-
-
-    formats, precisions = _csv(args.formats), _csv(args.precisions)
-    pairs = plan(formats, precisions)  # validates names before any slow work
+    formats, precisions = args.formats, args.precisions
+    pairs = plan(formats, precisions)  # validates the combinations before any slow work
+    ranges = _load_ranges(args.activation_ranges)
     module = deploy_module(args.checkpoint)
     out = writable_dir(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent)
-    if args.calib_patches < 1:
-        raise EdgesrError(f"--calib-patches must be at least 1, got {args.calib_patches}")
     calibration = None
     if any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract, args.calib, count=args.calib_patches)
+        calibration = calibration_patches(args.calib, module.contract, count=args.calib_patches)
     results = export(module, out, formats, precisions, calibration=calibration,
-                     activation_ranges=_load_ranges(args.activation_ranges), io_dtype=args.io_dtype,
-                     source=str(args.checkpoint), progress=sys.stderr.isatty())
+                     activation_ranges=ranges, io_dtype=args.io_dtype,
+                     source=str(args.checkpoint), progress=show_progress(args), sidecar=args.sidecar)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 
+from edgesr.commands._args import existing_path
 from edgesr.converters.lint import has_errors, lint
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", help=".tflite or .mlpackage")
+    p.add_argument("artifact", type=existing_path, help=".tflite or .mlpackage")
     p.add_argument("--target", required=True, choices=("gpu", "nnapi", "xnnpack", "coreml-ane"))
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
 

@@ -3,7 +3,7 @@
 Host: ``--sizes 360p,540p,720p --threads 1,2 --repeats N`` (LiteRT for .tflite, ONNX Runtime
 for .onnx, the C engine for .lut). Phone: ``--adb [--serial ID] --delegate cpu|xnnpack|gpu|nnapi
 --benchmark-binary PATH`` runs TFLite's benchmark_model and parses its log; ``--dry-run``
-prints the adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``--out``.
+prints the adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``-o/--out``.
 """
 
 from __future__ import annotations
@@ -12,24 +12,36 @@ import json
 import shlex
 
 from edgesr.app import profiling
+from edgesr.commands._args import (
+    add_out_argument,
+    checked_by,
+    csv_ints,
+    csv_of,
+    existing_file,
+    existing_path,
+    nonnegative_int,
+    output_file,
+    positive_int,
+)
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.integer_ref import read_model
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", nargs="?", help=".tflite, .onnx or .lut")
-    p.add_argument("--sizes", default="360p", help="output frame sizes: 360p,540p,720p,1080p or HxW (comma-separated)")
-    p.add_argument("--threads", default="1", help="thread counts, comma-separated")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per size (after --warmup runs)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--out", help="write the JSON here (atomically) instead of stdout")
+    p.add_argument("artifact", nargs="?", type=existing_path, help=".tflite, .onnx or .lut")
+    p.add_argument("--sizes", type=csv_of(checked_by(profiling.parse_size, "frame_size")), default="360p",
+                   help="output frame sizes: 360p,540p,720p,1080p or HxW (comma-separated)")
+    p.add_argument("--threads", type=csv_ints(1), default="1", help="thread counts >= 1, comma-separated")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per size (after --warmup runs)")
+    p.add_argument("--warmup", type=nonnegative_int, default=2)
+    add_out_argument(p, "write the JSON here (.json, atomically) instead of stdout", type=output_file(".json"))
     p.add_argument("--adb", action="store_true", help="run TFLite's benchmark_model on a phone")
     p.add_argument("--serial", help="adb device serial")
     p.add_argument("--delegate", default="xnnpack", choices=("cpu", "xnnpack", "gpu", "nnapi"))
     p.add_argument("--benchmark-binary", help="path to benchmark_model built for the phone (android_aarch64)")
     p.add_argument("--dry-run", action="store_true", help="with --adb: print the adb commands only")
-    p.add_argument("--parse", metavar="LOG", help="parse a saved benchmark_model log instead of running")
+    p.add_argument("--parse", metavar="LOG", type=existing_file, help="parse a saved benchmark_model log instead of running")
 
 
 def _emit(result: dict, out) -> None:
@@ -46,17 +58,11 @@ def run(args) -> int:
 
     if args.parse:
         log = Path(args.parse)
-        if not log.is_file():
-            raise EdgesrError(f"{log}: no such benchmark_model log")
         _emit({"source": str(log), **profiling.parse_benchmark_output(log.read_text(errors="replace"))}, args.out)
         return 0
     if not args.artifact:
         raise EdgesrError("give an ARTIFACT (or --parse LOG)")
-    try:
-        threads = [int(t) for t in args.threads.split(",")]
-    except ValueError:
-        raise EdgesrError(f"--threads {args.threads!r}: expected integers like 1,2") from None
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    threads, sizes = args.threads, args.sizes
     if args.adb:
         return _adb(args, sizes, threads)
     result = profiling.profile_artifact(args.artifact, sizes, threads, args.repeats, args.warmup,
