@@ -24,7 +24,8 @@ from edgesr.quantization.calibration import (
 )
 from edgesr.quantization.fake_quant import fake_quant_module
 from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
-from edgesr.quantization.qat import qat
+from edgesr.quantization.qat import hr_patches, qat
+from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe, split_photos
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
@@ -45,7 +46,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
                         observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
                         data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
                         count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, recipe: str | None = None) -> dict:
     """Calibrate (and with ``qat_steps > 0`` fine-tune) a checkpoint for int8; save and score it.
 
     Args:
@@ -60,6 +61,12 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
             validation photographs.
         patch, count, seed: calibration crops (:func:`~edgesr.quantization.calibration.calibration_patches`).
+        recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a recipe name of
+            :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search, AdaRound,
+            bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it raises the
+            int8 PSNR on photos held out of the calibration folder,
+            :func:`~edgesr.quantization.recipe.split_photos`); the stages are recorded
+            under ``"recipe"`` in the result and the checkpoint's ``quantization`` entry.
     Returns:
         ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
         "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
@@ -76,13 +83,24 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
     observer_kw = dict(observer_kw or {})
     make_observer(observer, **observer_kw)  # refuse bad settings before any work
+    if recipe is not None and recipe not in RECIPES:
+        raise EdgesrError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     model, state = load_checkpoint(ckpt_path, deploy=True)
     images = embedded_images("train") if calib_dir is None else load_folder(calib_dir)
     eval_sets = resolve_eval_sets(data_root, sets)
     patches = calibration_patches(images, model.contract, patch, count, seed)
     ranges = calibrate(model, patches, observer, **observer_kw)
-    quantized = model
-    if qat_steps > 0:
+    quantized, recipe_record = model, None
+    if recipe is not None:
+        fit, held_out = split_photos(images)
+        fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
+        hr = hr_patches(fit, model.contract, patch * model.scale, max(count, 64), seed)
+        val = hr_patches(held_out, model.contract, patch * model.scale, 32, seed + 1000)
+        result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
+        quantized, ranges = result.module, result.ranges
+        recipe_record = {"name": recipe, "techniques": result.techniques(),
+                         "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "seconds")} for s in result.stages]}
+    elif qat_steps > 0:
         with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
             quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
                                     count=max(count, 64), seed=seed,
@@ -99,12 +117,13 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     settings = {"observer": observer, "observer_kw": observer_kw, "qat_steps": int(qat_steps),
                 "calib": str(calib_dir) if calib_dir is not None else "embedded:train",
                 "patch": patch, "count": count, "seed": seed,
-                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged"}
+                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged",
+                "recipe": recipe_record}
     save_checkpoint(out, quantized, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
                     extra={"activation_ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in ranges.items()},
                            "quantization": {**settings, "eval": scores}})
     return {"checkpoint": str(ckpt_path), "out": str(out), "observer": observer, "qat_steps": int(qat_steps),
-            "activation_ranges": ranges, "eval": scores}
+            "activation_ranges": ranges, "eval": scores, "recipe": recipe_record}
 
 
 @dataclass(frozen=True)

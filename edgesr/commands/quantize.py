@@ -1,4 +1,4 @@
-"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [-o PATH]``.
+"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [--recipe NAME] [-o PATH]``.
 
 The output checkpoint carries the activation ranges (and QAT's weights): ``edgesr export`` of it
 builds the int8 TFLite and Core ML W8A8 models on exactly those ranges.
@@ -21,6 +21,7 @@ from edgesr.commands._args import (
 )
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.recipe import RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,6 +33,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--percentile", type=percentile, default=None,
                    help="percentile in (50, 100] for --observer percentile (default 99.99)")
     p.add_argument("--qat-steps", type=nonnegative_int, default=0, help="quantization-aware fine-tuning steps (default 0: PTQ)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="int8 recipe instead of --observer calibration: 'default' = CLE, range search, AdaRound, "
+                        "bias correction, then --qat-steps of LSQ QAT, each stage kept where it helps on held-out photos")
     add_out_argument(p, "quantized checkpoint (.pt; default CKPT_int8.pt)", type=output_file(".pt", ".pth"), metavar="PATH")
     p.add_argument("--data-root", type=existing_dir, default=None, help="root of the benchmark sets for the PSNR report")
     p.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: embedded photographs)")
@@ -51,9 +55,12 @@ def run(args: argparse.Namespace) -> int:
         args.checkpoint, args.calib, args.observer, args.qat_steps, args.out,
         data_root=args.data_root, sets=args.sets.split(",") if args.sets else None,
         patch=args.patch_size, count=args.patches, seed=args.seed, observer_kw=observer_kw, progress=show_progress(args),
+        recipe=args.recipe,
     )
     print(f"wrote {report['out']} ({report['observer']}, QAT steps {report['qat_steps']}, "
           f"{len(report['activation_ranges'])} activation ranges)")
+    if report.get("recipe"):
+        print(f"recipe {report['recipe']['name']}: kept {', '.join(report['recipe']['techniques'])}")
     for name, s in report["eval"].items():
         print(f"{name}: float {s['float']['psnr_y']:.3f} dB, int8 simulation {s['int8_sim']['psnr_y']:.3f} dB, "
               f"PSNR drop {s['psnr_drop_db']:.3f} dB")
