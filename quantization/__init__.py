@@ -5,6 +5,7 @@ Public API::
     calibrate(deploy_module, patches, observer="minmax", **kw) -> {fx node: (min, max)}
     fake_quant_module(deploy_module, ranges) -> fx.GraphModule (the int8 simulation)
     qat(deploy_module, patches_or_images, steps, ...) -> (module, ranges)
+    quantize_module(deploy_module, calibration, observer, qat_steps, recipe=None) -> QuantizedCheckpoint
     quantize_checkpoint(ckpt_path, calib_dir, observer, qat_steps, out_path, recipe=None) -> report dict
     read_quantized(path) -> QuantizedCheckpoint (module, activation_ranges): what exporters read
 
@@ -27,6 +28,7 @@ from edgesr.quantization.api import (
     is_quantized,
     load_activation_ranges,
     quantize_checkpoint,
+    quantize_module,
     read_quantized,
 )
 from edgesr.quantization.bias_correction import correct_bias
@@ -38,5 +40,5 @@ from edgesr.quantization.range_search import search_ranges
 from edgesr.quantization.recipe import RECIPES, run_recipe
 
 __all__ = ["OBSERVERS", "QuantizedCheckpoint", "RECIPES", "adaround", "calibrate", "correct_bias", "equalize",
-           "fake_quant_module", "is_quantized", "load_activation_ranges", "qat", "quantize_checkpoint", "quantizer_ranges",
+           "fake_quant_module", "is_quantized", "load_activation_ranges", "qat", "quantize_checkpoint", "quantize_module", "quantizer_ranges",
            "read_quantized", "run_recipe", "search_ranges"]

@@ -42,42 +42,33 @@ def default_out_path(ckpt_path: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}_int8{p.suffix or '.pt'}")
 
 
-def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLike | None = None,
-                        observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
-                        data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
-                        count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
-                        progress: bool = False, recipe: str | None = None) -> dict:
-    """Calibrate (and with ``qat_steps > 0`` fine-tune) a checkpoint for int8; save and score it.
+def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minmax", qat_steps: int = 0,
+                    recipe: str | None = None, patch: int = DEFAULT_PATCH, count: int = DEFAULT_COUNT, seed: int = 0,
+                    observer_kw: dict | None = None, progress: bool = False) -> "QuantizedCheckpoint":
+    """Int8-quantize a float deploy module: its activation ranges and (after QAT/AdaRound) weights.
 
     Args:
-        ckpt_path: an edgesr checkpoint (train or deploy form; collapsed here).
-        calib_dir: folder of real photos for calibration/QAT; None: the embedded training
-            photographs (:data:`edgesr.core.data.EMBEDDED_TRAIN`).
+        model: a deploy-form float module (plain convs; :func:`edgesr.core.collapse.collapse_checked`),
+            float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W) in [0, 1].
+        calibration: real photos for calibration, QAT and the recipe: a folder, a list of uint8
+            images (or ``(name, image)`` pairs), or None for the embedded training photographs.
         observer: ``"minmax"``, ``"percentile"`` or ``"mse"`` (``observer_kw`` configure it).
-        qat_steps: QAT steps (0: post-training quantization only).
-        out_path: where to write the quantized checkpoint (default :func:`default_out_path`):
-            deploy form, the (fine-tuned) float weights, plus ``activation_ranges``
-            (``{node: [min, max]}``) and ``quantization`` (settings and scores).
-        data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
-            validation photographs.
-        patch, count, seed: calibration crops (:func:`~edgesr.quantization.calibration.calibration_patches`).
-        recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a recipe name of
-            :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search, AdaRound,
-            bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it raises the
-            int8 PSNR on photos held out of the calibration folder,
-            :func:`~edgesr.quantization.recipe.split_photos`); the stages are recorded
-            under ``"recipe"`` in the result and the checkpoint's ``quantization`` entry.
+        qat_steps: QAT steps (0: post-training quantization only; LSQ QAT inside a recipe).
+        recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a name of
+            :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search,
+            AdaRound, bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it
+            raises the int8 PSNR on photos held out of ``calibration``,
+            :func:`~edgesr.quantization.recipe.split_photos`).
+        patch, count, seed: calibration crops (:func:`edgesr.core.evaluate.calibration_patches`).
+
     Returns:
-        ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
-        "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
-        ``psnr_drop_db`` = float PSNR - int8-simulation PSNR on Y (edgesr.core.evaluate protocol),
-        float = the checkpoint before quantization.
+        a :class:`QuantizedCheckpoint` with ``path=None`` and ``settings`` recording the observer,
+        QAT steps, calibration source and the recipe's stages (technique, kept, validation drop).
 
     Raises:
-        EdgesrError: unreadable checkpoint, calibration folder without images, bad settings.
+        EdgesrError: bad settings (refused before any work), no calibration photo large enough.
     """
     from tqdm.auto import tqdm
-
 
     if qat_steps < 0:
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
@@ -85,9 +76,15 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     make_observer(observer, **observer_kw)  # refuse bad settings before any work
     if recipe is not None and recipe not in RECIPES:
         raise EdgesrError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
-    model, state = load_checkpoint(ckpt_path, deploy=True)
-    images = embedded_images("train") if calib_dir is None else load_folder(calib_dir)
-    eval_sets = resolve_eval_sets(data_root, sets)
+    model = model.eval()
+    source = "embedded:train" if calibration is None else (str(calibration) if isinstance(calibration, (str, os.PathLike))
+                                                          else f"{len(calibration)} images")
+    if calibration is None:
+        images = embedded_images("train")
+    elif isinstance(calibration, (str, os.PathLike)):
+        images = load_folder(calibration)
+    else:
+        images = list(calibration)
     patches = calibration_patches(images, model.contract, patch, count, seed)
     ranges = calibrate(model, patches, observer, **observer_kw)
     quantized, recipe_record = model, None
@@ -105,7 +102,49 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
             quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
                                     count=max(count, 64), seed=seed,
                                     on_step=lambda step, loss: (bar.update(1), bar.set_postfix(l1=f"{loss:.4f}")))
-    sim = fake_quant_module(quantized, ranges).eval()
+    settings = {"observer": observer, "observer_kw": observer_kw, "qat_steps": int(qat_steps), "calib": source,
+                "patch": patch, "count": count, "seed": seed,
+                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged",
+                "recipe": recipe_record}
+    return QuantizedCheckpoint(quantized.eval(), {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}, None, settings)
+
+
+def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLike | None = None,
+                        observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
+                        data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
+                        count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
+                        progress: bool = False, recipe: str | None = None) -> dict:
+    """Quantize a checkpoint (:func:`quantize_module`), score the int8 simulation, save the result.
+
+    Args:
+        ckpt_path: an edgesr checkpoint (train or deploy form; collapsed here).
+        calib_dir: folder of real photos for calibration/QAT; None: the embedded training
+            photographs (:data:`edgesr.core.data.EMBEDDED_TRAIN`).
+        out_path: where to write the quantized checkpoint (default :func:`default_out_path`):
+            deploy form, the (fine-tuned) float weights, plus ``activation_ranges``
+            (``{node: [min, max]}``) and ``quantization`` (settings and scores).
+        data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
+            validation photographs.
+        observer, qat_steps, patch, count, seed, observer_kw, recipe: as :func:`quantize_module`.
+    Returns:
+        ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges", "recipe",
+        "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
+        ``psnr_drop_db`` = float PSNR - int8-simulation PSNR on Y (edgesr.core.evaluate protocol),
+        float = the checkpoint before quantization.
+
+    Raises:
+        EdgesrError: unreadable checkpoint, calibration folder without images, bad settings.
+    """
+    if qat_steps < 0:
+        raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
+    make_observer(observer, **dict(observer_kw or {}))  # refuse bad settings before any work
+    if recipe is not None and recipe not in RECIPES:
+        raise EdgesrError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    model, state = load_checkpoint(ckpt_path, deploy=True)
+    eval_sets = resolve_eval_sets(data_root, sets)
+    q = quantize_module(model, calib_dir, observer=observer, qat_steps=qat_steps, recipe=recipe, patch=patch,
+                        count=count, seed=seed, observer_kw=observer_kw, progress=progress)
+    sim = fake_quant_module(q.module, q.activation_ranges).eval()
     float_scores = evaluate_sets(TorchUpscaler(model), eval_sets, progress)
     sim_scores = evaluate_sets(TorchUpscaler(sim), eval_sets, progress)
     scores = {
@@ -114,16 +153,12 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         for name in eval_sets
     }
     out = Path(out_path) if out_path is not None else default_out_path(ckpt_path)
-    settings = {"observer": observer, "observer_kw": observer_kw, "qat_steps": int(qat_steps),
-                "calib": str(calib_dir) if calib_dir is not None else "embedded:train",
-                "patch": patch, "count": count, "seed": seed,
-                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged",
-                "recipe": recipe_record}
-    save_checkpoint(out, quantized, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
-                    extra={"activation_ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in ranges.items()},
+    settings = {**q.settings, "calib": str(calib_dir) if calib_dir is not None else "embedded:train"}
+    save_checkpoint(out, q.module, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
+                    extra={"activation_ranges": {k: [lo, hi] for k, (lo, hi) in q.activation_ranges.items()},
                            "quantization": {**settings, "eval": scores}})
     return {"checkpoint": str(ckpt_path), "out": str(out), "observer": observer, "qat_steps": int(qat_steps),
-            "activation_ranges": ranges, "eval": scores, "recipe": recipe_record}
+            "activation_ranges": q.activation_ranges, "eval": scores, "recipe": settings["recipe"]}
 
 
 @dataclass(frozen=True)

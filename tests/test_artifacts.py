@@ -238,10 +238,14 @@ def test_open_artifact_on_garbage_is_one_line(arts, tmp_path, capsys):
         with pytest.raises(EdgesrError) as err:
             open_artifact(pkg)(np.zeros((1, 1, 8, 8), np.float32))
         assert str(err.value).startswith(str(pkg)) and "\n" not in str(err.value), str(err.value)
-    with pytest.raises(EdgesrError, match="unknown artifact type"):
-        (tmp_path / "m.pte").write_bytes(b"x")
+    (tmp_path / "m.pte").write_bytes(b"x")  # a garbage ExecuTorch program, with or without the runtime
+    with pytest.raises(EdgesrError) as err:
         open_artifact(tmp_path / "m.pte")
-    assert set(OPENERS) >= {".tflite", ".onnx", ".mlpackage", ".lut"}
+    assert str(err.value).startswith(str(tmp_path / "m.pte")) and "\n" not in str(err.value), str(err.value)
+    with pytest.raises(EdgesrError, match="unknown artifact type"):
+        (tmp_path / "m.xyz").write_bytes(b"x")
+        open_artifact(tmp_path / "m.xyz")
+    assert set(OPENERS) >= {".tflite", ".onnx", ".mlpackage", ".pte", ".lut"}
     (tmp_path / "junk.onnx").write_bytes(junk)
     assert main(["eval", "--artifact", str(tmp_path / "junk.onnx")]) == 2
     _one_line_error(capsys, "junk.onnx")
