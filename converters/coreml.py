@@ -35,13 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from edgesr.quantization.arithmetic import nudged_qparams
+from edgesr.quantization.fake_quant import fake_quant_weight
+from edgesr.quantization.graph import trace
 
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
-from edgesr.quantization.arithmetic import nudged_qparams
-from edgesr.quantization.fake_quant import fake_quant_weight
-from edgesr.quantization.graph import trace
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 PRECISIONS = ("fp16", "fp32", "w8", "w8a8")
 MAX_SIDE = 4096
@@ -57,6 +58,7 @@ def _quiet():
 
 def _ct():
     with _quiet():
+        block_triton_after_tensorflow()
         import coremltools as ct
     return ct
 
@@ -155,6 +157,7 @@ def convert(module, channels: int, precision: str = "fp16",
                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
                             compute_precision=compute)
             if precision in ("w8", "w8a8"):
+                block_triton_after_tensorflow()
                 from coremltools.optimize.coreml import (
                     OpLinearQuantizerConfig,
                     OptimizationConfig,
@@ -178,6 +181,7 @@ def save(ml, path: str | os.PathLike, meta: dict) -> Path:
 
 
 def _dtype_name(tensor_type) -> str:
+    block_triton_after_tensorflow()
     from coremltools.proto import MIL_pb2
 
     return MIL_pb2.DataType.Name(tensor_type.dataType)

@@ -51,6 +51,7 @@ import torch
 from edgesr.core.atomic import write_bytes_atomic
 from edgesr.core.contract import PTE_METADATA_METHOD, _pte_embedded
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 PRECISIONS = ("fp32", "fp16", "int8")
 DELEGATES = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend"}
@@ -120,9 +121,12 @@ def _quantize_pt2e(module, example, calibration: np.ndarray, dynamic):
 
 def _partitioner(delegate: str, precision: str):
     if delegate == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )
 
         return XnnpackPartitioner()
+    block_triton_after_tensorflow()
     import coremltools as ct
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
@@ -263,7 +267,9 @@ class ExecuTorchUpscaler:
         if num_threads is not None:
             if int(num_threads) < 1:
                 raise EdgesrError(f"num_threads must be at least 1, got {num_threads}")
-            from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+            from executorch.extension.pybindings.portable_lib import (
+                _unsafe_reset_threadpool,
+            )
 
             with contextlib.redirect_stdout(io.StringIO()):
                 _unsafe_reset_threadpool(int(num_threads))

@@ -31,13 +31,13 @@ import numpy as np
 from edgesr.converters import coreml, onnx_export, tflite
 from edgesr.converters import executorch as et
 from edgesr.converters.metadata import build_metadata, write_sidecar
+from edgesr.quantization.api import QuantizedCheckpoint, is_quantized, read_quantized
+from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.contract import sidecar_path
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches
-from edgesr.quantization.api import QuantizedCheckpoint, is_quantized, read_quantized
-from edgesr.quantization.calibration import calibrate
 
 FORMATS = ("tflite", "coreml", "onnx", "executorch", "executorch-coreml")
 FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 # Op kinds: how an op treats channel layouts.
 ELEMENTWISE = "elementwise"  # per-channel op: output layout = input layout (any perm)
@@ -37,6 +38,7 @@ class OpSpec:
 
 
 def _keras():
+    block_triton_after_tensorflow()
     import keras
 
     return keras
@@ -50,6 +52,7 @@ def _layers():
     global _LAYERS
     if _LAYERS is not None:
         return _LAYERS
+    block_triton_after_tensorflow()
     import tensorflow as tf
 
     keras = _keras()

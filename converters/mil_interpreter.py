@@ -29,6 +29,7 @@ import numpy as np
 
 from edgesr.core.contract import IOContract, contract_of, parse
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 _DTYPES = {1: np.bool_, 10: np.float16, 11: np.float32, 12: np.float64, 21: np.int8, 22: np.int16, 23: np.int32,
            24: np.int64, 31: np.uint8, 32: np.uint16, 33: np.uint32}
@@ -58,6 +59,7 @@ class Program:
 
 
 def _blob_reader(path: Path):
+    block_triton_after_tensorflow()
     from coremltools.libmilstoragepython import _BlobStorageReader
 
     return _BlobStorageReader(str(path))
@@ -109,6 +111,7 @@ def load_program(path: str | os.PathLike) -> Program:
     if not path.exists():
         raise EdgesrError(f"{path}: no such Core ML package")
     try:
+        block_triton_after_tensorflow()
         import coremltools as ct
 
         spec = ct.models.MLModel(str(path), skip_model_load=True).get_spec()

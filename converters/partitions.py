@@ -23,8 +23,8 @@ Both return the same report: ``{"partitions": int, "delegated_ops": [op names, g
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 from edgesr.core.errors import EdgesrError
 

@@ -36,8 +36,14 @@ from edgesr.quantization.arithmetic import (  # TFLite's QUANTIZE, the one imple
     quantize,
 )
 
-from edgesr.core.contract import IOContract, MissingMetadata, infer_contract, read_contract
+from edgesr.core.contract import (
+    IOContract,
+    MissingMetadata,
+    infer_contract,
+    read_contract,
+)
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 
 class RuntimeUnavailable(EdgesrError):
@@ -199,6 +205,7 @@ class CoreMLUpscaler:
     """A ``.mlpackage`` predicted by Core ML (macOS only), input ``input`` / output ``output`` NCHW."""
 
     def __init__(self, path: str | os.PathLike, contract: IOContract, compute_units: str = "ALL"):
+        block_triton_after_tensorflow()
         import coremltools as ct
 
         self.model = ct.models.MLModel(str(path), compute_units=getattr(ct.ComputeUnit, compute_units))

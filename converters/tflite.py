@@ -46,6 +46,7 @@ from edgesr.quantization.calibration import calibrate
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 PRECISIONS = ("fp32", "fp16", "int8")
 IO_DTYPES = ("int8", "uint8")
@@ -53,6 +54,7 @@ IO_DTYPES = ("int8", "uint8")
 
 def _tf():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    block_triton_after_tensorflow()
     import tensorflow as tf
 
     return tf
@@ -138,6 +140,7 @@ def embed_metadata(data: bytes, meta: dict) -> bytes:
         EdgesrError: ``data`` is not a TFLite flatbuffer.
     """
     _tf()
+    block_triton_after_tensorflow()
     from tensorflow.lite.python import schema_py_generated as schema
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -159,6 +162,7 @@ def embed_metadata(data: bytes, meta: dict) -> bytes:
 
 
 def _aligned_buffer_class():
+    block_triton_after_tensorflow()
     from tensorflow.lite.python import schema_py_generated as schema
 
     class AlignedBufferT(schema.BufferT):

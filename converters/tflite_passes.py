@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgesr.core.thirdparty import block_triton_after_tensorflow
+
 _QMIN, _QMAX = -128, 127
 
 
@@ -74,6 +76,7 @@ def drop_saturating_clamps(data: bytes) -> tuple[bytes, list[str]]:
         ``(new flatbuffer bytes, names of the dropped ops in graph order)``; the input bytes
         unchanged when nothing is dropped.
     """
+    block_triton_after_tensorflow()
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import errno
 import importlib
-import logging
 import os
 import sys
 import traceback
@@ -31,6 +30,7 @@ import warnings
 
 from edgesr.commands._args import check_environment
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import quiet_third_party
 
 #: exit status of an unexpected exception (a bug): sysexits.h EX_SOFTWARE
 EXIT_BUG = 70
@@ -96,14 +96,6 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_third_party() -> None:
-    """Keep the terminal for edgesr's own output: silence the runtimes' start-up chatter."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    for name in ("torchao", "coremltools", "tensorflow", "absl", "torch.onnx", "onnxscript", "torch._export", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", module=r"(coremltools|torchao|onnxscript|tensorflow|keras|torch\.onnx).*")
-
-
 def describe_os_error(exc: OSError) -> str:
     """One line for an expected OS failure, naming the file(s) it concerns."""
     what = EXPECTED_OS_ERRORS.get(exc.errno) or (exc.strerror or str(exc)).lower()
@@ -114,7 +106,7 @@ def describe_os_error(exc: OSError) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edgesr`` script; returns the exit status (see the module docstring)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    _quiet_third_party()
+    quiet_third_party()
     warnings.formatwarning = lambda message, category, *a, **k: f"edgesr: warning: {message}\n"
     command = next((a for a in argv if not a.startswith("-")), None)
     if command is None:

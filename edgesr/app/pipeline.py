@@ -57,7 +57,11 @@ from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import bake_and_finetune
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
-from edgesr.quantization.api import QuantizedCheckpoint, quantize_checkpoint, read_quantized
+from edgesr.quantization.api import (
+    QuantizedCheckpoint,
+    quantize_checkpoint,
+    read_quantized,
+)
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000

@@ -37,6 +37,7 @@ from edgesr.converters.runtime import LiteRTModel
 from edgesr.core.atomic import atomic_path
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 from edgesr.quantization.integer_ref import quantize_input, read_model
 
 SIZES = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
@@ -106,6 +107,7 @@ def peak_graph(kind: str, arithmetic: str, cache: Path | None = None) -> tuple[P
     k, c = PEAK_GRAPHS[kind]
     path = (cache or peak_cache_dir()) / f"{kind}_c{c}_{arithmetic}.tflite"
     if not path.exists():
+        block_triton_after_tensorflow()
         import keras
         import tensorflow as tf
 

@@ -51,7 +51,8 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.app.artifacts import LUT_SUFFIXES, NETWORK_SUFFIXES, open_artifact
-from edgesr.app.tolerances import INT8_MAX_DROP_DB, POLICY, min_psnr_vs_reference_db, tolerance as policy_tolerance
+from edgesr.app.tolerances import INT8_MAX_DROP_DB, POLICY, min_psnr_vs_reference_db
+from edgesr.app.tolerances import tolerance as policy_tolerance
 from edgesr.converters.coreml import check_structure
 from edgesr.converters.mil_interpreter import MILUpscaler
 from edgesr.converters.partitions import xnnpack_partitions

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal
 
 from edgesr.core.errors import EdgesrError
+from edgesr.core.thirdparty import block_triton_after_tensorflow
 
 Color = Literal["y", "luma_full", "rgb"]
 COLORS = ("y", "luma_full", "rgb")
@@ -217,6 +218,7 @@ def _coreml_embedded(path: Path) -> str | None:
     package: ``Manifest.json``'s root item names the spec file under ``Data/``, a
     ``CoreML.Specification.Model`` protobuf. (Opening the package with coremltools rewrites
     its ``Manifest.json``.)"""
+    block_triton_after_tensorflow()
     from coremltools.proto import Model_pb2
 
     manifest = json.loads((path / "Manifest.json").read_text(encoding="utf-8"))
