@@ -21,11 +21,15 @@ interrupted anywhere and started again with the same OUT loses no finished work.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from torch import nn
 
 from edgesr.app.run_lock import out_dir_lock
 from edgesr.app.run_report import write_report
@@ -54,6 +58,7 @@ from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 from edgesr.core.models import create, resolve
+from edgesr.core.registry import ModelEntry
 from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import bake_and_finetune
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
@@ -62,81 +67,145 @@ from edgesr.quantization.api import (
     quantize_checkpoint,
     read_quantized,
 )
+from edgesr.quantization.recipe import RECIPES
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
+DEFAULT_RECIPE = "default"
+"""The int8 recipe ``edgesr run`` applies (:data:`edgesr.quantization.recipe.RECIPES`; None: min/max + QAT)."""
 
 
 def _json_write(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, indent=2, default=float) + "\n")
 
 
-_T0 = [time.perf_counter()]
+@dataclass(frozen=True)
+class RunConfig:
+    """The settings of one ``edgesr run`` (a JSON or YAML block maps 1:1 onto these fields).
+
+    Attributes:
+        model, scale: a registry name (``edgesr list``) and its upscaling factor.
+        data: folder of HR training photos; None: the embedded photographs.
+        data_root, sets: the evaluation sets (``Set5/HR``, ... under ``data_root``; default
+            Set5 and Set14 with a ``data_root``, else the embedded validation photographs).
+        steps, batch, seed, device: training (:class:`edgesr.core.train.TrainConfig`).
+        qat_steps, observer, recipe: int8 quantization (:func:`edgesr.quantization.api.quantize_module`).
+        formats, precisions: the artifacts (:func:`edgesr.converters.export.plan`); formats None:
+            :func:`edgesr.converters.export.default_formats`.
+        lut_finetune_steps: LUT models: LUT-aware fine-tuning steps after baking.
+        out: the run folder (default ``runs/<model>_x<scale>_<time>``); a finished or interrupted
+            run's folder resumes it.
+        progress: progress bars; force: resume although run.json records other settings.
+    """
+
+    model: str = DEFAULT_MODEL
+    scale: int = 2
+    data: str | None = None
+    data_root: str | None = None
+    sets: tuple[str, ...] | None = None
+    steps: int = DEFAULT_STEPS
+    batch: int = 16
+    qat_steps: int = 200
+    observer: str = "minmax"
+    recipe: str | None = DEFAULT_RECIPE
+    formats: tuple[str, ...] | None = None
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    lut_finetune_steps: int = FINETUNE_STEPS
+    out: str | None = None
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = True
+    force: bool = False
 
 
-def _stage(name: str) -> None:
-    now = time.perf_counter()
-    print(f"[edgesr run +{now - _T0[0]:6.1f} s] {name}", flush=True)
+STAGES = ("train", "collapse", "quantize", "export", "validate", "report")
+"""The stages of ``edgesr run`` in order; each logs ``[edgesr run +T s] k/6 name ...``."""
 
 
-def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
-                 sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
-                 observer: str = "minmax", formats=None, precisions=("fp32", "fp16", "int8"),
-                 lut_finetune_steps: int = FINETUNE_STEPS, out: str | None = None, device: str = "auto", seed: int = 0,
-                 progress: bool = True, force: bool = False) -> dict:
+@dataclass
+class Run:
+    """What the stages pass on: the settings, the folder and each stage's typed result."""
+
+    config: RunConfig
+    entry: ModelEntry
+    out_dir: Path
+    eval_sets: dict
+    checkpoint: Path | None = None          # train: OUT/checkpoints/last.pt
+    reference: nn.Module | None = None      # collapse: the float deploy module (None for LUT models)
+    quantized: QuantizedCheckpoint | None = None  # quantize: OUT/checkpoints/int8.pt, read back
+    artifacts: list[dict] = field(default_factory=list)  # export: {format, precision, path, bytes}
+    started: float = field(default_factory=time.perf_counter)
+
+    def stage(self, name: str, detail: str = "") -> None:
+        """Log the start of stage ``name`` (one of :data:`STAGES`)."""
+        k = STAGES.index(name) + 1
+        print(f"[edgesr run +{time.perf_counter() - self.started:6.1f} s] {k}/{len(STAGES)} {name}"
+              f"{': ' + detail if detail else ''}", flush=True)
+
+
+def run_pipeline(config: RunConfig | None = None, **settings) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
+
+    Args:
+        config: the settings; or give :class:`RunConfig`'s fields as keyword arguments.
 
     OUT is locked for the whole run (``OUT/.lock``, :mod:`edgesr.app.run_lock`), and a run
     that resumes in an existing OUT must have the settings its ``run.json`` records
-    (:data:`RESUME_SETTINGS`), unless ``force``. ``formats`` default:
-    :func:`edgesr.converters.export.default_formats` (ExecuTorch included when it is installed).
+    (:data:`RESUME_SETTINGS`), unless ``force``.
 
     Raises:
-        EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
-            OUT that belongs to another model or scale, an OUT in use by another run, or
+        EdgesrError: bad data folders or sets, unknown model, scale or setting, unwritable OUT,
+            an OUT that belongs to another model or scale, an OUT in use by another run, or
             (without ``force``) an OUT whose run.json records other settings.
     """
+    if config is None:
+        known = {f.name for f in dataclasses.fields(RunConfig)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            raise EdgesrError(f"unknown run setting {unknown[0]!r}")
+        config = RunConfig(**settings)
+    entry = resolve(config.model)
+    create(entry.name, scale=config.scale)  # validates the scale before any work
+    if config.recipe is not None and config.recipe not in RECIPES:
+        raise EdgesrError(f"unknown int8 recipe {config.recipe!r}; choose one of {', '.join(RECIPES)}")
+    formats = tuple(default_formats() if config.formats is None else config.formats)
+    config = dataclasses.replace(config, model=entry.name, formats=formats, precisions=tuple(config.precisions),
+                                 sets=None if config.sets is None else tuple(config.sets))
+    plan(config.formats, config.precisions)  # refuse unknown formats and precisions before any work
+    out_dir = Path(config.out or f"runs/{entry.name}_x{config.scale}_{time.strftime('%Y%m%d-%H%M%S')}")
+    settings = {k: getattr(config, k) for k in RESUME_SETTINGS}
+    settings["sets"] = list(config.sets) if config.sets is not None else None
+    with _claim_out_dir(out_dir, settings, config.force):
+        sets = config.sets if config.sets is not None or config.data_root is None else ("Set5", "Set14")
+        eval_sets = resolve_eval_sets(config.data_root, None if sets is None else list(sets))
+        training_images(config.data)  # fail early on a bad --data folder
+        run = Run(config, entry, out_dir, eval_sets)
+        _train(run)
+        if _is_lut(entry, config.scale):
+            _lut_stages(run)
+        else:
+            _collapse(run)
+            _quantize(run)
+            _export(run)
+        return _validate_and_report(run)
 
-    _T0[0] = time.perf_counter()
-    formats = default_formats() if formats is None else formats
-    entry = resolve(model)
-    create(entry.name, scale=scale)  # validates the scale before any work
-    out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
-    settings = {"model": entry.name, "scale": scale, "data": data, "data_root": data_root,
-                "sets": list(sets) if sets is not None else None, "steps": steps, "batch": batch, "seed": seed,
-                "qat_steps": qat_steps, "observer": observer, "lut_finetune_steps": lut_finetune_steps}
-    with _claim_out_dir(out_dir, settings, force):
-        return _run_claimed(entry, out_dir, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
-                            precisions, lut_finetune_steps, device, seed, progress)
+
+def _is_lut(entry: ModelEntry, scale: int) -> bool:
+    return entry.family in ("srlut", "splut", "lut") or hasattr(create(entry.name, scale=scale), "bake")
 
 
-def _run_claimed(entry, out_dir: Path, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
-                 precisions, lut_finetune_steps, device, seed, progress) -> dict:
-    if sets is None and data_root is not None:
-        sets = ["Set5", "Set14"]
-    eval_sets = resolve_eval_sets(data_root, sets)
-    training_images(data)  # fail early on a bad --data folder
-
-    _stage(f"1/6 train {entry.name} x{scale} for {steps} steps -> {out_dir / 'checkpoints/last.pt'}")
-
-    ckpt = train(TrainConfig(model=entry.name, scale=scale, data=data, out=str(out_dir), steps=steps, batch=batch,
-                             seed=seed, device=device, progress=progress, val_every=max(steps // 4, 1)))
-    is_lut = entry.family in ("srlut", "splut", "lut") or hasattr(create(entry.name, scale=scale), "bake")
-    if is_lut:
-        artifacts = _lut_stages(ckpt, out_dir, data, lut_finetune_steps)
-        reference = None
-    else:
-        artifacts, reference = _network_stages(ckpt, out_dir, data, qat_steps, observer, formats, precisions, progress)
-    _stage("5/6 validate every artifact against the float reference (+ emulation matrices on "
-           f"{EMULATION_CROP} px crops)")
-    report = _validate_and_report(ckpt, out_dir, artifacts, reference, eval_sets, progress)
-    return report
+def _train(run: Run) -> None:
+    c = run.config
+    run.stage("train", f"{run.entry.name} x{c.scale} for {c.steps} steps -> {run.out_dir / 'checkpoints/last.pt'}")
+    run.checkpoint = train(TrainConfig(model=run.entry.name, scale=c.scale, data=c.data, out=str(run.out_dir),
+                                       steps=c.steps, batch=c.batch, seed=c.seed, device=c.device, progress=c.progress,
+                                       val_every=max(c.steps // 4, 1)))
 
 
 #: settings recorded in OUT/run.json that a resumed run must repeat (model and scale always;
 #: the others unless ``--force``). Formats and precisions may change: a resumed run may add artifacts.
 RESUME_SETTINGS = ("model", "scale", "data", "data_root", "sets", "steps", "batch", "seed", "qat_steps", "observer",
-                   "lut_finetune_steps")
+                   "recipe", "lut_finetune_steps")
 
 
 @contextmanager
@@ -196,66 +265,76 @@ def _exported(path: Path) -> bool:
     return True
 
 
-def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
-    deploy_path = out_dir / "checkpoints" / "deploy.pt"
-    _stage(f"2/6 collapse -> {deploy_path}")
+def _collapse(run: Run) -> None:
+    deploy_path = run.out_dir / "checkpoints" / "deploy.pt"
+    run.stage("collapse", str(deploy_path))
     if not deploy_path.exists():
-        trained, state = load_checkpoint(ckpt)
+        trained, state = load_checkpoint(run.checkpoint)
         deploy, info = collapse_checked(trained) if hasattr(trained, "collapse") else (trained, {})
         save_checkpoint(deploy_path, deploy, step=state["step"], config=state.get("config", {}), form="deploy",
                         extra={"collapse": info})
-    deploy, _ = load_checkpoint(deploy_path)
+    run.reference, _ = load_checkpoint(deploy_path)
 
-    int8_path = out_dir / "checkpoints" / "int8.pt"
-    pairs = plan(formats, precisions)
-    needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
-    quantized = None  # the int8 checkpoint: weights and activation ranges of every int8 / w8a8 artifact
-    if needs_int8:
-        _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
-        if not int8_path.exists():
-            quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
-        quantized = read_quantized(int8_path)
-    else:
-        _stage("3/6 quantize: no int8 precision requested")
 
-    _stage(f"4/6 export {', '.join(f'{f}/{p}' for f, p in pairs)}")
-    art_dir = out_dir / "artifacts"
+def _quantize(run: Run) -> None:
+    c = run.config
+    int8_path = run.out_dir / "checkpoints" / "int8.pt"
+    if not any(p in ("int8", "w8a8") for _, p in plan(c.formats, c.precisions)):
+        run.stage("quantize", "no int8 precision requested")
+        return
+    how = f"recipe {c.recipe!r}" if c.recipe else f"{c.observer} calibration"
+    run.stage("quantize", f"{how}, {c.qat_steps} QAT steps -> {int8_path}")
+    if not int8_path.exists():
+        quantize_checkpoint(run.out_dir / "checkpoints" / "deploy.pt", c.data, observer=c.observer, qat_steps=c.qat_steps,
+                            out_path=int8_path, progress=c.progress, recipe=c.recipe)
+    run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a8 artifact
+
+
+def _export(run: Run) -> None:
+    c, deploy = run.config, run.reference
+    pairs = plan(c.formats, c.precisions)
+    run.stage("export", ", ".join(f"{f}/{p}" for f, p in pairs))
+    deploy_path, int8_path = run.out_dir / "checkpoints" / "deploy.pt", run.out_dir / "checkpoints" / "int8.pt"
+    art_dir = run.out_dir / "artifacts"
     stem = f"{deploy.registry_name}_x{deploy.scale}"
-    artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
+    run.artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
     from tqdm.auto import tqdm
 
-    for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
+    for fmt, prec in tqdm(pairs, desc="export", disable=not c.progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if _exported(path):
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
-            artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
+            run.artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
         int8 = prec in ("int8", "w8a8")
-        model = quantized if int8 else deploy
+        model = run.quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
-            artifacts.append(export_tflite(model, path, prec, None, "int8", source))
+            run.artifacts.append(export_tflite(model, path, prec, None, "int8", source))
         elif fmt == "onnx":
-            artifacts.append(export_onnx(model, path, source))
+            run.artifacts.append(export_onnx(model, path, source))
         elif fmt.startswith("executorch"):  # PT2E int8 calibrates its own observers (docs/executorch.md)
             module = model.module if isinstance(model, QuantizedCheckpoint) else model
-            patches = calibration_patches(data, deploy.contract) if int8 else None
-            artifacts.append(export_executorch(module, path, prec, patches, source,
-                                               delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
+            patches = calibration_patches(c.data, deploy.contract) if int8 else None
+            run.artifacts.append(export_executorch(module, path, prec, patches, source,
+                                                   delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
-            artifacts.append(export_coreml(model, path, prec, None, source))
-    return artifacts, deploy
+            run.artifacts.append(export_coreml(model, path, prec, None, source))
 
 
-def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
-    _stage("2/6 collapse: LUT models have no training-only form")
-    _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
-    _stage("4/6 export: the .lut bundle is the artifact")
-    return bake_and_finetune(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+def _lut_stages(run: Run) -> None:
+    c = run.config
+    run.stage("collapse", "LUT models have no training-only form")
+    run.stage("quantize", f"bake and fine-tune the lookup tables ({c.lut_finetune_steps} steps) -> {run.out_dir / 'artifacts'}")
+    run.stage("export", "the .lut bundle is the artifact")
+    run.artifacts = bake_and_finetune(run.checkpoint, run.out_dir / "artifacts", training_images(c.data), c.lut_finetune_steps)
 
 
-def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:
-    trained, _ = load_checkpoint(ckpt)
+def _validate_and_report(run: Run) -> dict:
+    run.stage("validate", f"every artifact against the float reference (+ emulation matrices on {EMULATION_CROP} px crops)")
+    out_dir, artifacts, reference, eval_sets = run.out_dir, run.artifacts, run.reference, run.eval_sets
+    progress = run.config.progress
+    trained, _ = load_checkpoint(run.checkpoint)
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
@@ -301,7 +380,9 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
         "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
         "out": str(out_dir), "warnings": warnings,
     }
-    _stage("6/6 report -> report.json, report.md, report.png")
+    if run.quantized is not None:
+        report["int8"] = {k: run.quantized.settings.get(k) for k in ("observer", "qat_steps", "recipe")}
+    run.stage("report", "report.json, report.md, report.png")
 
     write_report(out_dir, report, ref_module, artifacts)
     _json_write(out_dir / "report.json", report)

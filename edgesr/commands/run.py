@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesr.app.pipeline import DEFAULT_MODEL, DEFAULT_STEPS, run_pipeline
+from edgesr.app.pipeline import DEFAULT_MODEL, DEFAULT_RECIPE, DEFAULT_STEPS, RunConfig, run_pipeline
 from edgesr.app.validation import failure_message
 from edgesr.commands._args import (
     add_out_argument,
@@ -24,6 +24,7 @@ from edgesr.commands._args import (
 from edgesr.commands.export import PRECISIONS
 from edgesr.converters.export import FORMATS, default_formats, plan
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
+from edgesr.quantization.recipe import RECIPES
 
 
 def add_arguments(p) -> None:
@@ -35,7 +36,11 @@ def add_arguments(p) -> None:
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
     p.add_argument("--batch", type=positive_int, default=16, help="training patches per step")
     p.add_argument("--qat-steps", type=nonnegative_int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
-    p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"), help="int8 calibration observer")
+    p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"),
+                   help="int8 calibration observer (with --recipe none)")
+    p.add_argument("--recipe", default=DEFAULT_RECIPE or "none", choices=(*RECIPES, "none"),
+                   help=f"int8 recipe (default {DEFAULT_RECIPE or 'none'}; 'none': the observer's ranges, then QAT; "
+                        "docs/quant.md)")
     p.add_argument("--formats", type=csv_choice(FORMATS), default=None,
                    help=f"export formats, comma-separated from {', '.join(FORMATS)} (default: tflite, coreml, onnx, "
                         "and executorch when the edgesr[executorch] extra is installed)")
@@ -55,12 +60,12 @@ def run(args) -> int:
     """CLI entry: run the pipeline; exit 1 when an artifact fails validation."""
     formats = default_formats() if args.formats is None else args.formats
     plan(formats, args.precisions)  # a precision no requested format has: refused before any work
-    report = run_pipeline(
+    report = run_pipeline(RunConfig(
         model=args.model, scale=args.scale, data=args.data, data_root=args.data_root,
-        sets=args.sets.split(",") if args.sets else None, steps=args.steps, batch=args.batch,
-        qat_steps=args.qat_steps, observer=args.observer, formats=formats,
-        precisions=args.precisions, lut_finetune_steps=args.lut_finetune_steps, out=args.out,
-        device=args.device, seed=args.seed, progress=show_progress(args), force=args.force)
+        sets=tuple(args.sets.split(",")) if args.sets else None, steps=args.steps, batch=args.batch,
+        qat_steps=args.qat_steps, observer=args.observer, recipe=None if args.recipe == "none" else args.recipe,
+        formats=tuple(formats), precisions=tuple(args.precisions), lut_finetune_steps=args.lut_finetune_steps,
+        out=args.out, device=args.device, seed=args.seed, progress=show_progress(args), force=args.force))
     failed = [a for a in report["artifacts"] if a["validation"].get("passed") is False]
     out = Path(report["out"])
     print(f"\nreport: {out / 'report.md'}")
