@@ -18,6 +18,7 @@ from edgesr.lut_baking.bundle import LutBundle, save_bundle
 
 from edgesr.core.contract import IOContract
 from edgesr.core.errors import EdgesrError
+from edgesr.core.npyheader import check_npy_header
 
 
 def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
@@ -30,12 +31,16 @@ def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
     path = Path(npy_path)
     if not path.is_file():
         raise EdgesrError(f"{path}: no such file")
+    with open(path, "rb") as fp:  # shape and dtype from the header, before numpy allocates
+        shape, dtype = check_npy_header(fp, path.stat().st_size, str(path))
+    if dtype != np.int8:
+        raise EdgesrError(f"{path}: expected an int8 LUT, got {dtype}")
+    if len(shape) not in (2, 4) or shape[0] > 257**4:
+        raise EdgesrError(f"{path}: expected shape (L**4, 1, r, r) with L <= 257, got {shape}")
     try:
         lut = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise EdgesrError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
-    if lut.dtype != np.int8:
-        raise EdgesrError(f"{path}: expected an int8 LUT, got {lut.dtype}")
     if lut.ndim == 4 and lut.shape[1] == 1:
         rr = lut.shape[2] * lut.shape[3]
     elif lut.ndim == 2:
