@@ -32,7 +32,14 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgesr.core.data import SHARED_DATA, BENCHMARK_SETS, PatchDataset, benchmark_set, eval_pairs, load_folder  # noqa: E402
+from edgesr.core.data import (  # noqa: E402
+    BENCHMARK_SETS,
+    SHARED_DATA,
+    PatchDataset,
+    benchmark_set,
+    eval_pairs,
+    load_folder,
+)
 from edgesr.core.errors import EdgesrError  # noqa: E402
 
 #: Zoo entries: (label, registry name per scale). eSR uses the authors' per-scale ids.
@@ -159,9 +166,10 @@ def qat_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
     calibration, then N QAT steps on T91 patches: the recipe ``edgesr run`` ships)."""
     from edgesr.converters import tflite
     from edgesr.converters.runtime import TFLiteUpscaler
+    from edgesr.quantization.api import quantize_checkpoint
+
     from edgesr.core.checkpoint import load_checkpoint
     from edgesr.core.evaluate import calibration_patches, evaluate
-    from edgesr.quantization.api import quantize_checkpoint
 
     q = quantize_checkpoint(ckpt, args.data_root / "T91" / "HR", "minmax", args.qat_steps, run_dir / "int8_qat.pt",
                             data_root=str(args.data_root), sets=["Set5"])

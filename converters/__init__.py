@@ -3,17 +3,17 @@
 Public API (TensorFlow, coremltools and ONNX load only when a function needs them):
 
 * :func:`edgesr.converters.export.export` ``(model_or_checkpoint, out_dir, formats, precisions,
-  calibration=None, activation_ranges=None, io_dtype="int8") -> [{format, precision, path, bytes}]``
-  and the per-format ``export_tflite`` / ``export_onnx`` / ``export_coreml``;
-* :func:`edgesr.converters.export.calibration_patches` (real image patches for int8);
-* :func:`edgesr.converters.runtime.load_upscaler` ``(path, **options) -> Upscaler``;
+  calibration=None, io_dtype="int8") -> [{format, precision, path, bytes}]`` (a quantized
+  checkpoint brings its activation ranges) and the per-format ``export_tflite`` /
+  ``export_onnx`` / ``export_coreml``;
+* the runtimes' Upscaler classes in :mod:`edgesr.converters.runtime` (open an artifact with
+  :func:`edgesr.app.artifacts.open_artifact`, which reads its embedded contract);
 * :func:`edgesr.converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) and its op table ``OPS``;
 * :func:`edgesr.converters.tflite.graph_report`, :func:`edgesr.converters.coreml.structure` (structure checks).
 """
 
 from edgesr.converters.export import (
     FORMATS,
-    calibration_patches,
     deploy_module,
     export,
     export_coreml,
@@ -21,4 +21,4 @@ from edgesr.converters.export import (
     export_tflite,
 )
 
-__all__ = ["FORMATS", "calibration_patches", "deploy_module", "export", "export_coreml", "export_onnx", "export_tflite"]
+__all__ = ["FORMATS", "deploy_module", "export", "export_coreml", "export_onnx", "export_tflite"]

@@ -6,13 +6,19 @@ float32 (1, C, H, W) NCHW with ``RangeDim`` H and W (2..4096), output ``output``
 
 * ``fp16`` (default): float16 weights and compute;
 * ``fp32``: float32 weights and compute;
-* ``w8``: int8 weights, per-channel symmetric (``linear_quantize_weights``,
-  ``weight_threshold=0`` so the small convs are quantized too), float16 compute;
-* ``w8a8``: int8 weights and activations: ``coremltools.optimize.torch``'s
-  ``LinearQuantizer`` (symmetric, min/max observers) observes the caller's calibration
-  patches on CPU before tracing, so the program holds quantize/dequantize pairs with those
-  activation scales in front of every conv; the elementwise adds (the global residual) and
-  the output stay float16 (see :func:`_w8a8`).
+* ``w8``: int8 weights, per-channel symmetric as TFLite stores them (``linear_quantize_weights``
+  ``linear_symmetric``: q in [-127, 127], zero point 0, ``scale[c] = max|w[c]| / 127``, one
+  INT8 ``constexpr_affine_dequantize`` per conv; ``weight_threshold=0`` so the small convs are
+  quantized too), float16 compute. The int8 values are TFLite's (:func:`with_int8_weights`);
+  the per-channel scales are stored in float16 (the program's type);
+* ``w8a8``: the same int8 weights, and int8 activations at edgesr's ranges, the int8 TFLite
+  model's (:func:`with_activation_qdq`: a ``quantize`` -> ``dequantize`` pair after every
+  tensor that is int8 in TFLite, at TFLite's nudged scale and zero point). coremltools keeps the
+  pairs; its ``distributive_quantized_binary_op_scale_normalization`` pass rewrites the scale
+  of a quantize after an ``add`` relative to the add's first operand (same values), and it stores a
+  zero point of -128 as ``uint8`` with zero point 0 (same values). Before, coremltools'
+  ``LinearQuantizer`` picked its own symmetric ranges: on PKN that stored conv weights as both
+  INT8 and UINT8 and cost 0.72 dB where TFLite int8 lost 0.25.
 
 Core ML predicts only on macOS; :func:`structure` reads what Linux can check from the
 package's protobuf (MIL op types, I/O names and shape ranges, weight dtypes).
@@ -23,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import json
 import os
 import warnings
 from pathlib import Path
@@ -32,8 +37,11 @@ import numpy as np
 import torch
 
 from edgesr.core.atomic import atomic_path
-from edgesr.core.contract import KEY
+from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
+from edgesr.quantization.arithmetic import nudged_qparams
+from edgesr.quantization.fake_quant import fake_quant_weight
+from edgesr.quantization.graph import trace
 
 PRECISIONS = ("fp16", "fp32", "w8", "w8a8")
 MAX_SIDE = 4096
@@ -53,77 +61,88 @@ def _ct():
     return ct
 
 
-def _w8a8(module, channels: int, calibration: np.ndarray, input_range: tuple[float, float] = (0.0, 1.0)):
-    """Int8 weights and activations: coremltools' ``LinearQuantizer`` calibrated on ``calibration``.
+def _qdq(x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+    """int8 quantize -> dequantize at one tensor's (scale, zero point): ``real = scale * (q - zp)``;
+    traced as ``aten::quantize_per_tensor`` + ``aten::dequantize``, which coremltools turns into
+    MIL ``quantize`` (int8 output) + ``dequantize``."""
+    return torch.quantize_per_tensor(x, scale, zero_point, torch.qint8).dequantize()
 
-    Returns the finalized (fake-quantized) module that :func:`convert` traces. Configuration
-    (each choice measured on a trained SESR-M5 ReLU x2, Set5: float 35.96 dB):
 
-    * ``activation_observer="min_max"``: the range of everything the calibration patches
-      produce. The default moving-average observer moves 1 % per batch from the *first*
-      batch's range, so a few dozen calibration patches left every range near the first
-      patch's (input range +-0.60 where the patches reach 0.92): clipped activations,
-      23.3 dB (23.7 dB as converted); with min/max observers 35.87 dB as converted (MIL
-      interpreter, fp16), 0.09 dB below float;
-    * ``quantization_scheme="symmetric"`` (coremltools' default, int8 weights per channel
-      without zero points; ReLU outputs get the unsigned range);
-    * the elementwise adds are not quantized (``operator.add`` / ``torch.add`` configs
-      ``None``): every conv still reads int8 activations (x0 + h is quantized as the last
-      conv's input), but the global residual ``last(...) + x`` and the model output stay in
-      float. Quantizing them costs about 0.25 dB: symmetric steps over [-1, 1] are twice the
-      8-bit output step, and the input fed to the residual would carry its quantization
-      error straight to the output (35.63 dB with them, 35.88 dB without);
-    * the input observer also sees ``input_range`` (the contract's ``value_range``, [0, 1]),
-      so inputs beyond the calibration patches' range (grayscale photos, whose Y reaches 0
-      and 1; the patches' BT.601 Y stays within 16..235) are not clipped;
-    * milestones ``[0, 10**9, 10**9, 0]``: observers on from step 0 and fake quantization
-      never enabled while calibrating (post-training: ranges of float activations).
+def with_int8_weights(module):
+    """A copy of ``module`` whose conv weights are TFLite's int8 values, dequantized
+    (:func:`edgesr.quantization.fake_quant.fake_quant_weight`: per output channel, symmetric,
+    q in [-127, 127], ``scale[c] = max|w[c]| / 127``).
+
+    ``linear_quantize_weights`` then finds exactly these int8 values (each weight is q * scale,
+    and float16 rounding moves it far less than half a step), where quantizing the float16-rounded
+    float weights put 1.8 % of a 5x5 conv's weights one step from TFLite's.
     """
-    import operator
-
-    from coremltools.optimize.torch.quantization import (
-        LinearQuantizer,
-        LinearQuantizerConfig,
-        ModuleLinearQuantizerConfig,
-    )
-
-    cfg = LinearQuantizerConfig(
-        global_config=ModuleLinearQuantizerConfig(quantization_scheme="symmetric", activation_observer="min_max",
-                                                  weight_observer="min_max", milestones=[0, 10**9, 10**9, 0]),
-        module_type_configs={operator.add: None, torch.add: None})
-    quantizer = LinearQuantizer(copy.deepcopy(module).eval(), cfg)
-    example = torch.from_numpy(np.ascontiguousarray(calibration[:1]))
-    prepared = quantizer.prepare(example_inputs=(example,), inplace=False)
-    quantizer.step()  # step 1 >= milestone 0: observers on
+    module = copy.deepcopy(module).eval()
     with torch.no_grad():
-        for patch in calibration:
-            prepared(torch.from_numpy(np.ascontiguousarray(patch[None])))
-        for node in prepared.graph.nodes:  # the input's quantizer also covers the contract range
-            if node.op != "placeholder":
-                continue
-            for user in node.users:
-                fq = prepared.get_submodule(user.target) if user.op == "call_module" else None
-                if fq is not None and hasattr(fq, "activation_post_process"):
-                    fq.activation_post_process(torch.tensor([float(input_range[0]), float(input_range[1])]))
-    return quantizer.finalize(inplace=False).eval()
+        for conv in module.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.copy_(fake_quant_weight(conv.weight))
+    return module
 
 
-def convert(module, channels: int, precision: str = "fp16", calibration: np.ndarray | None = None):
-    """Convert a deploy module to an in-memory ``coremltools.models.MLModel``.
+def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]]) -> torch.fx.GraphModule:
+    """A traced copy of ``module`` with int8 quantize/dequantize after every node of ``activation_ranges``.
+
+    ``activation_ranges`` are edgesr's (``{fx node name: (min, max)}``, the keys of
+    :func:`edgesr.quantization.graph.tensor_nodes`: the tensors that are int8 in the TFLite model,
+    the input included); each becomes TFLite's nudged per-tensor int8 parameters
+    (:func:`edgesr.quantization.arithmetic.nudged_qparams`), so the Core ML program quantizes the
+    same tensors at the same scales and zero points as the int8 TFLite model. Float32 NCHW in
+    and out, like ``module``.
 
     Raises:
-        EdgesrError: unknown precision, w8a8 without calibration patches, a conversion failure.
+        EdgesrError: a range names no node of the traced graph, or is not min <= 0 <= max.
+    """
+    gm = trace(copy.deepcopy(module).eval())
+    names = {n.name for n in gm.graph.nodes}
+    unknown = sorted(set(activation_ranges) - names)
+    if unknown:
+        raise EdgesrError(f"activation_ranges name nodes not in the traced graph: {', '.join(unknown[:5])}")
+    for node in list(gm.graph.nodes):
+        if node.name not in activation_ranges:
+            continue
+        try:
+            qp = nudged_qparams(*activation_ranges[node.name])
+        except ValueError as exc:
+            raise EdgesrError(f"activation range of {node.name!r}: {exc}") from None
+        with gm.graph.inserting_after(node):
+            q = gm.graph.call_function(_qdq, (node, qp.scale, qp.zero_point))
+        node.replace_all_uses_with(q, delete_user_cb=lambda user, q=q: user is not q)
+    gm.graph.lint()
+    gm.recompile()
+    return gm.eval()
+
+
+def convert(module, channels: int, precision: str = "fp16",
+            activation_ranges: dict[str, tuple[float, float]] | None = None):
+    """Convert a deploy module to an in-memory ``coremltools.models.MLModel``.
+
+    Args:
+        module: deploy ``nn.Module``, float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W).
+        channels: C of the input.
+        precision: ``"fp16"``, ``"fp32"``, ``"w8"`` or ``"w8a8"`` (module doc).
+        activation_ranges: for w8a8: edgesr's ``{fx node name: (min, max)}``, the int8 TFLite
+            model's ranges (a quantized checkpoint's, or calibrated by
+            :func:`edgesr.converters.export.int8_ranges`).
+
+    Raises:
+        EdgesrError: unknown precision, w8a8 without activation ranges, a conversion failure.
     """
     if precision not in PRECISIONS:
         raise EdgesrError(f"unknown Core ML precision {precision!r} (expected {', '.join(PRECISIONS)})")
     ct = _ct()
     module = module.eval()
+    if precision in ("w8", "w8a8"):
+        module = with_int8_weights(module)
     if precision == "w8a8":
-        if calibration is None or len(calibration) == 0:
-            raise EdgesrError("Core ML w8a8 needs calibration patches (real images; e.g. --calib DIR)")
-        with _quiet():
-            lo, hi = getattr(getattr(module, "contract", None), "value_range", (0.0, 1.0))
-            module = _w8a8(module, channels, np.asarray(calibration, dtype=np.float32), (lo, hi))
+        if not activation_ranges:
+            raise EdgesrError("Core ML w8a8 needs activation ranges (a quantized checkpoint, or calibration patches)")
+        module = with_activation_qdq(module, activation_ranges)
     example = torch.rand(1, channels, 24, 28, generator=torch.Generator().manual_seed(0))
     dims = [ct.RangeDim(lower_bound=2, upper_bound=MAX_SIDE, default=d) for d in (24, 28)]
     shape = ct.Shape(shape=(1, channels, *dims))
@@ -135,7 +154,7 @@ def convert(module, channels: int, precision: str = "fp16", calibration: np.ndar
                             outputs=[ct.TensorType(name="output", dtype=np.float32)],
                             convert_to="mlprogram", minimum_deployment_target=ct.target.iOS17,
                             compute_precision=compute)
-            if precision == "w8":
+            if precision in ("w8", "w8a8"):
                 from coremltools.optimize.coreml import (
                     OpLinearQuantizerConfig,
                     OptimizationConfig,
@@ -152,7 +171,7 @@ def convert(module, channels: int, precision: str = "fp16", calibration: np.ndar
 
 def save(ml, path: str | os.PathLike, meta: dict) -> Path:
     """Write the ``.mlpackage`` folder atomically with ``meta`` in ``user_defined_metadata``."""
-    ml.user_defined_metadata[KEY] = json.dumps(meta, sort_keys=True)
+    ml.user_defined_metadata[KEY] = metadata_text(meta)
     with atomic_path(path) as tmp, _quiet():
         ml.save(str(tmp))
     return Path(path)

@@ -1,13 +1,25 @@
-"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX artifacts with metadata.
+"""The export library: a model or checkpoint -> TFLite / Core ML / ONNX / ExecuTorch artifacts with metadata.
 
-Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`)
-write one artifact and its sidecar ``PATH.json``; :func:`export` runs the requested
+Per-format functions (:func:`export_tflite`, :func:`export_onnx`, :func:`export_coreml`,
+:func:`export_executorch`)
+write one artifact with its metadata (contract + provenance) embedded in the file
+(:mod:`edgesr.converters.metadata`), and on request (``sidecar=True``) the same JSON in a
+sidecar ``PATH.json``; :func:`export` runs the requested
 formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``.
 
 Precisions per format (a requested precision a format does not have is skipped for that format):
 ``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
 w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
-w8 and w8a8.
+w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorch]`` extra):
+fp32, fp16, int8 (PT2E); ``executorch-coreml`` (``.coreml.pte``, ExecuTorch's Core ML delegate for
+iOS: compiled here, runnable only on Apple devices, so never a default format): fp32, fp16.
+
+Activation ranges (TFLite int8 and Core ML W8A8 use the same ones): a quantized checkpoint
+(``edgesr quantize`` output, :class:`edgesr.quantization.api.QuantizedCheckpoint`) brings its
+own and nothing is recalibrated; any other model is calibrated once per :func:`export` call
+(min/max on the calibration patches, :func:`int8_ranges`). Each int8/w8a8 artifact's metadata
+records them under ``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or
+``"export calibration"``.
 """
 
 from __future__ import annotations
@@ -17,21 +29,34 @@ from pathlib import Path
 
 import numpy as np
 from edgesr.converters import coreml, onnx_export, tflite
+from edgesr.converters import executorch as et
 from edgesr.converters.metadata import build_metadata, write_sidecar
 
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.contract import sidecar_path
-from edgesr.core.data import embedded_images, load_folder
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import calibration_patches as patches
+from edgesr.core.evaluate import calibration_patches
+from edgesr.quantization.api import QuantizedCheckpoint, is_quantized, read_quantized
+from edgesr.quantization.calibration import calibrate
 
-FORMATS = ("tflite", "coreml", "onnx")
-FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8")}
-SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage"}
+FORMATS = ("tflite", "coreml", "onnx", "executorch", "executorch-coreml")
+FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
+                     "executorch": et.DELEGATE_PRECISIONS["xnnpack"],
+                     "executorch-coreml": et.DELEGATE_PRECISIONS["coreml"]}
+SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte",
+          "executorch-coreml": ".coreml.pte"}
+
+
+def default_formats() -> tuple[str, ...]:
+    """The formats exported when none are named: tflite, coreml, onnx, and ``executorch`` when
+    the optional ExecuTorch package is installed (``executorch-coreml`` only on request: it
+    cannot be validated off Apple devices)."""
+    return tuple(f for f in FORMATS if f != "executorch-coreml" and (f != "executorch" or et.unavailable_reason() is None))
 
 
 def deploy_module(model_or_checkpoint):
-    """A deploy-form module from an ``nn.Module`` (collapsed if it has ``collapse``) or a checkpoint path.
+    """A deploy-form module from an ``nn.Module`` (collapsed if it has ``collapse``), a
+    :class:`QuantizedCheckpoint` (its module) or a checkpoint path.
 
     Raises:
         EdgesrError: unreadable checkpoint (see :func:`edgesr.core.checkpoint.load_checkpoint`).
@@ -39,25 +64,46 @@ def deploy_module(model_or_checkpoint):
     if isinstance(model_or_checkpoint, (str, os.PathLike)):
         model, _ = load_checkpoint(model_or_checkpoint, deploy=True)
         return model
+    if isinstance(model_or_checkpoint, QuantizedCheckpoint):
+        return model_or_checkpoint.module
     model = model_or_checkpoint
     return (model.collapse() if hasattr(model, "collapse") else model).eval()
 
 
-def calibration_patches(contract, folder: str | os.PathLike | None = None, patch: int = 48, count: int = 32,
-                        seed: int = 0) -> np.ndarray:
-    """Real image patches in the model's input space for int8 calibration (TFLite's
-    representative dataset, Core ML W8A8): :func:`edgesr.core.evaluate.calibration_patches` on the
-    photos of ``folder`` (default: the embedded training photographs).
-
-    Returns:
-        float32 (count, C, patch, patch) NCHW in [0, 1].
+def load_model(model_or_checkpoint):
+    """What :func:`export` exports: a :class:`QuantizedCheckpoint` for a quantized checkpoint
+    path (or one given as such), else the deploy module (:func:`deploy_module`).
 
     Raises:
-        EdgesrError: the folder is missing, has no image, or no image is ``patch`` pixels wide.
+        EdgesrError: unreadable checkpoint, or a quantized one whose ranges do not fit its graph.
     """
+    if isinstance(model_or_checkpoint, (str, os.PathLike)) and is_quantized(model_or_checkpoint):
+        return read_quantized(model_or_checkpoint)
+    if isinstance(model_or_checkpoint, QuantizedCheckpoint):
+        return model_or_checkpoint
+    return deploy_module(model_or_checkpoint)
 
-    images = embedded_images("train") if folder is None else load_folder(folder)
-    return patches(images, contract, patch=patch, count=count, seed=seed)
+
+def int8_ranges(model, calibration=None) -> QuantizedCheckpoint:
+    """The activation ranges of the int8 artifacts of ``model``.
+
+    Args:
+        model: a :class:`QuantizedCheckpoint` (returned as is: its ranges are the ones QAT or
+            calibration produced) or a deploy ``nn.Module``.
+        calibration: for a module: float32 (N, C, h, w) NCHW real patches in the model's input
+            space (:func:`edgesr.core.evaluate.calibration_patches`); min/max ranges are
+            calibrated on them (:func:`edgesr.quantization.calibration.calibrate`).
+
+    Raises:
+        EdgesrError: a module without calibration patches.
+    """
+    if isinstance(model, QuantizedCheckpoint):
+        return model
+    if calibration is None or len(calibration) == 0:
+        raise EdgesrError("int8 export of a float model needs calibration patches (real images; e.g. --calib DIR), "
+                          "or a quantized checkpoint ('edgesr quantize')")
+    ranges = calibrate(model, np.asarray(calibration, dtype=np.float32), "minmax")
+    return QuantizedCheckpoint(model, ranges, None, {"observer": "minmax", "calib": f"{len(calibration)} patches"})
 
 
 def writable_dir(out_dir: str | os.PathLike) -> Path:
@@ -78,11 +124,16 @@ def writable_dir(out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
-def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
-    """Write the artifact (``write(path)``, atomic), then its sidecar; remove both on failure."""
+def _finish(path: Path, meta: dict, fmt: str, precision: str, write, sidecar: bool = False) -> dict:
+    """Write the artifact (``write(path)``, atomic; it embeds ``meta``), then the optional
+    sidecar; remove both on failure. Without ``sidecar``, a stale ``PATH.json`` from an earlier
+    export is removed (it would describe another file)."""
     write(path)
     try:
-        write_sidecar(path, meta)
+        if sidecar:
+            write_sidecar(path, meta)
+        else:
+            sidecar_path(path).unlink(missing_ok=True)
     except BaseException:
         import shutil
 
@@ -92,31 +143,59 @@ def _finish(path: Path, meta: dict, fmt: str, precision: str, write) -> dict:
     return {"format": fmt, "precision": precision, "path": str(path), "bytes": int(size)}
 
 
-def export_tflite(module, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
-                  activation_ranges=None, source=None) -> dict:
-    """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`); returns ``{format, precision, path, bytes}``."""
+def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
+                  source=None, sidecar: bool = False) -> dict:
+    """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`) with its metadata embedded;
+    returns ``{format, precision, path, bytes}``.
 
-    c = module.contract
-    data = tflite.convert(module, c.channels, precision, calibration, io_dtype, activation_ranges)
+    ``model``: a deploy ``nn.Module`` or a :class:`QuantizedCheckpoint` (its module; for int8
+    its ranges, else ranges calibrated on ``calibration``, see :func:`int8_ranges`).
+    """
+    module, extra, ranges = deploy_module(model), {}, None
+    if precision == "int8":
+        q = int8_ranges(model, calibration)
+        ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
+    data = tflite.convert(module, module.contract.channels, precision, calibration, io_dtype, ranges)
     meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
-                          source=source, tools=("tensorflow", "ai-edge-litert"),
-                          extra={"activation_ranges": bool(activation_ranges)})
-    return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p))
+                          source=source, tools=("tensorflow", "ai-edge-litert"), extra=extra)
+    data = tflite.embed_metadata(data, meta)
+    return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p), sidecar)
 
 
-def export_onnx(module, path, source=None) -> dict:
+def export_onnx(module, path, source=None, sidecar: bool = False) -> dict:
     """Write an fp32 ``.onnx`` (see :mod:`edgesr.converters.onnx_export`); returns the artifact dict."""
 
     meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"))
-    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta))
+    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta), sidecar)
 
 
-def export_coreml(module, path, precision: str = "fp16", calibration=None, source=None) -> dict:
-    """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`); returns the artifact dict."""
+def export_coreml(model, path, precision: str = "fp16", calibration=None, source=None, sidecar: bool = False) -> dict:
+    """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`); returns the artifact dict.
 
-    ml = coreml.convert(module, module.contract.channels, precision, calibration)
-    meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",))
-    return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta))
+    ``model``: a deploy ``nn.Module`` or a :class:`QuantizedCheckpoint`; w8a8 takes the same
+    activation ranges as the int8 TFLite model (:func:`int8_ranges`).
+    """
+    module, extra, ranges = deploy_module(model), {}, None
+    if precision == "w8a8":
+        q = int8_ranges(model, calibration)
+        ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
+    ml = coreml.convert(module, module.contract.channels, precision, ranges)
+    meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",), extra=extra)
+    return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta), sidecar)
+
+
+def export_executorch(module, path, precision: str = "fp32", calibration=None, source=None, sidecar: bool = False,
+                      delegate: str = "xnnpack") -> dict:
+    """Write a ``.pte`` lowered to ``delegate`` (``"xnnpack"`` or ``"coreml"``, see
+    :mod:`edgesr.converters.executorch`), the metadata embedded as a constant method (and in the
+    optional sidecar); returns the artifact dict (format ``executorch`` or ``executorch-coreml``)."""
+
+    tools = ("executorch", "torchao") + (("coremltools",) if delegate == "coreml" else ())
+    meta = build_metadata(module, "executorch", precision, source=source, tools=tools,
+                          extra={"delegate": delegate, "max_side": et.MAX_SIDE})
+    data = et.convert(module, module.contract.channels, precision, calibration, meta, delegate=delegate)
+    fmt = "executorch" if delegate == "xnnpack" else f"executorch-{delegate}"
+    return _finish(Path(path), meta, fmt, precision, lambda p: et.save(data, p), sidecar)
 
 
 def plan(formats, precisions) -> list[tuple[str, str]]:
@@ -139,22 +218,24 @@ def plan(formats, precisions) -> list[tuple[str, str]]:
     return pairs
 
 
-def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "fp16", "int8"), calibration=None,
-           activation_ranges=None, io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
-           progress: bool = False) -> list[dict]:
+def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16", "int8"), calibration=None,
+           io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
+           progress: bool = False, sidecar: bool = False) -> list[dict]:
     """Export every (format, precision) of :func:`plan`.
 
     Args:
         model_or_checkpoint: an ``nn.Module`` built by the registry (collapsed here if it has
-            ``collapse``) or a checkpoint path.
+            ``collapse``), a checkpoint path, or a :class:`QuantizedCheckpoint`. A quantized
+            checkpoint (path or object) brings its activation ranges: no calibration.
         out_dir: folder for the artifacts (created).
-        calibration: float32 (N, C, h, w) real patches in model-input space for int8 /
-            w8a8 (:func:`calibration_patches`); computed from the embedded training
-            photographs when None and needed.
-        activation_ranges: ``{torch.fx node name: (min, max)}`` for the int8 TFLite model.
+        formats: names from :data:`FORMATS`; default :func:`default_formats`.
+        calibration: float32 (N, C, h, w) real patches in model-input space, calibrated once
+            for int8 / w8a8 of a float model (:func:`calibration_patches`); computed from the
+            embedded training photographs when None and needed.
         io_dtype: ``"int8"`` or ``"uint8"`` input/output of the int8 TFLite model.
         stem: file name stem (default ``{model}_x{scale}``).
         source: provenance note (default: the checkpoint path when one is given).
+        sidecar: also write each artifact's metadata to ``PATH.json`` (it is always embedded).
 
     Returns:
         ``[{"format", "precision", "path", "bytes"}]`` in :func:`plan` order.
@@ -162,27 +243,37 @@ def export(model_or_checkpoint, out_dir, formats=FORMATS, precisions=("fp32", "f
     Raises:
         EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision.
     """
+    formats = default_formats() if formats is None else formats
     pairs = plan(formats, precisions)
     if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
         source = str(model_or_checkpoint)
-    module = deploy_module(model_or_checkpoint)
+    model = load_model(model_or_checkpoint)
+    module = deploy_module(model)
     out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
-    if calibration is None and any(p in ("int8", "w8a8") for _, p in pairs):
-        calibration = calibration_patches(module.contract)
+    needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
+    if needs_int8 and calibration is None and (not isinstance(model, QuantizedCheckpoint)
+                                               or any(f.startswith("executorch") for f, _ in pairs)):
+        calibration = calibration_patches(None, module.contract)  # also PT2E's, for ExecuTorch int8
+    if needs_int8 and not isinstance(model, QuantizedCheckpoint):
+        model = int8_ranges(module, calibration)
     from tqdm.auto import tqdm
 
     results = []
     for fmt, prec in tqdm(pairs, disable=not progress, desc="export", leave=False):
         path = out_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if fmt == "tflite":
-            results.append(export_tflite(module, path, prec, calibration, io_dtype, activation_ranges, source))
+            results.append(export_tflite(model, path, prec, calibration, io_dtype, source, sidecar))
         elif fmt == "onnx":
-            results.append(export_onnx(module, path, source))
+            results.append(export_onnx(module, path, source, sidecar))
+        elif fmt.startswith("executorch"):
+            results.append(export_executorch(module, path, prec, calibration, source, sidecar,
+                                             delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
-            results.append(export_coreml(module, path, prec, calibration, source))
+            results.append(export_coreml(model, path, prec, calibration, source, sidecar))
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "calibration_patches", "deploy_module", "export", "export_coreml",
-           "export_onnx", "export_tflite", "plan", "sidecar_path", "writable_dir"]
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "default_formats", "deploy_module", "export", "export_coreml",
+           "export_executorch", "export_onnx", "export_tflite", "int8_ranges", "load_model", "plan", "sidecar_path",
+           "writable_dir"]

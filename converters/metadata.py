@@ -1,19 +1,23 @@
-"""The contract and provenance every artifact carries.
+"""The contract and provenance every artifact carries, embedded in the artifact itself.
 
-Each artifact ``PATH`` gets a sidecar ``PATH.json`` (written atomically after the artifact)::
+The metadata JSON::
 
     {"format": "edgesr-artifact", "version": 1,
-     "contract": IOContract.to_dict(),
+     "contract": IOContract.to_dict(),   # layout: the artifact's own tensor layout (NHWC for TFLite)
      "provenance": {"model", "scale", "kwargs", "artifact_format", "precision",
                     "io_dtype", "source", "created_utc", "tools": {package: version}}}
 
-ONNX models also hold it in ``metadata_props["edgesr"]`` and Core ML packages in
-``user_defined_metadata["edgesr"]`` (JSON text), so a copied file is still self-describing;
-:func:`edgesr.core.contract.read_metadata` prefers the embedded copy and falls back to the sidecar.
+is written into the file by each exporter (TFLite: a ``Metadata`` entry named ``"edgesr"``,
+:func:`edgesr.converters.tflite.embed_metadata`; ONNX: ``metadata_props["edgesr"]``; Core ML:
+``user_defined_metadata["edgesr"]``), so a model file copied alone is still self-describing;
+:func:`edgesr.core.contract.read_artifact_metadata` reads it back. The sidecar ``PATH.json``
+(:func:`write_sidecar`) is optional output (``edgesr export --sidecar``) for tools that want
+the JSON beside the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -21,6 +25,9 @@ from pathlib import Path
 
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.contract import FORMAT, sidecar_path
+
+LAYOUT = {"tflite": "NHWC", "onnx": "NCHW", "coreml": "NCHW"}
+"""The tensor layout of each artifact format's input and output (what its contract states)."""
 
 
 def _versions(packages) -> dict[str, str]:
@@ -37,7 +44,11 @@ def _versions(packages) -> dict[str, str]:
 
 def build_metadata(module, artifact_format: str, precision: str, *, io_dtype: str = "float32",
                    source: str | None = None, tools=("torch",), extra: dict | None = None) -> dict:
-    """The metadata dict of an artifact exported from ``module`` (a registry-built deploy module)."""
+    """The metadata dict of an artifact exported from ``module`` (a registry-built deploy module).
+
+    The contract is ``module.contract`` with ``layout`` set to the artifact's own tensor layout
+    (:data:`LAYOUT`: NHWC for TFLite, NCHW for ONNX and Core ML).
+    """
     provenance = {
         "model": getattr(module, "registry_name", None) or type(module).__name__,
         "scale": int(module.contract.scale),
@@ -51,9 +62,10 @@ def build_metadata(module, artifact_format: str, precision: str, *, io_dtype: st
     }
     if extra:
         provenance.update(extra)
-    return {"format": FORMAT, "version": 1, "contract": module.contract.to_dict(), "provenance": provenance}
+    contract = dataclasses.replace(module.contract, layout=LAYOUT.get(artifact_format, module.contract.layout))
+    return {"format": FORMAT, "version": 1, "contract": contract.to_dict(), "provenance": provenance}
 
 
 def write_sidecar(path: str | os.PathLike, meta: dict) -> Path:
-    """Write ``PATH.json`` atomically; returns its path."""
+    """Write the optional sidecar ``PATH.json`` (the embedded metadata, pretty-printed) atomically; returns its path."""
     return write_text_atomic(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True) + "\n")

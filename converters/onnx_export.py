@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import tempfile
 import warnings
@@ -18,7 +17,7 @@ from pathlib import Path
 import torch
 
 from edgesr.core.atomic import atomic_path
-from edgesr.core.contract import KEY
+from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
 
 OPSET = 18
@@ -50,7 +49,7 @@ def export(module, channels: int, path: str | os.PathLike, meta: dict) -> Path:
     simplified, ok = onnxsim.simplify(model)
     if not ok:
         raise EdgesrError("onnxsim could not verify the simplified ONNX model")
-    onnx.helper.set_model_props(simplified, {KEY: json.dumps(meta, sort_keys=True)})
+    onnx.helper.set_model_props(simplified, {KEY: metadata_text(meta)})
     onnx.checker.check_model(simplified)
     with atomic_path(path) as tmp:
         onnx.save(simplified, str(tmp))
@@ -63,11 +62,3 @@ def _dynamic_shapes(module, dims):
 
     first = next(iter(inspect.signature(module.forward).parameters))
     return {first: dims["x"]}
-
-
-def embedded_metadata(path: str | os.PathLike) -> str | None:
-    """The ``metadata_props["edgesr"]`` JSON text of an ONNX file, or None."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    return next((p.value for p in model.metadata_props if p.key == KEY), None)

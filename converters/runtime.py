@@ -2,7 +2,9 @@
 
 Every Upscaler takes float32 (N, C, h, w) NCHW in [0, 1] (the contract's input space) and
 returns float32 (N, C, s*h, s*w); the artifacts hold batch 1, so the batch is run image by
-image. The contract comes from the artifact (:mod:`edgesr.converters.metadata`), never guessed.
+image. Each is built from the artifact's path and its contract, which
+:func:`edgesr.app.artifacts.open_artifact` reads from the file
+(:func:`edgesr.core.contract.read_contract`); open artifacts through it.
 
 * ``.tflite``: LiteRT ``ai_edge_litert.interpreter.Interpreter`` (NHWC inside; int8/uint8
   I/O quantized here as TFLite's QUANTIZE does, :func:`edgesr.quantization.arithmetic.quantize`:
@@ -16,6 +18,9 @@ image. The contract comes from the artifact (:mod:`edgesr.converters.metadata`),
 * ``.mlpackage``: ``MLModel.predict`` on macOS; elsewhere the NumPy MIL interpreter
   :mod:`edgesr.converters.mil_interpreter` (option ``precision="fp16"|"fp32"``: how it rounds
   activations) when that module exists, else :class:`RuntimeUnavailable`.
+* ``.pte``: the ExecuTorch runtime (:class:`edgesr.converters.executorch.ExecuTorchUpscaler`)
+  when the ``executorch`` package is installed and has every backend the program delegates
+  to, else :class:`RuntimeUnavailable` (a Core ML-delegated program off Apple devices).
 """
 
 from __future__ import annotations
@@ -26,14 +31,12 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from edgesr.converters.coreml import structure
-from edgesr.converters.onnx_export import embedded_metadata
 from edgesr.quantization.arithmetic import (  # TFLite's QUANTIZE, the one implementation
     dequantize,
     quantize,
 )
 
-from edgesr.core.contract import IOContract, contract_of, read_metadata
+from edgesr.core.contract import IOContract, MissingMetadata, infer_contract, read_contract
 from edgesr.core.errors import EdgesrError
 
 
@@ -156,15 +159,34 @@ class TFLiteUpscaler:
         return _per_image(self._run, x)
 
 
+def tflite_contract(path: str | os.PathLike, kernels: str = "xnnpack") -> IOContract:
+    """The contract a ``.tflite`` carries, or for a bare TFLite file with no edgesr metadata
+    (another tool's export) the one :func:`edgesr.core.contract.infer_contract` infers
+    (channels from the input tensor, scale from a 4 x 4 probe through LiteRT).
+
+    Raises:
+        EdgesrError: unreadable file or invalid embedded metadata.
+    """
+    try:
+        return read_contract(path)
+    except MissingMetadata:
+        pass
+    model = LiteRTModel(path, kernels, 1)
+    tin = model.input_details()
+    c = int(tin["shape"][-1])
+    return infer_contract(c, lambda side: model.run(np.zeros((1, side, side, c), dtype=tin["dtype"])).shape[1], "NHWC")
+
+
 class ONNXUpscaler:
-    """An ``.onnx`` model on ONNX Runtime (CPU), input ``input`` / output ``output`` NCHW."""
+    """An ``.onnx`` model on ONNX Runtime (CPU), input ``input`` / output ``output`` NCHW.
+    ``session`` (an ``onnxruntime.InferenceSession``) and ``input_name`` are public."""
 
     def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if num_threads:
-            opts.intra_op_num_threads = int(num_threads)
+            opts.intra_op_num_threads, opts.inter_op_num_threads = int(num_threads), 1
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.contract = contract
@@ -187,8 +209,7 @@ class CoreMLUpscaler:
 
 
 MIL_INTERPRETER = "edgesr.converters.mil_interpreter"
-"""Module of the Core ML numerical interpreter: it defines ``load_upscaler(path, contract,
-**options) -> Upscaler`` or ``MILUpscaler(path, precision="fp16", contract=None)``."""
+"""Module of the Core ML numerical interpreter; it defines ``MILUpscaler(path, precision="fp16", contract=None)``."""
 
 
 def coreml_runtime_status() -> str | None:
@@ -198,50 +219,19 @@ def coreml_runtime_status() -> str | None:
     return f"Core ML predicts only on macOS and {MIL_INTERPRETER} is not available on this {platform.system()} machine"
 
 
-def artifact_metadata(path: str | os.PathLike) -> dict:
-    """The edgesr metadata of an artifact (embedded for ONNX / Core ML, else the sidecar)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    embedded = None
-    if suffix == ".onnx":
-        embedded = embedded_metadata(path)
-    elif suffix == ".mlpackage":
-        embedded = structure(path)["metadata"]
-    return read_metadata(path, embedded)
-
-
-def load_upscaler(path: str | os.PathLike, **options):
-    """Open a ``.tflite``, ``.onnx`` or ``.mlpackage`` artifact as an Upscaler.
-
-    Options: ``num_threads`` (TFLite, ONNX), ``kernels`` (TFLite: :data:`KERNELS`), others go to the
-    Core ML runtime (``compute_units`` on macOS; the MIL interpreter's own options).
+def coreml_upscaler(path: str | os.PathLike, contract: IOContract, compute_units: str | None = None,
+                    precision: str | None = None):
+    """A ``.mlpackage`` as an Upscaler on this machine: Core ML itself on macOS
+    (:class:`CoreMLUpscaler` on ``compute_units``, default ``"ALL"``), else the MIL interpreter
+    (``precision``: ``"fp16"`` (default) or ``"fp32"`` rounding of activations).
 
     Raises:
-        EdgesrError: missing or unreadable artifact, missing metadata, unknown suffix.
-        RuntimeUnavailable: Core ML on a machine that cannot run it.
+        RuntimeUnavailable: neither can run here.
     """
-    path = Path(path)
-    if not path.exists():
-        raise EdgesrError(f"{path}: no such artifact")
-    suffix = path.suffix.lower()
-    if suffix not in (".tflite", ".onnx", ".mlpackage"):
-        raise EdgesrError(f"{path}: not a converters artifact (.tflite, .onnx, .mlpackage)")
-    try:
-        contract = contract_of(artifact_metadata(path))
-    except EdgesrError:
-        raise
-    except Exception as exc:  # onnx / protobuf decode errors on a corrupt file
-        raise EdgesrError(f"{path}: unreadable artifact ({type(exc).__name__})") from None
-    if suffix == ".tflite":
-        return TFLiteUpscaler(path, contract, **options)
-    if suffix == ".onnx":
-        return ONNXUpscaler(path, contract, **options)
     if platform.system() == "Darwin":
-        return CoreMLUpscaler(path, contract, **options)
+        return CoreMLUpscaler(path, contract, compute_units or "ALL")
     reason = coreml_runtime_status()
     if reason is not None:
         raise RuntimeUnavailable(f"{path}: {reason}")
     mil = importlib.import_module(MIL_INTERPRETER)
-    if hasattr(mil, "load_upscaler"):
-        return mil.load_upscaler(path, contract, **options)
-    return mil.MILUpscaler(path, contract=contract, **options)
+    return mil.MILUpscaler(path, precision or "fp16", contract=contract)

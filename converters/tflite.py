@@ -10,15 +10,24 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
 * ``int8``: full integer: per-channel symmetric int8 weights, per-tensor asymmetric int8
   activations, int8 or uint8 input/output (``io_dtype``). Affine mapping:
   ``real = scale * (q - zero_point)``. The activation ranges are always edgesr's: the
-  caller's ``activation_ranges`` (from ``edgesr quantize`` / QAT), or else min/max ranges
-  that :func:`edgesr.quantization.calibration.calibrate` observes on the caller's real image
-  patches. They enter the Keras graph as fake-quant ops, so the converter does not pick
-  ranges itself. (Left to its own statistics, the converter gives a same-scale cluster,
+  caller's ``activation_ranges`` (a quantized checkpoint's, :mod:`edgesr.quantization.api`),
+  or else min/max ranges that :func:`edgesr.quantization.calibration.calibrate` observes on
+  the caller's real image patches. They enter the Keras graph as fake-quant ops, one per int8
+  tensor, so the converter does not pick ranges itself: its representative dataset (which
+  its API requires) changes no scale, zero point or weight (tested), and with given ranges
+  and no patches it is a ramp over the input range. (Left to its own statistics, the converter gives a same-scale cluster,
   e.g. SplitSR's stem conv + slices + concats, the range of one member only: it clipped
   the stem's negative values and cost SplitSR 18-23 dB.)
 
+The artifact's metadata (contract + provenance, :mod:`edgesr.converters.metadata`) is embedded
+by :func:`embed_metadata` as the flatbuffer's ``Metadata`` entry ``"edgesr"`` (a ``Buffer`` of
+UTF-8 JSON); the graph, tensors and weights are unchanged (weight buffers stay 16-byte aligned).
+
 The graph keeps native DEPTH_TO_SPACE and PRELU ops and no tensor above rank 4 (what the GPU
-delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer.
+delegate and NNAPI accept); :func:`graph_report` reads them back from the flatbuffer. In int8,
+the output clamp's MINIMUM/RELU ops are dropped where the output quantization saturates at the
+same bounds (:func:`edgesr.converters.tflite_passes.drop_saturating_clamps`, bit-identical;
+XNNPACK would otherwise leave them outside the delegate).
 """
 
 from __future__ import annotations
@@ -31,9 +40,11 @@ from pathlib import Path
 
 import numpy as np
 from edgesr.converters.keras_rebuild import rebuild
+from edgesr.converters.tflite_passes import drop_saturating_clamps
 from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.atomic import atomic_path
+from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
 
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -56,15 +67,16 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         channels: C of the input.
         precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
         calibration: for int8: float32 (N, C, h, w) NCHW real image patches in the model's
-            input space ([0, 1]); each patch is one representative sample.
+            input space ([0, 1]); each patch is one representative sample. Needed only when
+            ``activation_ranges`` is None (they are calibrated on it).
         io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
         activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
             in the rebuild); default for int8: min/max calibrated on ``calibration`` by
             :func:`edgesr.quantization.calibration.calibrate`.
 
     Raises:
-        EdgesrError: unknown precision / io dtype, int8 without calibration patches, an op
-        the rebuild does not support.
+        EdgesrError: unknown precision / io dtype, int8 with neither ranges nor calibration
+        patches, an op the rebuild does not support.
     """
 
     if precision not in PRECISIONS:
@@ -72,6 +84,8 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     if precision == "int8":
         if io_dtype not in IO_DTYPES:
             raise EdgesrError(f"unknown int8 io dtype {io_dtype!r} (expected {', '.join(IO_DTYPES)})")
+        if activation_ranges is not None and (calibration is None or len(calibration) == 0):
+            calibration = _ramp(channels)
         if calibration is None or len(calibration) == 0:
             raise EdgesrError("int8 TFLite needs calibration patches (real images; e.g. --calib DIR)")
         calibration = np.asarray(calibration, dtype=np.float32)
@@ -94,9 +108,87 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" etc.
-            return conv.convert()
+            data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
         raise EdgesrError(f"TFLite conversion ({precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    if precision == "int8":  # the output clamp the int8 quantization already saturates at (bit-identical)
+        data, _ = drop_saturating_clamps(data)
+    return data
+
+
+BUFFER_ALIGNMENT = 16
+"""Alignment of every buffer's data in the rewritten flatbuffer (what the TFLite converter
+uses, so weights can be read in place from a memory-mapped file)."""
+
+
+def embed_metadata(data: bytes, meta: dict) -> bytes:
+    """Return the flatbuffer ``data`` with ``meta`` embedded as edgesr metadata.
+
+    Adds (or replaces) the ``Model.metadata`` entry named ``"edgesr"`` pointing at a new
+    ``Buffer`` whose data is the UTF-8 JSON of ``meta`` (keys sorted). The model is unpacked
+    and repacked with TensorFlow's flatbuffer object API
+    (``tensorflow.lite.tools.flatbuffer_utils``); operators, tensors and buffer contents are
+    kept as they are, and every buffer's data is aligned to :data:`BUFFER_ALIGNMENT` bytes.
+
+    Args:
+        data: a TFLite flatbuffer (``TFL3``), e.g. :func:`convert`'s output.
+        meta: the artifact metadata (:func:`edgesr.converters.metadata.build_metadata`).
+
+    Raises:
+        EdgesrError: ``data`` is not a TFLite flatbuffer.
+    """
+    _tf()
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    if len(data) < 8 or bytes(data[4:8]) != b"TFL3":
+        raise EdgesrError("not a TFLite flatbuffer (no 'TFL3' identifier)")
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(data))
+    text = np.frombuffer(metadata_text(meta).encode("utf-8"), dtype=np.uint8)
+    model.metadata = [m for m in (model.metadata or []) if m.name not in (KEY, KEY.encode())]
+    buffer = schema.BufferT()
+    buffer.data = text
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = KEY, len(model.buffers) - 1
+    model.metadata.append(entry)
+    aligned = _aligned_buffer_class()
+    for b in model.buffers:
+        b.__class__ = aligned
+    return flatbuffer_utils.convert_object_to_bytearray(model)
+
+
+def _aligned_buffer_class():
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    class AlignedBufferT(schema.BufferT):
+        """``BufferT`` whose data vector starts on a :data:`BUFFER_ALIGNMENT`-byte boundary
+        (flatbuffers aligns from the end; ``Finish`` pads the total to the largest alignment)."""
+
+        def Pack(self, builder):
+            raw = None if self.data is None else np.asarray(self.data, dtype=np.uint8).tobytes()
+            vec = None
+            if raw is not None:
+                builder.StartVector(1, len(raw), BUFFER_ALIGNMENT)
+                builder.head -= len(raw)
+                builder.Bytes[builder.head : builder.head + len(raw)] = raw
+                builder.vectorNumElems = len(raw)
+                vec = builder.EndVector()
+            schema.BufferStart(builder)
+            if vec is not None:
+                schema.BufferAddData(builder, vec)
+            schema.BufferAddOffset(builder, self.offset)
+            schema.BufferAddSize(builder, self.size)
+            return schema.BufferEnd(builder)
+
+    return AlignedBufferT
+
+
+def _ramp(channels: int) -> np.ndarray:
+    """One (1, C, 16, 16) float32 sample, a ramp over [0, 1]: the representative dataset the
+    converter's API asks for when every int8 tensor already has its range (it changes nothing)."""
+    ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
+    return np.broadcast_to(ramp, (1, channels, 16, 16)).copy()
 
 
 def save(data: bytes, path: str | os.PathLike) -> Path:

@@ -14,14 +14,14 @@ from pathlib import Path
 
 from edgesr.lut_baking.bake import bake
 from edgesr.lut_baking.bundle import save_bundle
-from edgesr.lut_baking.finetune import TrainConfig, finetune
+from edgesr.lut_baking.finetune import FINETUNE_STEPS, FinetuneConfig, finetune
 
 from edgesr.core.checkpoint import load_checkpoint
 
 
-def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, data_images, finetune_steps: int = 1000,
+def bake_and_finetune(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLike, data_images, finetune_steps: int = FINETUNE_STEPS,
                    bits: int = 4, log=None) -> list[dict]:
-    """The main job's LUT stage: bake a trained checkpoint, fine-tune the LUT, save both bundles.
+    """Bake a trained checkpoint, fine-tune the LUT, save both bundles (``edgesr run``'s LUT stage).
 
     Args:
         checkpoint_path: an edgesr checkpoint of ``srlut_s`` or ``splut_s/m/l``.
@@ -45,7 +45,7 @@ def pipeline_stage(checkpoint_path: str | os.PathLike, out_dir: str | os.PathLik
     baked = save_bundle(bundle, out_dir / f"{stem}.lut")
     results = [{"format": "lut", "precision": "int8", "path": str(baked), "bytes": baked.stat().st_size, "stage": "baked"}]
     if finetune_steps > 0:
-        tuned = finetune(bundle, data_images, TrainConfig(steps=finetune_steps, lr=0.1), log=log)
+        tuned = finetune(bundle, data_images, FinetuneConfig(steps=finetune_steps), log=log)
         path = save_bundle(tuned, out_dir / f"{stem}_ft.lut")
         results.append({"format": "lut", "precision": "int8", "path": str(path), "bytes": path.stat().st_size, "stage": "finetuned"})
     return results

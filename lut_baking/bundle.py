@@ -30,12 +30,12 @@ import numpy as np
 from edgesr.lut_baking import engine_c, engine_numpy, engine_torch
 
 from edgesr.core.atomic import write_bytes_atomic
-from edgesr.core.contract import IOContract
+from edgesr.core.contract import LUT_FORMAT as FORMAT
+from edgesr.core.contract import IOContract, parse_lut_header
 from edgesr.core.errors import EdgesrError
 from edgesr.core.npyheader import check_npy_header
 from edgesr.core.models.lut import SRLUTNet, splut_receptive_field
 
-FORMAT = "edgesr-lut"
 METHODS = ("srlut", "splut")
 
 
@@ -119,22 +119,20 @@ def load_bundle(path: str | os.PathLike) -> LutBundle:
     try:
         _check_members(path)
         with np.load(path, allow_pickle=False) as z:
-            meta = json.loads(str(z["meta"][()]))
+            text = str(z["meta"][()])
             names = sorted(n for n in z.files if n.startswith("lut_"))
             arrays = [np.asarray(z[n]) for n in names]
-    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError, json.JSONDecodeError, zipfile.LargeZipFile,
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError, zipfile.LargeZipFile,
             NotImplementedError, UnicodeDecodeError, zlib.error) as exc:
         msg = str(exc).splitlines()[0][:100] if str(exc) else ""
         raise EdgesrError(f"{path}: corrupt or truncated LUT bundle ({type(exc).__name__}: {msg})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise EdgesrError(f"{path}: not an edgesr LUT bundle (no '{FORMAT}' metadata)")
+    meta = parse_lut_header(text, str(path))
     if arrays_digest(arrays) != meta.get("sha256"):
         raise EdgesrError(f"{path}: LUT checksum mismatch (the file is corrupt)")
     try:
-        c = dict(meta["contract"])
-        c["value_range"] = tuple(c.get("value_range", (0.0, 1.0)))
+        contract = IOContract.from_dict(meta["contract"], str(path))
         scale, bits, variant = (_plain_int(meta[k] if k != "variant" else meta.get(k, 0), k) for k in ("scale", "bits", "variant"))
-        bundle = LutBundle(str(meta["method"]), scale, bits, arrays, IOContract(**c),
+        bundle = LutBundle(str(meta["method"]), scale, bits, arrays, contract,
                            variant, str(meta.get("model", "")), dict(meta.get("source", {})))
     except (KeyError, TypeError, ValueError) as exc:
         raise EdgesrError(f"{path}: bad LUT bundle metadata ({type(exc).__name__}: {str(exc)[:120]})") from None
@@ -210,7 +208,8 @@ def upscale_planes(bundle: LutBundle, planes: np.ndarray, engine: str = "numpy")
 
 
 class LutUpscaler:
-    """A LUT bundle as an :class:`edgesr.core.evaluate.Upscaler`.
+    """A LUT bundle as an :class:`edgesr.core.evaluate.Upscaler` (open a ``.lut`` file with
+    :func:`edgesr.app.artifacts.open_artifact`, option ``engine``).
 
     ``__call__(x)``: float32 (N, C, h, w) in [0, 1] -> float32 (N, C, s*h, s*w), values
     k/255. The input is converted to 8 bits with ``round(clip(x, 0, 1) * 255)`` (exact for
@@ -238,14 +237,3 @@ class LutUpscaler:
         out = upscale_planes(self.bundle, planes, self.engine)
         s = self.bundle.scale
         return (out.astype(np.float32) / 255.0).reshape(n, c, s * h, s * w)
-
-
-def load_upscaler(path: str | os.PathLike, engine: str = "numpy", **options) -> LutUpscaler:
-    """Open a ``.lut`` bundle as an Upscaler running on ``engine`` ("numpy", "torch" or "c").
-
-    Other ``options`` (e.g. ``num_threads`` meant for other runtimes) are ignored.
-
-    Raises:
-        EdgesrError: unreadable bundle or unknown engine.
-    """
-    return LutUpscaler(load_bundle(path), engine or "numpy")

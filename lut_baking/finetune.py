@@ -1,4 +1,4 @@
-"""Training helpers: a small network trainer for the benchmark, and LUT-aware fine-tuning.
+"""LUT-aware fine-tuning of a baked bundle (the networks themselves train with :mod:`edgesr.core.train`).
 
 LUT-aware fine-tuning treats the baked LUT entries as float parameters and trains them
 through the differentiable PyTorch engine (simplex interpolation for SR-LUT, direct indexing
@@ -25,18 +25,25 @@ from edgesr.core.errors import EdgesrError
 from edgesr.core.imresize import imresize_torch
 
 
-@dataclass
-class TrainConfig:
-    """Budget and optimizer of one training or fine-tuning run (HR patch = lr_patch * scale)."""
+FINETUNE_STEPS = 300
+"""The default LUT-aware fine-tuning budget of every entry point (``edgesr run``, ``edgesr bake``,
+``edgesr finetune-lut``, bench/lut.py)."""
 
-    steps: int = 1000
+
+@dataclass
+class FinetuneConfig:
+    """Budget and optimizer of one LUT-aware fine-tuning run (HR patch = lr_patch * scale).
+
+    ``lr`` is Adam's step size in int8 LUT units."""
+
+    steps: int = FINETUNE_STEPS
     batch: int = 16
     lr_patch: int = 24
-    lr: float = 1e-3
+    lr: float = 0.1
     seed: int = 0
 
 
-def batches(images, scale: int, cfg: TrainConfig):
+def batches(images, scale: int, cfg: FinetuneConfig):
     """Yield (lr, hr): float32 (B, 1, p, p) multiples of 1/255 and (B, 1, s*p, s*p), per channel."""
     data = PatchDataset(images, cfg.lr_patch * scale, color="rgb", seed=cfg.seed)
     rng = np.random.default_rng(cfg.seed)
@@ -47,28 +54,6 @@ def batches(images, scale: int, cfg: TrainConfig):
         yield imresize_torch(hr, 1.0 / scale, quantize=True), hr
 
 
-def train_network(model, images, cfg: TrainConfig, log=None):
-    """Train a LUT network (SR-LUT / SPLUT form) with MSE and Adam; returns the model in eval mode.
-
-    A small stand-in for the core trainer, used by ``bench/lut.py``.
-    """
-    torch.manual_seed(cfg.seed)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    model.train()
-    it = batches(images, model.scale, cfg)
-    for step in range(cfg.steps):
-        lr, hr = next(it)
-        loss = torch.mean((model(lr) - hr) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if log and (step % 200 == 0 or step == cfg.steps - 1):
-            log(f"train step {step}: mse {loss.item():.6f}")
-    return model.eval()
-
-
 def lut_forward(bundle: LutBundle, params: list[torch.Tensor], lr: torch.Tensor) -> torch.Tensor:
     """Differentiable LUT output for an LR batch (B, 1, h, w) in [0, 1] -> (B, 1, s*h, s*w)."""
     img = torch.round(lr[:, 0] * 255.0).long()
@@ -77,7 +62,7 @@ def lut_forward(bundle: LutBundle, params: list[torch.Tensor], lr: torch.Tensor)
     return et.splut_forward(params, bundle.variant, img).unsqueeze(1)
 
 
-def finetune(bundle: LutBundle, images, cfg: TrainConfig, log=None) -> LutBundle:
+def finetune(bundle: LutBundle, images, cfg: FinetuneConfig, log=None) -> LutBundle:
     """LUT-aware fine-tuning: returns a new bundle with the trained int8 entries.
 
     ``cfg.lr`` is in int8 units per Adam step (e.g. 0.1). ``images``: [(name, uint8 HR)].

@@ -61,3 +61,30 @@ def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
 def import_srlut(npy_path: str | os.PathLike, scale: int, out_path: str | os.PathLike) -> Path:
     """Convert the authors' ``.npy`` LUT into an edgesr ``.lut`` bundle at ``out_path``; returns it."""
     return save_bundle(read_srlut_npy(npy_path, scale), out_path)
+
+
+def srlut_scale(npy_path: str | os.PathLike) -> int:
+    """The upscaling factor r an SR-LUT ``.npy`` holds, read from its header (the array is not loaded).
+
+    The authors' table is (L**4, 1, r, r); edgesr's layout (L**4, r*r) is accepted too.
+
+    Raises:
+        EdgesrError: unreadable file, not a .npy header, or a shape that names no scale.
+    """
+    path = Path(npy_path)
+    if not path.is_file():
+        raise EdgesrError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            shape, _ = check_npy_header(f, path.stat().st_size, str(path))
+    except OSError as exc:
+        raise EdgesrError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]:
+        r = shape[2]
+    elif len(shape) == 2 and math.isqrt(shape[1]) ** 2 == shape[1]:
+        r = math.isqrt(shape[1])
+    else:
+        raise EdgesrError(f"{path}: expected an SR-LUT of shape (L**4, 1, r, r), got {shape}")
+    if r < 1:
+        raise EdgesrError(f"{path}: an SR-LUT of shape {shape} has no upscaling factor")
+    return int(r)

@@ -1,22 +1,36 @@
-"""Quantize a checkpoint: calibrate (or QAT), score the int8 simulation, save the result."""
+"""Quantize a checkpoint: calibrate (or QAT), score the int8 simulation, save the result.
+
+The quantized checkpoint is the one carrier of quantization in edgesr: it holds the deploy
+weights (after QAT, when it ran), ``activation_ranges`` (``{fx node name: [min, max]}`` for
+every tensor that is int8 in TFLite, :func:`edgesr.quantization.graph.tensor_nodes`; learned
+parameters such as LSQ step sizes are stored as the ranges they stand for) and
+``quantization`` (the settings and scores). Every exporter reads it through
+:func:`read_quantized` (TFLite int8, Core ML W8A8), so an artifact made from a quantized
+checkpoint is the model its simulation (:func:`edgesr.quantization.fake_quant_module`) scored;
+nothing recalibrates at export.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from torch import nn
 
 from edgesr.quantization.calibration import (
     calibrate,
-    calibration_patches,
     make_observer,
 )
 from edgesr.quantization.fake_quant import fake_quant_module
-from edgesr.quantization.qat import qat
+from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
+from edgesr.quantization.qat import hr_patches, qat
+from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe, split_photos
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 
 DEFAULT_PATCH = 64
 DEFAULT_COUNT = 64
@@ -32,7 +46,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
                         observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
                         data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
                         count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
-                        progress: bool = False) -> dict:
+                        progress: bool = False, recipe: str | None = None) -> dict:
     """Calibrate (and with ``qat_steps > 0`` fine-tune) a checkpoint for int8; save and score it.
 
     Args:
@@ -47,6 +61,12 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
             validation photographs.
         patch, count, seed: calibration crops (:func:`~edgesr.quantization.calibration.calibration_patches`).
+        recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a recipe name of
+            :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search, AdaRound,
+            bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it raises the
+            int8 PSNR on photos held out of the calibration folder,
+            :func:`~edgesr.quantization.recipe.split_photos`); the stages are recorded
+            under ``"recipe"`` in the result and the checkpoint's ``quantization`` entry.
     Returns:
         ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges",
         "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
@@ -63,13 +83,24 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
         raise EdgesrError(f"--qat-steps must be >= 0, got {qat_steps}")
     observer_kw = dict(observer_kw or {})
     make_observer(observer, **observer_kw)  # refuse bad settings before any work
+    if recipe is not None and recipe not in RECIPES:
+        raise EdgesrError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     model, state = load_checkpoint(ckpt_path, deploy=True)
     images = embedded_images("train") if calib_dir is None else load_folder(calib_dir)
     eval_sets = resolve_eval_sets(data_root, sets)
     patches = calibration_patches(images, model.contract, patch, count, seed)
     ranges = calibrate(model, patches, observer, **observer_kw)
-    quantized = model
-    if qat_steps > 0:
+    quantized, recipe_record = model, None
+    if recipe is not None:
+        fit, held_out = split_photos(images)
+        fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
+        hr = hr_patches(fit, model.contract, patch * model.scale, max(count, 64), seed)
+        val = hr_patches(held_out, model.contract, patch * model.scale, 32, seed + 1000)
+        result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
+        quantized, ranges = result.module, result.ranges
+        recipe_record = {"name": recipe, "techniques": result.techniques(),
+                         "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "seconds")} for s in result.stages]}
+    elif qat_steps > 0:
         with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
             quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
                                     count=max(count, 64), seed=seed,
@@ -86,12 +117,84 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     settings = {"observer": observer, "observer_kw": observer_kw, "qat_steps": int(qat_steps),
                 "calib": str(calib_dir) if calib_dir is not None else "embedded:train",
                 "patch": patch, "count": count, "seed": seed,
-                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged"}
+                "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged",
+                "recipe": recipe_record}
     save_checkpoint(out, quantized, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
                     extra={"activation_ranges": {k: [float(lo), float(hi)] for k, (lo, hi) in ranges.items()},
                            "quantization": {**settings, "eval": scores}})
     return {"checkpoint": str(ckpt_path), "out": str(out), "observer": observer, "qat_steps": int(qat_steps),
-            "activation_ranges": ranges, "eval": scores}
+            "activation_ranges": ranges, "eval": scores, "recipe": recipe_record}
+
+
+@dataclass(frozen=True)
+class QuantizedCheckpoint:
+    """A quantized checkpoint as the exporters use it.
+
+    Attributes:
+        module: the deploy-form float module (float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W)),
+            in eval mode; its weights are what QAT left (int8 per-channel symmetric at export).
+        activation_ranges: ``{fx node name: (min, max)}`` in model units (inputs/outputs in the
+            contract's [0, 1]), min <= 0 <= max, one entry per int8 tensor node of ``module``.
+        path: the checkpoint file; None for ranges calibrated at export (not saved).
+        settings: the checkpoint's ``quantization`` record (observer, QAT steps, scores...).
+    """
+
+    module: nn.Module
+    activation_ranges: dict[str, tuple[float, float]]
+    path: str | None
+    settings: dict = field(default_factory=dict)
+
+    def provenance(self) -> dict:
+        """What an artifact made from it records in its metadata (``provenance["quantization"]``)."""
+        keep = ("observer", "observer_kw", "qat_steps", "calib", "recipe")
+        return {"ranges_from": "checkpoint" if self.path else "export calibration", "checkpoint": self.path,
+                **{k: self.settings[k] for k in keep if k in self.settings},
+                "activation_ranges": {k: [lo, hi] for k, (lo, hi) in self.activation_ranges.items()}}
+
+
+def _ranges_of(state: dict, path) -> dict[str, tuple[float, float]]:
+    ranges = state.get("activation_ranges")
+    if not isinstance(ranges, dict) or not ranges:
+        raise EdgesrError(f"{path}: no activation_ranges (run 'edgesr quantize' on it first)")
+    try:
+        out = {str(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+    except (TypeError, ValueError, IndexError, KeyError):
+        raise EdgesrError(f"{path}: activation_ranges must map node names to [min, max]") from None
+    bad = [k for k, (lo, hi) in out.items() if not (lo <= 0.0 <= hi and hi > lo)]
+    if bad:
+        raise EdgesrError(f"{path}: activation range of {bad[0]!r} is {list(out[bad[0]])}, not min <= 0 <= max with max > min")
+    return out
+
+
+def is_quantized(path: str | os.PathLike) -> bool:
+    """True when the checkpoint at ``path`` carries ``activation_ranges`` (an ``edgesr quantize`` output).
+
+    Raises:
+        EdgesrError: unreadable checkpoint.
+    """
+    return "activation_ranges" in read_checkpoint(path)
+
+
+def read_quantized(path: str | os.PathLike) -> QuantizedCheckpoint:
+    """Load a quantized checkpoint and check that its ranges fit its model.
+
+    The ranges must name exactly the int8 tensor nodes of the deploy module's traced graph
+    (:func:`edgesr.quantization.graph.tensor_nodes`): a missing one would let an exporter fall
+    back to its own statistics for that tensor, an extra one means the ranges belong to another
+    graph.
+
+    Raises:
+        EdgesrError: unreadable checkpoint, no ranges (not quantized), ranges that are not
+            ``[min, max]`` with min <= 0 <= max, or ranges that do not match the model's graph.
+    """
+    module, state = load_checkpoint(path, deploy=True)
+    ranges = _ranges_of(state, path)
+    want = set(tensor_nodes(quant_plan(trace(module))))
+    missing, extra = sorted(want - set(ranges)), sorted(set(ranges) - want)
+    if missing or extra:
+        raise EdgesrError(f"{path}: activation_ranges do not fit the model's graph (missing: {', '.join(missing[:5]) or '-'}; "
+                          f"unknown: {', '.join(extra[:5]) or '-'})")
+    return QuantizedCheckpoint(module, ranges, str(path), dict(state.get("quantization") or {}))
 
 
 def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
@@ -100,9 +203,4 @@ def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, fl
     Raises:
         EdgesrError: unreadable file or a checkpoint without ranges (not quantized).
     """
-
-    state = read_checkpoint(path)
-    ranges = state.get("activation_ranges")
-    if not isinstance(ranges, dict) or not ranges:
-        raise EdgesrError(f"{path}: no activation_ranges (run 'edgesr quantize' on it first)")
-    return {str(k): (float(v[0]), float(v[1])) for k, v in ranges.items()}
+    return _ranges_of(read_checkpoint(path), path)

@@ -30,7 +30,6 @@ from edgesr.quantization.graph import (
 from torch import fx, nn
 
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import calibration_patches, model_input  # noqa: F401  (calibration_patches re-exported)
 
 
 def _with_zero(lo: float, hi: float) -> tuple[float, float]:

@@ -32,9 +32,13 @@ from edgesr.quantization.graph import (
     tensor_nodes,
     trace,
 )
+from edgesr.quantization.lsq import lsq_fake_quant
 from torch import fx, nn
 
 from edgesr.core.errors import EdgesrError
+
+RANGE_MODES = ("fixed", "ema", "learn", "lsq")
+"""How :class:`ActivationFakeQuant` ranges change in training mode."""
 
 MIN_RANGE_WIDTH = 1e-6
 """Narrowest activation range used (a constant-zero tensor would give scale 0)."""
@@ -116,7 +120,10 @@ class ActivationFakeQuant(nn.Module):
         rmin, rmax: initial range (widened to contain 0 and at least :data:`MIN_RANGE_WIDTH`).
         mode: ``"fixed"`` (buffers), ``"ema"`` (buffers; in training mode each observed batch
             moves them by ``momentum`` towards the batch min/max, as tfmot's moving-average
-            quantizers do) or ``"learn"`` (parameters trained by the straight-through gradient).
+            quantizers do), ``"learn"`` (parameters trained by the straight-through gradient
+            of the exact arithmetic) or ``"lsq"`` (parameters; in training mode the fused
+            :func:`~edgesr.quantization.lsq.lsq_fake_quant` with LSQ's step-size and offset
+            gradients, in eval mode the exact arithmetic).
         limits: for ``"ema"``: (lo, hi) that each batch's min/max is clamped to first, for a
             tensor whose values beyond the output clamp cannot matter
             (:func:`edgesr.quantization.graph.clip_limits`).
@@ -125,11 +132,11 @@ class ActivationFakeQuant(nn.Module):
     def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01,
                  limits: tuple[float, float] | None = None):
         super().__init__()
-        if mode not in ("fixed", "ema", "learn"):
-            raise EdgesrError(f"range mode must be 'fixed', 'ema' or 'learn', got {mode!r}")
+        if mode not in RANGE_MODES:
+            raise EdgesrError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {mode!r}")
         lo, hi = min(float(rmin), 0.0), max(float(rmax), 0.0)
         lo_t, hi_t = torch.tensor(lo, dtype=torch.float32), torch.tensor(hi, dtype=torch.float32)
-        if mode == "learn":
+        if mode in ("learn", "lsq"):
             self.rmin, self.rmax = nn.Parameter(lo_t), nn.Parameter(hi_t)
         else:
             self.register_buffer("rmin", lo_t)
@@ -155,6 +162,8 @@ class ActivationFakeQuant(nn.Module):
                 self.rmin.lerp_(torch.clamp(lo, max=0.0), self.momentum)
                 self.rmax.lerp_(torch.clamp(hi, min=0.0), self.momentum)
         lo, hi = self.bounds()
+        if self.training and self.mode == "lsq":
+            return lsq_fake_quant(x, lo, hi)
         return fake_quant_activation(x, lo, hi)
 
 
@@ -211,7 +220,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
         deploy_module: a plain deploy module (after ``collapse()``), float32, traceable by fx.
         ranges: ``{fx node name: (min, max)}`` for every int8 tensor node
             (:func:`edgesr.quantization.graph.tensor_nodes`), e.g. from :func:`edgesr.quantization.calibrate`.
-        range_mode: ``"fixed"``, ``"ema"`` or ``"learn"`` (:class:`ActivationFakeQuant`), for
+        range_mode: one of :data:`RANGE_MODES` (:class:`ActivationFakeQuant`), for
             every quantizer except softmax/tanh outputs and the input (the contract's range),
             which stay fixed.
         share_weights: wrap ``deploy_module``'s own convs (QAT trains them) instead of a copy.

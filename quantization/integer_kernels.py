@@ -106,8 +106,11 @@ def activation_range_int8(activation: str, scale: float, zero_point: int, qmin: 
 # --------------------------------------------------------------------------- requantization
 
 
-def requantize(acc, multiplier, shift, rounding: str = "double"):
-    """Scale int32 accumulators by ``multiplier * 2^(shift - 31)``.
+def multiply_by_quantized_multiplier_family(acc, multiplier, shift, rounding: str = "double"):
+    """Scale int32 accumulators by ``multiplier * 2^(shift - 31)`` with one kernel family's rounding.
+
+    Only the fixed-point multiply: the zero point and the clamp follow at the call site
+    (:func:`edgesr.quantization.arithmetic.requantize` is the whole epilogue of the reference kernels).
 
     ``rounding``: ``"double"`` (gemmlowp, reference kernels), ``"single"``
     (TFLITE_SINGLE_ROUNDING builds) or ``"ruy_x86"`` (ruy's x86 GEMM kernels).

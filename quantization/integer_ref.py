@@ -66,7 +66,7 @@ from edgesr.quantization import integer_kernels as K
 from edgesr.quantization.arithmetic import dequantize, quantize
 from edgesr.quantization.tflite_model import Tensor, read_model
 
-from edgesr.core.contract import IOContract, contract_of, read_metadata, sidecar_path
+from edgesr.core.contract import MissingMetadata, infer_contract, read_contract
 from edgesr.core.errors import EdgesrError
 
 _QRANGE = {np.int8: (-128, 127), np.uint8: (0, 255), np.int16: (-32768, 32767)}
@@ -165,7 +165,7 @@ class IntegerGraph:
         shift = np.array([p[1] for p in pairs], np.int64)
         # optimized CONV_2D runs im2col + ruy GEMM; optimized depthwise keeps gemmlowp rounding
         rounding = "ruy_x86" if self.kernels == "optimized" and not depthwise else "double"
-        return np.clip(K.requantize(acc, mult, shift, rounding) + to.z, lo, hi)
+        return np.clip(K.multiply_by_quantized_multiplier_family(acc, mult, shift, rounding) + to.z, lo, hi)
 
     def _op_conv_2d(self, op, args):
         return self._conv(op, args, False)
@@ -300,17 +300,21 @@ class IntegerGraph:
 
 
 def contract_of_tflite(path: Path, graph: IntegerGraph):
-    """The artifact's IOContract: the sidecar ``PATH.json`` when present
-    (:mod:`edgesr.converters.metadata`), else inferred from the tensors (channels; scale from a tiny
-    run; Y for 1 channel)."""
+    """The IOContract the ``.tflite`` carries (:func:`edgesr.core.contract.read_contract`: its
+    embedded edgesr metadata); for a bare file without it, the one
+    :func:`edgesr.core.contract.infer_contract` infers (channels from the input tensor, scale
+    from a 4 x 4 probe through ``graph``).
 
-    if sidecar_path(path).is_file():
-        return contract_of(read_metadata(path))
+    Raises:
+        EdgesrError: unreadable file or invalid embedded metadata.
+    """
+    try:
+        return read_contract(path)
+    except MissingMetadata:
+        pass
     t = graph.tensors[graph.inputs[0]]
-    probe = np.zeros((1, 4, 4, t.shape[-1]), dtype=t.dtype)
-    out = graph.run(probe)[0]
-    scale = out.shape[1] // 4
-    return IOContract(scale=scale, color="y" if t.shape[-1] == 1 else "rgb", channels=t.shape[-1])
+    c = int(t.shape[-1])
+    return infer_contract(c, lambda side: graph.run(np.zeros((1, side, side, c), dtype=t.dtype))[0].shape[1], "NHWC")
 
 
 def quantize_input(x_nhwc: np.ndarray, t: Tensor) -> np.ndarray:

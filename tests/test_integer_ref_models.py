@@ -148,5 +148,5 @@ def zoo_int8(name: str, scale: int = 2):
     torch.manual_seed(0)
     module = deploy_module(create(name, scale=scale))
     path = _CACHE / f"zoo_{name}_x{scale}_int8.tflite"
-    export_tflite(module, path, "int8", calibration_patches(module.contract, patch=32, count=8))
+    export_tflite(module, path, "int8", calibration_patches(None, module.contract, patch=32, count=8))
     return path, module

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from pathlib import Path
 
 import pytest
+import torch
 from edgesr.converters.lint import has_errors, lint
 from test_integer_ref_models import int8_model
 
@@ -62,3 +65,41 @@ def test_edgesr_own_int8_exports_pass_the_gpu_target(name):
     findings = lint(path, "gpu")
     assert not has_errors(findings), [f.message for f in findings]
     assert not [f for f in findings if f.check in ("rank", "float-island", "op-coverage")]
+
+
+RECORDED = Path(__file__).parent / "data" / "lint_recorded.json"
+
+
+@functools.cache
+def recorded_cases() -> dict:
+    """``{case: (artifact path, target)}``: edgesr's own exports (seeded weights) and the
+    hand-built graphs, for the targets whose delegate cannot run here."""
+    from edgesr.converters.export import deploy_module, export_coreml
+    from test_integer_ref_models import _CACHE, zoo_int8
+
+    from edgesr.core.models import create
+
+    cases = {}
+    for name in ("sesr_m3", "esr_tm_s2_k7_c16"):
+        for target in ("gpu", "nnapi"):
+            cases[f"{name}_int8/{target}"] = (zoo_int8(name)[0], target)
+    for kind in ("rank6_shuffle", "float_island"):
+        for target in ("gpu", "nnapi"):
+            cases[f"{kind}/{target}"] = (int8_model(kind), target)
+    torch.manual_seed(0)
+    module = deploy_module(create("sesr_m3_relu", scale=2))
+    for precision in ("fp32", "fp16"):
+        path = _CACHE / f"lint_sesr_m3_relu_{precision}.mlpackage"
+        if not path.exists():
+            export_coreml(module, path, precision)
+        cases[f"sesr_m3_relu_{precision}/coreml-ane"] = (path, "coreml-ane")
+    return cases
+
+
+@pytest.mark.parametrize("case", sorted(json.loads(RECORDED.read_text())))
+def test_findings_match_the_recorded_output(case):
+    """GPU, NNAPI and the ANE cannot run here: each target's findings are pinned to a recorded
+    output (severity, check, op), so a rule change shows up as a reviewed data change."""
+    path, target = recorded_cases()[case]
+    got = [[f.severity, f.check, f.op] for f in lint(path, target)]
+    assert got == json.loads(RECORDED.read_text())[case]

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import crop
-from edgesr.lut_baking import engine_numpy, pipeline_stage
+from edgesr.lut_baking import bake_and_finetune, engine_numpy
 from edgesr.lut_baking.bake import bake, lattice_values
 from edgesr.lut_baking.bundle import load_bundle, upscale_planes
-from edgesr.lut_baking.finetune import TrainConfig, finetune, lut_forward
+from edgesr.lut_baking.finetune import FinetuneConfig, finetune, lut_forward
 
 from edgesr.cli import main
 from edgesr.core.checkpoint import save_checkpoint
@@ -67,7 +67,7 @@ def test_finetuning_lowers_the_error():
     images = embedded_images("train")[:3]
     model = seeded("srlut_s", 2, seed=3)
     bundle = bake(model, bits=4)
-    held = TrainConfig(steps=0, batch=8, lr_patch=16, seed=99)
+    held = FinetuneConfig(steps=0, batch=8, lr_patch=16, seed=99)
 
     def mse(b):
         from edgesr.lut_baking.finetune import batches
@@ -77,13 +77,13 @@ def test_finetuning_lowers_the_error():
         with torch.no_grad():
             return torch.mean((lut_forward(b, params, lr) - hr) ** 2).item()
 
-    tuned = finetune(bundle, images, TrainConfig(steps=25, batch=8, lr_patch=16, lr=0.5, seed=0))
+    tuned = finetune(bundle, images, FinetuneConfig(steps=25, batch=8, lr_patch=16, lr=0.5, seed=0))
     before, after = mse(bundle), mse(tuned)
     assert after < 0.9 * before, f"fine-tuning MSE {before:.5f} -> {after:.5f}"
     assert tuned.arrays[0].dtype == np.int8 and np.abs(tuned.arrays[0].astype(int)).max() <= 127
 
 
-def test_bake_cli_and_pipeline_stage(tmp_path, capsys):
+def test_bake_cli_and_bake_and_finetune(tmp_path, capsys):
     model = seeded("srlut_s", 3, seed=0)
     ckpt = save_checkpoint(tmp_path / "m.pt", model)
     assert main(["bake", str(ckpt), "--bits", "5", "--out", str(tmp_path / "m.lut")]) == 0
@@ -92,7 +92,7 @@ def test_bake_cli_and_pipeline_stage(tmp_path, capsys):
     assert main(["finetune-lut", str(tmp_path / "m.lut"), "--steps", "2", "--batch", "2", "--patch", "8",
                  "--out", str(tmp_path / "ft.lut")]) == 0
     assert load_bundle(tmp_path / "ft.lut").source["finetune_steps"] == 2
-    res = pipeline_stage(ckpt, tmp_path / "run", embedded_images("train")[:2], finetune_steps=1)
+    res = bake_and_finetune(ckpt, tmp_path / "run", embedded_images("train")[:2], finetune_steps=1)
     assert [r["stage"] for r in res] == ["baked", "finetuned"]
     assert all(r["format"] == "lut" and r["precision"] == "int8" and r["bytes"] > 9**4 for r in res)
     assert main(["bake", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "x.lut")]) == 2

@@ -7,7 +7,7 @@ import pytest
 from conftest import crop
 from edgesr.lut_baking.bundle import LutBundle, load_bundle, save_bundle
 
-from edgesr.app.artifacts import load_upscaler as load_artifact
+from edgesr.app.artifacts import open_artifact
 from edgesr.core.contract import IOContract
 from edgesr.core.errors import EdgesrError
 
@@ -67,14 +67,14 @@ def test_artifact_dispatch_and_upscaler_contract(tmp_path, bundle, photo):
     lr = np.stack([crop(photo[..., c], 9, 14, 30, 40) for c in range(3)])[:, None].astype(np.float32) / 255.0
     outs = {}
     for engine in ("numpy", "torch", "c"):
-        up = load_artifact(path, engine=engine)
+        up = open_artifact(path, engine=engine)
         assert up.contract == IOContract(2, "rgb", 1, True)
         outs[engine] = up(lr)
         assert outs[engine].shape == (3, 1, 18, 28) and outs[engine].dtype == np.float32
     np.testing.assert_array_equal(outs["numpy"], outs["torch"])
     np.testing.assert_array_equal(outs["numpy"], outs["c"])
     with pytest.raises(EdgesrError, match="unknown LUT engine"):
-        load_artifact(path, engine="opencl")
+        open_artifact(path, engine="opencl")
 
 
 def test_checksum_catches_an_edited_array(tmp_path, bundle):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import crop
-from edgesr.lut_baking.bundle import load_upscaler, upscale_planes
+from edgesr.app.artifacts import open_artifact
+from edgesr.lut_baking.bundle import upscale_planes
 from edgesr.lut_baking.importer import import_srlut, read_srlut_npy
 
 from edgesr.core.contract import IOContract
@@ -24,7 +25,7 @@ def authors_lut(peer_weights, tmp_path_factory):
 
 
 def test_import_runs_on_every_engine(authors_lut, photo):
-    up = load_upscaler(authors_lut, engine="c")
+    up = open_artifact(authors_lut, engine="c")
     assert up.contract == IOContract(2, "rgb", 1, per_channel=True)
     assert up.bundle.bits == 4 and up.bundle.arrays[0].shape == (17**4, 4)
     planes = np.stack([crop(photo[..., c], 21, 31, 80, 120) for c in range(3)])
@@ -45,7 +46,7 @@ def test_set5_x2_beats_bicubic(authors_lut, shared_data):
     bicubic (checked when this test was written).
     """
     pairs = eval_pairs(benchmark_set(shared_data, "Set5"), 2)
-    lut = evaluate(load_upscaler(authors_lut, engine="c"), pairs)["psnr_y"]
+    lut = evaluate(open_artifact(authors_lut, engine="c"), pairs)["psnr_y"]
     contract = IOContract(2, "rgb", 1, per_channel=True)
     bicubic = FunctionUpscaler(lambda x: imresize(x[:, 0].transpose(1, 2, 0).astype(np.float64), 2)
                                .transpose(2, 0, 1)[:, None].astype(np.float32), contract)

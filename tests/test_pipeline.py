@@ -39,6 +39,9 @@ def test_report_json_has_the_stable_keys(finished_run):
             assert v["eval"]["embedded"]["psnr_y"] > 20
     fp32 = [a["validation"] for a in on_disk["artifacts"] if a["precision"] == "fp32" and a["format"] in ("tflite", "onnx")]
     assert all(v["passed"] and v["max_abs_err"] <= 1e-4 for v in fp32)
+    tflite = {a["precision"]: a["validation"]["xnnpack"] for a in on_disk["artifacts"] if a["format"] == "tflite"}
+    for prec in ("fp32", "int8"):  # SESR-ReLU runs whole on XNNPACK (the int8 output clamp is dropped)
+        assert tflite[prec]["partitions"] == 1 and tflite[prec]["ops_outside"] == [], prec
     assert (out / "report.md").read_text().count("| tflite |") >= 2
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -57,9 +57,22 @@ def test_adb_dry_run_prints_matching_flags(capsys):
     assert lines[5][3] == "pull"
     with pytest.raises(EdgesrError, match="unknown delegate"):
         adb_commands(path, "bm", delegate="hexagon")
+    # every size and thread count runs: the setup (mkdir, push binary, chmod, push model) once,
+    # then one benchmark run and pull per (size, threads)
+    assert main(["profile", str(path), "--adb", "--benchmark-binary", "bm", "--threads", "1,2",
+                 "--sizes", "360p,720p", "--dry-run"]) == 0
+    lines = [shlex.split(s) for s in capsys.readouterr().out.strip().splitlines()]
+    runs = [c[-1] for c in lines if c[1] == "shell" and "--graph=" in c[-1]]
+    assert len(lines) == 4 + 2 * 4 and len(runs) == 4
+    assert [(f for f in r.split() if f.startswith("--num_threads")).__next__() for r in runs] == ["--num_threads=1", "--num_threads=2"] * 2
+    assert ["--input_layer_shape=1,180,320,1" in r for r in runs] == [True, True, False, False]
+    assert all("--input_layer_shape=1,360,640,1" in r for r in runs[2:])
+    pulls = [c[-1] for c in lines if c[1] == "pull"]
+    assert len(set(pulls)) == 4 and pulls[0].endswith("_360p_t1.log")
 
 
-def test_host_profile_counts_macs_and_compares_with_peak(tmp_path):
+def test_host_profile_counts_macs_and_compares_with_peak(tmp_path, monkeypatch):
+    monkeypatch.setenv("EDGESR_CACHE", str(tmp_path / "cache"))
     path = int8_model("sesr_like")
     # convs per input pixel: 5x5x1x8 + 2 * 3x3x8x8 + depthwise 3x3x8 + 3x3x16x4 = 2000 MACs
     assert tflite_facts(path, 32, 48)["macs"] == 2000 * 32 * 48
@@ -68,8 +81,13 @@ def test_host_profile_counts_macs_and_compares_with_peak(tmp_path):
     r = res["results"][0]
     assert r["input_hw"] == [32, 48] and r["output_hw"] == [64, 96] and r["macs"] == 2000 * 32 * 48
     assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
-    assert 0 < r["fraction_of_peak"] < 1 and res["machine"]["peak_macs_per_s"] > 1e9
+    # the peak: XNNPACK's own int8 convolutions, interleaved with the artifact, best run; 2 threads >= 1 thread
+    assert res["machine"]["peak_arithmetic"] == "int8" and "interleaved" in res["machine"]["peak_measured_by"]
+    assert 0 < r["fraction_of_peak"] < 1 and r["peak_macs_per_s"] > 1e9
+    assert res["results"][1]["peak_macs_per_s"] >= r["peak_macs_per_s"]
+    assert all(row["peak_source"] in ("gemm_1x1", "conv_3x3", "the artifact's best run") for row in res["results"])
     assert res["bytes"] == path.stat().st_size and res["params"] > 0 and res["peak_rss_mb"] > 0
+    assert res["xnnpack"]["ops_outside"] == ["PRELU"] and res["xnnpack"]["partitions"] == 2  # int8 PRELU splits it
     out = tmp_path / "p.json"
     assert main(["profile", str(path), "--sizes", "16x16", "--repeats", "2", "--out", str(out)]) == 0
     assert json.loads(out.read_text())["results"][0]["size"] == "16x16"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from edgesr.quantization import calibrate, calibration_patches
+from edgesr.quantization import calibrate
 from edgesr.quantization.calibration import (
     MinMaxObserver,
     MSEObserver,
@@ -18,7 +18,7 @@ from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixt
 from edgesr.core.contract import IOContract
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import model_input
+from edgesr.core.evaluate import calibration_patches, model_input
 from edgesr.core.imresize import make_lr
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from edgesr.quantization import (
     calibrate,
-    calibration_patches,
     fake_quant_module,
     quantizer_ranges,
 )
@@ -35,6 +34,7 @@ from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixt
 
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
 from edgesr.core.metrics import psnr
 from edgesr.core.models import create
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from edgesr.quantization import calibrate, calibration_patches, fake_quant_module
+from edgesr.quantization import calibrate, fake_quant_module
 
 from edgesr.core.data import embedded_image, to_luma
+from edgesr.core.evaluate import calibration_patches
 
 pytest.importorskip("tensorflow")
 tflite = pytest.importorskip("edgesr.converters.tflite")

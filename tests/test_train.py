@@ -74,3 +74,26 @@ def test_torchrun_two_cpu_replicas_hold_identical_weights(tmp_path):
     init = create("sesr_m3", scale=2, expansion=16)
     model, _ = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     assert weights_checksum(model) == sums[0] != weights_checksum(init)
+
+
+def test_lut_networks_train_through_the_one_trainer_with_mse(tmp_path):
+    """SR-LUT trains with edgesr.core.train (MSE, its authors' loss): the loss falls on real photos."""
+    ckpt = train(TrainConfig(model="srlut_s", scale=2, out=str(tmp_path), steps=40, batch=4, lr_patch=12, lr=2e-3,
+                             loss="mse", val_every=0, checkpoint_every=40, progress=False, device="cpu"))
+    _, state = load_checkpoint(ckpt)
+    assert state["config"]["loss"] == "mse" and state["model"] == "srlut_s"
+    from edgesr.core.data import embedded_images, eval_pairs
+    from edgesr.core.models import create
+    from edgesr.core.train import validate
+
+    torch.manual_seed(0)  # the trainer's initialization (seed 0)
+    untrained = validate(create("srlut_s", scale=2), eval_pairs(embedded_images("val"), 2))
+    assert state["history"][-1]["val_psnr_y"] > untrained + 0.5
+
+
+def test_unknown_loss_is_refused_before_training(tmp_path):
+    from edgesr.core.errors import EdgesrError
+
+    with pytest.raises(EdgesrError, match="unknown training loss 'l3'"):
+        train(TrainConfig(model="sesr_m3", out=str(tmp_path), steps=1, loss="l3"))
+    assert not (tmp_path / "checkpoints").exists()

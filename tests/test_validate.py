@@ -9,7 +9,6 @@ import json
 import pytest
 from conftest import crop
 from edgesr.converters import export_coreml, export_onnx, export_tflite
-from edgesr.converters.export import calibration_patches
 from edgesr.converters.runtime import coreml_runtime_status
 from test_converters_common import tiny_sesr
 
@@ -22,6 +21,7 @@ from edgesr.app.validation import (
 )
 from edgesr.cli import main
 from edgesr.core.checkpoint import save_checkpoint
+from edgesr.core.evaluate import calibration_patches
 from edgesr.core.imageio import write_image
 
 
@@ -46,7 +46,7 @@ def arts(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("arts")
     from edgesr.core.contract import IOContract
 
-    calib = calibration_patches(IOContract(scale=2), count=16, patch=32)
+    calib = calibration_patches(None, IOContract(scale=2), count=16, patch=32)
     return {
         "tflite_fp32": export_tflite(model, d / "m_fp32.tflite", "fp32")["path"],
         "tflite_fp16": export_tflite(model, d / "m_fp16.tflite", "fp16")["path"],
@@ -91,9 +91,10 @@ def test_int8_sane_and_tolerance_is_a_parameter(arts, ref, model, sets):
     assert r["eval"]["photos"]["psnr_y"] > bicubic - 6.0  # a real upscaler, not a broken graph (~12 dB)
     assert r["psnr_vs_reference_db"] > 30.0
     drop = r["tolerance"]["drop_db"]["photos"]
-    assert r["passed"] == (drop <= 0.15)
+    assert ("psnr_drop_db" in r["failed_checks"]) == (drop > 0.15)  # the HR side; the reference side
+    assert r["passed"] == (r["failed_checks"] == [])                  # is gated too (test_tolerances)
     strict = validate_artifact(arts["tflite_int8"], ref, ref.sets, int8_tolerance_db=drop - 0.01)
-    assert strict["passed"] is False
+    assert strict["passed"] is False and "psnr_drop_db" in strict["failed_checks"]
     msg = failure_message(strict)
     assert arts["tflite_int8"] in msg and f"{drop:.3f} dB" in msg
 

@@ -248,7 +248,7 @@ def test_cli_emulation_crop_on_a_float_artifact(cli, tiny, float_arts, capsys):
     assert f"skipped: {FLOAT_NO_INT8}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("extra, message", [(["--emulation", "--emulation-crop", "-3"], "must be >= 0"),
+@pytest.mark.parametrize("extra, message", [(["--emulation", "--emulation-crop", "-3"], "--emulation-crop: expected an integer >= 0, got '-3'"),
                                             (["--emulation-crop", "32"], "needs --emulation")])
 def test_cli_emulation_bad_flags_exit_2(cli, capsys, extra, message):
     _, args = cli

@@ -9,7 +9,8 @@ import json
 import numpy as np
 import pytest
 from conftest import crop
-from edgesr.converters.runtime import KERNELS, TFLiteUpscaler, load_upscaler
+from edgesr.app.artifacts import open_artifact
+from edgesr.converters.runtime import KERNELS, TFLiteUpscaler
 from edgesr.quantization.arithmetic import quantize
 from edgesr.quantization.integer_ref import IntegerReference, read_model
 from test_integer_ref_models import zoo_int8
@@ -65,7 +66,7 @@ def test_runner_equals_integer_reference(sesr, kernels):
     computes, and for this graph they compute the same bits in every kernel family."""
     path, module = sesr
     x = model_input(crop(embedded_image("coffee"), 41, 53, 100, 200), module.contract)
-    lite = load_upscaler(path, kernels=kernels, num_threads=1)
+    lite = open_artifact(path, kernels=kernels, num_threads=1)
     assert isinstance(lite, TFLiteUpscaler)
     np.testing.assert_array_equal(lite(x), IntegerReference(path, kernels, contract=module.contract)(x))
 

@@ -1,5 +1,6 @@
 import dev.edgesr.demo.ColorPipeline;
 import dev.edgesr.demo.LutEngine;
+import dev.edgesr.demo.TfliteMetadata;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -24,6 +25,8 @@ import java.nio.file.Path;
  *                                                     fromLevels; upscaleRgb for COLOR "rgb", else
  *                                                     upscaleLuma); writes RGB uint8
  *   errors                                            the JNI argument checks throw
+ *   metadata MODEL.tflite NAME OUT.txt                TfliteMetadata.read: writes the entry's
+ *                                                     text (exit 3 when the model has none)
  * </pre>
  */
 public final class HostDriver {
@@ -49,6 +52,12 @@ public final class HostDriver {
             case "color": color(a); break;
             case "lutphoto": lutPhoto(a); break;
             case "errors": errors(); break;
+            case "metadata": {
+                String text = TfliteMetadata.read(ByteBuffer.wrap(Files.readAllBytes(Path.of(a[1]))), a[2]);
+                if (text == null) System.exit(3);
+                Files.write(Path.of(a[3]), text.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                break;
+            }
             default: throw new IllegalArgumentException("unknown mode " + a[0]);
         }
     }

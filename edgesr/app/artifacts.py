@@ -1,13 +1,26 @@
-"""Open any exported artifact as an :class:`~edgesr.core.evaluate.Upscaler`.
+"""Open any exported artifact as an :class:`~edgesr.core.evaluate.Upscaler`: the one way.
 
-Dispatch by file type; the runtimes live in the stage packages and are imported here only
-when needed:
+:func:`open_artifact` reads the contract the file carries
+(:func:`edgesr.core.contract.read_contract`: TFLite metadata buffer, ONNX ``metadata_props``,
+Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to the runtime that
+:data:`OPENERS` names for its suffix; the runtimes live in the stage packages:
 
-* ``.onnx`` (ONNX Runtime), ``.tflite`` (LiteRT), ``.mlpackage`` (Core ML: ``MLModel.predict``
-  on macOS, edgesr's MIL interpreter elsewhere): :func:`edgesr.converters.runtime.load_upscaler`;
-* ``.lut`` (edgesr LUT bundle): :func:`edgesr.lut_baking.bundle.load_upscaler`.
+* ``.tflite``: LiteRT, :class:`edgesr.converters.runtime.TFLiteUpscaler`; options
+  ``num_threads``, ``kernels`` (``"xnnpack"``, ``"optimized"``, ``"reference"``);
+* ``.onnx``: ONNX Runtime on the CPU, :class:`edgesr.converters.runtime.ONNXUpscaler`; option
+  ``num_threads``;
+* ``.mlpackage``: Core ML on macOS, edgesr's MIL interpreter elsewhere
+  (:func:`edgesr.converters.runtime.coreml_upscaler`); options ``compute_units`` (macOS),
+  ``precision`` (``"fp16"`` or ``"fp32"`` activations in the interpreter);
+* ``.pte``: the ExecuTorch runtime (the ``edgesr[executorch]`` extra),
+  :class:`edgesr.converters.executorch.ExecuTorchUpscaler`; option ``num_threads``;
+* ``.lut``: a LUT engine, :class:`edgesr.lut_baking.bundle.LutUpscaler`; option ``engine``
+  (``"numpy"``, ``"torch"``, ``"c"``).
 
-The returned Upscaler's ``contract`` is read from the artifact, never guessed.
+Every opener accepts the options of the others and ignores them, so one set of CLI options
+(e.g. ``num_threads``) can be passed to any artifact. A new artifact kind is one opener and
+one line in :data:`OPENERS`, plus the reader of its embedded metadata in
+:data:`edgesr.core.contract.EMBEDDED_READERS`.
 """
 
 from __future__ import annotations
@@ -15,29 +28,80 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from edgesr.converters.runtime import load_upscaler as load_network
+from edgesr.converters import executorch as et
+from edgesr.converters.runtime import (
+    ONNXUpscaler,
+    RuntimeUnavailable,
+    TFLiteUpscaler,
+    coreml_upscaler,
+    tflite_contract,
+)
+from edgesr.core.contract import read_contract
 from edgesr.core.errors import EdgesrError
-from edgesr.lut_baking.bundle import load_upscaler as load_lut
+from edgesr.lut_baking.bundle import LutUpscaler, load_bundle
 
-NETWORK_SUFFIXES = (".onnx", ".tflite", ".mlpackage")
+
+def _tflite(path: Path, num_threads: int | None = None, kernels: str = "xnnpack", **_ignored):
+    return TFLiteUpscaler(path, tflite_contract(path), num_threads=num_threads, kernels=kernels)
+
+
+def _onnx(path: Path, num_threads: int | None = None, **_ignored):
+    return ONNXUpscaler(path, read_contract(path), num_threads=num_threads)
+
+
+def _coreml(path: Path, compute_units: str | None = None, precision: str | None = None, **_ignored):
+    return coreml_upscaler(path, read_contract(path), compute_units, precision)
+
+
+def _lut(path: Path, engine: str | None = None, **_ignored):
+    return LutUpscaler(load_bundle(path), engine or "numpy")
+
+
+def _executorch(path: Path, num_threads: int | None = None, **_ignored):
+    reason = et.unavailable_reason()
+    if reason is None and (missing := et.missing_backends(path)):
+        reason = (f"the program is delegated to {', '.join(missing)}, which this ExecuTorch runtime lacks "
+                  "(the Core ML backend runs only on Apple devices)")
+    if reason is not None:
+        raise RuntimeUnavailable(f"{path}: {reason}")
+    return et.ExecuTorchUpscaler(path, read_contract(path), num_threads=num_threads)
+
+
+OPENERS = {".tflite": _tflite, ".onnx": _onnx, ".mlpackage": _coreml, ".pte": _executorch, ".lut": _lut}
+"""``{suffix: opener(path, **options) -> Upscaler}``."""
+NETWORK_SUFFIXES = (".tflite", ".onnx", ".mlpackage", ".pte")
 LUT_SUFFIXES = (".lut",)
 
 
-def load_upscaler(path: str | os.PathLike, **options):
-    """Open the artifact at ``path`` with its own runtime.
+def open_artifact(path: str | os.PathLike, **options):
+    """Open the artifact at ``path`` with its own runtime, as an Upscaler.
 
-    ``options`` go to the runtime (e.g. ``engine="c"`` for LUTs, ``num_threads=2`` for
-    LiteRT, ``precision="fp16"`` for the Core ML interpreter).
+    The Upscaler maps float32 (N, C, h, w) NCHW in the contract's space and range [0, 1] to
+    float32 (N, C, s*h, s*w); its ``contract`` is the one embedded in the file (a bare
+    ``.tflite`` from another tool gets an inferred one:
+    :func:`edgesr.converters.runtime.tflite_contract`).
+
+    Args:
+        path: a ``.tflite``, ``.onnx``, ``.mlpackage`` or ``.lut`` artifact.
+        options: runtime options (module doc), e.g. ``num_threads=2``, ``kernels="reference"``,
+            ``engine="c"``, ``precision="fp16"``; those of other runtimes are ignored.
 
     Raises:
-        EdgesrError: missing file or an unknown artifact type.
+        RuntimeUnavailable: the runtime cannot run here (Core ML on Linux without the MIL
+            interpreter).
+        EdgesrError: missing file, unknown suffix, no or invalid embedded contract, or a file
+            the runtime cannot load (one line naming the file).
     """
     path = Path(path)
     if not path.exists():
         raise EdgesrError(f"{path}: no such artifact")
-    suffix = path.suffix.lower()
-    if suffix in NETWORK_SUFFIXES:
-        return load_network(path, **options)
-    if suffix in LUT_SUFFIXES:
-        return load_lut(path, **options)
-    raise EdgesrError(f"{path}: unknown artifact type {suffix!r} (expected {', '.join(NETWORK_SUFFIXES + LUT_SUFFIXES)})")
+    opener = OPENERS.get(path.suffix.lower())
+    if opener is None:
+        raise EdgesrError(f"{path}: unknown artifact type {path.suffix!r} (expected {', '.join(OPENERS)})")
+    try:
+        return opener(path, **options)
+    except (EdgesrError, RuntimeUnavailable):
+        raise
+    except Exception as exc:  # the runtime's own load errors (protobuf, flatbuffer, Core ML weights, ...)
+        detail = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise EdgesrError(f"{path}: the {path.suffix} runtime cannot load it ({type(exc).__name__}{': ' + detail if detail else ''})") from None

@@ -7,6 +7,7 @@ image, the model's raw input and output tensors as little-endian ``.bin`` files 
     {"format": "edgesr-golden", "version": 1,
      "artifact": file name, "artifact_sha256", "runtime", "contract": IOContract,
      "layout": "NHWC" (TFLite) | "NCHW" (ONNX, Core ML) | "PHW" (LUT: image planes, uint8),
+         (for networks the tensors' layout is the contract's own ``layout``: one layout),
      "tolerance": {"kind": "exact"} | {"kind": "max_abs", "value": float, "why": str},
      "pairs": [{"name", "input": TENSOR, "output": TENSOR}]}
     TENSOR = {"file", "dtype": "int8"|"uint8"|"float32", "shape", "sha256",
@@ -28,16 +29,16 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.artifacts import load_upscaler
-from edgesr.app.integer_litert import run_litert
+from edgesr.app.artifacts import open_artifact
+from edgesr.app.tolerances import GOLDEN_MAX_ABS
 from edgesr.core.atomic import write_bytes_atomic, write_text_atomic
-from edgesr.core.contract import IOContract, contract_of, read_metadata, sidecar_path
+from edgesr.core.contract import MissingMetadata, read_artifact_metadata
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import model_input
 from edgesr.quantization.integer_ref import quantize_input, read_model
 
 FORMAT = "edgesr-golden"
-FLOAT_TOLERANCE = {"fp32": 1e-4, "fp16": 4e-3}
+FLOAT_TOLERANCE = GOLDEN_MAX_ABS  # the policy's golden bounds (edgesr.app.tolerances)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -51,15 +52,15 @@ def _center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def _precision(path: Path) -> str:
-    """``int8`` | ``fp16`` | ``fp32`` | ``lut`` from the sidecar metadata, else from the tensors."""
+    """``int8`` | ``fp16`` | ``fp32`` | ``lut`` from the artifact's embedded metadata, else from
+    the tensors (a bare ``.tflite``)."""
     if path.suffix == ".lut":
         return "lut"
-    side = path.with_name(path.name + ".json")
-    if side.is_file():
-        try:
-            prec = json.loads(side.read_text()).get("provenance", {}).get("precision")
-        except ValueError:
-            prec = None
+    try:
+        prec = read_artifact_metadata(path).get("provenance", {}).get("precision")
+    except MissingMetadata:
+        prec = None
+    if prec is not None:
         if prec in ("int8", "w8a8"):
             return "int8"
         if prec in ("fp16", "fp32", "w8"):
@@ -72,36 +73,23 @@ def _precision(path: Path) -> str:
     return "fp32"
 
 
-def _tflite_contract(path: Path, tin, kernels: str):
-    """The contract from the sidecar ``PATH.json`` when present, else from the tensors (scale
-    from a 4 x 4 probe through LiteRT; 1 channel = Y, 3 = RGB)."""
-
-
-    if sidecar_path(path).is_file():
-        return contract_of(read_metadata(path))
-    c = tin.shape[-1]
-    out = run_litert(path, np.zeros((1, 4, 4, c), dtype=tin.dtype), kernels)
-    return IOContract(scale=out.shape[1] // 4, color="y" if c == 1 else "rgb", channels=c)
-
-
 class _Runner:
-    """Raw-tensor runner for one artifact: ``run(img) -> (input array, output array, qin, qout)``."""
+    """Raw-tensor runner for one artifact opened with :func:`edgesr.app.artifacts.open_artifact`:
+    ``run(img) -> (input array, output array, qin, qout)``; ``raw(x)`` runs a stored input."""
 
     def __init__(self, path: Path, kernels: str = "xnnpack"):
         self.path, self.kernels = path, kernels
         self.precision = _precision(path)
+        self.upscaler = open_artifact(path, kernels=kernels, num_threads=1, engine="c")
+        self.contract = self.upscaler.contract
         if path.suffix == ".tflite":
             import ai_edge_litert
 
-
             tensors, _, inputs, outputs = read_model(path)
             self.tin, self.tout = tensors[inputs[0]], tensors[outputs[0]]
-            self.contract = _tflite_contract(path, self.tin, kernels)
             self.layout = "NHWC"
             self.runtime = f"ai-edge-litert {getattr(ai_edge_litert, '__version__', '?')} ({kernels} kernels)"
         else:
-            self.upscaler = load_upscaler(path, **({"engine": "c"} if path.suffix == ".lut" else {}))
-            self.contract = self.upscaler.contract
             self.layout = "PHW" if self.precision == "lut" else "NCHW"
             self.runtime = type(self.upscaler).__module__ + "." + type(self.upscaler).__name__
 
@@ -109,7 +97,7 @@ class _Runner:
         x = model_input(img, self.contract)
         if self.path.suffix == ".tflite":
             q = quantize_input(x.transpose(0, 2, 3, 1), self.tin)
-            out = run_litert(self.path, q, self.kernels)
+            out = self.upscaler.run_quantized(q)
             qp = lambda t: {"scale": t.s, "zero_point": t.z} if t.dtype in (np.int8, np.uint8) else None  # noqa: E731
             return q, out, qp(self.tin), qp(self.tout)
         y = np.asarray(self.upscaler(x), np.float32)
@@ -198,7 +186,7 @@ def verify_golden(folder: str | os.PathLike, artifact: str | os.PathLike | None 
         x = read_tensor(folder, pair["input"])
         want = read_tensor(folder, pair["output"])
         if path.suffix == ".tflite":
-            got = run_litert(path, x, kernels)
+            got = runner.upscaler.run_quantized(x)
         elif runner.precision == "lut":
             got = np.round(np.clip(runner.upscaler(x[:, None].astype(np.float32) / 255)[:, 0], 0, 1) * 255).astype(np.uint8)
         else:

@@ -10,7 +10,7 @@ OUT (default ``runs/<model>_x<scale>_<time>/``) holds::
     checkpoints/last.pt      training checkpoint (atomic; training resumes from it)
     checkpoints/deploy.pt    collapsed float model (the reference of every artifact)
     checkpoints/int8.pt      deploy weights after calibration/QAT + activation ranges
-    artifacts/*.tflite|.onnx|.mlpackage|.lut  (+ PATH.json sidecars)
+    artifacts/*.tflite|.onnx|.mlpackage|.pte|.lut  (each with its contract embedded)
     validation/<artifact>.json               one validation result per artifact (with the
                                              emulation matrix of every network artifact)
     report.json, report.md, report.png
@@ -23,8 +23,11 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
+from edgesr.app.run_lock import out_dir_lock
 from edgesr.app.run_report import write_report
 from edgesr.app.validation import (
     EMULATION_CROP,
@@ -35,8 +38,9 @@ from edgesr.app.validation import (
 )
 from edgesr.converters.export import (
     SUFFIX,
-    calibration_patches,
+    default_formats,
     export_coreml,
+    export_executorch,
     export_onnx,
     export_tflite,
     plan,
@@ -45,14 +49,15 @@ from edgesr.core.atomic import write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
 from edgesr.core.collapse import collapse_checked
 from edgesr.core.complexity import model_info
-from edgesr.core.contract import sidecar_path
+from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import resolve_eval_sets, training_images
 from edgesr.core.errors import EdgesrError
-from edgesr.core.evaluate import TorchUpscaler, evaluate_sets
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 from edgesr.core.models import create, resolve
 from edgesr.core.train import TrainConfig, train
-from edgesr.lut_baking import pipeline_stage as lut_pipeline_stage
-from edgesr.quantization.api import quantize_checkpoint
+from edgesr.lut_baking import bake_and_finetune
+from edgesr.lut_baking.finetune import FINETUNE_STEPS
+from edgesr.quantization.api import QuantizedCheckpoint, quantize_checkpoint, read_quantized
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
@@ -72,21 +77,37 @@ def _stage(name: str) -> None:
 
 def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = None, data_root: str | None = None,
                  sets: list[str] | None = None, steps: int = DEFAULT_STEPS, batch: int = 16, qat_steps: int = 200,
-                 observer: str = "minmax", formats=("tflite", "coreml", "onnx"), precisions=("fp32", "fp16", "int8"),
-                 lut_finetune_steps: int = 300, out: str | None = None, device: str = "auto", seed: int = 0,
-                 progress: bool = True) -> dict:
+                 observer: str = "minmax", formats=None, precisions=("fp32", "fp16", "int8"),
+                 lut_finetune_steps: int = FINETUNE_STEPS, out: str | None = None, device: str = "auto", seed: int = 0,
+                 progress: bool = True, force: bool = False) -> dict:
     """Run (or resume) the main job and return the report dict (also written to OUT/report.json).
+
+    OUT is locked for the whole run (``OUT/.lock``, :mod:`edgesr.app.run_lock`), and a run
+    that resumes in an existing OUT must have the settings its ``run.json`` records
+    (:data:`RESUME_SETTINGS`), unless ``force``. ``formats`` default:
+    :func:`edgesr.converters.export.default_formats` (ExecuTorch included when it is installed).
 
     Raises:
         EdgesrError: bad data folders or sets, unknown model or scale, unwritable OUT, an
-            OUT that belongs to another model or scale.
+            OUT that belongs to another model or scale, an OUT in use by another run, or
+            (without ``force``) an OUT whose run.json records other settings.
     """
 
     _T0[0] = time.perf_counter()
+    formats = default_formats() if formats is None else formats
     entry = resolve(model)
     create(entry.name, scale=scale)  # validates the scale before any work
     out_dir = Path(out or f"runs/{entry.name}_x{scale}_{time.strftime('%Y%m%d-%H%M%S')}")
-    _claim_out_dir(out_dir, entry.name, scale)
+    settings = {"model": entry.name, "scale": scale, "data": data, "data_root": data_root,
+                "sets": list(sets) if sets is not None else None, "steps": steps, "batch": batch, "seed": seed,
+                "qat_steps": qat_steps, "observer": observer, "lut_finetune_steps": lut_finetune_steps}
+    with _claim_out_dir(out_dir, settings, force):
+        return _run_claimed(entry, out_dir, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
+                            precisions, lut_finetune_steps, device, seed, progress)
+
+
+def _run_claimed(entry, out_dir: Path, scale, data, data_root, sets, steps, batch, qat_steps, observer, formats,
+                 precisions, lut_finetune_steps, device, seed, progress) -> dict:
     if sets is None and data_root is not None:
         sets = ["Set5", "Set14"]
     eval_sets = resolve_eval_sets(data_root, sets)
@@ -108,19 +129,67 @@ def run_pipeline(model: str = DEFAULT_MODEL, scale: int = 2, data: str | None = 
     return report
 
 
-def _claim_out_dir(out_dir: Path, model: str, scale: int) -> None:
-    """Create OUT, or check that an existing OUT belongs to this model and scale."""
-    marker = out_dir / "run.json"
-    if marker.exists():
-        prev = json.loads(marker.read_text())
-        if prev.get("model") != model or prev.get("scale") != scale:
-            raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not {model} x{scale}; choose another --out")
-        return
+#: settings recorded in OUT/run.json that a resumed run must repeat (model and scale always;
+#: the others unless ``--force``). Formats and precisions may change: a resumed run may add artifacts.
+RESUME_SETTINGS = ("model", "scale", "data", "data_root", "sets", "steps", "batch", "seed", "qat_steps", "observer",
+                   "lut_finetune_steps")
+
+
+@contextmanager
+def _claim_out_dir(out_dir: Path, settings: dict, force: bool = False):
+    """Create and lock OUT for this run; check or write its ``run.json``; release the lock on exit.
+
+    Raises:
+        EdgesrError: OUT cannot be created, another run holds it, it belongs to another
+            model or scale, or (without ``force``) its run.json records other settings.
+    """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise EdgesrError(f"{out_dir}: cannot create the run folder ({exc.strerror})") from None
-    _json_write(marker, {"model": model, "scale": scale, "started": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    with out_dir_lock(out_dir):
+        marker = out_dir / "run.json"
+        record = {**settings, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        if marker.exists():
+            record = _check_resume(marker, settings, force)
+        _json_write(marker, record)
+        yield
+
+
+def _check_resume(marker: Path, settings: dict, force: bool) -> dict:
+    """The run.json to keep when resuming in ``marker``'s folder with ``settings``."""
+    out_dir = marker.parent
+    try:
+        prev = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EdgesrError(f"{marker}: unreadable run record ({exc}); choose another --out") from None
+    if not isinstance(prev, dict):
+        raise EdgesrError(f"{marker}: not a run record (a JSON object); choose another --out")
+    if prev.get("model") != settings["model"] or prev.get("scale") != settings["scale"]:
+        raise EdgesrError(f"{out_dir}: holds a run of {prev.get('model')} x{prev.get('scale')}, not "
+                          f"{settings['model']} x{settings['scale']}; choose another --out")
+    changed = [k for k in RESUME_SETTINGS if k in prev and prev[k] != settings[k]]  # older run.json: fewer keys
+    if changed and not force:
+        was = ", ".join(f"{k}={prev[k]!r}" for k in changed)
+        now = ", ".join(f"{k}={settings[k]!r}" for k in changed)
+        raise EdgesrError(f"{out_dir}: was run with {was}; this run has {now}. Resume with the same settings, "
+                          "choose another --out, or pass --force")
+    if changed:
+        warnings.warn(f"{out_dir}: --force: resuming with {', '.join(f'{k}={settings[k]!r}' for k in changed)} "
+                      f"(was {', '.join(f'{k}={prev[k]!r}' for k in changed)}); finished work is kept")
+    return {**prev, **settings, "resumed": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def _exported(path: Path) -> bool:
+    """An artifact from an earlier (interrupted) run is complete: it exists (written atomically)
+    and its embedded metadata reads back."""
+    if not path.exists():
+        return False
+    try:
+        read_artifact_metadata(path)
+    except EdgesrError:
+        return False
+    return True
 
 
 def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, formats, precisions, progress):
@@ -136,13 +205,12 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     int8_path = out_dir / "checkpoints" / "int8.pt"
     pairs = plan(formats, precisions)
     needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
-    ranges, quant_module = None, None
+    quantized = None  # the int8 checkpoint: weights and activation ranges of every int8 / w8a8 artifact
     if needs_int8:
         _stage(f"3/6 quantize ({observer} calibration, {qat_steps} QAT steps) -> {int8_path}")
         if not int8_path.exists():
             quantize_checkpoint(deploy_path, data, observer=observer, qat_steps=qat_steps, out_path=int8_path, progress=progress)
-        quant_module, qstate = load_checkpoint(int8_path)
-        ranges = {k: tuple(v) for k, v in qstate["activation_ranges"].items()}
+        quantized = read_quantized(int8_path)
     else:
         _stage("3/6 quantize: no int8 precision requested")
 
@@ -152,25 +220,26 @@ def _network_stages(ckpt: Path, out_dir: Path, data, qat_steps, observer, format
     artifacts = [{"format": "torch", "precision": "fp32", "path": str(deploy_path), "bytes": deploy_path.stat().st_size}]
     from tqdm.auto import tqdm
 
-
-    calibration = None
     for fmt, prec in tqdm(pairs, desc="export", disable=not progress, leave=False):
         path = art_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
-        if path.exists() and sidecar_path(path).exists():
+        if _exported(path):
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
         int8 = prec in ("int8", "w8a8")
-        if int8 and calibration is None:
-            calibration = calibration_patches(deploy.contract, data)
-        module = quant_module if (int8 and quant_module is not None) else deploy
+        model = quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
-            artifacts.append(export_tflite(module, path, prec, calibration, "int8", ranges if int8 else None, source))
+            artifacts.append(export_tflite(model, path, prec, None, "int8", source))
         elif fmt == "onnx":
-            artifacts.append(export_onnx(module, path, source))
+            artifacts.append(export_onnx(model, path, source))
+        elif fmt.startswith("executorch"):  # PT2E int8 calibrates its own observers (docs/executorch.md)
+            module = model.module if isinstance(model, QuantizedCheckpoint) else model
+            patches = calibration_patches(data, deploy.contract) if int8 else None
+            artifacts.append(export_executorch(module, path, prec, patches, source,
+                                               delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
-            artifacts.append(export_coreml(module, path, prec, calibration, source))
+            artifacts.append(export_coreml(model, path, prec, None, source))
     return artifacts, deploy
 
 
@@ -178,7 +247,7 @@ def _lut_stages(ckpt: Path, out_dir: Path, data, finetune_steps: int):
     _stage("2/6 collapse: LUT models have no training-only form")
     _stage(f"3/6 bake and fine-tune the lookup tables ({finetune_steps} steps) -> {out_dir / 'artifacts'}")
     _stage("4/6 export: the .lut bundle is the artifact")
-    return lut_pipeline_stage(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
+    return bake_and_finetune(ckpt, out_dir / "artifacts", training_images(data), finetune_steps)
 
 
 def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, eval_sets: dict, progress: bool) -> dict:
@@ -186,6 +255,7 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
+    int8_path, int8_ref = out_dir / "checkpoints" / "int8.pt", None
     emulation_seconds, emulation_ref = 0.0, None
     for art in artifacts:
         cached = val_dir / (Path(art["path"]).name + ".json")
@@ -196,7 +266,13 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress)
+            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
+            if art["precision"] in ("int8", "w8a8") and int8_path.exists():
+                if int8_ref is None:
+                    int8_ref = reference_run(read_quantized(int8_path).module, eval_sets, progress)
+                source = int8_ref
+            v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress,
+                                  source_reference=source)
             _json_write(cached, v)
         if reference is not None and art["format"] != "torch" and "emulation" not in v:  # network artifacts
             t0 = time.perf_counter()
@@ -212,17 +288,29 @@ def _validate_and_report(ckpt, out_dir: Path, artifacts: list[dict], reference, 
         print(f"  emulation matrices: {emulation_seconds:.1f} s", flush=True)
     info = model_info(trained)
     bicubic = evaluate_sets(TorchUpscaler(_bicubic(trained.scale)), eval_sets)
+    warnings = below_bicubic(ref.eval, bicubic)
+    for w in warnings:
+        print(f"  warning: {w}", flush=True)
     report = {
         "model": info["name"], "scale": info["scale"], "params": info["params"], "params_deploy": info["params_deploy"],
         "macs_per_frame_720p": info["macs_per_frame_720p"], "eval": ref.eval, "bicubic": bicubic,
         "artifacts": [{**a, "path": str(Path(a["path"]).resolve().relative_to(out_dir.resolve()))} for a in artifacts],
-        "out": str(out_dir),
+        "out": str(out_dir), "warnings": warnings,
     }
     _stage("6/6 report -> report.json, report.md, report.png")
 
     write_report(out_dir, report, ref_module, artifacts)
     _json_write(out_dir / "report.json", report)
     return report
+
+
+def below_bicubic(float_eval: dict, bicubic_eval: dict) -> list[str]:
+    """One warning per set where the float model's PSNR (Y) is below bicubic interpolation's:
+    a model that learned nothing useful (too few steps, a diverged run, wrong data) is not "ok"
+    even when every artifact matches it."""
+    return [f"the float model scores {float_eval[s]['psnr_y']:.2f} dB on {s}, below bicubic's "
+            f"{bicubic_eval[s]['psnr_y']:.2f} dB" for s in float_eval if s in bicubic_eval
+            and float_eval[s]["psnr_y"] < bicubic_eval[s]["psnr_y"]]
 
 
 def _bicubic(scale: int):

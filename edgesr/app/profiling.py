@@ -3,8 +3,15 @@
 Host profile (:func:`profile_artifact`): for each output frame size and thread count, warm-up
 runs, then ``repeats`` timed runs; the JSON holds the median and spread (p10, p90, min,
 std), the MACs of one frame, parameters, model bytes, the process's peak RSS, and the ratio
-of achieved MAC/s to this machine's peak, measured once per run by a large float32 matmul
-(:func:`measure_peak_macs`) so numbers from noisy or different machines can be compared.
+of achieved MAC/s to this machine's peak. For a ``.tflite`` the peak is measured on the same
+runtime in the artifact's arithmetic (fp32 or int8): compute-bound one-convolution graphs
+(:data:`PEAK_GRAPHS`) run interleaved with the artifact, so both see the same load, and the
+best single run counts; the artifact's median cannot honestly exceed it. Other formats use a
+large float32 NumPy matmul (:func:`measure_peak_macs`).
+
+For a ``.tflite`` the JSON also holds ``"xnnpack"``: the partitions LiteRT's default XNNPACK
+delegate forms and the ops it leaves on the builtin kernels
+(:func:`edgesr.converters.partitions.xnnpack_partitions`), since a split graph is slow.
 
 Sizes name the *output* frame (``720p`` = 1280 x 720); the model sees ``size / scale``.
 
@@ -24,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.golden import _tflite_contract
+from edgesr.app.artifacts import open_artifact
+from edgesr.converters.partitions import xnnpack_partitions
 from edgesr.converters.runtime import LiteRTModel
-from edgesr.core.contract import contract_of, read_metadata
+from edgesr.core.atomic import atomic_path
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.errors import EdgesrError
-from edgesr.lut_baking.bundle import load_upscaler
 from edgesr.quantization.integer_ref import quantize_input, read_model
 
 SIZES = {"360p": (360, 640), "540p": (540, 960), "720p": (720, 1280), "1080p": (1080, 1920)}
@@ -79,6 +86,84 @@ def _photo(h: int, w: int, c: int) -> np.ndarray:
     return np.ascontiguousarray(tiled.transpose(2, 0, 1)[None], dtype=np.float32)
 
 
+# --------------------------------------------------------------------------- XNNPACK peak
+
+#: The compute-bound graphs whose best MAC/s is the peak: ``{kind: (kernel size, channels)}``.
+PEAK_GRAPHS = {"gemm_1x1": (1, 128), "conv_3x3": (3, 64)}
+
+
+def peak_cache_dir() -> Path:
+    """Where the peak graphs are kept (``$EDGESR_CACHE/peak``, default ``~/.cache/edgesr/peak``)."""
+    return Path(os.environ.get("EDGESR_CACHE", Path.home() / ".cache" / "edgesr")) / "peak"
+
+
+def peak_graph(kind: str, arithmetic: str, cache: Path | None = None) -> tuple[Path, int]:
+    """``(path, MACs per input pixel)`` of a one-convolution ``.tflite`` (:data:`PEAK_GRAPHS`),
+    float32 or full-integer int8 (``arithmetic`` ``"fp32"`` | ``"int8"``), converted once with
+    TensorFlow and cached. Raises EdgesrError for an unknown kind or arithmetic."""
+    if kind not in PEAK_GRAPHS or arithmetic not in ("fp32", "int8"):
+        raise EdgesrError(f"peak graph {kind!r}/{arithmetic!r}: expected one of {', '.join(PEAK_GRAPHS)} and fp32|int8")
+    k, c = PEAK_GRAPHS[kind]
+    path = (cache or peak_cache_dir()) / f"{kind}_c{c}_{arithmetic}.tflite"
+    if not path.exists():
+        import keras
+        import tensorflow as tf
+
+        inp = keras.Input((None, None, c), batch_size=1)
+        layer = keras.layers.Conv2D(c, k, padding="same")
+        model = keras.Model(inp, layer(inp))
+        rng = np.random.default_rng(1)
+        layer.set_weights([rng.standard_normal((k, k, c, c)).astype(np.float32) * 0.05, np.zeros(c, np.float32)])
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if arithmetic == "int8":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.representative_dataset = lambda: ([rng.uniform(0, 1, (1, 16, 16, c)).astype(np.float32)] for _ in range(4))
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(conv.convert())
+    return path, k * k * c * c
+
+
+def graph_arithmetic(path: Path) -> str:
+    """``"int8"`` when a ``.tflite`` graph computes on int8 activations, else ``"fp32"`` (fp16
+    weights are dequantized to float32 on XNNPACK's CPU path)."""
+    tensors, _, _, _ = read_model(path)
+    return "int8" if any(t.dtype is np.int8 and t.data is None for t in tensors) else "fp32"
+
+
+class _PeakProbe:
+    """The peak graphs of one arithmetic on LiteRT + XNNPACK at one input size and thread count.
+
+    :meth:`best_macs_per_s` also takes the best single runs of the artifacts timed beside it
+    (``observed``): the peak is the highest MAC/s seen in the run, so no median can exceed it.
+    """
+
+    def __init__(self, arithmetic: str, h: int, w: int, threads: int):
+        self.cases = []
+        for kind in PEAK_GRAPHS:
+            path, macs_px = peak_graph(kind, arithmetic)
+            model = LiteRTModel(path, "xnnpack", threads)
+            tin = read_model(path)[0][model.input_details()["index"]]
+            q = quantize_input(np.full((1, h, w, PEAK_GRAPHS[kind][1]), 0.5, np.float32), tin)
+            model.run(q)  # allocate, delegate, warm up
+            self.cases.append((model, q, macs_px * h * w, []))
+        self.source = None
+
+    def once(self) -> None:
+        for model, q, _, times in self.cases:
+            times.append(_timed(lambda model=model, q=q: model.run(q)))
+
+    def best_macs_per_s(self, observed: dict[str, float] | None = None) -> float:
+        """Best MAC/s of the peak graphs, or of an ``observed`` ``{name: MAC/s}`` when higher
+        (:attr:`source` names which)."""
+        rates = {kind: macs / min(times) for kind, (_, _, macs, times) in zip(PEAK_GRAPHS, self.cases)}
+        rates.update(observed or {})
+        self.source = max(rates, key=rates.get)
+        return rates[self.source]
+
+
 # --------------------------------------------------------------------------- graph facts
 
 
@@ -119,35 +204,26 @@ def onnx_facts(path: Path, h: int, w: int) -> dict:
 
 
 def _runner(path: Path, threads: int):
-    """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count."""
+    """``(contract, fn(x NCHW float32) -> output, runtime name)`` for one thread count, on the
+    Upscaler :func:`edgesr.app.artifacts.open_artifact` returns (TFLite and ONNX timed on the
+    runtime's own call, without the Upscaler's per-image loop)."""
     suffix = path.suffix
+    if suffix not in (".tflite", ".onnx", ".lut"):
+        raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
+    up = open_artifact(path, kernels="xnnpack", num_threads=threads, engine="c")
     if suffix == ".tflite":
         tensors, _, ins, _ = read_model(path)
         tin = tensors[ins[0]]
-        contract = _tflite_contract(path, tin, "xnnpack")
-        model = LiteRTModel(path, "xnnpack", threads)
 
         def run(x):
-            return model.run(quantize_input(x.transpose(0, 2, 3, 1), tin))
+            return up.run_quantized(quantize_input(x.transpose(0, 2, 3, 1), tin))
 
-        return contract, run, "ai-edge-litert (default kernels, XNNPACK)"
+        return up.contract, run, "ai-edge-litert (default kernels, XNNPACK)"
     if suffix == ".onnx":
         import onnxruntime as ort
 
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        import onnx
-
-        meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-        contract = contract_of(read_metadata(path, meta.get("edgesr")))
-        name = sess.get_inputs()[0].name
-        return contract, lambda x: sess.run(None, {name: x})[0], f"onnxruntime {ort.__version__}"
-    if suffix == ".lut":
-        up = load_upscaler(path, engine="c")
-        return up.contract, up, "LUT C engine"
-    raise EdgesrError(f"{path}: profile supports .tflite, .onnx and .lut (Core ML latency needs a Mac)")
+        return up.contract, lambda x: up.session.run(None, {up.input_name: x})[0], f"onnxruntime {ort.__version__}"
+    return up.contract, up, "LUT C engine"
 
 
 def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), repeats: int = 10, warmup: int = 2,
@@ -162,7 +238,9 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
         raise EdgesrError(f"{path}: no such artifact")
     if repeats < 1 or warmup < 0 or any(int(t) < 1 for t in threads):
         raise EdgesrError(f"repeats must be >= 1, warm-up >= 0, threads >= 1 (got {repeats}, {warmup}, {list(threads)})")
-    peak = peak_macs if peak_macs is not None else measure_peak_macs()
+    tflite = path.suffix == ".tflite"
+    arithmetic = graph_arithmetic(path) if tflite else "fp32"
+    fixed_peak = peak_macs if peak_macs is not None else (None if tflite else measure_peak_macs())
     results, facts_out, runtime = [], None, None
     for t in threads:
         contract, run, runtime = _runner(path, int(t))
@@ -171,23 +249,49 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
             oh, ow = parse_size(size)
             h, w = max(oh // s, 1), max(ow // s, 1)
             x = _photo(h, w, contract.channels)
-            facts = tflite_facts(path, h, w) if path.suffix == ".tflite" else onnx_facts(path, h, w) if path.suffix == ".onnx" else {"macs": None, "params": None, "ops": {}}
+            facts = tflite_facts(path, h, w) if tflite else onnx_facts(path, h, w) if path.suffix == ".onnx" else {"macs": None, "params": None, "ops": {}}
             facts_out = facts_out or facts
+            probe = _PeakProbe(arithmetic, h, w, int(t)) if fixed_peak is None else None
             for _ in range(warmup):
                 run(x)
-            times = [_timed(lambda: run(x)) for _ in range(repeats)]
+            times = []
+            for _ in range(repeats):  # the peak graphs interleaved with the artifact: same load for both
+                times.append(_timed(lambda: run(x)))
+                if probe:
+                    probe.once()
             st = _stats(times)
+            best_run = {"the artifact's best run": facts["macs"] / min(times)} if facts["macs"] else {}
+            peak = fixed_peak if probe is None else probe.best_macs_per_s(best_run)
             achieved = facts["macs"] / (st["median_ms"] / 1e3) if facts["macs"] else None
             results.append({"size": size, "input_hw": [h, w], "output_hw": [h * s, w * s], "threads": int(t), **st,
-                            "macs": facts["macs"], "achieved_macs_per_s": achieved,
+                            "macs": facts["macs"], "achieved_macs_per_s": achieved, "peak_macs_per_s": peak,
+                            "peak_source": probe.source if probe else "fixed",
                             "fraction_of_peak": achieved / peak if achieved else None})
             if progress:
                 progress(results[-1])
+    _peak_monotone_in_threads(results)
+    how = ("float32 1024^3 NumPy matmul, best of 5" if fixed_peak is not None and peak_macs is None else
+           "given by the caller" if fixed_peak is not None else
+           f"LiteRT + XNNPACK {arithmetic} 1x1 (128 -> 128, a GEMM) and 3x3 (64 -> 64) convolutions on the same input "
+           "and at most the row's threads, best single run, interleaved with the artifact's runs (or the artifact's "
+           "own best run when faster: peak_source)")
     return {"artifact": str(path), "format": path.suffix.lstrip("."), "bytes": _bytes(path), "runtime": runtime,
             "params": facts_out["params"], "ops": facts_out["ops"],
-            "machine": {"peak_macs_per_s": peak, "peak_measured_by": "float32 1024^3 NumPy matmul, best of 5",
+            "xnnpack": xnnpack_partitions(path) if tflite else None,
+            "machine": {"peak_macs_per_s": max((r["peak_macs_per_s"] for r in results), default=fixed_peak),
+                        "peak_arithmetic": arithmetic, "peak_measured_by": how,
                         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "results": results}
+
+
+def _peak_monotone_in_threads(results: list[dict]) -> None:
+    """A row's peak is at least the peak measured with fewer threads at the same size (t threads
+    can do what fewer do); fraction_of_peak is recomputed against it."""
+    for r in results:
+        best = max(o["peak_macs_per_s"] for o in results if o["size"] == r["size"] and o["threads"] <= r["threads"])
+        r["peak_macs_per_s"] = best
+        if r["achieved_macs_per_s"]:
+            r["fraction_of_peak"] = r["achieved_macs_per_s"] / best
 
 
 def _bytes(path: Path) -> int:
@@ -300,6 +404,6 @@ def parse_benchmark_output(text: str) -> dict:
 
 
 def _runner_scale(path: Path, tin) -> int:
-    """The artifact's upscaling factor (sidecar contract, else a 4 x 4 LiteRT probe)."""
+    """The artifact's upscaling factor (its embedded contract, else a 4 x 4 LiteRT probe)."""
 
-    return _tflite_contract(path, tin, "xnnpack").scale
+    return open_artifact(path, kernels="xnnpack", num_threads=1).contract.scale

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edgesr.app.artifacts import open_artifact
 from edgesr.app.profiling import measure_peak_macs, profile_artifact
 from edgesr.app.validation import emulation_matrix
-from edgesr.converters.runtime import TFLiteUpscaler
 from edgesr.core.atomic import atomic_path, write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.data import embedded_image
@@ -111,7 +111,7 @@ def render_report(run_dir: str | os.PathLike, photo: str = "chelsea", size: str 
     if int8 is not None:
         lr = make_lr(hr, report["scale"])
         f = output_y(run_upscaler(TorchUpscaler(module), lr), module.contract, lr.ndim == 2)
-        q = output_y(run_upscaler(TFLiteUpscaler(int8, module.contract), lr), module.contract, lr.ndim == 2)
+        q = output_y(run_upscaler(open_artifact(int8), lr), module.contract, lr.ndim == 2)
         err = np.abs(q - f)
         err_stats = {"photo": photo, "max": float(err.max()), "mean": float(err.mean()), "pixels_differing": int((err > 0).sum())}
         im = axes[1].imshow(err, cmap="magma", vmin=0, vmax=max(err.max(), 1))

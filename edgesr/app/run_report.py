@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgesr.app.artifacts import load_upscaler
+from edgesr.app.artifacts import open_artifact
 from edgesr.core.atomic import atomic_path, write_text_atomic
 from edgesr.core.data import embedded_image
 from edgesr.core.evaluate import TorchUpscaler, upscale_photo
@@ -28,7 +28,9 @@ def results_table(report: dict) -> str:
         v = a["validation"]
         ev = v.get("eval") or {}
         cells = [f"{ev[s]['psnr_y']:.2f} / {ev[s]['ssim_y']:.4f}" if s in ev else "n/a" for s in sets]
-        status = f"skipped: {v['skipped']}" if v.get("skipped") else ("ok" if v.get("passed") else "**FAILED**")
+        failed = ", ".join(v.get("failed_checks") or [])
+        status = (f"skipped: {v['skipped']}" if v.get("skipped") else
+                  "ok" if v.get("passed") else f"**FAILED**{f' ({failed})' if failed else ''}")
         label = a["format"] + (f" ({a['stage']})" if a.get("stage") else "")
         rows.append(f"| {label} | {a['precision']} | {a['bytes']:,} | {_fmt(v.get('max_abs_err'), '.2e')} | "
                     f"{_fmt(v.get('psnr_vs_reference_db'), '.2f')} | " + " | ".join(cells) + f" | {status} |")
@@ -73,7 +75,7 @@ def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int
               ("float (PyTorch)", upscale_photo(TorchUpscaler(reference_module), lr))]
     int8 = next((a for a in artifacts if a["precision"] == "int8" and a["format"] in ("tflite", "lut")), None)
     if int8 is not None:
-        panels.append((f"int8 ({int8['format']})", upscale_photo(load_upscaler(int8["path"]), lr)))
+        panels.append((f"int8 ({int8['format']})", upscale_photo(open_artifact(int8["path"]), lr)))
     panels.append(("HR", hr))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
     for ax, (title, img) in zip(axes, panels):
@@ -96,6 +98,8 @@ def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[
             "PSNR (dB) / SSIM on BT.601 Y, border = scale; every artifact run by its own runtime through "
             "edgesr's one evaluation path and compared with the float PyTorch reference.\n\n"
             f"{results_table(report)}\n\n![crops: bicubic, float, int8, HR](report.png)\n")
+    if report.get("warnings"):
+        text += "\n## Warnings\n\n" + "".join(f"- **{w}**\n" for w in report["warnings"])
     emulation = emulation_table(report)
     if emulation:
         text += f"\n{emulation}\n"

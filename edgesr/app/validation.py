@@ -9,14 +9,21 @@ artifact::
                                         # outputs in [0, 1], over every pixel of every image
      "psnr_vs_reference_db": float,     # PSNR of the float outputs (x255, border crop s),
                                         # pooled over all images; null if bit-identical
+     "p999_abs_err": float,             # 99.9th percentile of |clip(artifact) - clip(reference)|
      "eval": {SET: {"psnr_y", "ssim_y"}},            # artifact vs HR
      "reference_eval": {SET: {"psnr_y", "ssim_y"}},  # float reference vs HR
-     "passed": bool, "tolerance": {...}, "skipped": reason | null,
-     "structure": {...} (Core ML only)}
+     "passed": bool, "tolerance": {...}, "failed_checks": [str], "skipped": reason | null,
+     "structure": {...} (Core ML only),
+     "xnnpack": {"partitions", "delegated_ops", "ops_outside", ...} (.tflite only: what LiteRT's
+                default XNNPACK delegate takes, :func:`edgesr.converters.partitions.xnnpack_partitions`)}
 
-Tolerances (issue 3): fp32 max abs error <= 1e-4; fp16 PSNR vs HR at most 0.05 dB below
-the reference's on every set; int8 (and Core ML w8 / w8a8) at most ``int8_tolerance_db``
-(default 0.15 dB, measured for SESR-M5 x2 ReLU on Set5; other models set their own) below.
+Tolerances: :mod:`edgesr.app.tolerances`, the one policy, two-sided: the PSNR drop vs HR
+against the float reference (fp16 0.05 dB; int8, Core ML w8 / w8a8 ``int8_tolerance_db``,
+default 0.15 dB), and the error against the artifact's own float reference (``source_reference``:
+the module it was exported from, e.g. a quantized checkpoint's): fp32 max abs error <= 1e-4;
+otherwise the 99.9th-percentile absolute error (``p999_abs_err``) and the PSNR vs the reference
+(at least what an independent error costing ``max_drop_db`` would allow). ``tolerance`` in the
+result holds the bounds and ``failed_checks`` names the ones missed.
 Core ML on Linux (no MIL interpreter): numbers null, ``skipped`` says why, ``passed``
 reflects the structural checks (:func:`edgesr.converters.coreml.check_structure`).
 
@@ -43,25 +50,25 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.app.artifacts import LUT_SUFFIXES, load_upscaler
+from edgesr.app.artifacts import LUT_SUFFIXES, NETWORK_SUFFIXES, open_artifact
+from edgesr.app.tolerances import INT8_MAX_DROP_DB, POLICY, min_psnr_vs_reference_db, tolerance as policy_tolerance
 from edgesr.converters.coreml import check_structure
 from edgesr.converters.mil_interpreter import MILUpscaler
+from edgesr.converters.partitions import xnnpack_partitions
 from edgesr.converters.runtime import (
     LiteRTModel,
     ONNXUpscaler,
     RuntimeUnavailable,
     TFLiteUpscaler,
-    artifact_metadata,
 )
-from edgesr.core.contract import contract_of, sidecar_path
+from edgesr.core.contract import MissingMetadata, contract_of, read_artifact_metadata
 from edgesr.core.data import eval_pairs
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, evaluate
 from edgesr.quantization.integer_ref import IntegerReference
 
-FP32_MAX_ABS_ERR = 1e-4
-FP16_MAX_DROP_DB = 0.05
-INT8_MAX_DROP_DB = 0.15
+FP32_MAX_ABS_ERR = POLICY["fp32"].max_abs_err
+FP16_MAX_DROP_DB = POLICY["fp16"].max_drop_db
 
 
 class _Recorder:
@@ -107,42 +114,68 @@ def reference_run(reference_module, sets: dict, progress: bool = False) -> Refer
 
 
 def _tolerance(precision: str, int8_tolerance_db: float) -> dict:
-    if precision == "fp32":
-        return {"metric": "max_abs_err", "max": FP32_MAX_ABS_ERR}
-    if precision == "fp16":
-        return {"metric": "psnr_drop_db", "max": FP16_MAX_DROP_DB}
-    if precision in ("int8", "w8", "w8a8"):
-        return {"metric": "psnr_drop_db", "max": float(int8_tolerance_db)}
-    raise EdgesrError(f"unknown artifact precision {precision!r} (expected fp32, fp16, int8, w8, w8a8)")
+    """The policy's bounds for ``precision`` as a dict (``metric``/``max``: the primary bound)."""
+    t = policy_tolerance(precision, int8_tolerance_db)
+    metric = "max_abs_err" if t.max_abs_err is not None else "psnr_drop_db"
+    return {"metric": metric, "max": t.max_abs_err if metric == "max_abs_err" else t.max_drop_db, **t.to_dict()}
 
 
-def _compare(art_outputs: dict, ref: ReferenceRun) -> tuple[float, float | None]:
-    """Max abs error and pooled PSNR (dB) of artifact vs reference float outputs in [0, 1]."""
-    s, max_err, sq, count = ref.scale, 0.0, 0.0, 0
+def _compare(art_outputs: dict, ref: ReferenceRun) -> tuple[float, float | None, float]:
+    """Max abs error, pooled PSNR (dB) and 99.9th-percentile abs error of artifact vs reference
+    float outputs in [0, 1]."""
+    s, max_err, sq, count, diffs = ref.scale, 0.0, 0.0, 0, []
     for name, outs in art_outputs.items():
         for a, r in zip(outs, ref.outputs[name], strict=True):
             if a.shape != r.shape:
                 raise EdgesrError(f"artifact output {a.shape} differs from the reference's {r.shape} on set {name}")
             d = np.clip(a.astype(np.float64), 0, 1) - np.clip(r.astype(np.float64), 0, 1)
             max_err = max(max_err, float(np.abs(d).max()))
+            diffs.append(np.abs(d).astype(np.float32).ravel())
             crop = d[..., s:-s, s:-s] * 255.0 if s > 0 else d * 255.0
             sq, count = sq + float(np.sum(crop * crop)), count + crop.size
     mse = sq / max(count, 1)
-    return max_err, (None if mse == 0 else 10.0 * math.log10(255.0**2 / mse))
+    p999 = float(np.percentile(np.concatenate(diffs), 99.9)) if diffs else 0.0
+    return max_err, (None if mse == 0 else 10.0 * math.log10(255.0**2 / mse)), p999
+
+
+def _checks(tol: dict, max_err: float, psnr_ref: float | None, p999: float, drops: dict, ref_eval: dict) -> list[str]:
+    """Names of the policy checks the numbers miss (empty: within tolerance); fills ``tol``'s
+    ``drop_db`` and ``min_psnr_vs_reference_db``."""
+    failed = []
+    if tol["max_abs_err"] is not None and max_err > tol["max_abs_err"]:
+        failed.append("max_abs_err")
+    if tol["max_drop_db"] is not None:
+        tol["drop_db"] = drops
+        if any(d > tol["max_drop_db"] for d in drops.values()):
+            failed.append("psnr_drop_db")
+    if tol["max_p999_abs_err"] is not None and p999 > tol["max_p999_abs_err"]:
+        failed.append("p999_abs_err")
+    if tol["psnr_margin"] and tol["max_drop_db"] and tol["max_drop_db"] > 0 and ref_eval:
+        need = min_psnr_vs_reference_db(tol["max_drop_db"], max(e["psnr_y"] for e in ref_eval.values()))
+        tol["min_psnr_vs_reference_db"] = need
+        if psnr_ref is not None and psnr_ref < need:
+            failed.append("psnr_vs_reference_db")
+    return failed
 
 
 def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision: str | None = None,
-                      int8_tolerance_db: float = INT8_MAX_DROP_DB, progress: bool = False, **options) -> dict:
+                      int8_tolerance_db: float = INT8_MAX_DROP_DB, progress: bool = False,
+                      source_reference=None, **options) -> dict:
     """Validate one artifact (module doc for the result and tolerances).
 
     Args:
         path_or_upscaler: an artifact path (``.tflite``, ``.onnx``, ``.mlpackage``, opened by
-            :func:`edgesr.app.artifacts.load_upscaler` with ``options``) or an Upscaler.
+            :func:`edgesr.app.artifacts.open_artifact` with ``options``) or an Upscaler.
         reference_module: the float deploy ``nn.Module``, or a :class:`ReferenceRun` from
             :func:`reference_run` (reuse it across the artifacts of one model).
         sets: ``{set name: [(image name, uint8 HR image)]}`` (:func:`edgesr.core.data.resolve_eval_sets`).
         precision: fp32 | fp16 | int8 | w8 | w8a8; default: the artifact's metadata.
         int8_tolerance_db: allowed PSNR drop (dB) vs the reference for int8 / w8 / w8a8.
+        source_reference: the float module the artifact was exported from (or its
+            :class:`ReferenceRun` on ``sets``) when it is not ``reference_module`` (an int8
+            artifact of a quantized checkpoint: its fine-tuned module); the errors against the
+            reference (max abs, 99.9th percentile, PSNR) are measured against it. Default:
+            ``reference_module``.
 
     Raises:
         EdgesrError: unreadable artifact, unknown precision, scale/contract mismatch.
@@ -150,11 +183,11 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
 
     is_path = isinstance(path_or_upscaler, (str, os.PathLike))
     is_lut = is_path and Path(path_or_upscaler).suffix.lower() in LUT_SUFFIXES
-    network = is_path and Path(path_or_upscaler).suffix.lower() in (".tflite", ".onnx", ".mlpackage")
+    network = is_path and Path(path_or_upscaler).suffix.lower() in NETWORK_SUFFIXES
     if is_lut:  # a LUT bundle carries its contract inside; its tables are int8
         meta = {"provenance": {"artifact_format": "lut", "precision": "int8"}}
-    else:  # converters artifacts: embedded metadata or sidecar; bare Upscalers: none
-        meta = artifact_metadata(path_or_upscaler) if network else {}
+    else:  # converters artifacts: their embedded metadata; bare Upscalers: none
+        meta = read_artifact_metadata(path_or_upscaler) if network else {}
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
@@ -162,12 +195,14 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     tolerance = _tolerance(precision, int8_tolerance_db)
     result = {"artifact": str(path_or_upscaler) if is_path else type(path_or_upscaler).__name__,
               "format": prov.get("artifact_format"), "precision": precision, "max_abs_err": None,
-              "psnr_vs_reference_db": None, "eval": None, "reference_eval": None, "passed": False,
-              "tolerance": tolerance, "skipped": None}
+              "psnr_vs_reference_db": None, "p999_abs_err": None, "eval": None, "reference_eval": None,
+              "passed": False, "tolerance": tolerance, "failed_checks": [], "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
         result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
+    if is_path and Path(path_or_upscaler).suffix.lower() == ".tflite":
+        result["xnnpack"] = xnnpack_partitions(path_or_upscaler)
     try:
-        upscaler = load_upscaler(path_or_upscaler, **options) if is_path else path_or_upscaler
+        upscaler = open_artifact(path_or_upscaler, **options) if is_path else path_or_upscaler
     except RuntimeUnavailable as exc:
         result["skipped"] = str(exc)
         result["passed"] = bool(result.get("structure", {}).get("passed", False))
@@ -175,29 +210,39 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     ref = reference_module if isinstance(reference_module, ReferenceRun) else reference_run(reference_module, sets, progress)
     if ref.scale != upscaler.contract.scale:
         raise EdgesrError(f"{result['artifact']}: scale x{upscaler.contract.scale} but the reference is x{ref.scale}")
+    own = ref
+    if source_reference is not None:
+        own = source_reference if isinstance(source_reference, ReferenceRun) else reference_run(source_reference, ref.sets, progress)
+        if set(own.sets) != set(ref.sets):
+            raise EdgesrError(f"{result['artifact']}: the source reference ran on other sets than the reference")
     outputs, scores = _run_sets(upscaler, ref.sets, progress)
-    max_err, psnr_ref = _compare(outputs, ref)
+    max_err, psnr_ref, p999 = _compare(outputs, own)
     drops = {name: ref.eval[name]["psnr_y"] - scores[name]["psnr_y"] for name in scores}
-    if tolerance["metric"] == "max_abs_err":
-        passed = max_err <= tolerance["max"]
-    else:
-        tolerance["drop_db"] = drops
-        passed = all(d <= tolerance["max"] for d in drops.values())
-    passed = passed and result.get("structure", {}).get("passed", True)
-    result.update(max_abs_err=max_err, psnr_vs_reference_db=psnr_ref, eval=scores, reference_eval=ref.eval,
-                  passed=bool(passed))
+    failed = _checks(tolerance, max_err, psnr_ref, p999, drops, ref.eval)
+    if not result.get("structure", {}).get("passed", True):
+        failed.append("structure")
+    result.update(max_abs_err=max_err, psnr_vs_reference_db=psnr_ref, p999_abs_err=p999, eval=scores,
+                  reference_eval=ref.eval, failed_checks=failed, passed=not failed)
+    if own is not ref:
+        result["source_reference_eval"] = own.eval
     return result
 
 
 def failure_message(result: dict) -> str:
     """One line naming the artifact and the numbers that put it beyond tolerance."""
-    tol, parts = result["tolerance"], []
-    if result["max_abs_err"] is not None and tol["metric"] == "max_abs_err" and result["max_abs_err"] > tol["max"]:
-        parts.append(f"max abs error {result['max_abs_err']:.3g} > {tol['max']:g}")
+    tol, parts, failed = result["tolerance"], [], set(result.get("failed_checks") or [])
+    if "max_abs_err" in failed:
+        parts.append(f"max abs error {result['max_abs_err']:.3g} > {tol['max_abs_err']:g}")
     for name, drop in (tol.get("drop_db") or {}).items():
-        if drop > tol["max"]:
+        if drop > tol["max_drop_db"]:
             parts.append(f"PSNR {result['eval'][name]['psnr_y']:.3f} dB on {name} is {drop:.3f} dB below the "
-                         f"reference's {result['reference_eval'][name]['psnr_y']:.3f} dB (> {tol['max']:g} dB)")
+                         f"reference's {result['reference_eval'][name]['psnr_y']:.3f} dB (> {tol['max_drop_db']:g} dB)")
+    if "p999_abs_err" in failed:
+        parts.append(f"99.9th-percentile error vs its float reference {result['p999_abs_err'] * 255:.2f} 8-bit levels "
+                     f"> {tol['max_p999_abs_err'] * 255:.2f}")
+    if "psnr_vs_reference_db" in failed:
+        parts.append(f"PSNR vs its float reference {result['psnr_vs_reference_db']:.2f} dB < "
+                     f"{tol['min_psnr_vs_reference_db']:.2f} dB")
     parts += result.get("structure", {}).get("problems", [])
     return f"{result['artifact']} ({result['precision']}): beyond tolerance: {'; '.join(parts) or 'not validated'}"
 
@@ -314,6 +359,14 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
                 "gpu_fp16": fp16,
                 "npu_int8": lambda: FLOAT_NO_INT8 if is_float else "ONNX: no integer reference for ONNX Runtime's int8 kernels"}
 
+    if suffix == ".pte":
+        return {"cpu_reference": lambda: ("ExecuTorch program lowered to XNNPACK: its ops run in the delegate "
+                                          "(the xnnpack row); the portable kernels run only what is left outside"),
+                "xnnpack": lambda: open_artifact(path),
+                "gpu_fp16": fp16,
+                "npu_int8": lambda: FLOAT_NO_INT8 if is_float else
+                ("ExecuTorch int8: no integer reference for XNNPACK's int8 kernels; the xnnpack row is the program itself")}
+
     def mil(prec):
         return MILUpscaler(path, prec, contract)
 
@@ -344,7 +397,7 @@ def _emulation_row(upscaler, ref: ReferenceRun, progress: bool) -> dict:
     """One engine's row on ``ref``'s images: scores vs HR (mean over every image of every set)
     and vs the reference's outputs."""
     outputs, scores = _run_sets(upscaler, ref.sets, progress)
-    max_err, psnr_ref = _compare(outputs, ref)
+    max_err, psnr_ref, _ = _compare(outputs, ref)
     if len(scores) == 1:
         (s,) = scores.values()
         psnr_y, ssim_y = s["psnr_y"], s["ssim_y"]
@@ -381,13 +434,16 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
       every fp16-typed value rounded to fp16 (GPU / Neural Engine storage; skipped for an
       fp32-typed program, which Core ML runs in fp32); ``xnnpack`` and ``npu_int8`` skipped
       with the reason (no XNNPACK in Core ML; no integer reference of the Neural Engine).
+    * ``.pte`` (ExecuTorch, lowered to XNNPACK): ``xnnpack`` the program on the ExecuTorch
+      runtime; ``gpu_fp16`` as for TFLite; ``cpu_reference`` and ``npu_int8`` skipped with the
+      reason (the delegate runs the ops; no integer reference of XNNPACK's int8 kernels).
 
     A row is ``{"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}`` or ``{"skipped":
     reason}`` (also when the engine cannot run the graph: its first error line).
 
     Args:
         artifact: a ``.tflite``, ``.onnx`` or ``.mlpackage`` path with edgesr metadata (a
-            ``.tflite`` without its sidecar gets the reference's contract and the precision
+            ``.tflite`` without edgesr metadata gets the reference's contract and the precision
             its tensors show: int8 input -> int8, fp16 tensors -> fp16, else fp32).
         reference: the float deploy ``nn.Module`` (with ``.contract``) the artifact came from,
             or a :class:`ReferenceRun` of it from :func:`reference_run` on the images (reuse
@@ -414,18 +470,18 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
     path = Path(artifact)
     if not path.exists():
         raise EdgesrError(f"{path}: no such artifact")
-    if path.suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
-        raise EdgesrError(f"{path}: the emulation matrix is for .tflite, .onnx and .mlpackage artifacts")
-    if path.suffix.lower() == ".tflite" and not sidecar_path(path).is_file():  # a bare .tflite (no edgesr sidecar)
+    if path.suffix.lower() not in NETWORK_SUFFIXES:
+        raise EdgesrError(f"{path}: the emulation matrix is for {', '.join(NETWORK_SUFFIXES)} artifacts")
+    try:
+        meta = read_artifact_metadata(path)
+    except MissingMetadata:
+        if path.suffix.lower() != ".tflite":
+            raise
+        meta = None  # a bare .tflite (no edgesr metadata)
+    if meta is None:
         contract, precision = module.contract, precision or _tflite_precision(path)
     else:
-        try:
-            meta = artifact_metadata(path)
-            contract = contract_of(meta)
-        except EdgesrError:
-            raise
-        except Exception as exc:  # noqa: BLE001  (flatbuffer / protobuf decode errors on a corrupt file)
-            raise EdgesrError(f"{path}: unreadable artifact ({type(exc).__name__})") from None
+        contract = contract_of(meta, str(path))
         precision = precision or meta.get("provenance", {}).get("precision")
     if precision is None:
         raise EdgesrError(f"{path}: give the precision (fp32, fp16, int8, w8, w8a8); it has no edgesr artifact metadata")

@@ -28,10 +28,11 @@ The whole ``edgesr/`` folder is built beside the target and renamed onto it
 (:func:`edgesr.core.atomic.atomic_path`), so the app never sees half an export, and an error leaves
 the previous export in place.
 
-The contract of an artifact is read from the artifact's side, never guessed, in this order:
-its sidecar ``PATH.json`` (``edgesr.converters.metadata``), its entry in ``report.json`` (a
-``contract`` object), the LUT bundle itself; a model without one is refused with an error
-naming it.
+The contract of an artifact is read from the artifact, never guessed, in this order: the
+metadata embedded in the ``.tflite`` (or its legacy sidecar ``PATH.json``), its entry in
+``report.json`` (a ``contract`` object), the LUT bundle itself; a model without one is
+refused with an error naming it. The app itself reads the contract of a TFLite model from the
+model file (``TfliteMetadata.java``); the manifest's copy serves the LUT models.
 """
 
 from __future__ import annotations
@@ -42,8 +43,10 @@ import shutil
 from pathlib import Path
 
 from edgesr.app.golden import write_golden
+from edgesr.app.tolerances import DEVICE_CPU_MAX_ABS, DEVICE_GPU_DEFAULT_MAX_ABS
+from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
-from edgesr.core.contract import IOContract
+from edgesr.core.contract import IOContract, MissingMetadata, read_contract
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
 from edgesr.lut_baking.bundle import load_bundle
@@ -53,17 +56,17 @@ ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
 MANIFEST_FORMAT = "edgesr-android-assets"
 MANIFEST_VERSION = 1
 #: fp32 on the phone's CPU (XNNPACK) vs the golden fp32 outputs: max abs difference on [0, 1]
-CPU_FP32_TOLERANCE = 1e-4
-#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): edgesr.app.golden's fp16 tolerance
-CPU_FP16_TOLERANCE = 4e-3
+CPU_FP32_TOLERANCE = DEVICE_CPU_MAX_ABS["fp32"]
+#: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): the golden fp16 tolerance
+CPU_FP16_TOLERANCE = DEVICE_CPU_MAX_ABS["fp16"]
 #: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
-DEFAULT_GPU_TOLERANCE = 1.0 / 255.0
+DEFAULT_GPU_TOLERANCE = DEVICE_GPU_DEFAULT_MAX_ABS
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run folder with report.json (from `edgesr run`)")
+    p.add_argument("run_dir", metavar="RUN_DIR", type=existing_dir, help="a run folder with report.json (from `edgesr run`)")
     p.add_argument("--app", default="android_demo", help="the Android project folder (default: android_demo)")
-    p.add_argument("--gpu-tolerance", type=float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
+    p.add_argument("--gpu-tolerance", type=positive_float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
 
 
 def run(args) -> int:
@@ -254,6 +257,17 @@ def _generate_golden(artifact: Path, out: Path) -> None:
 # --------------------------------------------------------------------------- export
 
 
+def _embedded_contract(path: Path) -> dict | None:
+    """The contract embedded in a ``.tflite`` (:func:`edgesr.core.contract.read_contract`; a
+    legacy sidecar is read with a warning), or None when it carries none."""
+    if path.suffix.lower() != ".tflite":
+        return None
+    try:
+        return read_contract(path).to_dict()
+    except MissingMetadata:
+        return None
+
+
 def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_tol: float | None) -> tuple[dict, Path | bytes]:
     """One manifest entry and what to write for it (the artifact's path, or the LUT bytes)."""
     rel = artifact.get("path")
@@ -264,8 +278,7 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
         raise EdgesrError(f"{path}: artifact listed in report.json is missing")
     precision = str(artifact.get("precision", "fp32"))
     name = f"{path.stem}"
-    sidecar = path.with_name(path.name + ".json")
-    contract = (_as_contract(_read_json(sidecar)) if sidecar.is_file() else None) or _as_contract(artifact)
+    contract = _embedded_contract(path) or _as_contract(artifact)
     entry: dict = {"name": name, "format": artifact["format"], "precision": precision, "source": rel}
     if artifact["format"] == "tflite":
         inputs, outputs = _tflite_tensors(path)
@@ -286,7 +299,7 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
         entry.update(file=f"luts/{name}.bin", lut=desc | {"tables": offsets})
         entry["tolerance"] = {"cpu": 0.0}
     if contract is None:
-        raise EdgesrError(f"{path}: no I/O contract (no {sidecar.name}, none in report.json or in the artifact)")
+        raise EdgesrError(f"{path}: no I/O contract (none embedded in the file or in a sidecar, none in report.json)")
     entry["contract"] = contract
     if contract["scale"] != report.get("scale", contract["scale"]):
         raise EdgesrError(f"{path}: contract scale {contract['scale']} differs from report.json scale {report['scale']}")

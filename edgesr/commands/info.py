@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
+from edgesr.commands._args import scale
 from edgesr.core.complexity import model_info
 from edgesr.core.models import create
 
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="registry name (see `edgesr list`)")
-    p.add_argument("--scale", type=int, default=2, help="upscaling factor (default 2)")
+    p.add_argument("--scale", type=scale, default=2, help="upscaling factor (default 2)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

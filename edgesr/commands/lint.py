@@ -1,4 +1,4 @@
-"""``edgesr lint ARTIFACT --target gpu|nnapi|xnnpack|coreml-ane``: will it run there?
+"""``edgesr lint ARTIFACT --target gpu|nnapi|xnnpack|coreml-ane|executorch-xnnpack``: will it run there?
 
 Prints one line per finding (or JSON with ``--json``); exits 1 when a finding is an error
 (the graph, or part of it, would not run on the target), 0 otherwise.
@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 
-from edgesr.converters.lint import has_errors, lint
+from edgesr.commands._args import existing_path
+from edgesr.converters.lint import TARGETS, has_errors, lint
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", help=".tflite or .mlpackage")
-    p.add_argument("--target", required=True, choices=("gpu", "nnapi", "xnnpack", "coreml-ane"))
+    p.add_argument("artifact", type=existing_path, help=".tflite, .mlpackage or .pte")
+    p.add_argument("--target", required=True, choices=TARGETS)
     p.add_argument("--json", action="store_true", help="print the findings as JSON")
 
 

@@ -2,8 +2,10 @@
 
 Host: ``--sizes 360p,540p,720p --threads 1,2 --repeats N`` (LiteRT for .tflite, ONNX Runtime
 for .onnx, the C engine for .lut). Phone: ``--adb [--serial ID] --delegate cpu|xnnpack|gpu|nnapi
---benchmark-binary PATH`` runs TFLite's benchmark_model and parses its log; ``--dry-run``
-prints the adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``--out``.
+--benchmark-binary PATH`` runs TFLite's benchmark_model (with per-op profiling) for every
+requested size and thread count (setup pushed once; one log per case, ``OUT_SIZE_tT.log``) and
+parses each log (one case: its fields; several: ``{"runs": [...]}``); ``--dry-run`` prints the
+adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``-o/--out``.
 """
 
 from __future__ import annotations
@@ -12,24 +14,37 @@ import json
 import shlex
 
 from edgesr.app import profiling
+from edgesr.commands._args import (
+    add_out_argument,
+    checked_by,
+    csv_ints,
+    csv_of,
+    existing_file,
+    existing_path,
+    nonnegative_int,
+    output_file,
+    positive_int,
+)
+from edgesr.converters.partitions import xnnpack_line
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.integer_ref import read_model
 
 
 def add_arguments(p) -> None:
-    p.add_argument("artifact", nargs="?", help=".tflite, .onnx or .lut")
-    p.add_argument("--sizes", default="360p", help="output frame sizes: 360p,540p,720p,1080p or HxW (comma-separated)")
-    p.add_argument("--threads", default="1", help="thread counts, comma-separated")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per size (after --warmup runs)")
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--out", help="write the JSON here (atomically) instead of stdout")
+    p.add_argument("artifact", nargs="?", type=existing_path, help=".tflite, .onnx or .lut")
+    p.add_argument("--sizes", type=csv_of(checked_by(profiling.parse_size, "frame_size")), default="360p",
+                   help="output frame sizes: 360p,540p,720p,1080p or HxW (comma-separated)")
+    p.add_argument("--threads", type=csv_ints(1), default="1", help="thread counts >= 1, comma-separated")
+    p.add_argument("--repeats", type=positive_int, default=10, help="timed runs per size (after --warmup runs)")
+    p.add_argument("--warmup", type=nonnegative_int, default=2)
+    add_out_argument(p, "write the JSON here (.json, atomically) instead of stdout", type=output_file(".json"))
     p.add_argument("--adb", action="store_true", help="run TFLite's benchmark_model on a phone")
     p.add_argument("--serial", help="adb device serial")
     p.add_argument("--delegate", default="xnnpack", choices=("cpu", "xnnpack", "gpu", "nnapi"))
     p.add_argument("--benchmark-binary", help="path to benchmark_model built for the phone (android_aarch64)")
     p.add_argument("--dry-run", action="store_true", help="with --adb: print the adb commands only")
-    p.add_argument("--parse", metavar="LOG", help="parse a saved benchmark_model log instead of running")
+    p.add_argument("--parse", metavar="LOG", type=existing_file, help="parse a saved benchmark_model log instead of running")
 
 
 def _emit(result: dict, out) -> None:
@@ -46,23 +61,19 @@ def run(args) -> int:
 
     if args.parse:
         log = Path(args.parse)
-        if not log.is_file():
-            raise EdgesrError(f"{log}: no such benchmark_model log")
         _emit({"source": str(log), **profiling.parse_benchmark_output(log.read_text(errors="replace"))}, args.out)
         return 0
     if not args.artifact:
         raise EdgesrError("give an ARTIFACT (or --parse LOG)")
-    try:
-        threads = [int(t) for t in args.threads.split(",")]
-    except ValueError:
-        raise EdgesrError(f"--threads {args.threads!r}: expected integers like 1,2") from None
-    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    threads, sizes = args.threads, args.sizes
     if args.adb:
         return _adb(args, sizes, threads)
     result = profiling.profile_artifact(args.artifact, sizes, threads, args.repeats, args.warmup,
                                         progress=lambda r: print(f"{r['size']:>6} x{r['threads']} threads: "
                                                                  f"{r['median_ms']:.2f} ms median", flush=True)
                                         if args.out else None)
+    if args.out and result.get("xnnpack"):
+        print(xnnpack_line(result["xnnpack"]))
     _emit(result, args.out)
     return 0
 
@@ -80,20 +91,32 @@ def _adb(args, sizes, threads) -> int:
     tensors, _, inputs, _ = read_model(args.artifact)
     tin = tensors[inputs[0]]
     scale = profiling._runner_scale(Path(args.artifact), tin) if len(sizes) else 1
-    oh, ow = profiling.parse_size(sizes[0])
-    shape = (1, oh // scale, ow // scale, tin.shape[-1])
-    local = Path(args.out).with_suffix(".log") if args.out else Path("benchmark_output.txt")
-    cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, threads[0],
-                                  args.warmup, args.repeats, shape, tin.name, local)
+    base = Path(args.out).with_suffix("") if args.out else Path("benchmark_output")
+    cases, plans = [], []
+    for size in sizes:  # every requested size and thread count; the setup steps once
+        oh, ow = profiling.parse_size(size)
+        shape = (1, oh // scale, ow // scale, tin.shape[-1])
+        for t in threads:
+            local = base.with_name(f"{base.name}_{size}_t{t}.log")
+            cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, t,
+                                          args.warmup, args.repeats, shape, tin.name, local)
+            plans.append(cmds if not plans else cmds[-2:])
+            cases.append((size, t, shape, local))
     if args.dry_run:
-        for c in cmds:
+        for c in (c for cmds in plans for c in cmds):
             print(shlex.join(c))
         return 0
-    for c in cmds:
-        try:
-            subprocess.run(c, check=True)
-        except (OSError, subprocess.CalledProcessError) as exc:
-            raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
-    result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
-    _emit({"artifact": args.artifact, "delegate": args.delegate, "threads": threads[0], "input_shape": list(shape), **result}, args.out)
+    runs = []
+    for cmds, (size, t, shape, local) in zip(plans, cases):
+        for c in cmds:
+            try:
+                subprocess.run(c, check=True)
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
+        result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
+        runs.append({"size": size, "threads": t, "input_shape": list(shape), "log": str(local), **result})
+    if len(runs) == 1:
+        _emit({"artifact": args.artifact, "delegate": args.delegate, **runs[0]}, args.out)
+    else:
+        _emit({"artifact": args.artifact, "delegate": args.delegate, "runs": runs}, args.out)
     return 0

@@ -1,27 +1,48 @@
-"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [--out PATH]``."""
+"""``edgesr quantize CKPT [--calib DIR] [--observer minmax|percentile|mse] [--qat-steps N] [--recipe NAME] [-o PATH]``.
+
+The output checkpoint carries the activation ranges (and QAT's weights): ``edgesr export`` of it
+builds the int8 TFLite and Core ML W8A8 models on exactly those ranges.
+"""
 
 from __future__ import annotations
 
 import argparse
 
+from edgesr.commands._args import (
+    add_out_argument,
+    add_progress_argument,
+    existing_dir,
+    existing_file,
+    nonnegative_int,
+    output_file,
+    percentile,
+    positive_int,
+    show_progress,
+)
 from edgesr.core.errors import EdgesrError
 from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.recipe import RECIPES
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("checkpoint", help="edgesr checkpoint (train or deploy form)")
-    p.add_argument("--calib", default=None, metavar="DIR",
+    p.add_argument("checkpoint", type=existing_file, help="edgesr checkpoint (train or deploy form)")
+    p.add_argument("--calib", type=existing_dir, default=None, metavar="DIR",
                    help="folder of real photos for calibration / QAT (default: the embedded training photographs)")
     p.add_argument("--observer", default="minmax", choices=["minmax", "percentile", "mse"],
                    help="activation range observer (default minmax)")
-    p.add_argument("--percentile", type=float, default=None, help="percentile for --observer percentile (default 99.99)")
-    p.add_argument("--qat-steps", type=int, default=0, help="quantization-aware fine-tuning steps (default 0: PTQ)")
-    p.add_argument("--out", default=None, metavar="PATH", help="quantized checkpoint (default CKPT_int8.pt)")
-    p.add_argument("--data-root", default=None, help="root of the benchmark sets for the PSNR report")
+    p.add_argument("--percentile", type=percentile, default=None,
+                   help="percentile in (50, 100] for --observer percentile (default 99.99)")
+    p.add_argument("--qat-steps", type=nonnegative_int, default=0, help="quantization-aware fine-tuning steps (default 0: PTQ)")
+    p.add_argument("--recipe", default=None, choices=list(RECIPES),
+                   help="int8 recipe instead of --observer calibration: 'default' = CLE, range search, AdaRound, "
+                        "bias correction, then --qat-steps of LSQ QAT, each stage kept where it helps on held-out photos")
+    add_out_argument(p, "quantized checkpoint (.pt; default CKPT_int8.pt)", type=output_file(".pt", ".pth"), metavar="PATH")
+    p.add_argument("--data-root", type=existing_dir, default=None, help="root of the benchmark sets for the PSNR report")
     p.add_argument("--sets", default=None, help="comma-separated evaluation sets (default: embedded photographs)")
-    p.add_argument("--patches", type=int, default=64, help="number of calibration patches (default 64)")
-    p.add_argument("--patch-size", type=int, default=64, help="calibration patch side in LR pixels (default 64)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--patches", type=positive_int, default=64, help="number of calibration patches (default 64)")
+    p.add_argument("--patch-size", type=positive_int, default=64, help="calibration patch side in LR pixels (default 64)")
+    p.add_argument("--seed", type=nonnegative_int, default=0)
+    add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,11 +54,15 @@ def run(args: argparse.Namespace) -> int:
     report = quantize_checkpoint(
         args.checkpoint, args.calib, args.observer, args.qat_steps, args.out,
         data_root=args.data_root, sets=args.sets.split(",") if args.sets else None,
-        patch=args.patch_size, count=args.patches, seed=args.seed, observer_kw=observer_kw, progress=True,
+        patch=args.patch_size, count=args.patches, seed=args.seed, observer_kw=observer_kw, progress=show_progress(args),
+        recipe=args.recipe,
     )
     print(f"wrote {report['out']} ({report['observer']}, QAT steps {report['qat_steps']}, "
           f"{len(report['activation_ranges'])} activation ranges)")
+    if report.get("recipe"):
+        print(f"recipe {report['recipe']['name']}: kept {', '.join(report['recipe']['techniques'])}")
     for name, s in report["eval"].items():
         print(f"{name}: float {s['float']['psnr_y']:.3f} dB, int8 simulation {s['int8_sim']['psnr_y']:.3f} dB, "
               f"PSNR drop {s['psnr_drop_db']:.3f} dB")
+    print(f"export this model (its ranges, no recalibration): edgesr export {report['out']} --precisions int8")
     return 0

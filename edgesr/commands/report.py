@@ -7,20 +7,19 @@ quality vs latency (Pareto front) of every artifact in ``report.json``, the erro
 
 from __future__ import annotations
 
+from edgesr.app.profiling import parse_size
 from edgesr.app.reporting import render_report
-from edgesr.core.errors import EdgesrError
+from edgesr.commands._args import checked_by, existing_dir, positive_int
 
 
 def add_arguments(p) -> None:
-    p.add_argument("run_dir", help="a run folder (report.json + checkpoints/deploy.pt)")
+    p.add_argument("run_dir", type=existing_dir, help="a run folder (report.json + checkpoints/deploy.pt)")
     p.add_argument("--photo", default="chelsea", help="embedded photograph for the error map and emulation matrix")
-    p.add_argument("--size", default="360p", help="output frame size for latency (360p, 540p, 720p or HxW)")
-    p.add_argument("--repeats", type=int, default=5, help="timed runs per artifact")
+    p.add_argument("--size", type=checked_by(parse_size, "frame_size"), default="360p", help="output frame size for latency (360p, 540p, 720p or HxW)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="timed runs per artifact (default 5)")
 
 
 def run(args) -> int:
-    if args.repeats < 1:
-        raise EdgesrError(f"--repeats {args.repeats}: must be >= 1")
     out = render_report(args.run_dir, args.photo, args.size, args.repeats)
     print(f"wrote {args.run_dir}/deployment_report.md (+ .png, .json): {len(out['artifacts'])} artifact(s), "
           f"Pareto: {', '.join(out['pareto']) or '-'}")

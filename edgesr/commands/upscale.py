@@ -8,9 +8,15 @@ size: the photo is upscaled in tiles with a halo of the model's receptive field
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+from edgesr.commands._args import (
+    add_out_argument,
+    add_progress_argument,
+    existing_file,
+    image_output,
+    show_progress,
+)
 from edgesr.commands.source import add_source_arguments, resolve_upscaler
 from edgesr.core.imageio import read_image, write_image
 from edgesr.core.tiling import DEFAULT_TILE, MIN_TILE, upscale_tiled
@@ -29,18 +35,19 @@ def _tile_size(text: str) -> int:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("image", help="input image (PNG, JPEG, WebP, ...)")
-    p.add_argument("-o", "--output", required=True, help="output image; the format follows the suffix")
+    p.add_argument("image", type=existing_file, help="input image (PNG, JPEG, WebP, ...)")
+    add_out_argument(p, "output image; the format follows the suffix (.png, .jpg, .webp, ...)", required=True,
+                     type=image_output)
     add_source_arguments(p, engine=True)
     p.add_argument("--tile", type=_tile_size, default=DEFAULT_TILE,
                    help=f"tile side in input pixels, >= {MIN_TILE} (default {DEFAULT_TILE}); the result does not depend on it, the memory does")
+    add_progress_argument(p)
 
 
 def run(args) -> int:
     img = read_image(args.image, keep_alpha=True)
     upscaler = resolve_upscaler(args)
-    progress = not getattr(args, "no_progress", False) and sys.stderr.isatty()
-    out = upscale_tiled(upscaler, img, tile=args.tile, progress=progress)
-    write_image(args.output, out)
-    print(f"{args.image} {img.shape[1]}x{img.shape[0]} -> {Path(args.output)} {out.shape[1]}x{out.shape[0]}")
+    out = upscale_tiled(upscaler, img, tile=args.tile, progress=show_progress(args))
+    write_image(args.out, out)
+    print(f"{args.image} {img.shape[1]}x{img.shape[0]} -> {Path(args.out)} {out.shape[1]}x{out.shape[0]}")
     return 0

@@ -1,4 +1,4 @@
-"""``edgesr validate ARTIFACT --reference CKPT [--data-root DIR --sets Set5] [--json OUT]``.
+"""``edgesr validate ARTIFACT --reference CKPT [--data-root DIR --sets Set5] [-o OUT.json]``.
 
 Runs the artifact through its own runtime and the checkpoint's float deploy module through
 the same evaluation path on whole real images (default: the embedded validation
@@ -24,6 +24,7 @@ reference are slow on large images); ``edgesr run`` records it on crops anyway.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from edgesr.app.integer_litert import validate_integer
@@ -34,6 +35,19 @@ from edgesr.app.validation import (
     failure_message,
     validate_artifact,
 )
+from edgesr.commands._args import (
+    add_out_argument,
+    add_progress_argument,
+    existing_dir,
+    existing_file,
+    existing_path,
+    nonnegative_int,
+    output_file,
+    positive_float,
+    positive_int,
+    show_progress,
+)
+from edgesr.converters.partitions import xnnpack_line
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint
 from edgesr.core.data import resolve_eval_sets
@@ -41,19 +55,28 @@ from edgesr.core.errors import EdgesrError
 from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
 
 
+def _reference(text: str) -> str:
+    """``--reference``: the word ``integer`` (when no file has that name) or an existing checkpoint."""
+    return text if text == "integer" and not os.path.exists(text) else existing_file(text)
+
+
 def add_arguments(p) -> None:
-    p.add_argument("artifact", help="exported model: .tflite, .onnx or .mlpackage")
-    p.add_argument("--reference", required=True,
+    p.add_argument("artifact", type=existing_path, help="exported model: .tflite, .onnx, .mlpackage or .pte")
+    p.add_argument("--reference", required=True, type=_reference,
                    help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 .tflite "
                         "with edgesr's NumPy integer reference only, bit for bit (no checkpoint needed; "
                         "JSON {integer_reference: {mismatched_elements, max_lsb_diff, ...}}; exit 1 on a mismatch)")
-    p.add_argument("--data-root", help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
+    p.add_argument("--source", type=existing_file, default=None, metavar="CKPT",
+                   help="the checkpoint the artifact was exported from when it is not --reference (e.g. the quantized "
+                        "CKPT_int8.pt): the errors vs the reference (max abs, 99.9th percentile, PSNR) are measured "
+                        "against it, the PSNR drop vs HR against --reference")
+    p.add_argument("--data-root", type=existing_dir, help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
     p.add_argument("--sets", help="comma-separated set names under --data-root, or image folders")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8", "w8a8"), default=None,
                    help="tolerance class (default: the artifact's metadata)")
-    p.add_argument("--int8-tolerance-db", type=float, default=None,
+    p.add_argument("--int8-tolerance-db", type=positive_float, default=None,
                    help="allowed PSNR drop vs the reference for int8/w8/w8a8 (default 0.15 dB)")
-    p.add_argument("--num-threads", type=int, default=None, help="runtime threads (TFLite, ONNX)")
+    p.add_argument("--num-threads", type=positive_int, default=None, help="runtime threads (TFLite, ONNX)")
     p.add_argument("--kernels", choices=("xnnpack", "optimized", "reference"), default=None,
                    help="TFLite: LiteRT kernel family: xnnpack (default interpreter), optimized (builtin kernels, "
                         "no delegate) or reference (BUILTIN_REF reference kernels)")
@@ -65,9 +88,10 @@ def add_arguments(p) -> None:
                    help="also score the artifact as each phone engine would run it (cpu_reference, xnnpack, gpu_fp16, "
                         "npu_int8; adds emulation {engine: {psnr_y, ssim_y, psnr_vs_reference_db, max_abs_err} | "
                         "{skipped}} to the JSON)")
-    p.add_argument("--emulation-crop", type=int, default=0, metavar="PX",
+    p.add_argument("--emulation-crop", type=nonnegative_int, default=0, metavar="PX",
                    help="with --emulation: centre crops of at most PX x PX HR pixels (default 0: whole images)")
-    p.add_argument("--json", metavar="OUT", help="also write the result as JSON")
+    add_out_argument(p, "also write the result as JSON to OUT (.json)", type=output_file(".json"), aliases=("--json",))
+    add_progress_argument(p)
 
 
 def _fmt(v, spec):
@@ -99,8 +123,8 @@ def _integer_only(args, sets) -> int:
     print(f"{path}  (integer reference)")
     print(f"  {ir['mismatched_elements']} of {ir['elements']} elements differ (max {ir['max_lsb_diff']} LSB; "
           + ", ".join(f"{k} {v['mismatched_elements']}" for k, v in ir["per_kernels"].items()) + ")")
-    if args.json:
-        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     if not result["passed"]:
         print(f"edgesr: validate: {path}: LiteRT and the integer reference differ on {ir['mismatched_elements']} "
               f"elements (max {ir['max_lsb_diff']} LSB)", file=sys.stderr)
@@ -113,10 +137,6 @@ def run(args) -> int:
     from pathlib import Path
 
 
-    if not Path(args.artifact).exists():
-        raise EdgesrError(f"{args.artifact}: no such artifact")
-    if args.emulation_crop < 0:
-        raise EdgesrError(f"--emulation-crop {args.emulation_crop}: must be >= 0 pixels")
     if args.emulation_crop and not args.emulation:
         raise EdgesrError("--emulation-crop needs --emulation")
     if args.emulation and Path(args.artifact).suffix.lower() not in (".tflite", ".onnx", ".mlpackage"):
@@ -138,8 +158,9 @@ def run(args) -> int:
             raise EdgesrError("--kernels / --reference-kernels apply to .tflite artifacts only")
         options["kernels"] = kernels
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
+    source = load_checkpoint(args.source, deploy=True)[0] if args.source else None
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
-                               progress=sys.stderr.isatty(), **options)
+                               progress=show_progress(args), source_reference=source, **options)
     if args.integer_reference:  # edgesr.app.integer_litert (issue 6)
         ir = validate_integer(args.artifact, sets, reference.contract)
         result["integer_reference"] = ir
@@ -148,19 +169,21 @@ def run(args) -> int:
     if args.emulation:
         images = emulation_images(sets, args.emulation_crop)
         result["emulation"] = emulation_matrix(args.artifact, reference, images, result["precision"],
-                                               progress=sys.stderr.isatty())
+                                               progress=show_progress(args))
         result["emulation_images"] = {"crop_px": args.emulation_crop or None, "images": [n for n, _ in images]}
     print(f"{result['artifact']}  ({result['precision']})")
     if result["skipped"]:
         print(f"  numbers skipped: {result['skipped']}")
     else:
-        print(f"  max abs error {_fmt(result['max_abs_err'], '.3g')}, PSNR vs reference "
-              f"{_fmt(result['psnr_vs_reference_db'], '.2f')} dB")
+        print(f"  max abs error {_fmt(result['max_abs_err'], '.3g')}, 99.9th percentile "
+              f"{_fmt(result['p999_abs_err'], '.3g')}, PSNR vs reference {_fmt(result['psnr_vs_reference_db'], '.2f')} dB")
         for name, r in result["eval"].items():
             ref = result["reference_eval"][name]
             print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f})")
     if "structure" in result:
         print(f"  structure: {'ok' if result['structure']['passed'] else '; '.join(result['structure']['problems'])}")
+    if "xnnpack" in result:
+        print(f"  {xnnpack_line(result['xnnpack'])}")
     if "integer_reference" in result:
         ir = result["integer_reference"]
         print(f"  integer reference vs LiteRT: {ir['mismatched_elements']} of {ir['elements']} elements differ "
@@ -174,8 +197,8 @@ def run(args) -> int:
             else:
                 print(f"    {name:<14} {row['psnr_y']:7.3f} dB / {row['ssim_y']:.4f}   vs reference "
                       f"{_fmt(row['psnr_vs_reference_db'], '.2f')} dB, max abs err {row['max_abs_err']:.3g}")
-    if args.json:
-        write_text_atomic(args.json, json.dumps(result, indent=2) + "\n")
+    if args.out:
+        write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     if not result["passed"]:
         print(f"edgesr: validate: {failure_message(result)}", file=sys.stderr)
         return 1

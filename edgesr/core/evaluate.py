@@ -22,6 +22,7 @@ Scoring protocol (BasicSR / published SR tables):
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -35,7 +36,7 @@ from edgesr.core.color import (
     ycbcr_to_rgb,
 )
 from edgesr.core.contract import IOContract
-from edgesr.core.data import EvalImage, eval_pairs
+from edgesr.core.data import EvalImage, embedded_images, eval_pairs, load_folder
 from edgesr.core.errors import EdgesrError
 from edgesr.core.imresize import make_lr, upscale_bicubic, upscale_bicubic_uint8
 from edgesr.core.metrics import psnr, ssim
@@ -113,9 +114,13 @@ def calibration_patches(images, contract: IOContract, patch: int = 64, count: in
                         degrade: bool = False) -> np.ndarray:
     """Random crops of real photos, as the model sees them (:func:`edgesr.core.evaluate.model_input`).
 
+    The one source of calibration data: TFLite's representative dataset, Core ML W8A8,
+    observers and QAT all draw their patches here.
+
     Args:
         images: uint8 images (H, W) or (H, W, 3), or ``(name, image)`` pairs (as
-            :func:`edgesr.core.data.load_folder` returns).
+            :func:`edgesr.core.data.load_folder` returns); or a folder of photos (str or
+            PathLike); or None for the embedded training photographs.
         contract: the model's :class:`~edgesr.core.registry.IOContract` (colour space, channels).
         patch: crop side P in pixels; images smaller than P on a side are skipped.
         count: number of crops N, drawn from the images in proportion to their area.
@@ -127,8 +132,12 @@ def calibration_patches(images, contract: IOContract, patch: int = 64, count: in
         float32 (N, C, P, P), C = ``contract.channels``, values in [0, 1].
 
     Raises:
-        EdgesrError: no image is at least P x P, or count < 1.
+        EdgesrError: no image is at least P x P, count < 1, or an unreadable folder.
     """
+    if images is None:
+        images = embedded_images("train")
+    elif isinstance(images, (str, os.PathLike)):
+        images = load_folder(images)
     if count < 1 or patch < 1:
         raise EdgesrError(f"need count >= 1 and patch >= 1, got count={count}, patch={patch}")
 

@@ -38,7 +38,7 @@ def check_npy_header(fp: BinaryIO, nbytes: int, where: str) -> tuple[tuple[int, 
         header_end = fp.tell()
     except (ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, AttributeError, UnicodeDecodeError,
             tokenize.TokenError) as exc:  # numpy parses the header's dict literal with tokenize + ast
-        raise EdgesrError(f"{where}: not a readable .npy array ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
+        raise EdgesrError(f"{where}: not a .npy array ({type(exc).__name__}: {str(exc).splitlines()[0][:100] if str(exc) else ''})") from None
     if dtype.hasobject:
         raise EdgesrError(f"{where}: .npy array of Python objects refused (pickle)")
     if any(not isinstance(n, int) or n < 0 for n in shape):

@@ -1,4 +1,4 @@
-"""Training: L1 loss, Adam, random HR crops with flips and 90-degree rotations, LR made on
+"""The one trainer of every registered network, LUT networks included: L1 (or MSE) loss, Adam, random HR crops with flips and 90-degree rotations, LR made on
 the fly with the evaluation's MATLAB bicubic; seeded, resumable, and data-parallel under
 ``torchrun``.
 
@@ -54,6 +54,9 @@ class TrainConfig:
         checkpoint_every: checkpoint period in steps.
         device: "cpu", "cuda" or "auto" (CUDA when present).
         resume: continue from ``out/checkpoints/last.pt`` when it exists.
+        loss: ``"l1"`` (mean absolute error, the SESR/eSR papers' choice and the default) or
+            ``"mse"`` (mean squared error on [0, 1], the SR-LUT and SPLUT authors' loss).
+        progress: show a progress bar.
     """
 
     model: str = "sesr_m5"
@@ -70,10 +73,15 @@ class TrainConfig:
     checkpoint_every: int = 100
     device: str = "auto"
     resume: bool = True
+    loss: str = "l1"
     progress: bool = True
 
     def checkpoint_path(self) -> Path:
         return Path(self.out) / "checkpoints" / "last.pt"
+
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+"""Training losses by name, on outputs and HR targets in [0, 1] (mean over every element)."""
 
 
 def _distributed() -> tuple[int, int]:
@@ -138,6 +146,9 @@ def train(config: TrainConfig, on_step=None) -> Path:
     from tqdm.auto import tqdm
 
 
+    if config.loss not in LOSSES:
+        raise EdgesrError(f"unknown training loss {config.loss!r} (expected {', '.join(LOSSES)})")
+    loss_fn = LOSSES[config.loss]
     rank, world = _distributed()
     device = _device(config.device, rank)
     if world > 1 and not torch.distributed.is_initialized():
@@ -189,7 +200,7 @@ def train(config: TrainConfig, on_step=None) -> Path:
         lr_img = make_lr_batch(hr, config.scale)
         for g in optimizer.param_groups:
             g["lr"] = config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * step / config.steps)))
-        loss = F.l1_loss(net(lr_img), hr)
+        loss = loss_fn(net(lr_img), hr)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

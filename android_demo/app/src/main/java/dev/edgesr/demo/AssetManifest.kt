@@ -10,13 +10,34 @@ import java.nio.channels.FileChannel
 
 /**
  * `assets/edgesr/manifest.json`, written by `edgesr android-export` (edgesr/commands/android_export.py;
- * field meanings there). Everything the app knows about a model comes from here: file, I/O
- * contract, tensors and the tolerances of the on-device checks.
+ * field meanings there): which models to list, their files, tensors and the tolerances of the
+ * on-device checks. The I/O contract of a TFLite model is read from the model file itself (the
+ * "edgesr" metadata entry, [TfliteMetadata]); the manifest's `contract` serves the LUT models.
  */
 const val ASSET_DIR = "edgesr"
 
-/** edgesr.registry.IOContract: colour "y" | "luma_full" | "rgb", channels, per-channel RGB. */
-data class Contract(val scale: Int, val color: String, val channels: Int, val perChannel: Boolean)
+/** edgesr.core.contract.IOContract: colour "y" | "luma_full" | "rgb", channels, per-channel RGB. */
+data class Contract(val scale: Int, val color: String, val channels: Int, val perChannel: Boolean) {
+    companion object {
+        fun fromJson(c: JSONObject) =
+            Contract(c.getInt("scale"), c.getString("color"), c.optInt("channels", 1), c.optBoolean("per_channel", false))
+
+        /**
+         * The contract embedded in a .tflite (`edgesr export` writes it as the model's "edgesr"
+         * metadata entry: `{"format": "edgesr-artifact", "contract": {...}, "provenance": {...}}`).
+         * Returns null for a model without it; throws IllegalArgumentException for a malformed
+         * model or metadata that is not edgesr's or states a layout other than NHWC.
+         */
+        fun fromModel(model: ByteBuffer, file: String): Contract? {
+            val text = TfliteMetadata.read(model, TfliteMetadata.EDGESR) ?: return null
+            val meta = JSONObject(text)
+            require(meta.optString("format") == "edgesr-artifact") { "$file: the 'edgesr' metadata is not edgesr-artifact JSON" }
+            val c = meta.getJSONObject("contract")
+            require(c.optString("layout", "NHWC") == "NHWC") { "$file: contract layout ${c.optString("layout")} (the app feeds NHWC)" }
+            return fromJson(c)
+        }
+    }
+}
 
 /** A TFLite tensor: shape (NHWC), dtype ("float32", "int8", "uint8") and affine quantization. */
 data class TensorInfo(val name: String, val shape: IntArray, val dtype: String, val scale: Float, val zeroPoint: Int)
@@ -58,14 +79,17 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
                 return null
             }
             val root = JSONObject(text)
-            val models = root.getJSONArray("models").objects().map { parseModel(it) }
+            val models = root.getJSONArray("models").objects().map { parseModel(assets, it) }
             val golden = root.optJSONArray("cases")?.objects()?.map { parseCase(it) } ?: emptyList()
             return AssetManifest(models, golden, root.optString("sample").ifEmpty { null })
         }
 
-        private fun parseModel(o: JSONObject): ModelInfo {
-            val c = o.getJSONObject("contract")
-            val contract = Contract(c.getInt("scale"), c.getString("color"), c.optInt("channels", 1), c.optBoolean("per_channel", false))
+        private fun parseModel(assets: AssetManager, o: JSONObject): ModelInfo {
+            val file = o.getString("file")
+            // TFLite: the model file carries its contract; a model exported before edgesr
+            // embedded it falls back to the manifest's copy (read from its sidecar on export).
+            val contract = (if (o.getString("format") == "tflite") Contract.fromModel(assets.mapAsset(file), file) else null)
+                ?: Contract.fromJson(o.getJSONObject("contract"))
             val lut = o.optJSONObject("lut")?.let { l ->
                 LutInfo(
                     l.getString("method"), l.optInt("bits", 4), l.optInt("variant", 0),
@@ -74,7 +98,7 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
             }
             val tol = o.getJSONObject("tolerance")
             return ModelInfo(
-                o.getString("name"), o.getString("format"), o.getString("precision"), o.getString("file"), contract,
+                o.getString("name"), o.getString("format"), o.getString("precision"), file, contract,
                 o.optJSONArray("inputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
                 o.optJSONArray("outputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
                 lut, Tolerance(tol.getDouble("cpu"), tol.optDouble("gpu", Double.NaN)),

@@ -1,0 +1,119 @@
+"""edgesr's tolerance policy: how far an artifact may be from its float reference, and why.
+
+One table for every consumer: validation (:mod:`edgesr.app.validation`), golden vectors
+(:mod:`edgesr.app.golden`) and the Android export's on-device checks
+(:mod:`edgesr.commands.android_export`). Outputs are compared in [0, 1] (8-bit level = 1/255).
+
+Validation is two-sided (issue 12). An artifact passes when, on every evaluation set:
+
+* **vs HR** its PSNR (BT.601 Y, border crop = scale) is at most ``max_drop_db`` below the float
+  reference's (:attr:`Tolerance.max_drop_db`);
+* **vs its own float reference** (the module it was exported from: a quantized checkpoint's
+  fine-tuned module for int8 / w8a8, else the deploy model), pooled over all images:
+
+  - the PSNR of its outputs against the reference's is at least
+    :func:`min_psnr_vs_reference_db`: the PSNR an error *independent* of the reference's own
+    error would need to cost no more than ``max_drop_db`` on the best-scored set. With
+    reference MSE ``m`` vs HR, an independent error of MSE ``e`` lowers the PSNR by
+    ``10 log10(1 + e/m)``; ``<= d`` dB means ``e <= m (10^(d/10) - 1)``, i.e. PSNR vs the
+    reference ``>= PSNR_ref + 10 log10(1 / (10^(d/10) - 1))`` (+14.5 dB for d = 0.15,
+    +19.4 dB for d = 0.05). An error that happens to raise the HR score (an eSR-CNN int8
+    export did: max abs error 4.6e-2 against its float model, PSNR up) fails here;
+  - the 99.9th percentile of ``|artifact - reference|`` is at most ``max_p999_abs_err``:
+    a few pixels far off (a clipped range) hide in a mean but not here;
+  - fp32: ``max_abs_err`` bounds the largest difference (same arithmetic, other kernels).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from edgesr.core.errors import EdgesrError
+
+LEVEL = 1.0 / 255.0
+"""One 8-bit output level on the [0, 1] scale."""
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Bounds for one artifact precision (None: not gated on that number).
+
+    Attributes:
+        max_drop_db: PSNR vs HR at most this many dB below the float reference's, per set.
+        max_abs_err: max ``|artifact - reference|`` over every output pixel, [0, 1] units.
+        max_p999_abs_err: 99.9th percentile of ``|artifact - reference|``, [0, 1] units.
+        psnr_margin: apply :func:`min_psnr_vs_reference_db` (the independent-error bound).
+        why: the reason for these numbers.
+    """
+
+    max_drop_db: float | None
+    max_abs_err: float | None
+    max_p999_abs_err: float | None
+    psnr_margin: bool
+    why: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+INT8_MAX_DROP_DB = 0.15
+"""The int8 drop vs HR edgesr promises by default (measured for SESR-M5 x2 ReLU on Set5;
+``edgesr validate --int8-tolerance-db`` or a model's own setting changes it)."""
+
+POLICY: dict[str, Tolerance] = {
+    "fp32": Tolerance(None, 1e-4, None, False,
+                      "same float32 arithmetic in another runtime: only summation order differs "
+                      "(measured ~1e-6); 1e-4 leaves room for fused kernels (Winograd, FMA)"),
+    "fp16": Tolerance(0.05, None, LEVEL, True,
+                      "float16 weights (11-bit mantissa, relative error <= 2^-11) move outputs by "
+                      "~1e-3: under one 8-bit level nearly everywhere, <= 0.05 dB vs HR"),
+    "int8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
+                      "full-integer TFLite: ~7 requantizations of 1/2-step error each; 8 levels at "
+                      "the 99.9th percentile keeps a clipped range (tens of levels) out"),
+    "w8a16": Tolerance(0.02, None, 2 * LEVEL, True,
+                       "int16 activations leave the int8 weights' error: issue 12's w8a16 target"),
+    "w8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
+                    "Core ML int8 weights (TFLite's values) with float16 compute: at most the int8 error"),
+    "w8a8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
+                      "Core ML at the int8 TFLite model's ranges and weights: the int8 error, plus float16"),
+}
+
+GOLDEN_MAX_ABS = {"fp32": 1e-4, "fp16": 4e-3}
+"""Golden vectors of float artifacts: max |diff| on [0, 1] between runtimes/CPUs (int8 and LUT
+are exact). fp32: :data:`POLICY`'s fp32 bound; fp16: about one 8-bit level (4e-3 ~ 1.02/255),
+since a CPU that computes in fp16 (XNNPACK on ARM) rounds every layer to fp16."""
+
+DEVICE_CPU_MAX_ABS = {"fp32": GOLDEN_MAX_ABS["fp32"], "fp16": GOLDEN_MAX_ABS["fp16"], "int8": 0.0, "lut": 0.0}
+"""On-device CPU checks of the Android app: the golden bounds (integer models: exact bytes)."""
+
+DEVICE_GPU_DEFAULT_MAX_ABS = LEVEL
+"""GPU delegate (fp16 arithmetic) when the run measured no fp16 error: one 8-bit level."""
+
+
+def tolerance(precision: str, int8_max_drop_db: float | None = None) -> Tolerance:
+    """The :class:`Tolerance` of ``precision``; ``int8_max_drop_db`` overrides the int8 / w8 /
+    w8a8 drop vs HR.
+
+    Raises:
+        EdgesrError: unknown precision.
+    """
+    if precision not in POLICY:
+        raise EdgesrError(f"unknown artifact precision {precision!r} (expected {', '.join(POLICY)})")
+    tol = POLICY[precision]
+    if int8_max_drop_db is not None and precision in ("int8", "w8", "w8a8"):
+        tol = Tolerance(float(int8_max_drop_db), tol.max_abs_err, tol.max_p999_abs_err, tol.psnr_margin, tol.why)
+    return tol
+
+
+def min_psnr_vs_reference_db(max_drop_db: float, reference_psnr_db: float) -> float:
+    """Least PSNR (dB) of an artifact's output against its float reference's such that an error
+    independent of the reference's costs at most ``max_drop_db`` dB vs HR where the reference
+    scores ``reference_psnr_db``: ``reference_psnr_db + 10 log10(1 / (10^(max_drop_db/10) - 1))``.
+
+    Raises:
+        EdgesrError: ``max_drop_db`` <= 0 (any error would exceed it).
+    """
+    if not max_drop_db > 0:
+        raise EdgesrError(f"the independent-error bound needs a drop tolerance > 0 dB, got {max_drop_db}")
+    return float(reference_psnr_db) + 10.0 * math.log10(1.0 / (10.0 ** (max_drop_db / 10.0) - 1.0))

@@ -1,0 +1,51 @@
+"""bench/quant.py: every entry is registered, and docs/quant.md renders each row's stages and verdicts."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from edgesr.core.models import create
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_quant", ROOT / "bench" / "quant.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_trained_entry_is_registered_at_x2(bench):
+    for label, name in bench.ZOO:
+        if not name.startswith("authors:"):
+            assert create(name, scale=2).scale == 2, label
+
+
+def _stage(technique, kept, score, seconds=1.0, details=None):
+    return {"technique": technique, "kept": kept, "val_psnr_db": 30.0, "val_drop_db": 0.1, "seconds": seconds,
+            "details": details or {}, "score": score}
+
+
+def test_doc_shows_kept_and_rejected_stages_targets_and_qat_cost(bench, tmp_path):
+    stages = [_stage("minmax", True, 0.12), _stage("cle", False, 0.13, details={"pairs": [["a", "b", "relu"]], "skipped": {"c": "x"}}),
+              _stage("range_search", True, 0.08), _stage("adaround", True, 0.04, 12.5), _stage("bias_correction", False, 0.05),
+              _stage("lsq_qat", True, 0.03, details={"steps": 100, "best_step": 60, "val_psnr_db": []})]
+    row = {"label": "SESR-M5", "model": "sesr_m5", "train_steps": 500, "command": "python bench/quant.py --qat-steps 100",
+           "minutes": 1.2, "float_psnr": 35.0, "stages": stages, "techniques": ["minmax", "range_search", "adaround", "lsq_qat"],
+           "recipe_drop": 0.03, "sensitivity": {"x": 0.02, "first": 0.01, "weights only": 0.005},
+           "qat_cost": {"float_train_form_s": 0.1, "float_deploy_s": 0.05, "qat_ema_s": 0.2, "qat_lsq_s": 0.15}}
+    doc = tmp_path / "quant.md"
+    bench.write_doc({"sesr_m5": row}, doc)
+    text = doc.read_text()
+    assert "| SESR-M5 (`sesr_m5`) | 500 | 35.00 | 0.120 | (0.130) | 0.080 | 0.040 | (0.050) | 0.030 | range_search, adaround, lsq_qat |" in text
+    assert "SESR-M5 **0.030**" in text and "SESR-M5 meets" in text and "0.07 dB" in text
+    assert "| SESR-M5 | 0.1000 | 0.0500 | 0.2000 | 0.1500 | 1.50x | 3.00x |" in text
+    assert "| SESR-M5 | 1.0 | 1.0 | 1.0 | 12.5 | 1.0 | 1.0 |" in text
+    assert "weights only 0.005; worst tensors `x` 0.020, `first` 0.010" in text
+    assert "1 pair(s) (a->b via relu)" in text
+    assert "`python bench/quant.py --qat-steps 100`" in text and "100 LSQ QAT steps" in text

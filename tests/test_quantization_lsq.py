@@ -1,0 +1,134 @@
+"""LSQ: the fused fake-quant is TF's arithmetic with LSQ gradients; keep-best QAT never ends worse."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from edgesr.quantization import calibrate, fake_quant_module
+from edgesr.quantization.api import quantize_checkpoint
+from edgesr.quantization.fake_quant import fake_quant_activation
+from edgesr.quantization.lsq import lsq_fake_quant
+from edgesr.quantization.qat import hr_patches, qat, sim_psnr
+from edgesr.quantization.recipe import RecipeConfig, run_recipe, split_photos
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
+
+from edgesr.cli import main
+from edgesr.core.checkpoint import read_checkpoint, save_checkpoint
+from edgesr.core.data import embedded_image, embedded_images
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
+from edgesr.core.imresize import imresize_torch
+from edgesr.core.models import create
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def acts():
+    """Activations of a real photo through the tiny model's first conv (N, C, H, W)."""
+    model = tiny_deploy()
+    x = torch.from_numpy(calibration_patches([embedded_image("astronaut")], model.contract, 40, 8, seed=0))
+    with torch.no_grad():
+        return model.first(x)
+
+
+@pytest.mark.parametrize("lo,hi", [(-0.3, 0.7), (-1.7, 0.2), (0.0, 1.0), (-0.05, 3.1)])
+def test_lsq_forward_is_tf_fake_quant_bit_for_bit(acts, lo, hi):
+    lo_t, hi_t = torch.tensor(lo), torch.tensor(hi)
+    assert torch.equal(lsq_fake_quant(acts, lo_t, hi_t), fake_quant_activation(acts, lo_t, hi_t))
+
+
+def test_lsq_gradients_match_the_step_size_formulas(acts):
+    lo = torch.tensor(-0.2, requires_grad=True)
+    hi = torch.tensor(0.5, requires_grad=True)
+    x = acts.clone().requires_grad_(True)
+    g = torch.randn(acts.shape, generator=torch.Generator().manual_seed(0))
+    (lsq_fake_quant(x, lo, hi) * g).sum().backward()
+    s = (0.5 + 0.2) / 255.0
+    zp = round(0.2 / s)
+    m, top = -zp * s, (255 - zp) * s
+    inside = (acts >= m) & (acts <= top)
+    assert 0 < int(inside.sum()) < acts.numel()  # both regimes exercised
+    assert torch.equal(x.grad, g * inside)
+    q = fake_quant_activation(acts, lo.detach(), hi.detach()) / s
+    d_s = torch.where(inside, q - acts / s, q)
+    d_m = (~inside).double()
+    scale = 1.0 / (acts[0].numel() * 255.0) ** 0.5
+    grad_s, grad_m = float((g * d_s).double().sum()) * scale, float((g * d_m).sum()) * scale
+    assert hi.grad.item() == pytest.approx(grad_s / 255.0, rel=1e-3, abs=1e-7)
+    assert lo.grad.item() == pytest.approx(grad_m - grad_s / 255.0, rel=1e-3, abs=1e-7)
+
+
+def test_lsq_mode_trains_with_the_fused_function_and_evaluates_exactly(acts):
+    model = tiny_deploy()
+    x = torch.from_numpy(calibration_patches([embedded_image("coffee")], model.contract, 32, 4, seed=2))
+    ranges = calibrate(model, x)
+    sim = fake_quant_module(model, ranges, range_mode="lsq").train()
+    bounds = [p for n, p in sim.named_parameters() if n.startswith("fq_")]
+    assert bounds and all(p.requires_grad for p in bounds)
+    sim(x).sum().backward()
+    assert any(float(p.grad.abs()) > 0 for p in bounds)
+    with torch.no_grad():
+        assert torch.equal(sim.eval()(x), fake_quant_module(model, ranges).eval()(x))
+    with pytest.raises(EdgesrError, match="range mode"):
+        fake_quant_module(model, ranges, range_mode="lsq+")
+
+
+def test_keep_best_qat_never_ends_below_its_start_on_validation():
+    model = tiny_deploy()
+    train = [("camera", embedded_image("camera")), ("astronaut", embedded_image("astronaut"))]
+    val = hr_patches([embedded_image("chelsea")], model.contract, patch=48, count=8, seed=7)
+    model, _ = qat(model, train, steps=40, patch=48, count=16, lr=3e-3)  # a fair start
+    scores = []
+    # a learning rate of 1: training wrecks the model, keep-best must undo it
+    tuned, ranges = qat(model, train, steps=8, patch=48, count=16, lr=1.0, range_mode="lsq", range_lr=1.0,
+                        val=val, eval_every=4, on_eval=lambda step, psnr: scores.append((step, psnr)))
+    assert [s for s, _ in scores] == [0, 4, 8]
+    assert min(p for _, p in scores[1:]) < scores[0][1]  # training made it worse at some point
+    final = sim_psnr(fake_quant_module(tuned, ranges).eval(), imresize_torch(val, 0.5), val)
+    assert final == pytest.approx(max(p for _, p in scores), abs=1e-9)
+    assert final >= scores[0][1]
+
+
+def test_recipe_records_each_stage_and_keeps_only_what_helps():
+    model = tiny_deploy()
+    calib = torch.from_numpy(calibration_patches(embedded_images("train"), model.contract, 32, 16, seed=0))
+    hr = hr_patches(embedded_images("train"), model.contract, patch=48, count=16, seed=1)
+    val = hr_patches(embedded_images("val"), model.contract, patch=48, count=8, seed=2)
+    cfg = RecipeConfig(adaround_iters=20, qat_steps=6, qat_eval_every=3, search_patches=8)
+    res = run_recipe(model, calib, hr, val, config=cfg)
+    assert [s["technique"] for s in res.stages] == ["minmax", "cle", "range_search", "adaround", "bias_correction",
+                                                   "lsq_qat"]
+    best = res.stages[0]["val_psnr_db"]
+    for s in res.stages[1:]:  # kept exactly when the validation PSNR rose
+        assert s["kept"] == (s["val_psnr_db"] > best)
+        best = max(best, s["val_psnr_db"])
+    final = sim_psnr(fake_quant_module(res.module, res.ranges).eval(), imresize_torch(val, 0.5), val)
+    assert final == pytest.approx(best, abs=1e-9) and final >= res.stages[0]["val_psnr_db"]
+    assert res.techniques()[0] == "minmax"
+    with pytest.raises(EdgesrError, match="recipe"):
+        run_recipe(model, calib, hr, val, recipe="aimet")
+
+
+def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path, capsys):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", create("sesr_m3_relu", scale=2, expansion=16))
+    with pytest.raises(EdgesrError, match="recipe"):
+        quantize_checkpoint(ckpt, recipe="aimet")
+    assert main(["quantize", str(ckpt), "--recipe", "ptq", "--patches", "8", "--patch-size", "24",
+                 "--out", str(tmp_path / "q.pt")]) == 0
+    assert "recipe ptq: kept minmax" in capsys.readouterr().out
+    saved = read_checkpoint(tmp_path / "q.pt")
+    recipe = saved["quantization"]["recipe"]
+    assert [s["technique"] for s in recipe["stages"]] == ["minmax", "cle", "range_search", "adaround", "bias_correction"]
+    assert recipe["techniques"] == [s["technique"] for s in recipe["stages"] if s["kept"]]
+    assert set(saved["activation_ranges"]) == set(calibrate(tiny_deploy(), torch.rand(1, 1, 16, 16)))
+
+
+def test_split_photos_holds_out_whole_photos():
+    photos = [(f"p{i}", i) for i in range(17)]
+    fit, val = split_photos(photos)
+    assert [n for n, _ in val] == ["p0", "p8", "p16"]
+    assert not {n for n, _ in fit} & {n for n, _ in val} and len(fit) + len(val) == 17
+    assert split_photos(photos[:3]) == (photos[:2], photos[2:3])
+    assert split_photos(photos[:1]) == (photos[:1], photos[:1])

@@ -1,0 +1,113 @@
+"""Post-training int8 techniques on real photographs: CLE, bias correction, AdaRound, range search."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from edgesr.quantization import calibrate, fake_quant_module
+from edgesr.quantization.adaround import adaround
+from edgesr.quantization.bias_correction import correct_bias
+from edgesr.quantization.equalization import equalization_pairs, equalize
+from edgesr.quantization.fake_quant import fake_quant_weight
+from edgesr.quantization.graph import trace
+from edgesr.quantization.range_search import search_ranges
+from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
+
+from edgesr.core.data import embedded_images
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import calibration_patches
+from edgesr.core.models import create
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def photos():
+    """Calibration patches from the training photos, held-out patches from the validation photos."""
+    model = tiny_deploy()
+    calib = torch.from_numpy(calibration_patches(embedded_images("train"), model.contract, 32, 24, seed=0))
+    held = torch.from_numpy(calibration_patches(embedded_images("val"), model.contract, 48, 12, seed=1))
+    return model, calib, held
+
+
+@pytest.mark.parametrize("name", ["sesr_m3", "sesr_m3_relu"])
+def test_equalization_preserves_the_float_function(name, photos):
+    _, _, held = photos
+    torch.manual_seed(1)
+    model = create(name, scale=2, expansion=16).collapse()
+    with torch.no_grad():  # unbalanced channels, as trained nets have: CLE must move them
+        model.blocks[0].weight.mul_(torch.logspace(-1, 1, model.blocks[0].out_channels).reshape(-1, 1, 1, 1))
+    equalized, report = equalize(model)
+    assert [(a, b) for a, b, _ in report.pairs] == [("blocks_0", "blocks_1"), ("blocks_1", "blocks_2")]
+    assert {act for _, _, act in report.pairs} == ({"prelu"} if name == "sesr_m3" else {"relu"})
+    assert "first" in report.skipped and "2 consumers" in report.skipped["first"]  # residual from the first conv
+    with torch.no_grad():
+        assert float((equalized(held) - model(held)).abs().max()) < 1e-5
+    w1, w2 = equalized.blocks[0].weight.detach(), equalized.blocks[1].weight.detach()
+    r1 = w1.abs().amax(dim=(1, 2, 3))
+    r2 = w2.abs().amax(dim=(0, 2, 3))
+    before = model.blocks[0].weight.detach().abs().amax(dim=(1, 2, 3))
+    assert float((r1 / r2).log().abs().max()) < 0.05 < float((before / model.blocks[1].weight.detach().abs().amax(dim=(0, 2, 3))).log().abs().max())
+
+
+def test_equalization_skips_what_the_graph_forbids():
+    torch.manual_seed(0)
+    esr = create("eSR-CNN_s2_C8_D3_S9", scale=2)
+    pairs, skipped = equalization_pairs(trace(esr))
+    assert pairs == [] and "Tanh" in skipped["filter_0"] and "pixel_shuffle" in skipped["filter_4"]
+
+
+def _mean_abs_error(module, ranges, x, reference):
+    with torch.no_grad():
+        return float((fake_quant_module(module, ranges).eval()(x) - reference(x)).abs().mean())
+
+
+def test_bias_correction_reduces_the_mean_output_error_on_held_out_photos(photos):
+    model, calib, held = photos
+    ranges = calibrate(model, calib)
+    corrected, report = correct_bias(model, ranges, calib)
+    assert set(report) == {"first", "blocks.0", "blocks.1", "blocks.2", "last"}
+    assert all(isinstance(v, float) and v > 0 for v in report.values())
+    assert _mean_abs_error(corrected, ranges, held, model) < 0.9 * _mean_abs_error(model, ranges, held, model)
+    for name, p in model.named_parameters():  # only biases move
+        if name.endswith("weight"):
+            assert torch.equal(p, corrected.get_parameter(name))
+
+
+def test_adaround_does_not_increase_any_layer_reconstruction_error(photos):
+    model, calib, held = photos
+    ranges = calibrate(model, calib)
+    rounded, report = adaround(model, ranges, calib[:8], iters=40, batch_size=4)
+    assert set(report) == {"first", "blocks.0", "blocks.1", "blocks.2", "last"}
+    for r in report.values():
+        assert r.adaround <= r.nearest
+    assert sum(r.adaround for r in report.values()) < 0.8 * sum(r.nearest for r in report.values())
+    changed = 0
+    for name, conv in rounded.named_modules():
+        if isinstance(conv, torch.nn.Conv2d):
+            w = conv.weight
+            assert torch.equal(fake_quant_weight(w), w)  # on TFLite's per-channel int8 grid, same scales
+            assert torch.equal(w.abs().amax(dim=(1, 2, 3)), fake_quant_weight(model.get_submodule(name).weight).abs().amax(dim=(1, 2, 3)))
+            changed += int((w != fake_quant_weight(model.get_submodule(name).weight)).sum())
+    assert changed > 0  # some weights rounded the other way than nearest
+    assert _mean_abs_error(rounded, ranges, held, model) < _mean_abs_error(model, ranges, held, model)
+
+
+def test_output_range_search_lowers_the_output_error(photos):
+    model, calib, held = photos
+    start = calibrate(model, calib)
+    lo, hi = start["acts_1"]
+    start["acts_1"] = (3 * lo, 3 * hi)  # as a rare outlier would stretch a min/max range
+    ranges, report = search_ranges(model, calib, start, factors=(1.0, 0.8, 0.6, 0.4))
+    assert set(ranges) == set(start)
+    assert report["output_mse_after"] < report["output_mse_before"]
+    assert report["acts_1"] < 1.0 and ranges["acts_1"][1] < 3 * hi
+    assert ranges["x"] == start["x"]  # the input keeps the contract's range
+    for lo, hi in ranges.values():
+        assert lo <= 0.0 <= hi
+    mse_ranges, _ = search_ranges(model, calib, criterion="mse")
+    assert set(mse_ranges) == set(start)
+    with pytest.raises(EdgesrError, match="criterion"):
+        search_ranges(model, calib, criterion="psnr?")
+    with pytest.raises(EdgesrError, match="factors"):
+        search_ranges(model, calib, factors=(1.5,))

@@ -1,0 +1,89 @@
+"""The tolerance policy (edgesr.app.tolerances) and two-sided validation on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from edgesr.app.pipeline import below_bicubic
+from edgesr.app.tolerances import POLICY, min_psnr_vs_reference_db, tolerance
+from edgesr.app.validation import failure_message, reference_run, validate_artifact
+from edgesr.core.data import embedded_image, to_luma
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import TorchUpscaler
+from edgesr.core.models import create
+
+
+def test_independent_error_at_the_bound_costs_the_drop():
+    """An error independent of the reference's, at exactly the PSNR :func:`min_psnr_vs_reference_db`
+    asks for, lowers the PSNR vs HR by the drop tolerance (on a real photo, Gaussian errors)."""
+    hr = to_luma(embedded_image("astronaut")).astype(np.float64) * 255.0
+    rng = np.random.default_rng(0)
+    ref = hr + rng.normal(0.0, 4.0, hr.shape)  # ~36 dB, a SESR-class reference
+    ref_psnr = 10 * np.log10(255.0**2 / np.mean((ref - hr) ** 2))
+    for drop in (0.05, 0.15):
+        need = min_psnr_vs_reference_db(drop, ref_psnr)
+        sigma = np.sqrt(255.0**2 / 10 ** (need / 10))
+        art = ref + rng.normal(0.0, sigma, hr.shape)
+        got = ref_psnr - 10 * np.log10(255.0**2 / np.mean((art - hr) ** 2))
+        assert got == pytest.approx(drop, abs=0.01)
+    assert min_psnr_vs_reference_db(0.15, 36.0) == pytest.approx(36.0 + 14.54, abs=0.01)
+    with pytest.raises(EdgesrError):
+        min_psnr_vs_reference_db(0.0, 36.0)
+
+
+def test_every_precision_has_a_stated_reason_and_a_gate_on_both_sides():
+    for precision, tol in POLICY.items():
+        assert len(tol.why) > 40, precision
+        hr_side = tol.max_drop_db is not None or tol.max_abs_err is not None
+        ref_side = tol.max_abs_err is not None or tol.max_p999_abs_err is not None
+        assert hr_side and ref_side, precision
+    assert tolerance("int8", 0.3).max_drop_db == 0.3 and tolerance("fp16", 0.3).max_drop_db == POLICY["fp16"].max_drop_db
+    with pytest.raises(EdgesrError, match="int4"):
+        tolerance("int4")
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return {"photos": [("chelsea", embedded_image("chelsea")[40:200, 60:260]),
+                       ("camera", embedded_image("camera")[120:280, 140:340])]}
+
+
+class _Bicubic(torch.nn.Module):
+    """Bicubic x2 (PyTorch's, a = -0.75) with a given contract: an "artifact" of the same I/O."""
+
+    def __init__(self, contract):
+        super().__init__()
+        self.contract, self.scale = contract, contract.scale
+
+    def forward(self, x):
+        return torch.nn.functional.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
+
+
+def test_an_artifact_far_from_its_reference_fails_even_when_its_psnr_rises(sets):
+    """The one-sided gate's blind spot (an eSR-CNN int8 export: max abs error 4.6e-2 against its
+    float model, passed because its PSNR rose). Here the "reference" is an untrained SESR-M3 and
+    the "int8 artifact" bicubic interpolation: better on HR, far from the reference."""
+    torch.manual_seed(0)
+    weak = create("sesr_m3_relu", scale=2, expansion=16).collapse().eval()
+    bicubic = _Bicubic(weak.contract)
+    ref = reference_run(weak, sets)
+    r = validate_artifact(TorchUpscaler(bicubic), ref, sets, precision="int8")
+    assert r["tolerance"]["drop_db"]["photos"] < 0  # its PSNR rose: the HR side passes
+    assert "psnr_drop_db" not in r["failed_checks"]
+    assert {"psnr_vs_reference_db", "p999_abs_err"} <= set(r["failed_checks"]) and r["passed"] is False
+    assert r["psnr_vs_reference_db"] < r["tolerance"]["min_psnr_vs_reference_db"]
+    assert "vs its float reference" in failure_message(r)
+    # Measured against its own float reference (the module it was exported from) it is exact.
+    own = validate_artifact(TorchUpscaler(bicubic), ref, sets, precision="int8", source_reference=bicubic)
+    assert own["max_abs_err"] == 0.0 and own["failed_checks"] == [] and own["passed"] is True
+
+
+def test_a_float_model_below_bicubic_is_flagged(sets):
+    torch.manual_seed(0)
+    weak = reference_run(create("sesr_m3_relu", scale=2, expansion=16).collapse().eval(), sets).eval
+    bic = reference_run(create("bicubic", scale=2), sets).eval
+    (warning,) = below_bicubic(weak, bic)
+    assert "photos" in warning and f"{weak['photos']['psnr_y']:.2f}" in warning and "below bicubic" in warning
+    assert below_bicubic(bic, weak) == []
