@@ -19,8 +19,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +33,8 @@ from edgesr.core.atomic import write_bytes_atomic
 from edgesr.core.contract import LUT_FORMAT as FORMAT
 from edgesr.core.contract import IOContract, parse_lut_header
 from edgesr.core.errors import EdgesrError
+from edgesr.core.npyheader import check_npy_header
+from edgesr.core.models.lut import SRLUTNet, splut_receptive_field
 
 METHODS = ("srlut", "splut")
 
@@ -113,11 +117,13 @@ def load_bundle(path: str | os.PathLike) -> LutBundle:
     if not path.is_file():
         raise EdgesrError(f"{path}: no such LUT bundle")
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as z:
             text = str(z["meta"][()])
             names = sorted(n for n in z.files if n.startswith("lut_"))
             arrays = [np.asarray(z[n]) for n in names]
-    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError, zipfile.LargeZipFile) as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError, zipfile.LargeZipFile,
+            NotImplementedError, UnicodeDecodeError, zlib.error) as exc:
         msg = str(exc).splitlines()[0][:100] if str(exc) else ""
         raise EdgesrError(f"{path}: corrupt or truncated LUT bundle ({type(exc).__name__}: {msg})") from None
     meta = parse_lut_header(text, str(path))
@@ -125,12 +131,56 @@ def load_bundle(path: str | os.PathLike) -> LutBundle:
         raise EdgesrError(f"{path}: LUT checksum mismatch (the file is corrupt)")
     try:
         contract = IOContract.from_dict(meta["contract"], str(path))
-        bundle = LutBundle(meta["method"], int(meta["scale"]), int(meta["bits"]), arrays, contract,
-                           int(meta.get("variant", 0)), str(meta.get("model", "")), dict(meta.get("source", {})))
+        scale, bits, variant = (_plain_int(meta[k] if k != "variant" else meta.get(k, 0), k) for k in ("scale", "bits", "variant"))
+        bundle = LutBundle(str(meta["method"]), scale, bits, arrays, contract,
+                           variant, str(meta.get("model", "")), dict(meta.get("source", {})))
     except (KeyError, TypeError, ValueError) as exc:
-        raise EdgesrError(f"{path}: bad LUT bundle metadata ({type(exc).__name__}: {exc})") from None
+        raise EdgesrError(f"{path}: bad LUT bundle metadata ({type(exc).__name__}: {str(exc)[:120]})") from None
     bundle.validate(str(path))
+    _check_contract(bundle, str(path))
     return bundle
+
+
+MAX_MEMBER_BYTES = 1 << 30
+"""Largest LUT array accepted in a bundle (1 GiB; SR-LUT x4 at k=4 is 1.3 MB, SPLUT-L 5 MB)."""
+
+
+def _plain_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _check_members(path: Path) -> None:
+    """Every ``.npy`` member's header against its size, before numpy allocates (see :mod:`edgesr.core.npyheader`)."""
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise EdgesrError(f"{path}: member {info.filename} claims {info.file_size} bytes, more than a LUT bundle holds")
+            with zf.open(info) as fp:
+                check_npy_header(fp, info.file_size, f"{path}:{info.filename}")
+
+
+def _check_contract(bundle: LutBundle, where: str) -> None:
+    """A LUT bundle's contract must describe what the engines do: 8-bit planes, one channel at a time.
+
+    Raises:
+        EdgesrError: one line naming ``where`` and the first field that does not fit.
+    """
+    c = bundle.contract
+    problems = [
+        (c.scale == bundle.scale and not isinstance(c.scale, bool), f"contract scale {c.scale!r} is not the bundle's scale {bundle.scale}"),
+        (c.color in ("y", "luma_full", "rgb"), f"contract colour {c.color!r} is not one of y, luma_full, rgb"),
+        (c.channels == 1 and not isinstance(c.channels, bool), f"contract channels {c.channels!r}: LUT engines take 1 channel"),
+        (isinstance(c.per_channel, bool), f"contract per_channel {c.per_channel!r} is not a boolean"),
+        (c.layout == "NCHW", f"contract layout {c.layout!r} is not NCHW"),
+        (isinstance(c.dtype, str), f"contract dtype {c.dtype!r} is not a string"),
+        (len(c.value_range) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in c.value_range)
+         and c.value_range[0] < c.value_range[1], f"contract value range {c.value_range!r} is not (low, high)"),
+    ]
+    for ok, message in problems:
+        if not ok:
+            raise EdgesrError(f"{where}: nonsensical LUT contract: {message}")
 
 
 ENGINES = ("numpy", "torch", "c")
@@ -171,6 +221,14 @@ class LutUpscaler:
             raise EdgesrError(f"unknown LUT engine {engine!r} (expected {', '.join(ENGINES)})")
         self.bundle, self.engine = bundle, engine
         self.contract = bundle.contract
+
+    @property
+    def receptive_field(self) -> int:
+        """Side, in LR pixels, of the input window one output pixel depends on: that of the
+        network the LUTs were baked from (SR-LUT: 3; SPLUT: :func:`splut_receptive_field`)."""
+        if self.bundle.method == "srlut":
+            return SRLUTNet.receptive_field
+        return splut_receptive_field(self.bundle.variant)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.float32)

@@ -18,6 +18,7 @@ from edgesr.lut_baking.bundle import LutBundle, save_bundle
 
 from edgesr.core.contract import IOContract
 from edgesr.core.errors import EdgesrError
+from edgesr.core.npyheader import check_npy_header
 
 
 def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
@@ -30,12 +31,16 @@ def read_srlut_npy(npy_path: str | os.PathLike, scale: int) -> LutBundle:
     path = Path(npy_path)
     if not path.is_file():
         raise EdgesrError(f"{path}: no such file")
+    with open(path, "rb") as fp:  # shape and dtype from the header, before numpy allocates
+        shape, dtype = check_npy_header(fp, path.stat().st_size, str(path))
+    if dtype != np.int8:
+        raise EdgesrError(f"{path}: expected an int8 LUT, got {dtype}")
+    if len(shape) not in (2, 4) or shape[0] > 257**4:
+        raise EdgesrError(f"{path}: expected shape (L**4, 1, r, r) with L <= 257, got {shape}")
     try:
         lut = np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
         raise EdgesrError(f"{path}: not a readable .npy array ({type(exc).__name__})") from None
-    if lut.dtype != np.int8:
-        raise EdgesrError(f"{path}: expected an int8 LUT, got {lut.dtype}")
     if lut.ndim == 4 and lut.shape[1] == 1:
         rr = lut.shape[2] * lut.shape[3]
     elif lut.ndim == 2:
@@ -67,17 +72,13 @@ def srlut_scale(npy_path: str | os.PathLike) -> int:
         EdgesrError: unreadable file, not a .npy header, or a shape that names no scale.
     """
     path = Path(npy_path)
+    if not path.is_file():
+        raise EdgesrError(f"{path}: no such file")
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version not in read_header:
-                raise ValueError(f".npy format version {version} is not supported")
-            shape, _, _ = read_header[version](f)
+            shape, _ = check_npy_header(f, path.stat().st_size, str(path))
     except OSError as exc:
         raise EdgesrError(f"{path}: cannot read ({exc.strerror})") from None
-    except (ValueError, EOFError, SyntaxError) as exc:
-        raise EdgesrError(f"{path}: not a .npy array ({exc})") from None
     if len(shape) == 4 and shape[1] == 1 and shape[2] == shape[3]:
         r = shape[2]
     elif len(shape) == 2 and math.isqrt(shape[1]) ** 2 == shape[1]:

@@ -26,6 +26,11 @@ def rgb_to_ycbcr(rgb: np.ndarray) -> np.ndarray:
     return rgb.astype(np.float64) @ _RGB_TO_YCBCR.T + _OFFSET
 
 
+def rgb_to_cbcr(rgb: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB in [0, 255] -> float32 (H, W, 2) Cb, Cr (studio range, the rows of :func:`rgb_to_ycbcr`)."""
+    return rgb.astype(np.float32) @ _RGB_TO_YCBCR[1:].T.astype(np.float32) + _OFFSET[1:].astype(np.float32)
+
+
 def ycbcr_to_rgb(ycbcr: np.ndarray) -> np.ndarray:
     """Inverse of :func:`rgb_to_ycbcr`: float64 (H, W, 3) YCbCr -> float64 RGB in [0, 255] (unclipped)."""
     return (ycbcr.astype(np.float64) - _OFFSET) @ np.linalg.inv(_RGB_TO_YCBCR).T

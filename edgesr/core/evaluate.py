@@ -30,15 +30,15 @@ import numpy as np
 
 from edgesr.core.color import (
     luma_full_to_y,
+    rgb_to_cbcr,
     rgb_to_y,
-    rgb_to_ycbcr,
     y_to_luma_full,
     ycbcr_to_rgb,
 )
 from edgesr.core.contract import IOContract
 from edgesr.core.data import EvalImage, embedded_images, eval_pairs, load_folder
 from edgesr.core.errors import EdgesrError
-from edgesr.core.imresize import imresize, make_lr
+from edgesr.core.imresize import make_lr, upscale_bicubic, upscale_bicubic_uint8
 from edgesr.core.metrics import psnr, ssim
 
 
@@ -65,6 +65,11 @@ class TorchUpscaler:
         self.device = device
         self.contract: IOContract = module.contract
         self._torch = torch
+
+    @property
+    def receptive_field(self) -> int | None:
+        """The module's declared receptive field (LR pixels, side), None if it declares none."""
+        return getattr(self.module, "receptive_field", None)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         torch = self._torch
@@ -223,12 +228,16 @@ def evaluate_sets(upscaler: Upscaler, sets: dict[str, list], progress: bool = Fa
 
 
 def upscale_photo(upscaler: Upscaler, img: np.ndarray) -> np.ndarray:
-    """Upscale a real photo (uint8 (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)) of any size.
+    """Upscale a real photo (uint8 (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)), in one piece.
 
-    Luma models run on Y (or full-range luma); chroma (Cb, Cr) is upscaled by MATLAB
-    bicubic in float64; the result is converted back to RGB, clipped and rounded to uint8.
-    RGB models run on the colour channels. An alpha channel is upscaled by bicubic.
-    Returns uint8 with the input's channel layout and s times its height and width.
+    Luma models run on Y (or full-range luma); chroma (Cb, Cr, BT.601) is upscaled by
+    MATLAB bicubic in float32 (:func:`edgesr.core.imresize.upscale_bicubic`); Y, Cb, Cr go
+    back to RGB in float64, clipped and rounded half to even to uint8. Against an all-float64
+    chroma path, a pixel can differ by one level only where its value lies within about 1e-4
+    of a rounding boundary. RGB models run on the colour channels. An alpha channel is
+    upscaled by MATLAB's uint8 bicubic. Returns uint8 with the input's channel layout and s
+    times its height and width. Memory grows with the image: big photos go through
+    :func:`edgesr.core.tiling.upscale_tiled`, which gives the same pixels.
     """
     s = upscaler.contract.scale
     alpha = None
@@ -238,12 +247,11 @@ def upscale_photo(upscaler: Upscaler, img: np.ndarray) -> np.ndarray:
             img = img[..., 0]
     out = run_upscaler(upscaler, img)
     if upscaler.contract.color != "rgb" and img.ndim == 3:
-        ycc = imresize(rgb_to_ycbcr(img), s)
+        cbcr = upscale_bicubic(rgb_to_cbcr(img), s, np.float32)
         y = output_y(out, upscaler.contract, gray=False)
-        ycc[..., 0] = y
-        out = ycbcr_to_rgb(ycc)
+        out = ycbcr_to_rgb(np.concatenate([y[..., None], cbcr], axis=2))
     result = np.clip(np.round(out), 0, 255).astype(np.uint8)
     if alpha is not None:
-        a = imresize(alpha, s)
+        a = upscale_bicubic_uint8(alpha, s)
         result = np.concatenate([result if result.ndim == 3 else result[..., None], a[..., None]], axis=2)
     return result

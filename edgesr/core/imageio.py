@@ -4,26 +4,36 @@ Reading normalizes every supported file to uint8 arrays:
 
 * RGB and RGB-like modes (``RGB``, ``CMYK``, ``YCbCr``, palette without transparency)
   -> (H, W, 3);
-* grayscale (``L``, ``1``, 16-bit ``I;16``/``I``) -> (H, W); 16-bit values are mapped to
-  8 bits by ``round(v / 257)`` (so 65535 -> 255);
+* grayscale (``L``, ``1``, 16-bit ``I;16``/``I``) -> (H, W);
 * with alpha (``RGBA``, ``LA``, palette with transparency) -> (H, W, 4) RGBA, or (H, W, 2)
   for gray+alpha when ``keep_alpha=True``; with ``keep_alpha=False`` the alpha channel is
-  dropped (evaluation scores colour only).
+  dropped (evaluation scores colour only);
+* 16-bit samples (gray, RGB, RGBA and gray+alpha PNGs) map to 8 bits by ``round(v / 257)``
+  (so 65535 -> 255, 32896 -> 128), all 16 bits read (Pillow alone keeps ``v >> 8`` for colour);
+* the EXIF orientation tag is applied (``PIL.ImageOps.exif_transpose``), as photo viewers do.
 
 Refused with :class:`~edgesr.core.errors.EdgesrError` naming the file: a missing path, a file
-that is not an image, an empty, truncated or corrupt image, and an image whose header
-claims more than :data:`MAX_PIXELS` pixels (decompression-bomb guard; set the environment
-variable ``EDGESR_MAX_PIXELS`` to change it).
+that is not an image, an empty, truncated or corrupt image (for JPEG also a broken
+entropy-coded segment: a stray marker, restart markers out of order, no end-of-image
+marker), and an image whose header claims more than :data:`MAX_PIXELS` pixels
+(decompression-bomb guard; set the environment variable ``EDGESR_MAX_PIXELS`` to change it).
+JPEG damage that keeps the marker structure intact (bit flips inside the Huffman-coded
+data) is not detected: Pillow does not report libjpeg's warnings.
+
+Writing is atomic; JPEG drops an alpha channel with a warning; a full disk or a
+read-only destination is one line.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import struct
 import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from edgesr.core.atomic import atomic_path
 from edgesr.core.errors import EdgesrError
@@ -39,12 +49,121 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
         return arr
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
-    # 16-bit (and 32-bit integer 'I' images holding 16-bit data)
+    # 16-bit (and 32-bit integer 'I' images holding 16-bit data): round(v / 257), half up
     return np.clip(np.floor(arr.astype(np.float64) / 257.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+# 16-bit colour PNGs: Pillow keeps only the high byte of each sample (``v >> 8``). The low
+# byte is decoded by a second pass with a raw mode that unpacks it (``RGB;16L`` read on
+# big-endian data takes byte 1 of each sample); 16-bit gray+alpha is unpacked whole as
+# 8-bit RGBA (same bytes per pixel, so the PNG row filters decode identically).
+_PNG16_LOW_BYTE = {"RGB;16B": "RGB;16L", "RGBA;16B": "RGBA;16L"}
+_PNG16_GRAY_ALPHA = "LA;16B"
+
+
+def _rawmode(im: Image.Image) -> str | None:
+    if im.format != "PNG" or not im.tile:
+        return None
+    args = im.tile[0].args
+    return args[0] if isinstance(args, tuple) else args
+
+
+def _with_rawmode(im: Image.Image, rawmode: str) -> None:
+    im.tile = [t._replace(args=rawmode if isinstance(t.args, str) else (rawmode, *t.args[1:])) for t in im.tile]
+
+
+# JPEG: Pillow's libjpeg decoder swallows libjpeg's "Corrupt JPEG data" warnings, so damage
+# that breaks the entropy-coded segment's structure is checked here: inside a scan, 0xFF must
+# be a stuffed 0xFF00, a fill byte, a restart marker RST0..7 in sequence (and only when a
+# restart interval is defined), or the marker that ends the scan (0xC0..0xFE).
+
+
+def _check_jpeg_structure(path: Path) -> None:
+    data = path.read_bytes()
+    pos, restart_interval, n = 2, 0, len(data)
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:
+            raise EdgesrError(f"{path}: corrupt JPEG data (no marker at byte {pos})")
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return
+        if pos + 4 > n:
+            break
+        length = int.from_bytes(data[pos + 2: pos + 4], "big")
+        if marker == 0xDD and length >= 4:
+            restart_interval = int.from_bytes(data[pos + 4: pos + 6], "big")
+        pos += 2 + length
+        if marker != 0xDA:  # not SOS: the next marker follows the segment
+            continue
+        expected_rst = 0
+        while True:  # the entropy-coded segment of this scan
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                raise EdgesrError(f"{path}: corrupt JPEG data (scan without an end marker)")
+            nxt = data[pos + 1]
+            if nxt == 0x00 or nxt == 0xFF:
+                pos += 1 if nxt == 0xFF else 2
+            elif 0xD0 <= nxt <= 0xD7:
+                if not restart_interval or nxt - 0xD0 != expected_rst:
+                    raise EdgesrError(f"{path}: corrupt JPEG data (unexpected restart marker RST{nxt - 0xD0} at byte {pos})")
+                expected_rst = (expected_rst + 1) % 8
+                pos += 2
+            elif nxt >= 0xC0:
+                break  # the marker after the scan
+            else:
+                raise EdgesrError(f"{path}: corrupt JPEG data (invalid marker 0xFF{nxt:02X} in the entropy-coded data at byte {pos})")
+    raise EdgesrError(f"{path}: corrupt JPEG data (no end-of-image marker)")
+
+
+def _pixels(path: Path, rawmode: str | None = None) -> np.ndarray:
+    """Decode one image file (optionally with another PNG raw mode), EXIF-orientated, as an array."""
+    with Image.open(path) as im:
+        w, h = im.size
+        if w * h > MAX_PIXELS:
+            raise EdgesrError(f"{path}: image header claims {w}x{h} = {w * h} pixels, more than the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)")
+        if w == 0 or h == 0:
+            raise EdgesrError(f"{path}: image has no pixels ({w}x{h})")
+        if rawmode is not None:
+            _with_rawmode(im, rawmode)
+        im.load()
+        if im.format == "JPEG":
+            _check_jpeg_structure(path)
+        im = ImageOps.exif_transpose(im)  # phone photos: rotate/flip as the EXIF orientation says
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode == "PA":
+            im = im.convert("RGBA")
+        elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+            im = im.convert("RGB")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode == "F":
+            raise EdgesrError(f"{path}: floating-point images are not supported")
+        return np.asarray(im)
+
+
+def _decode(path: Path) -> np.ndarray:
+    """Pixels of ``path``: uint8, or uint16 for 16-bit PNGs (all 16 bits, gray, RGB(A), gray+alpha)."""
+    with Image.open(path) as im:
+        rawmode = _rawmode(im)
+    if rawmode in _PNG16_LOW_BYTE:
+        high = _pixels(path).astype(np.uint16)
+        return (high << 8) | _pixels(path, _PNG16_LOW_BYTE[rawmode])
+    if rawmode == _PNG16_GRAY_ALPHA:
+        raw = _pixels(path, "RGBA").astype(np.uint16)  # bytes L_hi, L_lo, A_hi, A_lo
+        return np.stack([(raw[..., 0] << 8) | raw[..., 1], (raw[..., 2] << 8) | raw[..., 3]], axis=-1)
+    return _pixels(path)
 
 
 def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     """Read an image file as uint8: (H, W) gray, (H, W, 3) RGB, or with alpha (see module doc).
+
+    The EXIF orientation is applied (a phone photo comes upright); 16-bit samples map to
+    8 bits by ``round(v / 257)``.
 
     Raises:
         EdgesrError: the path is missing, not an image, corrupt/truncated/empty, or too large.
@@ -59,31 +178,14 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                w, h = im.size
-                if w * h > MAX_PIXELS:
-                    raise EdgesrError(f"{path}: image header claims {w}x{h} = {w * h} pixels, more than the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)")
-                if w == 0 or h == 0:
-                    raise EdgesrError(f"{path}: image has no pixels ({w}x{h})")
-                im.load()
-                mode = im.mode
-                if mode == "P":
-                    im = im.convert("RGBA" if "transparency" in im.info else "RGB")
-                elif mode == "PA":
-                    im = im.convert("RGBA")
-                elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
-                    im = im.convert("RGB")
-                elif mode == "1":
-                    im = im.convert("L")
-                elif mode == "F":
-                    raise EdgesrError(f"{path}: floating-point images are not supported")
-                arr = np.asarray(im)
+            arr = _decode(path)
     except EdgesrError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise EdgesrError(f"{path}: image header claims more pixels than the limit of {MAX_PIXELS} (EDGESR_MAX_PIXELS)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise EdgesrError(f"{path}: not a readable image ({exc})") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError, KeyError, TypeError, ZeroDivisionError,
+            MemoryError) as exc:  # Pillow's plugins raise these on malformed headers
+        raise EdgesrError(f"{path}: not a readable image ({type(exc).__name__}: {_first_line(exc)})") from None
     arr = _to_uint8(arr)
     if arr.ndim == 3 and arr.shape[2] in (2, 4) and not keep_alpha:
         arr = arr[..., :-1]
@@ -92,22 +194,44 @@ def read_image(path: str | os.PathLike, keep_alpha: bool = False) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0][:160] if lines else ""
+
+
+_NO_ALPHA_SUFFIXES = (".jpg", ".jpeg")
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO)
+
+
 def write_image(path: str | os.PathLike, img: np.ndarray) -> Path:
     """Write a uint8 (H, W), (H, W, 2/3/4) image atomically; the format follows the suffix.
 
+    JPEG has no alpha: RGBA and LA written to ``.jpg``/``.jpeg`` lose the alpha channel
+    with a warning. Nothing half-written is ever left at ``path`` (:mod:`edgesr.core.atomic`).
+
     Raises:
-        EdgesrError: unwritable destination or unknown format.
+        EdgesrError: unwritable destination, full disk, or unknown format.
     """
     path = Path(path)
     if img.dtype != np.uint8:
         raise EdgesrError(f"{path}: write_image needs uint8 pixels, got {img.dtype}")
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (2, 3, 4))):
         raise EdgesrError(f"{path}: cannot write an image of shape {img.shape}")
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise EdgesrError(f"{path}: unknown image format {path.suffix!r} (use one of {', '.join(IMAGE_SUFFIXES)})")
+    if path.suffix.lower() in _NO_ALPHA_SUFFIXES and img.ndim == 3 and img.shape[2] in (2, 4):
+        warnings.warn(f"{path}: JPEG has no alpha channel; the alpha is dropped")
+        img = img[..., :-1] if img.shape[2] == 4 else img[..., 0]
     try:
         with atomic_path(path) as tmp:
-            Image.fromarray(img).save(tmp, format=Image.registered_extensions().get(path.suffix.lower()))
+            Image.fromarray(img).save(tmp, format=fmt)
     except (KeyError, ValueError) as exc:
         raise EdgesrError(f"{path}: cannot write this format ({exc})") from None
+    except OSError as exc:
+        if exc.errno in _WRITE_ERRNOS:
+            raise EdgesrError(f"{path}: cannot write ({exc.strerror})") from None
+        raise EdgesrError(f"{path}: cannot write this image ({_first_line(exc)})") from None
     return path
 
 

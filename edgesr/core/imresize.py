@@ -24,6 +24,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+from scipy.ndimage import correlate1d
 
 from edgesr.core.errors import EdgesrError
 
@@ -161,3 +162,120 @@ def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """The benchmark LR image: ``imresize(modcrop(hr, scale), 1/scale)`` on uint8, MATLAB rounding."""
     return imresize(modcrop(hr, scale), 1.0 / scale)
+
+
+# --------------------------------------------------------------------------- fast integer upscaling
+#
+# For an integer factor s, output pixel o = s*i + phase (0-based) sits at input coordinate
+# i + d with d = (phase + 0.5) / s - 0.5 (MATLAB's mapping above), so its weights depend on
+# the phase only: one shifted slice per tap and phase replaces the gather of
+# :func:`imresize`. The same taps, normalisation, symmetric boundary and pass order, computed
+# once per phase instead of per pixel.
+
+
+@lru_cache(maxsize=16)
+def phase_taps(scale: int) -> tuple[tuple[tuple[int, float], ...], ...]:
+    """Per output phase 0..s-1, the (input offset k, weight) pairs of upscaling by integer ``scale``.
+
+    Offsets k in -2..2 relative to input pixel i = o // s; zero weights dropped; weights
+    (float64) normalised to sum 1 as MATLAB's ``contributions`` does.
+    """
+    taps = []
+    for phase in range(scale):
+        d = (phase + 0.5) / scale - 0.5
+        ks = np.arange(-2, 3)
+        w = cubic(d - ks.astype(np.float64))
+        w = w / w.sum()
+        taps.append(tuple((int(k), float(v)) for k, v in zip(ks, w) if v != 0.0))
+    return tuple(taps)
+
+
+def _upscale_axis(img: np.ndarray, scale: int, axis: int, dtype) -> np.ndarray:
+    n = img.shape[axis]
+    pad = [(0, 0)] * img.ndim
+    pad[axis] = (2, 2)
+    padded = np.pad(img.astype(dtype, copy=False), pad, mode="symmetric")  # MATLAB's mirror boundary
+    shape = list(img.shape)
+    shape[axis] = n * scale
+    out = np.empty(shape, dtype=dtype)
+    term = np.empty(img.shape, dtype)
+    window, target = [slice(None)] * img.ndim, [slice(None)] * img.ndim
+    for phase, taps in enumerate(phase_taps(scale)):
+        target[axis] = slice(phase, None, scale)
+        dst = out[tuple(target)]  # every s-th output along the axis: a view, written in place
+        for j, (k, w) in enumerate(taps):  # taps in increasing offset: the same order for every pixel
+            window[axis] = slice(2 + k, 2 + k + n)
+            if j == 0:
+                np.multiply(padded[tuple(window)], dtype(w), out=dst)
+            else:
+                np.multiply(padded[tuple(window)], dtype(w), out=term)
+                dst += term
+    return out
+
+
+def _correlate_axis(planes: np.ndarray, scale: int, axis: int, dtype) -> np.ndarray:
+    """One float pass: per phase, a 5-tap correlation (SciPy, accumulated in float64,
+    ``mode="reflect"`` = MATLAB's symmetric boundary) written into every s-th output."""
+    shape = list(planes.shape)
+    shape[axis] *= scale
+    out = np.empty(shape, dtype=dtype)
+    target = [slice(None)] * planes.ndim
+    for phase, taps in enumerate(phase_taps(scale)):
+        weights = np.zeros(5)
+        for k, w in taps:
+            weights[k + 2] = w
+        target[axis] = slice(phase, None, scale)
+        correlate1d(planes, weights, axis=axis, mode="reflect", output=out[tuple(target)])
+    return out
+
+
+def upscale_bicubic(img: np.ndarray, scale: int, dtype=np.float32) -> np.ndarray:
+    """MATLAB bicubic *upscaling* by an integer factor, fast: (H, W[, C]) -> (s*H, s*W[, C]).
+
+    The same kernel, weights (:func:`phase_taps`), symmetric boundary and pass order (rows
+    first) as :func:`imresize`, computed per output phase by one 5-tap correlation
+    (``scipy.ndimage.correlate1d``, which accumulates in float64) instead of a gather. Each
+    output pixel is the same sum in the same order wherever it lies, so a tile of the image
+    gives bit-identical values (what :mod:`edgesr.core.tiling` relies on).
+
+    Args:
+        img: (H, W) or (H, W, C), any real dtype; values as they are (no rescaling).
+        scale: integer factor s >= 1.
+        dtype: ``np.float32`` (default; for photo chroma: each pass is rounded to float32,
+            a relative error of about 1e-7, under 1e-4 of a level on a 0-255 scale) or
+            ``np.float64``.
+
+    Returns:
+        ``dtype`` array, unrounded; equals ``imresize(img.astype(float64), scale)`` to float
+        rounding (tested).
+
+    Raises:
+        EdgesrError: an empty image or a scale that is not a positive integer.
+    """
+    if img.ndim not in (2, 3) or img.shape[0] == 0 or img.shape[1] == 0:
+        raise EdgesrError(f"upscale_bicubic needs an (H, W) or (H, W, C) image, got shape {img.shape}")
+    if isinstance(scale, bool) or not isinstance(scale, (int, np.integer)) or scale < 1:
+        raise EdgesrError(f"upscale_bicubic needs a positive integer scale, got {scale!r}")
+    planar = np.ascontiguousarray(img[None] if img.ndim == 2 else np.moveaxis(img, 2, 0), dtype=dtype)  # (C, H, W)
+    out = _correlate_axis(_correlate_axis(planar, int(scale), 1, dtype), int(scale), 2, dtype)
+    return out[0] if img.ndim == 2 else np.moveaxis(out, 0, 2)
+
+
+def upscale_bicubic_uint8(img: np.ndarray, scale: int) -> np.ndarray:
+    """:func:`imresize` of a uint8 image by an integer factor (MATLAB's uint8 path), fast.
+
+    Float64 passes, rows first, each rounded half away from zero and clamped to uint8 as
+    MATLAB does; equal to ``imresize(img, scale)`` (tested on real photos at x2, x3, x4).
+
+    Args:
+        img: uint8 (H, W) or (H, W, C). scale: integer s >= 1.
+
+    Returns:
+        uint8 (s*H, s*W[, C]).
+    """
+    if img.dtype != np.uint8:
+        raise EdgesrError(f"upscale_bicubic_uint8 needs uint8 pixels, got {img.dtype}")
+    planar = img[None] if img.ndim == 2 else np.moveaxis(img, 2, 0)
+    rows = _round_uint8(_upscale_axis(planar, int(scale), 1, np.float64))
+    out = _round_uint8(_upscale_axis(rows, int(scale), 2, np.float64))
+    return out[0] if img.ndim == 2 else np.ascontiguousarray(np.moveaxis(out, 0, 2))

@@ -1,7 +1,7 @@
 """Bicubic interpolation as a weight-free "model" (the baseline of every SR table).
 
-It upscales the LR RGB image with MATLAB-compatible bicubic (:mod:`edgesr.core.imresize`) in
-float64 and rounds to uint8, which is how the published bicubic baselines were computed.
+It upscales the LR RGB image with MATLAB-compatible bicubic (:func:`edgesr.core.imresize.upscale_bicubic_uint8`,
+equal to ``imresize`` on uint8) in float64 and rounds to uint8, which is how the published bicubic baselines were computed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from edgesr.core.contract import IOContract
-from edgesr.core.imresize import imresize
+from edgesr.core.imresize import upscale_bicubic_uint8
 from edgesr.core.registry import register_model
 
 
@@ -27,9 +27,12 @@ class Bicubic(nn.Module):
         self.scale = scale
         self.contract = IOContract(scale=scale, color="rgb", channels=1, per_channel=True)
 
+    receptive_field = 5
+    """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): Keys' cubic kernel spans 2 LR pixels either side when upscaling."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         arr = x.detach().cpu().double().numpy()
-        out = np.stack([np.stack([imresize(np.round(c * 255.0).astype(np.uint8), self.scale) for c in img]) for img in arr])
+        out = np.stack([np.stack([upscale_bicubic_uint8(np.round(c * 255.0).astype(np.uint8), self.scale) for c in img]) for img in arr])
         return torch.from_numpy(out.astype(np.float32) / 255.0)
 
 

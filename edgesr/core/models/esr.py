@@ -85,6 +85,11 @@ class ESR(nn.Module):
         """The authors' id, e.g. ``eSR-MAX_s2_K7_C13``."""
         return f"eSR-{self.kind}_s{self.scale}_K{self.kernel}_C{self.channels}"
 
+    @property
+    def receptive_field(self) -> int:
+        """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): the one K x K filter."""
+        return self.kernel
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.pixel_shuffle(self.filter(x), self.scale)  # (N, m*C, sH, sW)
         c = self.channels
@@ -133,6 +138,11 @@ class ESRCNN(nn.Module):
     def model_id(self) -> str:
         """The authors' id, e.g. ``eSR-CNN_s2_C8_D3_S9``."""
         return f"eSR-CNN_s{self.scale}_C{self.channels}_D{self.depth}_S{self.size}"
+
+    @property
+    def receptive_field(self) -> int:
+        """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): 5x5, 3x3, 3x3 convs."""
+        return 2 * (2 + 1 + 1) + 1
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = F.pixel_shuffle(self.filter(x), self.scale)  # (N, 2C, sH, sW)

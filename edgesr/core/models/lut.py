@@ -93,6 +93,9 @@ class SRLUTNet(nn.Module):
         """One rotation: (N, 1, H, W) -> 127 * clamp(core(pad(x)), -1, 1), (N, s*s, H, W)."""
         return 127.0 * torch.clamp(self.core(pad_bottom_right(x)), -1.0, 1.0)
 
+    receptive_field = 3
+    """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): the 2x2 kernel under the four rotations covers the 3x3 window."""
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = 0
         for r in range(4):
@@ -131,6 +134,11 @@ class SPLUTNet(nn.Module):
                     stages.append(_mlp(4, 2 * c, (1, 2), 2 * width, hidden, nn.GELU, groups=2, stride=(1, 2)))
             self.branches.append(stages)
 
+    @property
+    def receptive_field(self) -> int:
+        """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): see :func:`splut_receptive_field`."""
+        return splut_receptive_field(self.mixing)
+
     @staticmethod
     def quantize(y: torch.Tensor) -> torch.Tensor:
         """Network output -> the int8 value a LUT stores: round(127 * clamp(y, -1, 1)) (STE)."""
@@ -167,6 +175,18 @@ class SPLUTNet(nn.Module):
         up = depth_to_space(ste_floor((r + 2.0) / 4.0).permute(0, 2, 3, 1), 4).unsqueeze(1)
         out = (F.interpolate(x255, scale_factor=4, mode="nearest") + up) / 255.0
         return torch.clamp(out, 0.0, 1.0)
+
+
+def splut_receptive_field(mixing: int) -> int:
+    """SPLUT's receptive field side in LR pixels, for ``mixing`` channel-mixing stages.
+
+    The 2x2 spatial stage reads offsets 0..+1; series stage s pairs each pixel with its
+    neighbour at offset -1 (s even) or +1 (s odd), horizontally and vertically. The window
+    is the union of those offsets, made symmetric: side 2 * max(|lowest|, highest) + 1.
+    """
+    low = -sum(1 for s in range(mixing + 1) if s % 2 == 0)
+    high = 1 + sum(1 for s in range(mixing + 1) if s % 2 == 1)
+    return 2 * max(-low, high) + 1
 
 
 def _shift_index(n: int, o: int, device) -> torch.Tensor:

@@ -126,6 +126,12 @@ class PKN(nn.Module):
             out.append(torch.softmax((t1 * t1 + t2 * t2) * -0.5, dim=1))
         return out
 
+    @property
+    def receptive_field(self) -> int:
+        """side, in LR pixels, of the square input window centred on an LR pixel that its s x s output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing one input pixel): the (2r+1)^2 footprint and, when adaptive, the CNN's 3x3 convs."""
+        convs = sum(isinstance(m, nn.Conv2d) for m in self.net) if self.adaptive else 0
+        return 2 * max(self.radius, convs) + 1
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         samples = self.footprint(x)  # (N, K, H, W), zero outside the image
         valid = self.footprint(x * 0.0 + 1.0)  # 1 inside, 0 outside

@@ -87,6 +87,16 @@ class Group(nn.Module):
         return self.conv(self.blocks(x)) + x
 
 
+def _most_convolutions(channels: int, active: int, blocks: int) -> int:
+    """The most split blocks, of ``blocks`` in a row, that convolve any one channel."""
+    order, count = list(range(channels)), [0] * channels
+    for _ in range(blocks):
+        for c in order[:active]:
+            count[c] += 1
+        order = order[active:] + order[:active]
+    return max(count)
+
+
 class _SplitSRBase(nn.Module):
     def __init__(self, scale: int, channels: int, groups: int, blocks: int, hybrid_index: int,
                  alpha: float, bn: bool):
@@ -105,6 +115,27 @@ class _SplitSRBase(nn.Module):
         )
         self.body_end = nn.Conv2d(channels, channels, 3, padding=1)
         self.upsample = nn.Conv2d(channels, scale * scale, 3, padding=1)
+
+    @property
+    def receptive_field(self) -> int:
+        """Side, in LR pixels, of the square input window centred on an LR pixel that its s x s
+        output pixels depend on (the tiling halo is ``receptive_field // 2``; tested by perturbing
+        one input pixel).
+
+        Each 3x3 conv on the longest path adds 1 to the radius: the head, per group its blocks
+        and its conv, the body end and the upsampling conv. A residual block has two convs; a
+        split block convolves only its ``active`` channels and rotates them to the end, so a
+        channel is convolved only in some of a split group's blocks: the group adds the most
+        times any one channel is convolved, plus its conv.
+        """
+        radius = 1 + 2  # head; body_end and upsample
+        for group in self.groups:
+            blocks = list(group.blocks)
+            if blocks and isinstance(blocks[0], SplitBlock):
+                radius += _most_convolutions(self.config["channels"], blocks[0].active, len(blocks)) + 1
+            else:
+                radius += 2 * len(blocks) + 1
+        return 2 * radius + 1
 
     def _features(self, x: torch.Tensor) -> torch.Tensor:
         x0 = self.head(x)
