@@ -148,7 +148,7 @@ def main() -> int:
 
     load = os.getloadavg()[0]
     lines = [
-        f"| path | peak RSS (MB) | time (s) |", "|---|---:|---:|",
+        "| path | peak RSS (MB) | time (s) |", "|---|---:|---:|",
     ]
     for key in ("before", "after"):
         r = rows.get(key)

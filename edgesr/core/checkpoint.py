@@ -27,7 +27,6 @@ the stored tensors, so crafted metadata (a negative or absurd width) never alloc
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import warnings
 from pathlib import Path
