@@ -7,6 +7,7 @@ Skipped where the optional ``executorch`` package (``edgesr[executorch]``) is no
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +15,19 @@ import torch
 
 pytest.importorskip("executorch.runtime", reason="ExecuTorch is the optional extra edgesr[executorch]")
 
-from edgesr.app.artifacts import load_upscaler  # noqa: E402
-from edgesr.app.validation import emulation_matrix, validate_artifact  # noqa: E402
 from edgesr.converters import executorch as et  # noqa: E402
-from edgesr.converters.export import calibration_patches, default_formats, deploy_module, export, plan  # noqa: E402
+from edgesr.converters.export import default_formats, deploy_module, export, plan  # noqa: E402
 from edgesr.converters.lint import has_errors, lint  # noqa: E402
 from edgesr.converters.runtime import RuntimeUnavailable  # noqa: E402
 
+from edgesr.app.artifacts import open_artifact  # noqa: E402
+from edgesr.app.validation import emulation_matrix, validate_artifact  # noqa: E402
 from edgesr.cli import main  # noqa: E402
 from edgesr.core.checkpoint import save_checkpoint  # noqa: E402
-from edgesr.core.contract import read_metadata  # noqa: E402
+from edgesr.core.contract import read_artifact_metadata  # noqa: E402
 from edgesr.core.data import embedded_image  # noqa: E402
 from edgesr.core.errors import EdgesrError  # noqa: E402
+from edgesr.core.evaluate import calibration_patches  # noqa: E402
 from edgesr.core.models import create  # noqa: E402
 
 
@@ -45,14 +47,14 @@ def programs(tmp_path_factory):
     """fp32 and int8 ``.pte`` of an SESR-M3 x2, exported once for the module."""
     out = tmp_path_factory.mktemp("pte")
     module = _module()
-    calib = calibration_patches(module.contract, count=8)
+    calib = calibration_patches(None, module.contract, count=8)
     arts = export(module, out, formats=("executorch",), precisions=("fp32", "int8"), calibration=calib)
     return module, {a["precision"]: a for a in arts}
 
 
 def test_fp32_program_matches_pytorch_on_the_runtime_at_any_size(programs):
     module, arts = programs
-    up = load_upscaler(arts["fp32"]["path"])
+    up = open_artifact(arts["fp32"]["path"])
     assert isinstance(up, et.ExecuTorchUpscaler) and up.contract == module.contract
     for h, w in ((17, 23), (64, 40)):
         x = np.random.default_rng(h).random((2, 1, h, w), dtype=np.float32)
@@ -87,11 +89,12 @@ def test_metadata_is_embedded_in_the_program(programs, tmp_path):
     _, arts = programs
     path = arts["fp32"]["path"]
     embedded = json.loads(et.embedded_metadata(path))
-    side = read_metadata(path)  # the sidecar
-    assert embedded["contract"] == side["contract"] and embedded["provenance"]["artifact_format"] == "executorch"
-    alone = tmp_path / "copied.pte"  # a program copied without its sidecar still says its contract
+    read = read_artifact_metadata(path)  # the one reader of every artifact's metadata
+    assert embedded == read and embedded["provenance"]["artifact_format"] == "executorch"
+    assert not Path(path + ".json").exists()  # no sidecar unless asked for
+    alone = tmp_path / "copied.pte"  # a copied program still says its contract
     alone.write_bytes(open(path, "rb").read())
-    assert load_upscaler(alone).contract.scale == 2
+    assert open_artifact(alone).contract.scale == 2
 
 
 def test_lint_reads_the_partition_from_the_program(programs, tmp_path):
@@ -122,7 +125,7 @@ def test_cli_export_fp16_runs_in_half_precision(tmp_path, capsys):
     assert main(["export", str(ckpt), "--formats", "executorch", "--precisions", "fp16", "--json"]) == 0
     (art,) = json.loads(capsys.readouterr().out)
     assert art["path"].endswith("_fp16.pte") and art["format"] == "executorch"
-    up = load_upscaler(art["path"])
+    up = open_artifact(art["path"])
     x = np.random.default_rng(0).random((1, 1, 24, 31), dtype=np.float32)
     with torch.no_grad():
         ref = module(torch.from_numpy(x)).numpy()
@@ -144,9 +147,8 @@ def test_bad_inputs(programs, tmp_path):
         et.convert(_module(), 1, "w8a8")
     bad = tmp_path / "bad.pte"
     bad.write_bytes(b"not a program")
-    (tmp_path / "bad.pte.json").write_text(open(arts["fp32"]["path"] + ".json").read())
     with pytest.raises(EdgesrError, match="bad.pte"):
-        load_upscaler(bad)
+        open_artifact(bad)
     with pytest.raises(EdgesrError, match="bad.pte"):
         lint(bad, "executorch-xnnpack")
     with pytest.raises(EdgesrError, match="executorch-xnnpack is for .pte"):
@@ -158,7 +160,7 @@ def test_without_executorch_the_format_is_optional(programs, monkeypatch):
     monkeypatch.setattr(et, "unavailable_reason", lambda: "ExecuTorch is not installed; install edgesr[executorch]")
     assert "executorch" not in default_formats()
     with pytest.raises(RuntimeUnavailable, match="edgesr\\[executorch\\]"):
-        load_upscaler(arts["fp32"]["path"])  # the sidecar still gives the contract
+        open_artifact(arts["fp32"]["path"])
     with pytest.raises(EdgesrError, match="edgesr\\[executorch\\]"):
         et.convert(_module(), 1, "fp32")
 
@@ -176,6 +178,6 @@ def test_coreml_delegated_program_compiles_but_cannot_run_here(tmp_path):
     assert {s.name for s in et.forward_plan(art["path"]) if s.kind == "delegate"} == {"CoreMLBackend"}
     assert json.loads(et.embedded_metadata(art["path"]))["provenance"]["delegate"] == "coreml"
     with pytest.raises(RuntimeUnavailable, match="CoreMLBackend"):
-        load_upscaler(art["path"])
+        open_artifact(art["path"])
     v = validate_artifact(art["path"], _module(), _sets())
     assert v["skipped"] and "CoreMLBackend" in v["skipped"] and v["passed"] is False

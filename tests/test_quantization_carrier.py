@@ -20,7 +20,7 @@ from edgesr.quantization.tflite_model import read_model
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.cli import main
-from edgesr.core.checkpoint import read_checkpoint, save_checkpoint
+from edgesr.core.checkpoint import DIGEST_KEY, read_checkpoint, save_checkpoint, state_digest
 from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import embedded_image, to_luma
 from edgesr.core.evaluate import calibration_patches
@@ -133,6 +133,7 @@ def test_ranges_that_do_not_fit_the_graph_are_refused(quantized, tmp_path, capsy
     state = read_checkpoint(ckpt)
     dropped = sorted(state["activation_ranges"])[1]
     del state["activation_ranges"][dropped]
+    state[DIGEST_KEY] = state_digest(state)  # a consistent checkpoint whose ranges miss a tensor
     bad = tmp_path / "bad_int8.pt"
     torch.save(state, bad)
     with pytest.raises(EdgesrError, match=f"missing: {dropped}"):

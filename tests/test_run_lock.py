@@ -126,7 +126,7 @@ def test_release_leaves_a_lock_it_does_not_own(tmp_path):
 # ------------------------------------------------------------------ resume checks run.json
 
 SETTINGS = {"model": "sesr_m5", "scale": 2, "data": None, "data_root": None, "sets": None, "steps": 3000, "batch": 16,
-            "seed": 0, "qat_steps": 200, "observer": "minmax", "lut_finetune_steps": 300}
+            "seed": 0, "qat_steps": 200, "observer": "minmax", "recipe": "default", "lut_finetune_steps": 300}
 
 
 def test_settings_cover_what_the_run_records():

@@ -198,7 +198,7 @@ def test_emulation_images_crop_and_name(photos):
 def test_bad_input_raises(float_arts, tiny, photos, tmp_path):
     lut = tmp_path / "m.lut"
     lut.write_bytes(b"x")
-    with pytest.raises(EdgesrError, match=r"\.tflite, \.onnx and \.mlpackage"):
+    with pytest.raises(EdgesrError, match=r"\.tflite, \.onnx, \.mlpackage, \.pte"):
         emulation_matrix(lut, tiny, photos)
     with pytest.raises(EdgesrError, match="no such artifact"):
         emulation_matrix(tmp_path / "nope.tflite", tiny, photos)
