@@ -22,18 +22,19 @@ see the AdaRounded integers without any new parameter.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from edgesr.quantization.fake_quant import QuantConv2d, _round_half_away, fake_quant_bias, fake_quant_module, weight_scales
-from edgesr.quantization.graph import trace
-from edgesr.quantization.layer_io import conv_targets, run_capture
+from edgesr.quantization.fake_quant import (
+    QuantConv2d,
+    _round_half_away,
+    fake_quant_bias,
+    weight_scales,
+)
+from edgesr.quantization.layer_io import layerwise_setup, run_capture
 from torch import nn
-
-from edgesr.core.errors import EdgesrError
 
 ZETA, GAMMA = 1.1, -0.1
 
@@ -155,14 +156,9 @@ def adaround(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], p
     Raises:
         EdgesrError: ``patches`` not (N, C, H, W) with N > 0.
     """
-    x = torch.as_tensor(patches, dtype=torch.float32)
-    if x.ndim != 4 or x.shape[0] == 0:
-        raise EdgesrError(f"AdaRound needs patches (N, C, H, W), got shape {tuple(x.shape)}")
-    reference = copy.deepcopy(deploy_module).float().eval()
-    module = copy.deepcopy(deploy_module).float().eval()
-    sim = fake_quant_module(module, ranges, share_weights=True).eval()
+    x, reference, module, sim, targets = layerwise_setup(deploy_module, ranges, patches, "AdaRound")
     report: dict[str, LayerResult] = {}
-    for path in conv_targets(trace(reference)):
+    for path in targets:
         if not isinstance(sim.get_submodule(path), QuantConv2d):
             continue
         conv = module.get_submodule(path)

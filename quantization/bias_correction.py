@@ -13,15 +13,9 @@ predicts LiteRT. The correction is measured at the conv's own output (before a f
 
 from __future__ import annotations
 
-import copy
-
 import torch
-from edgesr.quantization.fake_quant import fake_quant_module
-from edgesr.quantization.graph import trace
-from edgesr.quantization.layer_io import channel_mean, conv_targets, run_capture
+from edgesr.quantization.layer_io import channel_mean, layerwise_setup, run_capture
 from torch import nn
-
-from edgesr.core.errors import EdgesrError
 
 
 def correct_bias(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], patches, *,
@@ -41,14 +35,9 @@ def correct_bias(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]
     Raises:
         EdgesrError: ``patches`` not (N, C, H, W) with N > 0.
     """
-    x = torch.as_tensor(patches, dtype=torch.float32)
-    if x.ndim != 4 or x.shape[0] == 0:
-        raise EdgesrError(f"bias correction needs patches (N, C, H, W), got shape {tuple(x.shape)}")
-    reference = copy.deepcopy(deploy_module).float().eval()
-    module = copy.deepcopy(deploy_module).float().eval()
-    sim = fake_quant_module(module, ranges, share_weights=True).eval()
+    x, reference, module, sim, targets = layerwise_setup(deploy_module, ranges, patches, "bias correction")
     report: dict[str, float | str] = {}
-    for path in conv_targets(trace(reference)):
+    for path in targets:
         conv = module.get_submodule(path)
         if conv.bias is None:
             report[path] = "no bias (skipped)"

@@ -7,9 +7,14 @@ float model. Both are read with forward hooks while the whole model runs on patc
 
 from __future__ import annotations
 
+import copy
+
 import torch
-from edgesr.quantization.fake_quant import QuantConv2d
+from edgesr.quantization.fake_quant import QuantConv2d, fake_quant_module
+from edgesr.quantization.graph import trace
 from torch import fx, nn
+
+from edgesr.core.errors import EdgesrError
 
 
 def conv_targets(gm: fx.GraphModule) -> list[str]:
@@ -54,3 +59,24 @@ def run_capture(module: nn.Module, path: str, x: torch.Tensor, batch_size: int =
 def channel_mean(t: torch.Tensor) -> torch.Tensor:
     """Per-channel mean of an (N, C, H, W) tensor over N, H, W, float64, shape (C,)."""
     return t.double().mean(dim=(0, 2, 3))
+
+
+def layerwise_setup(deploy_module: nn.Module, ranges: dict, patches, technique: str):
+    """The common start of a layer-by-layer PTQ pass (AdaRound, bias correction).
+
+    Returns:
+        ``(x, reference, module, sim, targets)``: the patches as float32 (N, C, H, W), a float
+        copy of ``deploy_module`` to read targets from, the copy the pass edits, its int8
+        simulation sharing the edited weights (:func:`fake_quant_module`, ``share_weights=True``),
+        and the conv module paths in graph order (:func:`conv_targets`).
+
+    Raises:
+        EdgesrError: ``patches`` not (N, C, H, W) with N > 0 (the message names ``technique``).
+    """
+    x = torch.as_tensor(patches, dtype=torch.float32)
+    if x.ndim != 4 or x.shape[0] == 0:
+        raise EdgesrError(f"{technique} needs patches (N, C, H, W), got shape {tuple(x.shape)}")
+    reference = copy.deepcopy(deploy_module).float().eval()
+    module = copy.deepcopy(deploy_module).float().eval()
+    sim = fake_quant_module(module, ranges, share_weights=True).eval()
+    return x, reference, module, sim, conv_targets(trace(reference))
