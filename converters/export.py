@@ -8,17 +8,18 @@ sidecar ``PATH.json``; :func:`export` runs the requested
 formats x precisions. Artifacts are named ``{model}_x{scale}_{precision}.{ext}``.
 
 Precisions per format (a requested precision a format does not have is skipped for that format):
-``tflite``: fp32, fp16, int8 (full integer); ``onnx``: fp32; ``coreml``: fp32, fp16,
+``tflite``: fp32, fp16, int8 (full integer), w8a16 (int8 weights, int16 activations, float I/O;
+never a default: request it); ``onnx``: fp32; ``coreml``: fp32, fp16,
 w8 (int8 weights), w8a8 (int8 weights and activations); ``int8`` requested for Core ML means
 w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorch]`` extra):
 fp32, fp16, int8 (PT2E); ``executorch-coreml`` (``.coreml.pte``, ExecuTorch's Core ML delegate for
 iOS: compiled here, runnable only on Apple devices, so never a default format): fp32, fp16.
 
-Activation ranges (TFLite int8 and Core ML W8A8 use the same ones): a quantized checkpoint
+Activation ranges (TFLite int8, TFLite w8a16 and Core ML W8A8 use the same ones): a quantized checkpoint
 (``edgesr quantize`` output, :class:`edgesr.quantization.api.QuantizedCheckpoint`) brings its
 own and nothing is recalibrated; any other model is calibrated once per :func:`export` call
 (min/max on the calibration patches, :func:`int8_ranges`). Each int8/w8a8 artifact's metadata
-records them under ``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or
+(and w8a16) records them under ``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or
 ``"export calibration"``.
 """
 
@@ -40,9 +41,12 @@ from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches
 
 FORMATS = ("tflite", "coreml", "onnx", "executorch", "executorch-coreml")
-FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
+FORMAT_PRECISIONS = {"tflite": ("fp32", "fp16", "int8", "w8a16"), "onnx": ("fp32",), "coreml": ("fp32", "fp16", "w8", "w8a8"),
                      "executorch": et.DELEGATE_PRECISIONS["xnnpack"],
                      "executorch-coreml": et.DELEGATE_PRECISIONS["coreml"]}
+RANGED_PRECISIONS = ("int8", "w8a16", "w8a8")
+"""Precisions built on activation ranges (:func:`int8_ranges`): a quantized checkpoint's, or one
+min/max calibration per :func:`export` call shared by all of them."""
 SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executorch": ".pte",
           "executorch-coreml": ".coreml.pte"}
 
@@ -152,9 +156,12 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
     its ranges, else ranges calibrated on ``calibration``, see :func:`int8_ranges`).
     """
     module, extra, ranges = deploy_module(model), {}, None
-    if precision == "int8":
+    if precision in RANGED_PRECISIONS:
         q = int8_ranges(model, calibration)
         ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
+    if precision == "w8a16":
+        extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
+                                  "biases": "int64", "ranges": "the int8 model's tensor ranges"}
     data = tflite.convert(module, module.contract.channels, precision, calibration, io_dtype, ranges)
     meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
                           source=source, tools=("tensorflow", "ai-edge-litert"), extra=extra)
@@ -232,7 +239,8 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
         calibration: float32 (N, C, h, w) real patches in model-input space, calibrated once
             for int8 / w8a8 of a float model (:func:`calibration_patches`); computed from the
             embedded training photographs when None and needed.
-        io_dtype: ``"int8"`` or ``"uint8"`` input/output of the int8 TFLite model.
+        io_dtype: ``"int8"`` or ``"uint8"`` input/output of the int8 TFLite model (w8a16 has
+            float32 input/output).
         stem: file name stem (default ``{model}_x{scale}``).
         source: provenance note (default: the checkpoint path when one is given).
         sidecar: also write each artifact's metadata to ``PATH.json`` (it is always embedded).
@@ -251,7 +259,7 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
     module = deploy_module(model)
     out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
-    needs_int8 = any(p in ("int8", "w8a8") for _, p in pairs)
+    needs_int8 = any(p in RANGED_PRECISIONS for _, p in pairs)
     if needs_int8 and calibration is None and (not isinstance(model, QuantizedCheckpoint)
                                                or any(f.startswith("executorch") for f, _ in pairs)):
         calibration = calibration_patches(None, module.contract)  # also PT2E's, for ExecuTorch int8
@@ -274,6 +282,6 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "default_formats", "deploy_module", "export", "export_coreml",
+__all__ = ["FORMATS", "FORMAT_PRECISIONS", "RANGED_PRECISIONS", "default_formats", "deploy_module", "export", "export_coreml",
            "export_executorch", "export_onnx", "export_tflite", "int8_ranges", "load_model", "plan", "sidecar_path",
            "writable_dir"]

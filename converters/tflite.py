@@ -7,6 +7,8 @@ dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``),
 
 * ``fp32``: float32 weights and activations;
 * ``fp16``: float16 weights (DEQUANTIZE to float32 at load), float32 arithmetic;
+* ``w8a16``: int8 weights, int16 activations, float32 input/output (TFLite's 16x8
+  quantization at the int8 model's ranges; :mod:`edgesr.converters.tflite_w8a16`);
 * ``int8``: full integer: per-channel symmetric int8 weights, per-tensor asymmetric int8
   activations, int8 or uint8 input/output (``io_dtype``). Affine mapping:
   ``real = scale * (q - zero_point)``. The activation ranges are always edgesr's: the
@@ -41,6 +43,7 @@ from pathlib import Path
 import numpy as np
 from edgesr.converters.keras_rebuild import rebuild
 from edgesr.converters.tflite_passes import drop_saturating_clamps
+from edgesr.converters.tflite_w8a16 import quantize_16x8
 from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.atomic import atomic_path
@@ -48,7 +51,7 @@ from edgesr.core.contract import KEY, metadata_text
 from edgesr.core.errors import EdgesrError
 from edgesr.core.thirdparty import block_triton_after_tensorflow
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "w8a16")
 IO_DTYPES = ("int8", "uint8")
 
 
@@ -67,8 +70,9 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     Args:
         module: deploy ``nn.Module`` (float32 NCHW (N, C, H, W) -> (N, C, s*H, s*W)).
         channels: C of the input.
-        precision: ``"fp32"``, ``"fp16"`` or ``"int8"``.
-        calibration: for int8: float32 (N, C, h, w) NCHW real image patches in the model's
+        precision: ``"fp32"``, ``"fp16"``, ``"int8"`` or ``"w8a16"`` (int8 weights, int16
+            activations at the int8 model's ranges, float32 I/O).
+        calibration: for int8 and w8a16: float32 (N, C, h, w) NCHW real image patches in the model's
             input space ([0, 1]); each patch is one representative sample. Needed only when
             ``activation_ranges`` is None (they are calibrated on it).
         io_dtype: for int8: ``"int8"`` or ``"uint8"`` input and output tensors.
@@ -83,8 +87,9 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
 
     if precision not in PRECISIONS:
         raise EdgesrError(f"unknown TFLite precision {precision!r} (expected {', '.join(PRECISIONS)})")
-    if precision == "int8":
-        if io_dtype not in IO_DTYPES:
+    quantized = precision in ("int8", "w8a16")
+    if quantized:
+        if precision == "int8" and io_dtype not in IO_DTYPES:
             raise EdgesrError(f"unknown int8 io dtype {io_dtype!r} (expected {', '.join(IO_DTYPES)})")
         if activation_ranges is not None and (calibration is None or len(calibration) == 0):
             calibration = _ramp(channels)
@@ -101,18 +106,21 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
-    elif precision == "int8":
+    elif quantized:
         nhwc = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([p[None]] for p in nhwc)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io_dtype]
+        io_type = "int8" if precision == "w8a16" else io_dtype
+        conv.inference_input_type = conv.inference_output_type = {"int8": tf.int8, "uint8": tf.uint8}[io_type]
     try:
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "Statistics for quantized inputs were expected" etc.
             data = conv.convert()
     except Exception as exc:  # the converter raises ConverterError and friends
-        raise EdgesrError(f"TFLite conversion ({precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+        raise EdgesrError(f"TFLite conversion ({'int8' if quantized else precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
+    if precision == "w8a16":  # the int8 graph gives the ranges (no clamp pass: int16 does not saturate there)
+        return quantize_16x8(rebuild(module, channels), data, nhwc)
     if precision == "int8":  # the output clamp the int8 quantization already saturates at (bit-identical)
         data, _ = drop_saturating_clamps(data)
     return data

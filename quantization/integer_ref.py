@@ -92,6 +92,13 @@ def _libm(fn):
     return lambda v: fn(np.asarray(v, np.float64)).astype(np.float32)
 
 
+def _float_activation(v: np.ndarray, activation: str) -> np.ndarray:
+    """A float op's fused activation (CalculateActivationRange): RELU clamps below at 0, RELU6 to
+    [0, 6], RELU_N1_TO_1 to [-1, 1]."""
+    bounds = {"NONE": (None, None), "RELU": (0.0, None), "RELU6": (0.0, 6.0), "RELU_N1_TO_1": (-1.0, 1.0)}[activation]
+    return v if bounds == (None, None) else np.clip(v, *bounds).astype(np.float32)
+
+
 def _act_range(t: Tensor, activation: str) -> tuple[int, int]:
     qmin, qmax = _QRANGE[t.dtype]
     return K.activation_range_int8(activation, t.s, t.z, qmin, qmax)
@@ -156,6 +163,13 @@ class IntegerGraph:
         lo, hi = _act_range(to, o["activation"])
         cout = acc.shape[-1]
         wscale = np.broadcast_to(tw.scale, (cout,))
+        if ti.dtype == np.int16:  # 16x8: ConvPerChannel(int16 in, int8 filter, int64 bias), no zero points
+            if b is not None and b.dtype != np.int64:
+                raise EdgesrError(f"{self.path}: 16x8 {op.name} with a {np.dtype(b.dtype).name} bias is not supported (int64 expected)")
+            pairs = [K.quantize_multiplier(float(ti.s) * float(ws) / float(to.s)) for ws in wscale]
+            mult = np.array([p[0] for p in pairs], np.int64)
+            shift = np.array([p[1] for p in pairs], np.int64)
+            return np.clip(K.multiply_by_quantized_multiplier_int64(acc, mult, shift), lo, hi)
         if self.kernels == "xnnpack":
             scale = np.float32(ti.s) * wscale.astype(np.float32) / np.float32(to.s)
             return K.requantize_fp32(acc, scale, to.z, lo, hi)
@@ -176,7 +190,13 @@ class IntegerGraph:
     # ---- elementwise
     def _op_add(self, op, args):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        if to.dtype == np.float32:
+            return _float_activation(args[0].astype(np.float32) + args[1].astype(np.float32), op.options.get("activation", "NONE"))
         lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if to.dtype == np.int16:  # add.cc general int16 path (pot_scale_int16 false): left shift 15, every family
+            if op.options.get("pot_scale_int16", False):
+                raise EdgesrError(f"{self.path}: int16 ADD with power-of-two scales (pot_scale_int16) is not supported")
+            return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s, left_shift=15), lo, hi)
         if self.kernels == "xnnpack":
             return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
         return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
@@ -190,6 +210,9 @@ class IntegerGraph:
 
     def _op_prelu(self, op, args):
         ti, ta, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        if ti.dtype == np.float32:  # activations.cc ApplyPrelu: x >= 0 ? x : x * alpha (float32)
+            x, alpha = args[0].astype(np.float32), args[1].astype(np.float32)
+            return np.where(x >= 0, x, (x * alpha).astype(np.float32))
         return K.prelu_int8(args[0], ti.z, args[1], ta.z, ti.s, ta.s, to.s, to.z, *_QRANGE[to.dtype])
 
     def _relu(self, op, args, activation):
@@ -205,6 +228,8 @@ class IntegerGraph:
 
     def _minmax(self, op, args, fn):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        if to.dtype == np.float32:
+            return fn(args[0].astype(np.float32), args[1].astype(np.float32))
         if (t1.s, t1.z) != (to.s, to.z) or (t2.s, t2.z) != (to.s, to.z):
             raise EdgesrError(f"{self.path}: {op.name} with rescaling inputs is not supported")
         return fn(args[0], args[1])
@@ -237,6 +262,8 @@ class IntegerGraph:
 
     def _op_quantize(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        if ti.dtype == np.float32 and to.dtype == np.int16 and self.kernels != "reference":
+            return K.quantize_int16_optimized(args[0], to.s, to.z)
         if ti.dtype == np.float32:
             return quantize(args[0], to.s, to.z, *_QRANGE[to.dtype])
         return K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype])

@@ -84,7 +84,7 @@ def _options(op, name: str) -> dict:
                         ("block_size", "BlockSize"), ("beta", "Beta"), ("keep_dims", "KeepDims"),
                         ("depth_multiplier", "DepthMultiplier"), ("begin_mask", "BeginMask"), ("end_mask", "EndMask"),
                         ("shrink_axis_mask", "ShrinkAxisMask"), ("ellipsis_mask", "EllipsisMask"),
-                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset")]:
+                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset"), ("pot_scale_int16", "PotScaleInt16")]:
         if hasattr(o, getter):
             out[key] = getattr(o, getter)()
     if "activation" in out:
@@ -121,7 +121,8 @@ def read_model(path: str | os.PathLike) -> tuple[list[Tensor], list[Operator], l
             data = None
             b = model.Buffers(tt.Buffer())
             if b is not None and b.DataLength() and dtype is not None:
-                data = np.frombuffer(b.DataAsNumpy().tobytes(), dtype=dtype).reshape(tt.ShapeAsNumpy())
+                data = np.frombuffer(b.DataAsNumpy().tobytes(), dtype=dtype).reshape(
+                    tuple(tt.ShapeAsNumpy()) if tt.ShapeLength() else ())  # a scalar constant has shape []
             tensors.append(Tensor(tt.Name().decode(), tuple(int(v) for v in np.atleast_1d(sig)) if not isinstance(sig, int) else (),
                                   dtype, np.asarray(scale, np.float32), np.asarray(zp, np.int64),
                                   q.QuantizedDimension() if q is not None else 0, data))

@@ -42,9 +42,31 @@ def LiteRTUpscaler(path: str | os.PathLike, kernels: str = "reference", contract
     return TFLiteUpscaler(path, contract, num_threads=1, kernels=kernels)
 
 
-def lsb_diff(a: np.ndarray, b: np.ndarray) -> dict:
-    """Differences in output LSBs: mismatched elements, max |a - b|, and a histogram."""
-    d = np.abs(a.astype(np.int64) - b.astype(np.int64))
+def output_lsb(graph: IntegerGraph) -> float | None:
+    """The real size of one output LSB of a graph with a float output: the scale of the integer
+    tensor its final DEQUANTIZE reads (w8a16 graphs: int16 codes); None for integer outputs or a
+    float output not made by DEQUANTIZE."""
+    out = graph.outputs[0]
+    if graph.tensors[out].dtype != np.float32:
+        return None
+    producer = next((op for op in graph.ops if op.outputs[0] == out), None)
+    if producer is None or producer.name != "DEQUANTIZE":
+        return None
+    return graph.tensors[producer.inputs[0]].s
+
+
+def lsb_diff(a: np.ndarray, b: np.ndarray, lsb: float | None = None) -> dict:
+    """Differences in output LSBs: mismatched elements, max |a - b|, and a histogram.
+
+    Integer outputs are compared code by code. Float outputs (``lsb`` given: the scale of the
+    integer tensor the output was dequantized from) count every element whose float32 values
+    differ at all, and express ``|a - b|`` in LSBs of that tensor (``round(|a - b| / lsb)``, at
+    least 1 for a differing element)."""
+    if lsb is not None:
+        a64, b64 = a.astype(np.float64), b.astype(np.float64)
+        d = np.where(a64 != b64, np.maximum(np.rint(np.abs(a64 - b64) / lsb), 1), 0).astype(np.int64)
+    else:
+        d = np.abs(a.astype(np.int64) - b.astype(np.int64))
     values, counts = np.unique(d[d > 0], return_counts=True)
     return {"mismatched_elements": int((d > 0).sum()), "max_lsb_diff": int(d.max()) if d.size else 0,
             "elements": int(d.size), "histogram": {int(v): int(c) for v, c in zip(values, counts)}}
@@ -63,6 +85,9 @@ def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kerne
     """
     kernels = [kernels] if isinstance(kernels, str) else list(kernels)
     per, litert = {}, {}
+    lsb = output_lsb(IntegerGraph(path, "reference"))
+    if lsb is None and any(np.asarray(q).dtype.kind == "f" for q in inputs) and IntegerGraph(path).tensors[IntegerGraph(path).outputs[0]].dtype == np.float32:
+        raise EdgesrError(f"{path}: a float output not made by DEQUANTIZE: no integer graph to compare")
     for k in kernels:
         ref, rt = IntegerGraph(path, k), LiteRTModel(path, k, num_threads=1)
         outs_ref, outs_rt = [], []
@@ -70,13 +95,13 @@ def compare_with_litert(path: str | os.PathLike, inputs: list[np.ndarray], kerne
             outs_ref.append(ref.run(q)[0].ravel())
             outs_rt.append(rt.run(q).ravel())
         litert[k] = np.concatenate(outs_rt)
-        per[k] = lsb_diff(np.concatenate(outs_ref), litert[k]) | {"note": KERNEL_NOTES[k]}
+        per[k] = lsb_diff(np.concatenate(outs_ref), litert[k], lsb) | {"note": KERNEL_NOTES[k]}
     out = {"mismatched_elements": max(p["mismatched_elements"] for p in per.values()),
            "max_lsb_diff": max(p["max_lsb_diff"] for p in per.values()),
            "elements": next(iter(per.values()))["elements"], "per_kernels": per}
     for k in ("optimized", "xnnpack"):
         if "reference" in litert and k in litert:
-            out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k])
+            out[f"litert_reference_vs_{k}"] = lsb_diff(litert["reference"], litert[k], lsb)
     return out
 
 
