@@ -1,4 +1,4 @@
-"""A NumPy integer reference for edgesr's int8 TFLite graphs, bit-exact with LiteRT.
+"""A NumPy integer reference for edgesr's int8 and 16x8 (w8a16) TFLite graphs, bit-exact with LiteRT.
 
 Reads the ``.tflite`` flatbuffer with :func:`edgesr.quantization.tflite_model.read_model`, then
 runs the operators in graph order with the kernels of
@@ -50,6 +50,39 @@ Known limits, stated rather than hidden:
 * the reference SOFTMAX and SUM are emulated for int8 -> int8 tensors only (others raise);
 * BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
   :func:`edgesr.converters.runtime.model_bytes_for_resolver`.
+
+16x8 graphs (w8a16: int16 activations with zero point 0, int8 per-channel weights, int64
+biases; :mod:`edgesr.converters.tflite_w8a16`). The LiteRT 2.3 kernels with a 16x8 path that
+edgesr's graphs use, and how each is emulated (sources: TensorFlow Lite ``kernels/conv.cc``,
+``add.cc``, ``quantize.cc``, ``dequantize.cc``, ``maximum_minimum.cc``, ``concatenation.cc``,
+``reduce.cc``, ``activations.cc``, ``internal/common.h``, ``internal/reference/integer_ops/conv.h``):
+
+* CONV_2D (and DEPTHWISE_CONV_2D) int16 x int8 with int64 bias: ``reference_integer_ops::ConvPerChannel``
+  for int16 input: ``acc = sum(filter * input) + bias`` in int64 (no zero points), then the
+  int64 ``MultiplyByQuantizedMultiplier`` (:func:`~edgesr.quantization.integer_kernels.multiply_by_quantized_multiplier_int64`:
+  the multiplier reduced to 16 bits, one rounding half up), clamped to the fused activation;
+  every family (conv.cc runs this reference loop whenever the bias is int64);
+* ADD int16: add.cc's general int16 path (``pot_scale_int16`` false, as the converter writes it):
+  the int8 formula with ``left_shift = 15`` (:func:`~edgesr.quantization.integer_kernels.add_int8`);
+* QUANTIZE float -> int16: reference ``TfLiteRound(x / scale)`` in float32 (half away from zero);
+  optimized and default interpreter: ``rint(x * (1 / scale))`` in float32 (half to even,
+  :func:`~edgesr.quantization.integer_kernels.quantize_int16_optimized`, measured); int16 -> int16:
+  ``Requantize`` (MultiplyByQuantizedMultiplier, double rounding); DEQUANTIZE int16 -> float:
+  ``scale * q``;
+* MAXIMUM/MINIMUM, CONCATENATION (same scale), RELU, REDUCE_MAX, STRIDED_SLICE, RESHAPE on int16:
+  data movement or comparisons.
+
+LiteRT has no int16 PRELU (activations.cc: float32/uint8/int8) and no int16 DEPTH_TO_SPACE
+(depth_to_space.cc: float32/uint8/int8/int32/int64): TFLite's 16x8 converter runs them in
+float32 between DEQUANTIZE and QUANTIZE, and so does this reference (``x >= 0 ? x : x * alpha``
+in float32; DEPTH_TO_SPACE moves floats). 16x8 MUL, SUB, SOFTMAX, SUM, TANH, LOGISTIC and EXP
+are not emulated (the graph is refused with their names). XNNPACK (LiteRT 2.3) delegates no
+int16 op, so the ``"xnnpack"`` family of a 16x8 graph is its builtin kernels plus the float
+islands. Bit-exact with LiteRT on real photos (``tests/test_integer_ref_w8a16.py``):
+``"reference"`` (BUILTIN_REF) on SESR-M5, SESR-M5-ReLU, eSR-MAX and SplitSR-S; ``"optimized"``
+and ``"xnnpack"`` on the SESR and eSR-MAX graphs, not on SplitSR-S, where LiteRT's optimized
+int16 ADD differs from its reference ADD and from this emulation by up to 3 LSB on about 1.3%
+of the outputs (not emulated: its x86 arithmetic was not identified).
 
 ``IntegerReference(path)`` is an :class:`edgesr.core.evaluate.Upscaler`;
 :func:`edgesr.app.integer_litert.compare_with_litert` runs it and LiteRT (through
@@ -118,6 +151,10 @@ class IntegerGraph:
                  "DEPTH_TO_SPACE", "QUANTIZE", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE",
                  "TANH", "LOGISTIC", "EXP", "SUB", "SUM", "SOFTMAX", "STRIDED_SLICE")
 
+    SUPPORTED_INT16 = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONCATENATION", "RELU", "DEPTH_TO_SPACE", "QUANTIZE",
+                       "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE")
+    """Ops emulated on int16 (16x8) tensors; data movement and MAX/MIN need no arithmetic."""
+
     def __init__(self, path: str | os.PathLike, kernels: str = "reference"):
         if kernels not in KERNEL_NOTES:
             raise EdgesrError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNEL_NOTES)}")
@@ -127,6 +164,10 @@ class IntegerGraph:
         bad = sorted({op.name for op in self.ops if op.name not in self.SUPPORTED})
         if bad:
             raise EdgesrError(f"{self.path}: the integer reference has no kernel for {', '.join(bad)}")
+        bad16 = sorted({op.name for op in self.ops if op.name not in self.SUPPORTED_INT16
+                        and any(self.tensors[t].dtype == np.int16 for t in op.inputs + op.outputs if t >= 0)})
+        if bad16:
+            raise EdgesrError(f"{self.path}: the integer reference has no int16 (16x8) kernel for {', '.join(bad16)}")
 
     def run(self, *inputs: np.ndarray, keep: bool = False) -> list[np.ndarray] | dict:
         """Run the graph on NHWC arrays of the model's input dtypes; returns the outputs (or

@@ -150,3 +150,23 @@ def zoo_int8(name: str, scale: int = 2):
     path = _CACHE / f"zoo_{name}_x{scale}_int8.tflite"
     export_tflite(module, path, "int8", calibration_patches(None, module.contract, patch=32, count=8))
     return path, module
+
+
+@functools.cache
+def zoo_w8a16(name: str, scale: int = 2):
+    """``(path, deploy module)``: edgesr's w8a16 TFLite export of a registry model with seeded
+    random weights, at min/max ranges calibrated on real patches (as :func:`zoo_int8`); cached."""
+    import torch
+    from edgesr.converters.export import (
+        calibration_patches,
+        deploy_module,
+        export_tflite,
+    )
+
+    from edgesr.core.models import create
+
+    torch.manual_seed(0)
+    module = deploy_module(create(name, scale=scale))
+    path = _CACHE / f"zoo_{name}_x{scale}_w8a16.tflite"
+    export_tflite(module, path, "w8a16", calibration_patches(None, module.contract, patch=32, count=8))
+    return path, module

@@ -1,0 +1,98 @@
+"""w8a16 (TFLite 16x8) exports: the graph TFLite's 16x8 quantizer makes at edgesr's ranges, and
+the NumPy integer reference against LiteRT bit for bit on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import crop
+from edgesr.quantization import integer_kernels as K
+from edgesr.quantization.integer_ref import IntegerGraph
+from test_integer_ref_models import zoo_int8, zoo_w8a16
+
+from edgesr.app.integer_litert import compare_with_litert
+from edgesr.core.data import embedded_image
+from edgesr.core.errors import EdgesrError
+from edgesr.core.evaluate import model_input
+
+MODELS = ["sesr_m5", "sesr_m5_relu", "esr_max_s2_k7_c13", "splitsr_s"]
+
+
+def _photo_inputs(module):
+    """float32 NHWC model inputs from two real photographs (48 x 64 LR crops)."""
+    crops = [crop(embedded_image("coffee"), 48, 64, 100, 200), crop(embedded_image("astronaut"), 48, 64, 180, 260)]
+    return [model_input(c, module.contract).transpose(0, 2, 3, 1).astype(np.float32) for c in crops]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_w8a16_bit_exact_with_litert_reference_kernels(name):
+    """BUILTIN_REF on every model (16x8 CONV_2D, int16 ADD, float PRELU/DEPTH_TO_SPACE islands,
+    QUANTIZE/DEQUANTIZE): 0 differing outputs; the optimized and default (XNNPACK) interpreters
+    too, except SplitSR-S's int16 ADD (documented in quantization/integer_ref.py)."""
+    path, module = zoo_w8a16(name)
+    families = ("reference",) if name == "splitsr_s" else ("reference", "optimized", "xnnpack")
+    res = compare_with_litert(path, _photo_inputs(module), kernels=families)
+    assert res["elements"] == 2 * 96 * 128 * module.contract.channels
+    for k, r in res["per_kernels"].items():
+        assert r["mismatched_elements"] == 0, (k, r)
+
+
+def test_w8a16_comparison_can_fail():
+    """LiteRT's two resolvers differ on SESR-M5's 16x8 graph (the input QUANTIZE rounds differently),
+    and the reference emulation does not match the optimized run: the comparison is not vacuous
+    although outputs are float."""
+    path, module = zoo_w8a16("sesr_m5")
+    inputs = _photo_inputs(module)
+    res = compare_with_litert(path, inputs, kernels=("reference", "optimized"))
+    diff = res["litert_reference_vs_optimized"]
+    assert diff["mismatched_elements"] > 0 and diff["max_lsb_diff"] >= 1
+    ours = IntegerGraph(path, "reference").run(inputs[0])[0]
+    theirs = IntegerGraph(path, "optimized").run(inputs[0])[0]
+    assert (ours != theirs).any()
+
+
+def test_w8a16_graph_is_16x8_with_float_io_and_float_islands():
+    """int16 activations (zero point 0), int8 per-channel weights, int64 biases, float32 input
+    and output; PRELU and DEPTH_TO_SPACE (no int16 kernel in LiteRT) run in float."""
+    path, _ = zoo_w8a16("sesr_m5")
+    g = IntegerGraph(path)
+    assert g.tensors[g.inputs[0]].dtype == np.float32 and g.tensors[g.outputs[0]].dtype == np.float32
+    convs = [op for op in g.ops if op.name == "CONV_2D"]
+    assert len(convs) == 7
+    for op in convs:
+        x, w, b, y = (g.tensors[i] for i in op.inputs + op.outputs)
+        assert (x.dtype, w.dtype, b.dtype, y.dtype) == (np.int16, np.int8, np.int64, np.int16)
+        assert x.z == 0 and y.z == 0 and len(w.scale) == w.shape[0]
+    float_ops = {op.name for op in g.ops if g.tensors[op.outputs[0]].dtype == np.float32} - {"DEQUANTIZE"}
+    assert float_ops == {"PRELU", "DEPTH_TO_SPACE"}
+
+
+def test_w8a16_takes_the_int8_models_ranges():
+    """Each int16 conv output has scale max(|lo|, |hi|) / 32767 of the int8 export's range
+    [s8 * (-128 - z8), s8 * (127 - z8)] of the same tensor: the ranges are edgesr's, not the
+    converter's calibration."""
+    p16, _ = zoo_w8a16("sesr_m5_relu")
+    p8, _ = zoo_int8("sesr_m5_relu")  # same seed, same calibration patches
+    g16, g8 = IntegerGraph(p16), IntegerGraph(p8)
+    c16 = [g16.tensors[op.outputs[0]] for op in g16.ops if op.name == "CONV_2D"]
+    c8 = [g8.tensors[op.outputs[0]] for op in g8.ops if op.name == "CONV_2D"]
+    assert len(c16) == len(c8) == 7
+    for t16, t8 in zip(c16, c8):
+        lo, hi = t8.s * (-128 - t8.z), t8.s * (127 - t8.z)
+        assert t16.s == pytest.approx(max(abs(lo), abs(hi)) / 32767, rel=1e-6)
+
+
+def test_int64_requantization_rounds_half_up_with_a_16_bit_multiplier():
+    # m = 2^30 (0.5): reduced to 2^14; x = 3 -> (3 * 2^14 + 2^14) >> 15 = 2 (1.5 rounds up);
+    # x = -3 -> (-3 * 2^14 + 2^14) >> 15 = -1 (-1.5 rounds up, not away from zero)
+    assert K.multiply_by_quantized_multiplier_int64(np.array([3, -3, 5]), 1 << 30, 0).tolist() == [2, -1, 3]
+    # a multiplier at or above 0x7FFF0000 saturates the reduced multiplier at 0x7FFF
+    assert int(K.multiply_by_quantized_multiplier_int64(np.array([1 << 20]), 0x7FFFFFFF, 0)[0]) == (((1 << 20) * 0x7FFF + (1 << 14)) >> 15)
+
+
+def test_int16_ops_without_a_kernel_are_refused():
+    """A 16x8 graph with an op the reference does not emulate on int16 (eSR-TM's SOFTMAX, MUL, SUM)
+    is refused with the op names, not run with int8 arithmetic."""
+    path, _ = zoo_w8a16("esr_tm_s2_k7_c16")
+    with pytest.raises(EdgesrError, match="no int16 .*MUL.*SOFTMAX"):
+        IntegerGraph(path)
