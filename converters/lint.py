@@ -226,7 +226,9 @@ def xnnpack_refusal(op, tensors) -> str | None:
     > 4 only for RESHAPE/TRANSPOSE (XNN_MAX_TENSOR_DIMS = 6); int8 ADD/SUB need each
     input-to-output scale ratio in [2^-10, 2^8) and int8 MUL the product-to-output ratio
     in [2^-16, 2^8) (binary-elementwise-nd.c); STRIDED_SLICE only with unit strides and no
-    masks other than begin/end.
+    masks other than begin/end; no int16 (16x8) activations, QUANTIZE/DEQUANTIZE to or from
+    int16 included (measured on edgesr's w8a16 exports: only their float PRELU and
+    DEPTH_TO_SPACE islands are delegated).
     """
     live = [tensors[i] for i in op.inputs + op.outputs if i >= 0]
     quantized = any(_is_q8(t) for t in live)
@@ -236,6 +238,8 @@ def xnnpack_refusal(op, tensors) -> str | None:
     allowed = XNNPACK_TYPES.get(op.name)
     if allowed is None:
         return f"XNNPACK has no {op.name}"
+    if any(t.dtype == np.int16 and t.data is None for t in live):  # w8a16 graphs: only their float islands go in
+        return "int16 activation (LiteRT 2.3's XNNPACK has no 16x8 kernels)"
     if kind not in allowed:
         return f"XNNPACK takes {op.name} in float32 only, not int8"
     if any(t.dtype == np.uint8 and t.data is None for t in live):

@@ -114,7 +114,8 @@ def export(model, out_dir: str | os.PathLike, formats=("tflite", "coreml", "onnx
 
     Each artifact embeds its I/O contract and provenance (TFLite metadata, ONNX
     ``metadata_props``, Core ML ``user_defined_metadata``). See
-    :func:`edgesr.converters.export.export` for ``options``.
+    :func:`edgesr.converters.export.export` for ``options``. ``precisions`` may include
+    ``"w8a16"`` (TFLite: int8 weights, int16 activations at the int8 ranges, float32 I/O).
 
     Returns:
         ``[{"format", "precision", "path", "bytes"}]``.

@@ -96,3 +96,19 @@ def test_int16_ops_without_a_kernel_are_refused():
     path, _ = zoo_w8a16("esr_tm_s2_k7_c16")
     with pytest.raises(EdgesrError, match="no int16 .*MUL.*SOFTMAX"):
         IntegerGraph(path)
+
+
+@pytest.mark.parametrize("name", ["sesr_m5", "sesr_m5_relu", "splitsr_s"])
+def test_xnnpack_takes_only_the_float_islands_of_w8a16(name):
+    """LiteRT 2.3's XNNPACK delegates no int16 op: only the float PRELU / DEPTH_TO_SPACE islands
+    (one partition each) go in; `edgesr lint --target xnnpack` predicts it node for node."""
+    from edgesr.converters.lint import predict_xnnpack
+    from edgesr.converters.partitions import xnnpack_partitions
+
+    path, _ = zoo_w8a16(name)
+    truth, predicted = xnnpack_partitions(path), predict_xnnpack(path)
+    keys = ("partitions", "delegated_ops", "ops_outside", "nodes_outside", "subsets")
+    assert {k: predicted[k] for k in keys} == {k: truth[k] for k in keys}
+    assert set(truth["delegated_ops"]) <= {"PRELU", "DEPTH_TO_SPACE"}
+    assert "CONV_2D" in truth["ops_outside"]
+    assert truth["partitions"] == (6 if name == "sesr_m5" else 1)

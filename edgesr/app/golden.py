@@ -63,7 +63,7 @@ def _precision(path: Path) -> str:
     if prec is not None:
         if prec in ("int8", "w8a8"):
             return "int8"
-        if prec in ("fp16", "fp32", "w8"):
+        if prec in ("fp16", "fp32", "w8", "w8a16"):  # w8a16: float I/O, a float-tolerance vector
             return "fp16" if prec == "fp16" else "fp32"
     if path.suffix == ".tflite":
         tensors, ops, _, _ = read_model(path)

@@ -4,7 +4,7 @@ LiteRT runs through :class:`edgesr.converters.runtime.TFLiteUpscaler` / :class:`
 (the one LiteRT runner; kernel families ``"reference"`` = ``BUILTIN_REF``, ``"optimized"`` =
 ``BUILTIN_WITHOUT_DEFAULT_DELEGATES``, ``"xnnpack"`` = the default interpreter), the reference
 through :class:`edgesr.quantization.integer_ref.IntegerGraph` with the matching kernel family. Both see
-the same int8 inputs, quantized as TFLite's QUANTIZE does (``q = clamp(round_half_away(x /
+the same int8 inputs (w8a16 graphs: the same float inputs, which their first QUANTIZE turns into int16), quantized as TFLite's QUANTIZE does (``q = clamp(round_half_away(x /
 scale) + zero_point)``), and the comparison counts differing output elements in LSBs.
 """
 
@@ -40,6 +40,17 @@ def LiteRTUpscaler(path: str | os.PathLike, kernels: str = "reference", contract
     if contract is None:
         contract = contract_of_tflite(Path(path), IntegerGraph(path, kernels))
     return TFLiteUpscaler(path, contract, num_threads=1, kernels=kernels)
+
+
+def is_integer_graph(graph: IntegerGraph) -> bool:
+    """True for a graph the integer reference compares with LiteRT: an int8/uint8-input model,
+    or a 16x8 (w8a16) model whose float input is quantized to int16 inside and whose float
+    output is a DEQUANTIZE of int16 codes."""
+    t = graph.tensors[graph.inputs[0]]
+    if t.dtype in (np.int8, np.uint8):
+        return True
+    return bool(t.dtype == np.float32 and output_lsb(graph) is not None
+                and any(x.dtype == np.int16 for x in graph.tensors))
 
 
 def output_lsb(graph: IntegerGraph) -> float | None:
@@ -111,13 +122,14 @@ def validate_integer(path: str | os.PathLike, sets: dict, contract, kernels=("re
     with TFLite's rounding; the dict ``edgesr validate --integer-reference`` adds to its JSON.
 
     Raises:
-        EdgesrError: not an integer-input ``.tflite`` artifact.
+        EdgesrError: neither an integer-input nor a 16x8 ``.tflite`` artifact (:func:`is_integer_graph`).
     """
 
     graph = IntegerGraph(path, "reference")
     t = graph.tensors[graph.inputs[0]]
-    if t.dtype not in (np.int8, np.uint8):
-        raise EdgesrError(f"{path}: --integer-reference needs an int8/uint8-input TFLite model (input is {np.dtype(t.dtype).name})")
+    if not is_integer_graph(graph):
+        raise EdgesrError(f"{path}: --integer-reference needs an int8/uint8-input or a w8a16 TFLite model "
+                          f"(input is {np.dtype(t.dtype).name}, no int16 graph)")
     inputs = []
     for images in sets.values():
         for pair in eval_pairs(images, contract.scale):

@@ -41,6 +41,7 @@ from edgesr.app.validation import (
     validate_artifact,
 )
 from edgesr.converters.export import (
+    RANGED_PRECISIONS,
     SUFFIX,
     default_formats,
     export_coreml,
@@ -279,7 +280,7 @@ def _collapse(run: Run) -> None:
 def _quantize(run: Run) -> None:
     c = run.config
     int8_path = run.out_dir / "checkpoints" / "int8.pt"
-    if not any(p in ("int8", "w8a8") for _, p in plan(c.formats, c.precisions)):
+    if not any(p in RANGED_PRECISIONS for _, p in plan(c.formats, c.precisions)):
         run.stage("quantize", "no int8 precision requested")
         return
     how = f"recipe {c.recipe!r}" if c.recipe else f"{c.observer} calibration"
@@ -287,7 +288,7 @@ def _quantize(run: Run) -> None:
     if not int8_path.exists():
         quantize_checkpoint(run.out_dir / "checkpoints" / "deploy.pt", c.data, observer=c.observer, qat_steps=c.qat_steps,
                             out_path=int8_path, progress=c.progress, recipe=c.recipe)
-    run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a8 artifact
+    run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a16 / w8a8 artifact
 
 
 def _export(run: Run) -> None:
@@ -306,7 +307,7 @@ def _export(run: Run) -> None:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             run.artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
-        int8 = prec in ("int8", "w8a8")
+        int8 = prec in RANGED_PRECISIONS
         model = run.quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
@@ -315,7 +316,7 @@ def _export(run: Run) -> None:
             run.artifacts.append(export_onnx(model, path, source))
         elif fmt.startswith("executorch"):  # PT2E int8 calibrates its own observers (docs/executorch.md)
             module = model.module if isinstance(model, QuantizedCheckpoint) else model
-            patches = calibration_patches(c.data, deploy.contract) if int8 else None
+            patches = calibration_patches(c.data, deploy.contract) if prec == "int8" else None
             run.artifacts.append(export_executorch(module, path, prec, patches, source,
                                                    delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
@@ -349,8 +350,8 @@ def _validate_and_report(run: Run) -> dict:
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
-            if art["precision"] in ("int8", "w8a8") and int8_path.exists():
+            source = None  # int8 / w8a16 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
+            if art["precision"] in RANGED_PRECISIONS and int8_path.exists():
                 if int8_ref is None:
                     int8_ref = reference_run(read_quantized(int8_path).module, eval_sets, progress)
                 source = int8_ref

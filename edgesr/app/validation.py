@@ -170,7 +170,7 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
         reference_module: the float deploy ``nn.Module``, or a :class:`ReferenceRun` from
             :func:`reference_run` (reuse it across the artifacts of one model).
         sets: ``{set name: [(image name, uint8 HR image)]}`` (:func:`edgesr.core.data.resolve_eval_sets`).
-        precision: fp32 | fp16 | int8 | w8 | w8a8; default: the artifact's metadata.
+        precision: fp32 | fp16 | int8 | w8a16 | w8 | w8a8; default: the artifact's metadata.
         int8_tolerance_db: allowed PSNR drop (dB) vs the reference for int8 / w8 / w8a8.
         source_reference: the float module the artifact was exported from (or its
             :class:`ReferenceRun` on ``sets``) when it is not ``reference_module`` (an int8
@@ -192,7 +192,7 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     prov = meta.get("provenance", {})
     precision = precision or prov.get("precision")
     if precision is None:
-        raise EdgesrError(f"{path_or_upscaler}: give the precision (fp32, fp16, int8, w8, w8a8); it has no edgesr artifact metadata")
+        raise EdgesrError(f"{path_or_upscaler}: give the precision (fp32, fp16, int8, w8a16, w8, w8a8); it has no edgesr artifact metadata")
     tolerance = _tolerance(precision, int8_tolerance_db)
     result = {"artifact": str(path_or_upscaler) if is_path else type(path_or_upscaler).__name__,
               "format": prov.get("artifact_format"), "precision": precision, "max_abs_err": None,
@@ -337,7 +337,7 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
 
     if suffix == ".tflite":
         def npu():
-            if precision != "int8":
+            if precision not in ("int8", "w8a16"):  # w8a16: the 16x8 integer reference (int16 activations)
                 return FLOAT_NO_INT8
 
             return IntegerReference(path, kernels="reference", contract=contract)
@@ -382,7 +382,8 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
 
 
 def _tflite_precision(path: Path) -> str:
-    """int8 (integer input), fp16 (fp16 tensors) or fp32, read from a ``.tflite``'s tensors.
+    """int8 (integer input), w8a16 (int16 activations), fp16 (fp16 tensors) or fp32, read from a
+    ``.tflite``'s tensors.
 
     Raises:
         EdgesrError: not a readable TFLite model.
@@ -391,6 +392,8 @@ def _tflite_precision(path: Path) -> str:
     model = LiteRTModel(path, "xnnpack", 1)
     if model.input_details()["dtype"] in (np.int8, np.uint8):
         return "int8"
+    if any(t["dtype"] == np.int16 for t in model.interpreter.get_tensor_details()):
+        return "w8a16"
     return "fp16" if any(t["dtype"] == np.float16 for t in model.interpreter.get_tensor_details()) else "fp32"
 
 

@@ -2,7 +2,7 @@
 
 Writes each artifact (atomically) into ``-o/--out`` (default: the checkpoint's folder), its
 contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
-prints one line per artifact. TFLite int8 and Core ML w8a8 take their activation ranges from a
+prints one line per artifact. TFLite int8, TFLite w8a16 and Core ML w8a8 take their activation ranges from a
 quantized checkpoint (``edgesr quantize`` output: the ranges that calibration or QAT produced;
 nothing is recalibrated, ``--calib`` is not used); a float checkpoint is calibrated on real
 image patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
@@ -25,6 +25,7 @@ from edgesr.commands._args import (
 )
 from edgesr.converters.export import (
     FORMAT_PRECISIONS,
+    RANGED_PRECISIONS,
     FORMATS,
     default_formats,
     export,
@@ -45,7 +46,8 @@ def add_arguments(p) -> None:
                    help=f"comma list of {', '.join(FORMATS)} (default: tflite, coreml, onnx, and executorch "
                         "when the edgesr[executorch] extra is installed)")
     p.add_argument("--precisions", type=csv_choice(PRECISIONS), default="fp32,fp16,int8",
-                   help="comma list: fp32, fp16, int8 (TFLite full integer; Core ML w8 and w8a8), w8, w8a8")
+                   help="comma list: fp32, fp16, int8 (TFLite full integer; Core ML w8 and w8a8), w8a16 (TFLite int8 "
+                        "weights, int16 activations, float I/O), w8, w8a8")
     add_out_argument(p, "output folder (default: the checkpoint's folder)", metavar="DIR")
     p.add_argument("--calib", type=existing_dir, default=None,
                    help="folder of HR photographs for int8 calibration of a float checkpoint (default: embedded "
@@ -67,7 +69,7 @@ def run(args) -> int:
     calibration = None
     if isinstance(model, QuantizedCheckpoint) and args.calib is not None:
         print(f"note: {args.checkpoint} is quantized: its activation ranges are used, --calib is ignored", file=sys.stderr)
-    if not isinstance(model, QuantizedCheckpoint) and any(p in ("int8", "w8a8") for _, p in pairs):
+    if not isinstance(model, QuantizedCheckpoint) and any(p in RANGED_PRECISIONS for _, p in pairs):
         calibration = calibration_patches(args.calib, model.contract, count=args.calib_patches)
     results = export(model, out, formats, precisions, calibration=calibration, io_dtype=args.io_dtype,
                      source=str(args.checkpoint), progress=show_progress(args), sidecar=args.sidecar)

@@ -27,7 +27,7 @@ import json
 import os
 import sys
 
-from edgesr.app.integer_litert import validate_integer
+from edgesr.app.integer_litert import is_integer_graph, validate_integer
 from edgesr.app.validation import (
     INT8_MAX_DROP_DB,
     emulation_images,
@@ -63,7 +63,7 @@ def _reference(text: str) -> str:
 def add_arguments(p) -> None:
     p.add_argument("artifact", type=existing_path, help="exported model: .tflite, .onnx, .mlpackage or .pte")
     p.add_argument("--reference", required=True, type=_reference,
-                   help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 .tflite "
+                   help="the edgesr checkpoint the artifact was exported from, or 'integer': compare an int8 or w8a16 .tflite "
                         "with edgesr's NumPy integer reference only, bit for bit (no checkpoint needed; "
                         "JSON {integer_reference: {mismatched_elements, max_lsb_diff, ...}}; exit 1 on a mismatch)")
     p.add_argument("--source", type=existing_file, default=None, metavar="CKPT",
@@ -72,7 +72,7 @@ def add_arguments(p) -> None:
                         "against it, the PSNR drop vs HR against --reference")
     p.add_argument("--data-root", type=existing_dir, help="folder holding Set5/HR, Set14/HR, ... (default: embedded photographs)")
     p.add_argument("--sets", help="comma-separated set names under --data-root, or image folders")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8", "w8a8"), default=None,
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "w8a16", "w8", "w8a8"), default=None,
                    help="tolerance class (default: the artifact's metadata)")
     p.add_argument("--int8-tolerance-db", type=positive_float, default=None,
                    help="allowed PSNR drop vs the reference for int8/w8/w8a8 (default 0.15 dB)")
@@ -107,15 +107,16 @@ def _integer_only(args, sets) -> int:
 
     path = Path(args.artifact)
     if path.suffix.lower() != ".tflite":
-        raise EdgesrError(f"{path}: --reference integer is for int8 .tflite artifacts")
+        raise EdgesrError(f"{path}: --reference integer is for int8 and w8a16 .tflite artifacts")
     used = [flag for flag, on in (("--emulation", args.emulation), ("--integer-reference", args.integer_reference),
                                   ("--kernels", args.kernels), ("--reference-kernels", args.reference_kernels)) if on]
     if used:
         raise EdgesrError(f"--reference integer compares every kernel family itself; drop {', '.join(used)}")
     graph = IntegerGraph(path, "reference")
     dtype = graph.tensors[graph.inputs[0]].dtype
-    if dtype not in (np.int8, np.uint8):
-        raise EdgesrError(f"{path}: --reference integer needs an int8/uint8-input TFLite model (input is {np.dtype(dtype).name})")
+    if not is_integer_graph(graph):
+        raise EdgesrError(f"{path}: --reference integer needs an int8/uint8-input or a w8a16 TFLite model "
+                          f"(input is {np.dtype(dtype).name}, no int16 graph)")
     contract = contract_of_tflite(path, graph)
     ir = validate_integer(path, sets, contract)
     result = {"artifact": str(path), "reference": "integer", "integer_reference": ir,
