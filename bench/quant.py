@@ -8,7 +8,10 @@ then quantize its deploy form with each technique of :mod:`edgesr.quantization.r
 turn and score the int8 simulation (which predicts LiteRT's int8 output bit for bit) on Set5 x2
 through the one evaluation path: float PSNR, the drop after plain min/max calibration, after each
 technique, after the default recipe (with its keep-best LSQ QAT), and the seconds each takes.
-It also times a QAT step against a float training step on the same pixels.
+It also times a QAT step against a float training step on the same pixels, and scores the
+recipe's result as a w8a16 TFLite model (int8 weights, int16 activations at the same ranges;
+exported with :func:`edgesr.converters.export.export_tflite` and run on LiteRT, the one
+evaluation path): the ``w8a16`` column.
 
 Results accumulate in ``OUT/results.json`` (a rerun skips finished entries); ``docs/quant.md``
 is written from them.
@@ -30,13 +33,17 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from edgesr.app.artifacts import open_artifact  # noqa: E402
+from edgesr.converters.export import export_tflite  # noqa: E402
 from edgesr.core.checkpoint import load_checkpoint  # noqa: E402
+from edgesr.core.errors import EdgesrError  # noqa: E402
 from edgesr.core.data import SHARED_DATA, PatchDataset, benchmark_set, eval_pairs, load_folder  # noqa: E402
 from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate  # noqa: E402
 from edgesr.core.importers import import_esr  # noqa: E402
 from edgesr.core.models import create  # noqa: E402
 from edgesr.core.train import TrainConfig, make_lr_batch, train  # noqa: E402
 from edgesr.quantization import fake_quant_module  # noqa: E402
+from edgesr.quantization.api import QuantizedCheckpoint  # noqa: E402
 from edgesr.quantization.qat import hr_patches  # noqa: E402
 from edgesr.quantization import calibrate  # noqa: E402
 from edgesr.quantization.recipe import RecipeConfig, run_recipe, split_photos  # noqa: E402
@@ -117,6 +124,18 @@ def sensitivity(deploy, ranges, set5, float_psnr) -> dict:
     return out
 
 
+def w8a16_drop(module, ranges, set5, float_psnr: float, out: Path) -> float | None:
+    """Set5 drop (dB) of the w8a16 TFLite export of ``(module, ranges)`` (LiteRT's default
+    interpreter), or None when the model does not convert to 16x8."""
+    path = out / "w8a16.tflite"
+    try:
+        export_tflite(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}), path, "w8a16")
+    except EdgesrError as exc:
+        print("  w8a16 export failed:", exc, flush=True)
+        return None
+    return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
+
+
 def train_model(name: str, minutes: float, data: Path, out_dir: Path) -> tuple[Path, int]:
     """Train ``name`` x2 on ``data`` for about ``minutes`` (steps from a timed probe); cached."""
     run_dir = out_dir / f"{name.replace(':', '_')}_x2"
@@ -187,6 +206,7 @@ def main(argv=None) -> int:
         row["stages"] = res.stages
         row["techniques"] = res.techniques()
         row["recipe_drop"] = score(res.module, res.ranges)
+        row["w8a16_drop"] = w8a16_drop(res.module, res.ranges, set5, row["float_psnr"], args.out / name)
         start = calibrate(deploy, calib)
         row["sensitivity"] = sensitivity(deploy, start, set5, row["float_psnr"])
         row["qat_cost"] = qat_cost(name, start, deploy, train_images)
@@ -251,6 +271,17 @@ def write_doc(results: dict, path: Path) -> None:
               f"For comparison: {AIMET_SESR_M5}. Targets: SESR-M5 <= 0.05 dB, every zoo model <= 0.2 dB: "
               + ", ".join(f"{r['label']} {'meets' if r['recipe_drop'] <= (0.05 if r['model'] == 'sesr_m5' else 0.2) else 'misses'}"
                           for r in rows) + ".", "",
+              "## w8a16: int16 activations at the same ranges", "",
+              "Set5 drop (dB) of the default recipe's result as the int8 simulation and as a w8a16 TFLite export "
+              "(TFLite's 16x8 quantization: the same int8 weights, int16 activations at the int8 model's ranges, "
+              "PRELU and DEPTH_TO_SPACE in float; run on LiteRT). The difference is what the int8 activations cost.",
+              "", "| model | int8 (recipe) | w8a16 |", "|---|---|---|"]
+    for r in rows:
+        w = r.get("w8a16_drop", "absent")
+        cell = ("— (older result: rerun this model)" if w == "absent" else "— (no 16x8 conversion)" if w is None
+                else f"{w:.3f}")
+        lines.append(f"| {r['label']} | {r['recipe_drop']:.3f} | {cell} |")
+    lines += ["",
               "## Time each technique takes (s, CPU, same loaded machine)", "",
               "| model | " + " | ".join(STAGE_TITLES.values()) + " |", "|---|" + "---|" * len(STAGE_TITLES)]
     for r in rows:

@@ -112,3 +112,60 @@ def test_xnnpack_takes_only_the_float_islands_of_w8a16(name):
     assert set(truth["delegated_ops"]) <= {"PRELU", "DEPTH_TO_SPACE"}
     assert "CONV_2D" in truth["ops_outside"]
     assert truth["partitions"] == (6 if name == "sesr_m5" else 1)
+
+
+def test_w8a16_export_uses_the_checkpoint_ranges_and_records_them(tmp_path):
+    """A QuantizedCheckpoint's ranges (here: min/max widened 3x, which no calibration would give)
+    set the int16 scales; the metadata records w8a16, float32 I/O and the ranges' origin."""
+    import torch
+    from edgesr.converters.export import calibration_patches, deploy_module, export_tflite
+    from edgesr.quantization.api import QuantizedCheckpoint
+    from edgesr.quantization.calibration import calibrate
+
+    from edgesr.core.contract import read_artifact_metadata
+    from edgesr.core.models import create
+
+    torch.manual_seed(0)
+    module = deploy_module(create("sesr_m3", scale=2))
+    ranges = calibrate(module, calibration_patches(None, module.contract, patch=32, count=4))
+    wide = {k: (3 * lo, 3 * hi) if k == "first" else (lo, hi) for k, (lo, hi) in ranges.items()}
+    path = tmp_path / "m.tflite"
+    export_tflite(QuantizedCheckpoint(module, wide, "ckpt_int8.pt", {"observer": "minmax"}), path, "w8a16")
+    g = IntegerGraph(path)
+    first = g.tensors[next(op for op in g.ops if op.name == "CONV_2D").outputs[0]]
+    lo, hi = wide["first"]
+    assert first.s == pytest.approx(max(-lo, hi) / 32767, rel=2e-2)  # the int8 nudging moves it < 1 int8 step
+    meta = read_artifact_metadata(path)
+    prov = meta["provenance"]
+    assert prov["precision"] == "w8a16" and prov["io_dtype"] == "float32"
+    assert prov["quantization"]["ranges_from"] == "checkpoint" and prov["quantization"]["activations"].startswith("int16")
+    assert meta["contract"]["dtype"] == "float32" and meta["contract"]["layout"] == "NHWC"
+
+
+def test_cli_export_and_integer_validation_of_w8a16(tmp_path):
+    """`edgesr export --precisions w8a16` writes the artifact; `edgesr validate ART --reference
+    integer` compares it with LiteRT bit for bit (exit 0, 0 differing elements); a plain
+    validation gates it with the w8a16 tolerance."""
+    import json
+
+    import torch
+
+    from edgesr.cli import main
+    from edgesr.core.checkpoint import save_checkpoint
+    from edgesr.core.imageio import write_image
+    from edgesr.core.models import create
+
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "deploy.pt", create("sesr_m3", scale=2).collapse().eval(), form="deploy")
+    assert main(["export", str(ckpt), "--formats", "tflite", "--precisions", "w8a16", "-o", str(tmp_path / "art")]) == 0
+    art = tmp_path / "art" / "sesr_m3_x2_w8a16.tflite"
+    write_image(tmp_path / "imgs" / "coffee.png", crop(embedded_image("coffee"), 96, 128, 100, 200))
+    out = tmp_path / "ir.json"
+    assert main(["validate", str(art), "--reference", "integer", "--sets", str(tmp_path / "imgs"), "--json", str(out)]) == 0
+    ir = json.loads(out.read_text())["integer_reference"]
+    assert ir["mismatched_elements"] == 0 and ir["elements"] == 96 * 128
+    out = tmp_path / "v.json"
+    main(["validate", str(art), "--reference", str(ckpt), "--sets", str(tmp_path / "imgs"), "--json", str(out)])
+    v = json.loads(out.read_text())
+    assert v["precision"] == "w8a16" and v["tolerance"]["max_drop_db"] == 0.02
+    assert v["psnr_vs_reference_db"] is not None and v["xnnpack"]["partitions"] >= 1
