@@ -295,6 +295,30 @@ def activation_lut_int8(fn, s_in: float, z_in: int, s_out: float, z_out: int):
     return np.clip(res, -128, 127)
 
 
+def add_int16_optimized(a, b, p: dict, act_min: int, act_max: int):
+    """LiteRT's optimized int16 ADD without broadcast, ``optimized_integer_ops::AddElementwiseInt16``
+    (zero points 0; :func:`add_params` with ``left_shift = 15``), as the x86 wheel runs it: its
+    ``USE_NEON`` loop through NEON_2_SSE, 16 elements at a time over the flat index:
+
+    ``x_i = vqrdmulh(q_i << (left_shift + sh_i), m_i)``: the input's right shift ``sh_i <= 0`` is
+    folded into the left shift, so the reference's RoundingDivideByPOT of each input (a second
+    rounding) is absent; ``vqrdmulh`` is SaturatingRoundingDoublingHighMul. Then ``s =
+    vqrdmulh(x_1 + x_2, m_o)``, ``out = RoundingDivideByPOT(s, -sh_o)``, clamped. The last
+    ``size mod 16`` elements take the scalar loop, i.e. the reference :func:`add_int8`
+    arithmetic. Measured: 0 differing elements against LiteRT 2.3 at every non-broadcast int16
+    ADD of a SplitSR-S w8a16 export on three photo crops, where the reference arithmetic
+    differs on 14 (values within 1e-4 of a tie).
+    """
+    a64, b64 = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    out = add_int8(a64, 0, b64, 0, 0, p, act_min, act_max).ravel()
+    n = (a64.size // 16) * 16
+    x1 = saturating_rounding_doubling_high_mul(_wrap_int32(a64.ravel()[:n] << (p["left_shift"] + p["sh1"])), p["m1"])
+    x2 = saturating_rounding_doubling_high_mul(_wrap_int32(b64.ravel()[:n] << (p["left_shift"] + p["sh2"])), p["m2"])
+    s = rounding_divide_by_pot(saturating_rounding_doubling_high_mul(_wrap_int32(x1 + x2), p["mo"]), -p["sho"])
+    out[:n] = np.clip(s, act_min, act_max)
+    return out.reshape(a64.shape)
+
+
 # --------------------------------------------------------------------------- XNNPACK variants
 
 

@@ -63,7 +63,11 @@ edgesr's graphs use, and how each is emulated (sources: TensorFlow Lite ``kernel
   the multiplier reduced to 16 bits, one rounding half up), clamped to the fused activation;
   every family (conv.cc runs this reference loop whenever the bias is int64);
 * ADD int16: add.cc's general int16 path (``pot_scale_int16`` false, as the converter writes it):
-  the int8 formula with ``left_shift = 15`` (:func:`~edgesr.quantization.integer_kernels.add_int8`);
+  the int8 formula with ``left_shift = 15`` (:func:`~edgesr.quantization.integer_kernels.add_int8`)
+  in BUILTIN_REF and for broadcast ADDs; the optimized kernel (``"optimized"``, ``"xnnpack"``)
+  runs ``AddElementwiseInt16``'s NEON loop (NEON_2_SSE on x86), which rounds each input once
+  instead of twice and so differs on near-ties
+  (:func:`~edgesr.quantization.integer_kernels.add_int16_optimized`);
 * QUANTIZE float -> int16: reference ``TfLiteRound(x / scale)`` in float32 (half away from zero);
   optimized and default interpreter: ``rint(x * (1 / scale))`` in float32 (half to even,
   :func:`~edgesr.quantization.integer_kernels.quantize_int16_optimized`, measured); int16 -> int16:
@@ -78,11 +82,8 @@ float32 between DEQUANTIZE and QUANTIZE, and so does this reference (``x >= 0 ? 
 in float32; DEPTH_TO_SPACE moves floats). 16x8 MUL, SUB, SOFTMAX, SUM, TANH, LOGISTIC and EXP
 are not emulated (the graph is refused with their names). XNNPACK (LiteRT 2.3) delegates no
 int16 op, so the ``"xnnpack"`` family of a 16x8 graph is its builtin kernels plus the float
-islands. Bit-exact with LiteRT on real photos (``tests/test_integer_ref_w8a16.py``):
-``"reference"`` (BUILTIN_REF) on SESR-M5, SESR-M5-ReLU, eSR-MAX and SplitSR-S; ``"optimized"``
-and ``"xnnpack"`` on the SESR and eSR-MAX graphs, not on SplitSR-S, where LiteRT's optimized
-int16 ADD differs from its reference ADD and from this emulation by up to 3 LSB on about 1.3%
-of the outputs (not emulated: its x86 arithmetic was not identified).
+islands. Bit-exact with LiteRT on real photos in every family (``tests/test_integer_ref_w8a16.py``: SESR-M5,
+SESR-M5-ReLU, eSR-MAX, SplitSR-S).
 
 ``IntegerReference(path)`` is an :class:`edgesr.core.evaluate.Upscaler`;
 :func:`edgesr.app.integer_litert.compare_with_litert` runs it and LiteRT (through
@@ -237,7 +238,10 @@ class IntegerGraph:
         if to.dtype == np.int16:  # add.cc general int16 path (pot_scale_int16 false): left shift 15, every family
             if op.options.get("pot_scale_int16", False):
                 raise EdgesrError(f"{self.path}: int16 ADD with power-of-two scales (pot_scale_int16) is not supported")
-            return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s, left_shift=15), lo, hi)
+            params = K.add_params(t1.s, t2.s, to.s, left_shift=15)
+            if self.kernels != "reference" and args[0].shape == args[1].shape:  # AddElementwiseInt16 (NEON_2_SSE)
+                return K.add_int16_optimized(args[0], args[1], params, lo, hi)
+            return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, params, lo, hi)  # BUILTIN_REF; broadcast ADDs
         if self.kernels == "xnnpack":
             return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
         return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
