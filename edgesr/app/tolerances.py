@@ -61,6 +61,9 @@ INT8_MAX_DROP_DB = 0.15
 """The int8 drop vs HR edgesr promises by default (measured for SESR-M5 x2 ReLU on Set5;
 ``edgesr validate --int8-tolerance-db`` or a model's own setting changes it)."""
 
+W8A16_MAX_DROP_DB = 0.02
+"""The w8a16 (TFLite 16x8) drop vs HR: issue 12's target; not changed by ``--int8-tolerance-db``."""
+
 POLICY: dict[str, Tolerance] = {
     "fp32": Tolerance(None, 1e-4, None, False,
                       "same float32 arithmetic in another runtime: only summation order differs "
@@ -71,8 +74,11 @@ POLICY: dict[str, Tolerance] = {
     "int8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
                       "full-integer TFLite: ~7 requantizations of 1/2-step error each; 8 levels at "
                       "the 99.9th percentile keeps a clipped range (tens of levels) out"),
-    "w8a16": Tolerance(0.02, None, 2 * LEVEL, True,
-                       "int16 activations leave the int8 weights' error: issue 12's w8a16 target"),
+    "w8a16": Tolerance(W8A16_MAX_DROP_DB, None, 2 * LEVEL, True,
+                       "TFLite 16x8: int16 activations (steps 256x finer than int8's at the same ranges) leave "
+                       "essentially the int8 weights' rounding; measured on SESR-M5 x2 (1000 T91 steps, min/max "
+                       "ranges), Set5: 0.007 dB drop, 0.54 levels at the 99.9th percentile, 67.3 dB vs the float model (int8: 0.080 dB, 1.77 levels); "
+                       "0.02 dB is issue 12's target, 2 levels keeps a clipped int16 range (tens of levels) out"),
     "w8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
                     "Core ML int8 weights (TFLite's values) with float16 compute: at most the int8 error"),
     "w8a8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
