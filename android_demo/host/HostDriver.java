@@ -1,6 +1,8 @@
 import dev.edgesr.demo.ColorPipeline;
+import dev.edgesr.demo.InterpreterPerShape;
 import dev.edgesr.demo.LutEngine;
 import dev.edgesr.demo.TfliteMetadata;
+import dev.edgesr.demo.TfliteShape;
 import dev.edgesr.demo.TilePlan;
 
 import java.io.IOException;
@@ -36,6 +38,11 @@ import java.nio.file.Path;
  *                                                     the other in plan order); writes RGB uint8
  *   tiledlut LUT.bin BITS SCALE COLOR RGB.bin H W TILE RF OUT.bin
  *                                                     lutphoto, tile by tile through TilePlan
+ *   reshape MODEL.tflite D0,D1,.. OUT.tflite          TfliteShape.withInputShape (input 0); prints
+ *                                                     the stored shape and signature before; exit 3
+ *                                                     and "error MESSAGE" when refused
+ *   pershape H,W H,W ...                              InterpreterPerShape with a recording factory:
+ *                                                     prints "build H,W" / "close H,W" / "use H,W"
  * </pre>
  */
 public final class HostDriver {
@@ -64,6 +71,8 @@ public final class HostDriver {
             case "plans": plans(a); break;
             case "stitch": stitch(a); break;
             case "tiledlut": tiledLut(a); break;
+            case "reshape": reshape(a); break;
+            case "pershape": perShape(a); break;
             case "metadata": {
                 String text = TfliteMetadata.read(ByteBuffer.wrap(Files.readAllBytes(Path.of(a[1]))), a[2]);
                 if (text == null) System.exit(3);
@@ -145,6 +154,46 @@ public final class HostDriver {
         int[] out = plan.upscale(argb, s, (win, hh, ww) -> "rgb".equals(a[4])
             ? ColorPipeline.upscaleRgb(win, hh, ww, s, net) : ColorPipeline.upscaleLuma(win, hh, ww, s, a[4], net));
         writeRgb(Path.of(a[10]), out);
+    }
+
+    private static int[] dims(String text) {
+        String[] f = text.split(",");
+        int[] d = new int[f.length];
+        for (int i = 0; i < f.length; i++) d[i] = Integer.parseInt(f[i]);
+        return d;
+    }
+
+    private static String joined(int[] d) {
+        if (d == null) return "none";
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < d.length; i++) b.append(i == 0 ? "" : ",").append(d[i]);
+        return b.toString();
+    }
+
+    private static void reshape(String[] a) throws IOException {
+        ByteBuffer model = ByteBuffer.wrap(Files.readAllBytes(Path.of(a[1])));
+        try {
+            System.out.println("shape " + joined(TfliteShape.inputShape(model, 0)) + " signature " + joined(TfliteShape.inputShapeSignature(model, 0)));
+            ByteBuffer out = TfliteShape.withInputShape(model, 0, dims(a[2]));
+            byte[] bytes = new byte[out.remaining()];
+            out.get(bytes);
+            Files.write(Path.of(a[3]), bytes);
+        } catch (IllegalArgumentException e) {
+            System.out.println("error " + e.getMessage());
+            System.exit(3);
+        }
+    }
+
+    private static void perShape(String[] a) {
+        final class Session implements AutoCloseable {
+            final int[] shape;
+            Session(int[] shape) { this.shape = shape; System.out.println("build " + joined(shape)); }
+            @Override public void close() { System.out.println("close " + joined(shape)); }
+        }
+        try (InterpreterPerShape<Session> sessions = new InterpreterPerShape<>(Session::new)) {
+            for (int i = 1; i < a.length; i++) System.out.println("use " + joined(sessions.get(dims(a[i])).shape));
+            System.out.println("builds " + sessions.builds());
+        }
     }
 
     private static int[] readRgb(Path p, int h, int w) throws IOException {
