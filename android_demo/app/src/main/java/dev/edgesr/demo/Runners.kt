@@ -60,7 +60,7 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, private v
     }
 
     private val buffer = assets.mapAsset(model.file)
-    private val sessions = InterpreterPerShape<Session> { shape -> open(shape) }
+    private val sessions = InterpreterPerShape<Session> { shape -> newSession(shape) }
 
     /** What ran the last inference (set when an interpreter is built for a shape). */
     override var ranOn: String = "${backend.label} (no inference yet)"
@@ -72,7 +72,7 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, private v
         Session(Interpreter(shaped, cpuOptions()), null, if (why == null) Backend.CPU.label else "${Backend.CPU.label} - $why")
 
     /** An interpreter whose input is [shape] from the start, so the delegate is prepared for it. */
-    private fun open(shape: IntArray): Session {
+    private fun newSession(shape: IntArray): Session {
         val shaped = TfliteShape.withInputShape(buffer, 0, shape)
         val d: Delegate = when (backend) {
             Backend.GPU -> {
