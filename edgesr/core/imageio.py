@@ -86,9 +86,10 @@ def _check_jpeg_data(path: Path) -> None:
 
     Catches what breaks the entropy-coded data's structure or its Huffman codes (a stray or
     out-of-order marker, a bad Huffman code, data that ends early or runs on, no end-of-image
-    marker). JPEG has no checksum: a bit flip that still decodes to valid Huffman codes which
-    end where the scan ends is not detectable by any decoder (measured: about 4 flips in 5 on
-    a photograph, see tests/test_imageio.py).
+    marker). JPEG has no checksum: a bit flip that still decodes to valid
+    Huffman codes which end where the scan ends is not detectable by any decoder (measured:
+    176 of 200 single-bit flips in a photograph's entropy-coded data, see
+    tests/test_imageio.py).
 
     Raises:
         EdgesrError: ``"PATH: corrupt JPEG data (libjpeg-turbo: MESSAGE)"``.
@@ -98,7 +99,8 @@ def _check_jpeg_data(path: Path) -> None:
         colorspace = simplejpeg.decode_jpeg_header(data)[2]
         simplejpeg.decode_jpeg(data, colorspace=_TURBOJPEG_COLORSPACE.get(colorspace, "RGB"), strict=True)
     except ValueError as exc:
-        raise EdgesrError(f"{path}: corrupt JPEG data (libjpeg-turbo: {_first_line(exc)})") from None
+        message = _first_line(exc).removeprefix("Corrupt JPEG data: ")
+        raise EdgesrError(f"{path}: corrupt JPEG data (libjpeg-turbo: {message})") from None
 
 
 def _pixels(path: Path, rawmode: str | None = None) -> np.ndarray:
