@@ -257,7 +257,7 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
             x = _photo(h, w, contract.channels)
             facts = tflite_facts(path, h, w) if tflite else onnx_facts(path, h, w) if path.suffix == ".onnx" else {"macs": None, "params": None, "ops": {}}
             facts_out = facts_out or facts
-            probe = _PeakProbe(arithmetic, h, w, int(t)) if fixed_peak is None else None
+            probe = _PeakProbe(arithmetic, h, w, int(t)) if tflite and fixed_peak is None else None
             for _ in range(warmup):
                 run(x)
             times = []
