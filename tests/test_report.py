@@ -19,8 +19,8 @@ from edgesr.core.errors import EdgesrError
 def run_dir(tmp_path_factory):
     """A run folder whose evaluation set is a folder of one photograph (a 120 x 160 crop of
     scikit-image's 'coffee', not the report's old fixed 'chelsea'), named in run.json as
-    ``edgesr run --sets FOLDER`` records it; int8 and fp32 TFLite, a lookup table, a missing
-    Core ML package."""
+    ``edgesr run --sets FOLDER`` records it; int8 and fp32 TFLite, a lookup table, a Core ML
+    package (not timed here), an ONNX file that has gone."""
     from edgesr.converters.export import export_tflite
     from test_golden import _random_lut
 
@@ -33,6 +33,7 @@ def run_dir(tmp_path_factory):
     (d / "artifacts" / path.name).write_bytes(path.read_bytes())
     fp32 = export_tflite(module, d / "artifacts" / "sesr_m3_x2_fp32.tflite", "fp32")
     lut = _random_lut(d / "artifacts" / "srlut_x2.lut")
+    (d / "artifacts" / "sesr_m3_x2_fp16.mlpackage").mkdir()  # present, but Core ML runs only on a Mac
     photos = d / "myset"
     photos.mkdir()
     write_image(photos / "coffee_crop.png", embedded_image("coffee")[100:220, 200:360])
@@ -46,8 +47,9 @@ def run_dir(tmp_path_factory):
                    "validation": {"eval": {"myset": {"psnr_y": 30.0, "ssim_y": 0.9}}}},
                   {"format": "lut", "precision": "int8", "path": "artifacts/srlut_x2.lut", "bytes": lut.stat().st_size,
                    "validation": {"eval": {"myset": {"psnr_y": 28.0, "ssim_y": 0.8}}}},
-                  {"format": "coreml", "precision": "fp16", "path": "artifacts/missing.mlpackage", "bytes": 1,
-                   "validation": {"eval": {}}}]}
+                  {"format": "coreml", "precision": "fp16", "path": "artifacts/sesr_m3_x2_fp16.mlpackage", "bytes": 1,
+                   "validation": {"eval": {}}},
+                  {"format": "onnx", "precision": "fp32", "path": "artifacts/gone.onnx", "bytes": 1, "validation": {"eval": {}}}]}
     (d / "report.json").write_text(json.dumps(report))
     return d
 
@@ -80,7 +82,8 @@ def test_report_page(run_dir, capsys):
     out = json.loads((run_dir / "deployment_report.json").read_text())
     rows = {(a["format"], a["precision"]): a for a in out["artifacts"]}
     assert rows["tflite", "int8"]["latency_ms"] > 0 and rows["tflite", "fp32"]["latency_ms"] > 0
-    assert rows["coreml", "fp16"]["latency_ms"] is None
+    assert rows["coreml", "fp16"]["latency_ms"] is None and "Mac" in rows["coreml", "fp16"]["note"]
+    assert rows["onnx", "fp32"]["latency_ms"] is None and rows["onnx", "fp32"]["note"] == "artifact missing"
     # the peak edgesr profile measures (XNNPACK's own convolutions, or the artifact's best run), never NumPy's
     for key in (("tflite", "int8"), ("tflite", "fp32")):
         r = rows[key]
@@ -114,7 +117,11 @@ def test_quality_plot_scales_and_labels():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from edgesr.app.reporting import LOG_LATENCY_RATIO, MIN_SPAN_DB, quality_latency_plot
+    from edgesr.app.reporting import (
+        LOG_LATENCY_RATIO,
+        MIN_SPAN_DB,
+        quality_latency_plot,
+    )
 
     fig, (a, b, c) = plt.subplots(1, 3)
     # latencies over two decades (a LUT at 0.6 ms, a network at 95 ms): log axis
@@ -149,11 +156,18 @@ def test_error_map_is_signed_with_a_colour_bar():
     fig, (a, b) = plt.subplots(1, 2)
     info = error_map_panels(fig, a, b, err, "t")
     im = a.get_images()[0]
-    assert im.get_cmap().name == "RdBu_r" and im.get_clim() == (-3.0, 3.0) and info["vmax"] == 3.0
+    # whole 8-bit levels: one colour per level from -3 to 3, centred on 0 (white), a tick per level
+    assert im.get_cmap().name.startswith("RdBu_r") and im.get_cmap().N == 7 and info["vmax"] == 3.0
+    assert list(im.norm.boundaries) == [-3.5, -2.5, -1.5, -0.5, 0.5, 1.5, 2.5, 3.5]
     y, x, side = info["window"]
     assert side == ZOOM_PX and y <= 60 and y + side >= 70 and x <= 80 and x + side >= 90  # the worst patch, magnified
     bar = fig.axes[-1]
     assert "int8 - float" in bar.get_ylabel() and "8-bit" in bar.get_ylabel()
+    assert [float(t) for t in bar.get_yticks()] == [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+    plt.close(fig)
+    fig, (a, b) = plt.subplots(1, 2)  # fractional errors: a continuous, symmetric scale
+    error_map_panels(fig, a, b, err * 0.3, "t")
+    assert a.get_images()[0].get_clim() == (-1.0, 1.0)  # never narrower than one level
     plt.close(fig)
 
 

@@ -388,7 +388,7 @@ def parse_benchmark_output(text: str) -> dict:
         raise EdgesrError("benchmark_model output has no 'Inference timings in us' line (did the run fail?)")
     out["init_ms"], out["first_inference_ms"], out["warmup_avg_ms"], out["inference_avg_ms"] = (float(v) / 1e3 for v in m.groups())
     counts = re.findall(r"^(?:INFO: )?count=(\d+) first=(\d+) curr=(\d+) min=(\d+) max=(\d+) avg=([\d.e+]+) std=(\d+)"
-                        r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", text, re.M)
+                        r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", text, re.MULTILINE)
     if counts:  # warm-up line first, then the steady-state run (profile summaries say 'Timings')
         c = counts[-1]
         out["inference"] = {"count": int(c[0]), "min_ms": int(c[3]) / 1e3, "max_ms": int(c[4]) / 1e3, "avg_ms": float(c[5]) / 1e3,
@@ -397,7 +397,7 @@ def parse_benchmark_output(text: str) -> dict:
     if mm:
         out["memory_mb"]["init"], out["memory_mb"]["overall"] = float(mm.group(1)), float(mm.group(2))
     mp = re.search(r"peak memory footprint \(MB\)[^:]*: ([\d.]+)", text, re.IGNORECASE)
-    ml = re.search(r"^(?:INFO: )?Peak memory footprint \(MB\): init=([\d.]+) overall=([\d.]+)", text, re.M)  # older tools
+    ml = re.search(r"^(?:INFO: )?Peak memory footprint \(MB\): init=([\d.]+) overall=([\d.]+)", text, re.MULTILINE)  # older tools
     if mp:
         out["memory_mb"]["peak"] = float(mp.group(1))
     elif ml:

@@ -42,7 +42,7 @@ from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, output_y, run_upscaler
 from edgesr.core.imresize import make_lr, modcrop
 
-__all__ = ["emulation_matrix", "evaluation_images", "quality_latency_plot", "error_map_panels", "render_report"]
+__all__ = ["emulation_matrix", "error_map_panels", "evaluation_images", "quality_latency_plot", "render_report"]
 
 MIN_SPAN_DB = 0.5
 """Smallest span (dB) of the quality axis: differences of a few hundredths of a dB stay small."""
@@ -149,12 +149,15 @@ def quality_latency_plot(ax, rows: list[dict], float_psnr: float | None, bicubic
     markers, colors = "osD^vP*Xh<>p", [f"C{i}" for i in range(10)]
     for i, (r, (t, d)) in enumerate(zip(named, pts)):
         stage = f" ({r['stage']})" if r.get("stage") else ""
+        d = round(d, 3) + 0.0  # no "-0.000"
         ax.scatter(t, d, marker=markers[i % len(markers)], color=colors[i % len(colors)], s=60, zorder=3,
                    edgecolors="black" if i in front else "none", linewidths=1.2,
                    label=f"{r['format']} {r['precision']}{stage}: {d:+.3f} dB, {t:.3g} ms")
     if len(front) > 1:
         fp = sorted(pts[i] for i in front)
         ax.plot([p[0] for p in fp], [p[1] for p in fp], "k--", lw=1, zorder=2, label="Pareto front (black edge)")
+    elif front:  # one point dominates every other: say what its black edge means
+        ax.scatter([], [], marker="o", facecolors="none", edgecolors="black", label="Pareto front: black edge")
     lows = [d for _, d in pts] + [0.0]
     if float_psnr is not None:
         ax.axhline(0.0, color="tab:green", lw=1, label=f"float model ({float_psnr:.2f} dB)")
@@ -193,12 +196,21 @@ def error_map_panels(fig, ax_full, ax_zoom, err: np.ndarray, title: str) -> dict
     """Signed error map ``err`` (int8 - float, 8-bit Y levels, float (H, W)) on ``ax_full``
     and its :data:`ZOOM_PX` window with the largest |error| magnified on ``ax_zoom`` (nearest
     neighbour, one block per pixel). Diverging colour map ``RdBu_r`` centred on 0 with limits
-    +-max(|err|, 1) on both panels and one colour bar in 8-bit levels. Returns
+    +-max(|err|, 1) on both panels and one colour bar in 8-bit levels; whole-level errors (both
+    outputs rounded to 8 bits) get one colour per level and a tick per level. Returns
     ``{"vmax", "window": [y, x, side]}``."""
+    import matplotlib
+    from matplotlib.colors import BoundaryNorm
     from matplotlib.patches import Rectangle
 
     vmax = float(max(np.abs(err).max(), 1.0))
-    kw = {"cmap": "RdBu_r", "vmin": -vmax, "vmax": vmax, "interpolation": "nearest"}
+    if np.array_equal(err, np.round(err)) and vmax <= 16:  # whole 8-bit levels: one colour per level
+        n = int(vmax)
+        cmap = matplotlib.colormaps["RdBu_r"].resampled(2 * n + 1)
+        kw = {"cmap": cmap, "norm": BoundaryNorm(np.arange(-n - 0.5, n + 1.0), cmap.N), "interpolation": "nearest"}
+        vmax, ticks = float(n), list(range(-n, n + 1))
+    else:
+        kw, ticks = {"cmap": "RdBu_r", "vmin": -vmax, "vmax": vmax, "interpolation": "nearest"}, None
     ax_full.imshow(err, **kw)
     y, x, side = _worst_window(err, ZOOM_PX)
     ax_full.add_patch(Rectangle((x - 0.5, y - 0.5), side, side, fill=False, ec="black", lw=1.5))
@@ -208,7 +220,7 @@ def error_map_panels(fig, ax_full, ax_zoom, err: np.ndarray, title: str) -> dict
     for ax in (ax_full, ax_zoom):
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(im, ax=[ax_full, ax_zoom], shrink=0.8, label="int8 - float (8-bit Y levels; red: int8 brighter)")
+    fig.colorbar(im, ax=[ax_full, ax_zoom], shrink=0.8, ticks=ticks, label="int8 - float (8-bit Y levels; red: int8 brighter)")
     return {"vmax": vmax, "window": [y, x, side]}
 
 
@@ -263,8 +275,11 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
                            peak_source=res["peak_source"])
             elif path.suffix == ".lut":
                 row["note"] = "lookup table: no MACs"
+        elif not path.exists():
+            row["note"] = "artifact missing"
         else:
-            row["note"] = "no latency here (Core ML needs a Mac)" if path.suffix == ".mlpackage" else "artifact missing"
+            row["note"] = {".mlpackage": "no latency here (Core ML needs a Mac)",
+                           ".pt": "the float reference (PyTorch checkpoint): not timed"}.get(path.suffix, "not timed here")
         rows.append(row)
     int8 = next((run_dir / a["path"] for a in report["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8"
                  and (run_dir / a["path"]).exists()), None)
