@@ -25,7 +25,7 @@ from edgesr.cli import main
 from edgesr.core.errors import EdgesrError
 
 DATA = Path(__file__).parent / "data"
-LOG = DATA / "benchmark_model_sesr_m3_x2_int8_cpu.txt"  # TensorFlow <= 2.12 layout, builtin kernels
+LOG = DATA / "benchmark_model_sesr_m3_x2_int8_cpu.txt"  # the older layout ([start] column), builtin kernels
 XNN_LOG = DATA / "benchmark_model_sesr_m5_x2_int8_xnnpack.txt"  # tsl / LiteRT layout, XNNPACK's own operators
 
 

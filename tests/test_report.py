@@ -104,6 +104,18 @@ def test_report_page(run_dir, capsys):
     lut_line = next(ln for ln in md.splitlines() if ln.startswith("| lut "))
     assert lut_line.split("|")[7:10] == [" - ", " - ", " - "]  # GMAC/frame, GMAC/s, fraction of peak
     assert (run_dir / "deployment_report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the evaluation folder has moved since the run: the recorded scores stand, the pictures
+    # fall back to scikit-image's validation photographs, with a warning
+    from edgesr.app.reporting import render_report
+
+    record = (run_dir / "run.json").read_text()
+    (run_dir / "run.json").write_text(json.dumps({"data_root": None, "sets": [str(run_dir / "moved")]}))
+    try:
+        with pytest.warns(UserWarning, match="moved"):
+            moved = render_report(run_dir, size="16x16", repeats=1)
+    finally:
+        (run_dir / "run.json").write_text(record)
+    assert moved["set"] == "myset" and moved["float_psnr_y"] == 30.0 and moved["error_map"]["image"] == "embedded/chelsea"
 
 
 def _rows(latencies, drops, ref=32.0):

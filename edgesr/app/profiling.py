@@ -363,13 +363,9 @@ def adb_commands(artifact: str | os.PathLike, benchmark_binary: str | os.PathLik
     ]
 
 
-def _num(text: str) -> float:
-    return float(text.strip().rstrip("."))
-
-
 def parse_benchmark_output(text: str) -> dict:
-    """Parse ``benchmark_model``'s log (tensorflow/lite/tools/benchmark; both the TensorFlow <= 2.12
-    layout and the tsl/LiteRT one, see :func:`parse_op_tables`).
+    """Parse ``benchmark_model``'s log (tensorflow/lite/tools/benchmark; both per-op table layouts,
+    the older one with a ``[start]`` column and the tsl/LiteRT one, see :func:`parse_op_tables`).
 
     Returns ``{"init_ms", "first_inference_ms", "warmup_avg_ms", "inference_avg_ms",
     "inference": {count, min_ms, max_ms, avg_ms, std_ms, median_ms?}, "memory_mb": {init,
@@ -421,16 +417,16 @@ OP_COLUMNS = {"[node type]": "node_type", "[Node type]": "node_type", "[start]":
 def parse_op_tables(text: str) -> list[dict]:
     """Every per-op table of a ``benchmark_model --enable_op_profiling=true`` log.
 
-    Format (TFLite's ``StatsCalculator``, tensorflow/core/util/stats_calculator.cc, since 2.13
-    xla/tsl/util/stats_calculator.cc, driven by tensorflow/lite/profiling/profile_summarizer.cc
+    Format (TFLite's ``StatsCalculator``: tensorflow/core/util/stats_calculator.cc, later
+    tensorflow/tsl and xla/tsl/util/stats_calculator.cc, driven by tensorflow/lite/profiling/profile_summarizer.cc
     and the benchmark's profiling_listener.cc): a section line ``Profiling Info for Benchmark
     Initialization:`` or ``Operator-wise Profiling Info for Regular Benchmark Runs:`` (with or
     without ``INFO: ``), optionally ``Primary graph profile:`` / ``Subgraph (index: N) profile:`` /
     ``Delegate internal:``, then tables titled ``=== Run Order ===``, ``=== Top by Computation
     Time ===`` and ``=== Summary by node type ===``: a bracketed header row and data rows, every
     cell after a tab, right-aligned, 3 decimals, percentages with ``%``. The header row decides
-    the columns, so both layouts parse: TensorFlow <= 2.12 (a ``[start]`` column, node type
-    width 24) and tsl/LiteRT (no ``[start]``, width 40).
+    the columns, so both layouts parse: the older tensorflow/core one (a ``[start]`` column,
+    node type width 24) and the tsl one (no ``[start]``, width 40).
 
     Returns ``[{"section": "init" | "regular", "subgraph": int | "delegate_internal", "title",
     "rows": [{column key (:data:`OP_COLUMNS`): value}]}]``: ``*_ms`` and percentages float
@@ -483,7 +479,7 @@ def op_profile_table(ops: list[dict]) -> dict:
     Each row's time per inference is ``avg_ms * times_called`` (XNNPACK numbers its operators
     from 0 in every delegate partition, so equal names in several partitions are one row called
     several times). Where the delegate reports its own operators (rows named ``Delegate/...``,
-    TFLite >= 2.9), rows of the delegate kernel itself (node type ending in ``Delegate``, e.g.
+    TFLite >= 2.9.1), rows of the delegate kernel itself (node type ending in ``Delegate``, e.g.
     ``TfLiteXNNPackDelegate``) would count the same time twice and are left out (listed under
     ``"excluded"``).
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +38,7 @@ from edgesr.app.profiling import profile_artifact
 from edgesr.app.validation import emulation_matrix
 from edgesr.core.atomic import atomic_path, write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint
-from edgesr.core.data import embedded_image, resolve_eval_sets
+from edgesr.core.data import embedded_image, embedded_images, resolve_eval_sets
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, output_y, run_upscaler
 from edgesr.core.imresize import make_lr, modcrop
@@ -239,9 +240,12 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
     run's first evaluation set (:func:`evaluation_images`), else an image of that set by name
     (``NAME`` or ``SET/NAME``), else a scikit-image photograph by name.
 
+    The PSNR numbers are those ``report.json`` holds for the run's first evaluation set; if the
+    sets cannot be read any more (moved since the run), the pictures use scikit-image's
+    validation photographs, with a warning.
+
     Raises:
-        EdgesrError: missing/corrupt report.json or checkpoint, evaluation sets that cannot be
-            found, an unknown ``photo``.
+        EdgesrError: missing/corrupt report.json or checkpoint, an unknown ``photo``.
     """
     import matplotlib
 
@@ -250,20 +254,25 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
 
     run_dir = Path(run_dir)
     report, module = _load_run(run_dir)
-    set_name, images = evaluation_images(run_dir, report)
+    psnr_set = next(iter(report.get("eval") or {}), "embedded")  # the scores: the run's first set, as recorded
+    try:
+        set_name, images = evaluation_images(run_dir, report)
+    except EdgesrError as exc:  # the sets moved since the run: the scores stand, the pictures use the embedded photos
+        warnings.warn(f"{exc}; the error map uses scikit-image's photographs instead", stacklevel=2)
+        set_name, images = "embedded", embedded_images("val")
     if photo is None:
         photo_name, hr = f"{set_name}/{images[0][0]}", images[0][1]
     else:
         match = next(((n, im) for n, im in images if photo in (n, f"{set_name}/{n}")), None)
         photo_name, hr = (f"{set_name}/{match[0]}", match[1]) if match else (photo, embedded_image(photo))
     hr = modcrop(hr, report["scale"])
-    float_psnr = _first_psnr(report.get("eval"), set_name)
-    bicubic_psnr = _first_psnr(report.get("bicubic"), set_name)
+    float_psnr = _first_psnr(report.get("eval"), psnr_set)
+    bicubic_psnr = _first_psnr(report.get("bicubic"), psnr_set)
     rows = []
     for a in report["artifacts"]:
         path = run_dir / a["path"]
         row = {"format": a["format"], "precision": a["precision"], "stage": a.get("stage"), "path": a["path"],
-               "bytes": a.get("bytes"), "psnr_y": _first_psnr((a.get("validation") or {}).get("eval"), set_name),
+               "bytes": a.get("bytes"), "psnr_y": _first_psnr((a.get("validation") or {}).get("eval"), psnr_set),
                "latency_ms": None, "gmacs_per_frame": None, "achieved_gmacs_per_s": None, "peak_gmacs_per_s": None,
                "fraction_of_peak": None, "peak_source": None, "note": None}
         if path.suffix in (".tflite", ".onnx", ".lut") and path.exists():
@@ -289,7 +298,7 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
     grid = fig.add_gridspec(1, 3, width_ratios=[1.45, 1, 1])
     ax_plot, ax_full, ax_zoom = (fig.add_subplot(grid[0, i]) for i in range(3))
     plot = quality_latency_plot(ax_plot, rows, float_psnr, bicubic_psnr,
-                                f"median latency, {size} output, 1 thread (ms)", set_name)
+                                f"median latency, {size} output, 1 thread (ms)", psnr_set)
     ax_plot.set_title(f"{report['model']} x{report['scale']}: quality vs latency", fontsize=10)
     err_stats = None
     if int8 is not None:
@@ -309,7 +318,7 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
         fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     plt.close(fig)
     named = [r for r in rows if r["latency_ms"] is not None and r["psnr_y"] is not None]
-    out = {"model": report["model"], "scale": report["scale"], "size": size, "set": set_name,
+    out = {"model": report["model"], "scale": report["scale"], "size": size, "set": psnr_set,
            "float_psnr_y": float_psnr, "bicubic_psnr_y": bicubic_psnr, "artifacts": rows,
            "pareto": [named[i]["path"] for i in sorted(plot["pareto"])], "plot": plot, "error_map": err_stats,
            "emulation": matrix}

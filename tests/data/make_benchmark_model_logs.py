@@ -15,7 +15,8 @@ and ordering is what ``benchmark_model --enable_op_profiling=true`` prints:
   (``StatsCalculator``): Run Order and Top by Computation Time (10 rows) tables, the summary by
   node type (per-run microseconds truncated to integers, float32 percentages), and the short
   summary (``Timings (microseconds): count= first= curr= min= max= avg= std=``). Two layouts:
-  ``"tsl"`` (TensorFlow >= 2.13 / LiteRT: node type width 40, no ``[start]`` column) and
+  ``"tsl"`` (``tensorflow/tsl`` and ``xla/tsl``, as in recent LiteRT logs: node type width 40, no
+  ``[start]`` column) and
   ``"legacy"`` (``tensorflow/core/util/stats_calculator.cc`` before it moved to tsl, e.g.
   TensorFlow 2.3: width 24 and a ``[start]`` column of width 17, log lines without ``INFO:``).
 * ``tensorflow/lite/tools/benchmark/profiling_listener.cc``: the ``Profiling Info for Benchmark
