@@ -118,6 +118,32 @@ def test_report_page(run_dir, capsys):
     assert moved["set"] == "myset" and moved["float_psnr_y"] == 30.0 and moved["error_map"]["image"] == "embedded/chelsea"
 
 
+def test_report_page_of_a_lookup_table_run(tmp_path, run_dir):
+    """A LUT run has no deploy.pt (no collapse stage) and no TFLite file: the trained network is
+    the reference, the table gets the error map, and nothing speaks of GMACs."""
+    from test_golden import _random_lut
+
+    from edgesr.core.models import create
+
+    d = tmp_path / "lutrun"
+    (d / "checkpoints").mkdir(parents=True)
+    save_checkpoint(d / "checkpoints" / "last.pt", create("srlut_s", scale=2), form="train")
+    lut = _random_lut(d / "srlut_s_x2.lut")
+    (d / "run.json").write_text((run_dir / "run.json").read_text())
+    (d / "report.json").write_text(json.dumps({
+        "model": "srlut_s", "scale": 2, "eval": {"myset": {"psnr_y": 30.0, "ssim_y": 0.9}},
+        "bicubic": {"myset": {"psnr_y": 29.0, "ssim_y": 0.85}},
+        "artifacts": [{"format": "lut", "precision": "int8", "stage": "finetuned", "path": lut.name,
+                       "bytes": lut.stat().st_size, "validation": {"eval": {"myset": {"psnr_y": 29.7, "ssim_y": 0.88}}}}]}))
+    from edgesr.app.reporting import render_report
+
+    out = render_report(d, size="32x32", repeats=1)
+    assert out["error_map"]["artifact"] == "srlut_s_x2.lut" and out["error_map"]["image"] == "myset/coffee_crop"
+    assert out["emulation"] == {} and out["artifacts"][0]["gmacs_per_frame"] is None
+    line = next(ln for ln in (d / "deployment_report.md").read_text().splitlines() if ln.startswith("| lut (finetuned) | int8 |"))
+    assert line.split("|")[7:10] == [" - ", " - ", " - "]  # GMAC/frame, GMAC/s, fraction of peak
+
+
 def _rows(latencies, drops, ref=32.0):
     return [{"format": "tflite", "precision": p, "latency_ms": t, "psnr_y": ref + d}
             for p, t, d in zip(("fp32", "fp16", "int8", "w8a16"), latencies, drops)]

@@ -11,7 +11,8 @@ and writes ``RUN_DIR/deployment_report.{md,png,json}``:
   points to overlap); the Pareto front is a dashed line;
 * the signed error map int8 - float (8-bit Y levels, diverging colour map centred on 0, a
   colour bar) on a photograph from the evaluation sets the run chose (``run.json``), with a
-  magnified window where the error is largest;
+  magnified window where the error is largest (the int8 TFLite artifact; in a lookup-table run,
+  the table against the trained network);
 * the emulation matrix of the int8 TFLite artifact on that photograph.
 
 Latency and achieved MAC/s come from :func:`edgesr.app.profiling.profile_artifact` exactly as
@@ -77,7 +78,8 @@ def _load_run(run_dir: Path):
         if key not in report:
             raise EdgesrError(f"{rj}: missing key {key!r}")
     ckpt = run_dir / "checkpoints" / "deploy.pt"
-
+    if not ckpt.exists() and (run_dir / "checkpoints" / "last.pt").exists():
+        ckpt = run_dir / "checkpoints" / "last.pt"  # a lookup-table run: no collapse stage, the trained network
     module, _ = load_checkpoint(ckpt, deploy=True)
     return report, module
 
@@ -151,7 +153,7 @@ def quality_latency_plot(ax, rows: list[dict], float_psnr: float | None, bicubic
     for i, (r, (t, d)) in enumerate(zip(named, pts)):
         stage = f" ({r['stage']})" if r.get("stage") else ""
         d = round(d, 3) + 0.0  # no "-0.000"
-        ax.scatter(t, d, marker=markers[i % len(markers)], color=colors[i % len(colors)], s=60, zorder=3,
+        ax.scatter(t, d, marker=markers[i % len(markers)], color=colors[i % len(colors)], s=60, zorder=3, alpha=0.8,
                    edgecolors="black" if i in front else "none", linewidths=1.2,
                    label=f"{r['format']} {r['precision']}{stage}: {d:+.3f} dB, {t:.3g} ms")
     if len(front) > 1:
@@ -174,7 +176,12 @@ def quality_latency_plot(ax, rows: list[dict], float_psnr: float | None, bicubic
     lat = [t for t, _ in pts]
     log = bool(lat) and min(lat) > 0 and max(lat) / min(lat) > LOG_LATENCY_RATIO
     if log:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))  # 2, 5, 10, 20 ms, not 10^1
+        ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
     what = "float model" if float_psnr is not None else "best artifact"
     ax.set_ylabel(f"PSNR-Y - {what} (dB), {set_name}")
@@ -293,6 +300,10 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
     int8 = next((run_dir / a["path"] for a in report["artifacts"] if a["format"] == "tflite" and a["precision"] == "int8"
                  and (run_dir / a["path"]).exists()), None)
     matrix = emulation_matrix(int8, module, [(photo_name, hr)]) if int8 is not None else {}
+    if int8 is None:  # a lookup-table run: its (fine-tuned, else baked) table against the trained network
+        luts = [a for a in report["artifacts"] if a["format"] == "lut" and (run_dir / a["path"]).exists()]
+        luts.sort(key=lambda a: a.get("stage") != "finetuned")
+        int8 = run_dir / luts[0]["path"] if luts else None
 
     fig = plt.figure(figsize=(16, 6.2))
     grid = fig.add_gridspec(1, 3, width_ratios=[1.45, 1, 1])
@@ -307,11 +318,11 @@ def render_report(run_dir: str | os.PathLike, photo: str | None = None, size: st
         q = output_y(run_upscaler(open_artifact(int8), lr), module.contract, lr.ndim == 2)
         err = q - f
         panels = error_map_panels(fig, ax_full, ax_zoom, err, f"int8 - float on {photo_name} ({int8.name})")
-        err_stats = {"image": photo_name, "set": set_name, "shape_hw": list(err.shape), "max_abs": float(np.abs(err).max()),
+        err_stats = {"artifact": int8.name, "image": photo_name, "set": set_name, "shape_hw": list(err.shape), "max_abs": float(np.abs(err).max()),
                      "mean": float(err.mean()), "mean_abs": float(np.abs(err).mean()),
                      "pixels_differing": int((err != 0).sum()), **panels}
     else:
-        ax_full.text(0.5, 0.5, "no int8 TFLite artifact in this run", ha="center")
+        ax_full.text(0.5, 0.5, "no int8 TFLite or LUT artifact in this run", ha="center")
         ax_full.axis("off")
         ax_zoom.axis("off")
     with atomic_path(run_dir / "deployment_report.png") as tmp:
@@ -349,7 +360,7 @@ def _markdown(r: dict) -> str:
                      f"{_fmt(a['fraction_of_peak'], '.2f')} | {'yes' if a['path'] in r['pareto'] else ''} | {a['note'] or ''} |")
     if r["error_map"]:
         e = r["error_map"]
-        lines += ["", (f"Error map int8 - float on {e['image']} ({e['shape_hw'][1]}x{e['shape_hw'][0]} px): max |error| "
+        lines += ["", (f"Error map int8 - float ({e['artifact']}) on {e['image']} ({e['shape_hw'][1]}x{e['shape_hw'][0]} px): max |error| "
                        f"{e['max_abs']:.0f}, mean {e['mean']:+.4f} (signed), mean |error| {e['mean_abs']:.4f} 8-bit Y levels; "
                        f"{e['pixels_differing']} pixels differ.")]
     if r["emulation"]:
