@@ -221,6 +221,26 @@ def test_evaluation_images_follow_the_run(tmp_path, shared_data):
     assert evaluation_images(tmp_path, {"eval": {"Set5": {}, "Set14": {}}})[0] == "Set5"
 
 
+def test_run_report_crops_come_from_the_chosen_set(run_dir, tmp_path):
+    """edgesr run's report.png: crops of the run's first evaluation set (read from run.json when
+    the caller does not pass the sets), not a fixed built-in photograph."""
+    from edgesr.app.run_report import write_report
+    from edgesr.core.checkpoint import load_checkpoint
+
+    report = json.loads((run_dir / "report.json").read_text())
+    report.update(params=13_700, params_deploy=13_700, macs_per_frame_720p=3_115_000_000)
+    for a in report["artifacts"]:
+        a["validation"] = {**a["validation"], "passed": True}
+    arts = [{**a, "path": str(run_dir / a["path"])} for a in report["artifacts"][:2]]
+    report["artifacts"] = report["artifacts"][:2]
+    module, _ = load_checkpoint(run_dir / "checkpoints" / "deploy.pt", deploy=True)
+    (tmp_path / "run.json").write_text((run_dir / "run.json").read_text())
+    write_report(tmp_path, report, module, arts)
+    md = (tmp_path / "report.md").read_text()
+    assert "![crops of myset/coffee_crop: bicubic, float, int8, HR](report.png)" in md and "3.115 GMACs" in md
+    assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 def test_lut_runs_state_no_gmacs():
     from edgesr.app.run_report import complexity_line
 
