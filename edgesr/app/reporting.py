@@ -353,7 +353,7 @@ def _markdown(r: dict) -> str:
              "| format | precision | bytes | PSNR-Y (dB) | vs float (dB) | latency (ms) | GMAC/frame | GMAC/s | fraction of peak | Pareto | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for a in r["artifacts"]:
-        drop = None if a["psnr_y"] is None or ref is None else a["psnr_y"] - ref
+        drop = None if a["psnr_y"] is None or ref is None else round(a["psnr_y"] - ref, 3) + 0.0  # no "-0.000"
         label = a["format"] + (f" ({a['stage']})" if a.get("stage") else "")
         lines.append(f"| {label} | {a['precision']} | {a['bytes'] or '-'} | {_fmt(a['psnr_y'])} | {_fmt(drop, '+.3f')} | "
                      f"{_fmt(a['latency_ms'])} | {_fmt(a['gmacs_per_frame'], '.3f')} | {_fmt(a['achieved_gmacs_per_s'], '.1f')} | "
