@@ -8,8 +8,9 @@ repository root:
 
 For each model (seeded random weights: latency does not depend on the values; int8 ranges are
 calibrated on real photo patches so the graph is the one ``edgesr export`` writes) the fp32,
-fp16 and int8 TFLite exports run on a 640 x 360 real-photo input (x2 -> 1280 x 720) at 1 and
-2 threads. Timing is interleaved: each repeat runs every (precision, threads) case of the model
+fp16 and int8 TFLite exports at each scale (x2 -> 1280 x 720 and x4 -> 2560 x 1440; a
+configuration that does not exist at a scale is listed as skipped) run on a 640 x 360
+real-photo input at 1 and 2 threads. Timing is interleaved: each repeat runs every (precision, threads) case of the model
 once, together with the peak microbenchmarks, so a load change on a shared machine hits all
 cases alike; the table reports medians. Compare rows only within one run of this script.
 
@@ -47,6 +48,7 @@ from edgesr.quantization.integer_ref import quantize_input, read_model  # noqa: 
 
 from edgesr.app.profiling import _PeakProbe, _photo, tflite_facts  # noqa: E402
 from edgesr.core.atomic import write_text_atomic  # noqa: E402
+from edgesr.core.errors import EdgesrError  # noqa: E402
 from edgesr.core.models import create  # noqa: E402
 
 # Each graph family of the zoo that exports to TFLite, in its published configuration (SplitSR's
@@ -72,14 +74,17 @@ def cpu_description() -> dict:
     return {"model": model, "logical_cores": os.cpu_count(), "isa": isa, "machine": platform.machine()}
 
 
-def export_model(name: str, out_dir: Path) -> dict:
-    """``{precision: path}`` of the model's TFLite exports (cached in ``out_dir``)."""
+def export_model(name: str, out_dir: Path, scale: int = 2) -> dict:
+    """``{precision: path}`` of the model's TFLite exports at ``scale`` (cached in ``out_dir``).
+
+    Raises:
+        EdgesrError: the registry has no such configuration at ``scale``.
+    """
     torch.manual_seed(0)
-    entry_scale = 2
-    module = deploy_module(create(name, scale=entry_scale))
+    module = deploy_module(create(name, scale=scale))
     paths = {}
     for precision in PRECISIONS:
-        path = out_dir / f"{name}_{precision}.tflite"
+        path = out_dir / (f"{name}_{precision}.tflite" if scale == 2 else f"{name}_x{scale}_{precision}.tflite")
         if not path.exists():
             calib = calibration_patches(None, module.contract, patch=48, count=8) if precision == "int8" else None
             export_tflite(module, path, precision, calib)
@@ -110,8 +115,8 @@ class Case:
 
 
 def bench_models(models: dict, h: int, w: int, threads: tuple, repeats: int) -> list[dict]:
-    """Interleaved timing of the models' exports (``{name: {precision: path}}``) and the peak
-    graphs: each repeat runs every case once. One row per (model, precision, threads)."""
+    """Interleaved timing of the models' exports (``{(name, scale): {precision: path}}``) and the
+    peak graphs: each repeat runs every case once. One row per (model, scale, precision, threads)."""
     cases = {(n, p, t): Case(path, t, h, w) for n, paths in models.items() for p, path in paths.items() for t in threads}
     ph, pw = max(h // 2, 1), max(w // 2, 1)  # the peak graphs on a quarter of the frame: 4x fewer MACs to wait for
     probes = {(a, t): _PeakProbe(a, ph, pw, t) for a in ("fp32", "int8") for t in threads}
@@ -121,22 +126,22 @@ def bench_models(models: dict, h: int, w: int, threads: tuple, repeats: int) -> 
     macs = {key: tflite_facts(models[key[0]][key[1]], h, w)["macs"] for key in cases}
     peak, source = {}, {}
     for (a, t), probe in probes.items():  # the highest MAC/s seen in the run, with at most t threads
-        seen = {f"{n} {p} best run": macs[(n, p, u)] / min(c.times) for (n, p, u), c in cases.items()
+        seen = {f"{n[0]} x{n[1]} {p} best run": macs[(n, p, u)] / min(c.times) for (n, p, u), c in cases.items()
                 if ("int8" if p == "int8" else "fp32") == a and u <= t}
         peak[(a, t)] = probe.best_macs_per_s(seen)
         source[(a, t)] = probe.source
     for a, t in list(peak):  # t threads can always do what fewer threads do
         peak[(a, t)], source[(a, t)] = max((peak[(b, u)], source[(b, u)]) for (b, u) in peak if b == a and u <= t)
     rows = []
-    for (name, precision, t), case in cases.items():
-        path = models[name][precision]
+    for ((name, scale), precision, t), case in cases.items():
+        path = models[(name, scale)][precision]
         facts = tflite_facts(path, h, w)
         part = xnnpack_partitions(path)
         med = case.median_s()
         arith = "int8" if precision == "int8" else "fp32"
         rate = facts["macs"] / med
         ms = np.asarray(case.times) * 1e3
-        rows.append({"model": name, "precision": precision, "threads": t, "median_ms": med * 1e3,
+        rows.append({"model": name, "scale": scale, "precision": precision, "threads": t, "median_ms": med * 1e3,
                      "p10_ms": float(np.percentile(ms, 10)), "p90_ms": float(np.percentile(ms, 90)), "runs": len(ms),
                      "gmacs_per_frame": facts["macs"] / 1e9, "gmac_per_s": rate / 1e9,
                      "peak_gmac_per_s": peak[(arith, t)] / 1e9, "fraction_of_peak": rate / peak[(arith, t)],
@@ -185,8 +190,9 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
     lines = [
         "# Latency on LiteRT's XNNPACK delegate (generated by `python bench/latency.py`)",
         "",
-        (f"Input {meta['input_w']} x {meta['input_h']} (a real photograph, luma), x2 -> "
-         f"{2 * meta['input_w']} x {2 * meta['input_h']}; LiteRT {meta['litert']} with its default XNNPACK delegate; "
+        (f"Input {meta['input_w']} x {meta['input_h']} (a real photograph, luma), "
+         + ", ".join(f"x{s} -> {s * meta['input_w']} x {s * meta['input_h']}" for s in meta["scales"])
+         + f"; LiteRT {meta['litert']} with its default XNNPACK delegate; "
          f"median of {meta['repeats']} runs per case, the cases of "
          f"{'all models' if meta['together'] else 'one model'} interleaved with the peak graphs."),
         "",
@@ -206,14 +212,17 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
          "*MACs* when the fraction of peak is >= 0.4; *1-channel first conv* when convolutions reading one channel "
          "hold >= 50 % of the MACs; else *memory / op overhead* (few MACs per byte moved)."),
         "",
-        "| model | precision | threads | median ms | p10-p90 ms | GMAC/frame | GMAC/s | peak GMAC/s | fraction of peak | peak set by | XNNPACK partitions | ops outside | bound |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
+        "| model | scale | precision | threads | median ms | p10-p90 ms | GMAC/frame | GMAC/s | peak GMAC/s | fraction of peak | peak set by | XNNPACK partitions | ops outside | bound |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['precision']} | {r['threads']} | {r['median_ms']:.1f} | "
+        lines.append(f"| {r['model']} | x{r.get('scale', 2)} | {r['precision']} | {r['threads']} | {r['median_ms']:.1f} | "
                      f"{r['p10_ms']:.1f}-{r['p90_ms']:.1f} | {r['gmacs_per_frame']:.3f} | {r['gmac_per_s']:.1f} | "
                      f"{r['peak_gmac_per_s']:.1f} | {r['fraction_of_peak']:.2f} | {r['peak_source']} | {r['partitions']} | "
                      f"{_fmt_outside(r['ops_outside'])} | {r['bound']} |")
+    if meta.get("skipped"):
+        lines += ["", "Not in the registry at that scale (skipped): "
+                  + "; ".join(f"{m} x{s} ({why})" for m, s, why in meta["skipped"]) + "."]
     lines += ["", "Command: `" + meta["command"] + "`", ""]
     write_text_atomic(path, "\n".join(lines))
 
@@ -224,19 +233,19 @@ def plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    models = list(dict.fromkeys(r["model"] for r in rows))
+    models = list(dict.fromkeys((r["model"], r.get("scale", 2)) for r in rows))
     fig, ax = plt.subplots(figsize=(11, 4.8))
     width = 0.13
     keys = [(p, t) for t in sorted({r["threads"] for r in rows}) for p in PRECISIONS]
     for k, (p, t) in enumerate(keys):
-        vals = [next((r["median_ms"] for r in rows if r["model"] == m and r["precision"] == p and r["threads"] == t), np.nan)
-                for m in models]
+        vals = [next((r["median_ms"] for r in rows if (r["model"], r.get("scale", 2)) == m and r["precision"] == p
+                      and r["threads"] == t), np.nan) for m in models]
         ax.bar(np.arange(len(models)) + (k - len(keys) / 2 + 0.5) * width, vals, width, label=f"{p}, {t} thread{'s' if t > 1 else ''}")
     ax.set_yscale("log")
     ax.set_ylabel("median latency (ms, log scale)")
-    ax.set_xticks(np.arange(len(models)), models, rotation=25, ha="right")
+    ax.set_xticks(np.arange(len(models)), [f"{m} x{s}" for m, s in models], rotation=25, ha="right")
     ax.legend(ncol=2, fontsize=8)
-    ax.set_title("LiteRT + XNNPACK, x2 (shared machine: compare rows measured interleaved)")
+    ax.set_title("LiteRT + XNNPACK, 640x360 input (shared machine: compare rows measured interleaved)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -250,6 +259,7 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--size", default="360x640", help="input H x W")
+    ap.add_argument("--scales", nargs="+", type=int, default=[2, 4], help="upscaling factors (each model at each)")
     ap.add_argument("--cache", default=str(ROOT / ".bench_cache" / "latency"))
     ap.add_argument("--out", default=str(ROOT / "docs"))
     ap.add_argument("--stem", default="latency", help="output names: OUT/STEM.md, .json, .png")
@@ -260,14 +270,25 @@ def main(argv=None) -> int:
     cache, out = Path(args.cache), Path(args.out)
     cache.mkdir(parents=True, exist_ok=True)
     load_start = os.getloadavg()[0]
-    rows = []
+    rows, skipped = [], []
     groups = [args.models] if args.together else [[m] for m in args.models]
     for group in groups:
-        group_rows = bench_models({m: export_model(m, cache) for m in group}, h, w, tuple(args.threads), args.repeats)
+        exports = {}
+        for m in group:  # each model at every scale, interleaved in one group
+            for s in args.scales:
+                try:
+                    exports[(m, s)] = export_model(m, cache, s)
+                except (EdgesrError, ValueError) as exc:
+                    skipped.append((m, s, str(exc).splitlines()[0]))
+        if not exports:
+            continue
+        group_rows = bench_models(exports, h, w, tuple(args.threads), args.repeats)
         rows += group_rows
-        print(", ".join(f"{r['model']} {r['precision']}/{r['threads']}t {r['median_ms']:.1f} ms" for r in group_rows), flush=True)
+        print(", ".join(f"{r['model']} x{r['scale']} {r['precision']}/{r['threads']}t {r['median_ms']:.1f} ms"
+                        for r in group_rows), flush=True)
     meta = {"cpu": cpu_description(), "litert": importlib.metadata.version("ai-edge-litert"), "input_h": h, "input_w": w,
-            "load_average": [load_start, os.getloadavg()[0]], "together": args.together,
+            "load_average": [load_start, os.getloadavg()[0]], "together": args.together, "scales": args.scales,
+            "skipped": skipped,
             "repeats": args.repeats, "command": "python bench/latency.py " + " ".join(argv if argv is not None else sys.argv[1:])}
     write_text_atomic(out / f"{args.stem}.json", json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
     write_markdown(rows, meta, out / f"{args.stem}.md")

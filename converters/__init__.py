@@ -8,7 +8,7 @@ Public API (TensorFlow, coremltools and ONNX load only when a function needs the
   ``export_onnx`` / ``export_coreml``;
 * the runtimes' Upscaler classes in :mod:`edgesr.converters.runtime` (open an artifact with
   :func:`edgesr.app.artifacts.open_artifact`, which reads its embedded contract);
-* :func:`edgesr.converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) and its op table ``OPS``;
+* :func:`edgesr.converters.keras_rebuild.rebuild` (generic torch.fx -> Keras) with its emitters (``keras_ops.EMITTERS``) for the ops of the op table (``edgesr.core.ops``);
 * :func:`edgesr.converters.tflite.graph_report`, :func:`edgesr.converters.coreml.structure` (structure checks).
 """
 

@@ -1,15 +1,14 @@
-"""The op table of the generic Keras rebuild (:mod:`edgesr.converters.keras_rebuild`).
+"""The Keras emitters of the generic Keras rebuild (:mod:`edgesr.converters.keras_rebuild`).
 
-:data:`OPS` maps a torch.fx target (an ``nn.Module`` class, a function such as ``F.conv2d``
-or ``torch.softmax``, or a method name such as ``"clamp"``) to an :class:`OpSpec`: an emitter
-``emit(builder, node, *args, **kwargs) -> keras tensor`` working on NHWC tensors, and the op's
-*kind*, which says how it treats channel layouts (see the rebuild's module doc). To support a
-new op, write an emitter and add it here.
+Which fx targets are which op, and how each op treats channel layouts, is the op table's
+(:mod:`edgesr.core.ops`); :data:`EMITTERS` holds, per op name, an emitter
+``emit(builder, node, *args, **kwargs) -> keras tensor`` working on NHWC tensors, and
+:func:`spec_of` pairs the two. To support a new op, add its row to the op table and its
+emitter here.
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -19,9 +18,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.errors import EdgesrError
+from edgesr.core.ops import op_of
 from edgesr.core.thirdparty import block_triton_after_tensorflow
 
-# Op kinds: how an op treats channel layouts.
+# Channel kinds (the op table's ``channels`` column): how an op treats channel layouts.
 ELEMENTWISE = "elementwise"  # per-channel op: output layout = input layout (any perm)
 CONV = "conv"                # absorbs any input layout and produces any output layout
 INVARIANT = "invariant"      # reduces over channels: accepts any layout, outputs 1 channel
@@ -337,31 +337,63 @@ def _ops_mul(x, y):
     return keras.ops.multiply(x, y)
 
 
-_ADD, _SUB, _MUL = OpSpec(_binary(_ops_add), ELEMENTWISE), OpSpec(_binary(_ops_sub), ELEMENTWISE), OpSpec(_binary(_ops_mul), ELEMENTWISE)
-_RELU, _TANH = OpSpec(_unary("relu"), ELEMENTWISE), OpSpec(_unary("tanh"), ELEMENTWISE)
-_EXP = OpSpec(_unary("exp"), ELEMENTWISE)
-_CLAMP, _SOFTMAX = OpSpec(_clamp, ELEMENTWISE), OpSpec(_softmax, ELEMENTWISE)
+def _conv_op(b, node, *args, **kwargs):
+    return _conv_module(b, node, *args) if node.op == "call_module" else _conv_function(b, node, *args, **kwargs)
 
-#: The op table: fx target (module class, function, or method name) -> OpSpec.
-OPS: dict[object, OpSpec] = {
-    nn.Conv2d: OpSpec(_conv_module, CONV), F.conv2d: OpSpec(_conv_function, CONV),
-    nn.PReLU: OpSpec(_prelu, ELEMENTWISE),
-    nn.ReLU: _RELU, F.relu: _RELU, torch.relu: _RELU, "relu": _RELU,
-    nn.Tanh: _TANH, torch.tanh: _TANH, "tanh": _TANH, torch.exp: _EXP, "exp": _EXP,
-    nn.Identity: OpSpec(_identity, ELEMENTWISE),
-    operator.add: _ADD, torch.add: _ADD, "add": _ADD, operator.sub: _SUB, torch.sub: _SUB, "sub": _SUB,
-    operator.mul: _MUL, torch.mul: _MUL, "mul": _MUL,
-    torch.clamp: _CLAMP, torch.clip: _CLAMP, "clamp": _CLAMP, "clip": _CLAMP,
-    nn.Hardtanh: None,  # placeholder resolved below (module with min_val/max_val)
-    F.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE), torch.pixel_shuffle: OpSpec(_pixel_shuffle, DEPTH_TO_SPACE),
-    nn.PixelShuffle: None,  # resolved below
-    torch.cat: OpSpec(_cat, FIXED), torch.concat: OpSpec(_cat, FIXED),
-    torch.sum: OpSpec(_reduction("sum"), INVARIANT), "sum": OpSpec(_reduction("sum"), INVARIANT),
-    torch.mean: OpSpec(_reduction("mean"), INVARIANT), "mean": OpSpec(_reduction("mean"), INVARIANT),
-    torch.amax: OpSpec(_reduction("amax"), INVARIANT), "amax": OpSpec(_reduction("amax"), INVARIANT),
-    torch.max: OpSpec(_max, INVARIANT), "max": OpSpec(_max, INVARIANT),
-    torch.softmax: _SOFTMAX, F.softmax: _SOFTMAX, "softmax": _SOFTMAX,
-    operator.getitem: OpSpec(_getitem, FIXED),
+
+def _clamp_op(b, node, x, *args, **kwargs):
+    if node.op == "call_module":  # nn.Hardtanh (nn.ReLU6 is the relu6 row)
+        m = b.module(node)
+        return _clamp(b, node, x, m.min_val, m.max_val)
+    if node.target is F.hardtanh:
+        a = _bind(args, kwargs, ("min_val", "max_val"), {"min_val": -1.0, "max_val": 1.0})
+        return _clamp(b, node, x, a["min_val"], a["max_val"])
+    return _clamp(b, node, x, *args, **kwargs)
+
+
+def _depth_to_space_op(b, node, x, *args, **kwargs):
+    if node.op == "call_module":
+        return _pixel_shuffle(b, node, x, b.module(node).upscale_factor)
+    return _pixel_shuffle(b, node, x, *args, **kwargs)
+
+
+#: The emitter of each op of the op table (:data:`edgesr.core.ops.OPS`), by the op's name:
+#: ``emit(builder, node, *args, **kwargs) -> keras tensor`` on NHWC tensors. Every op whose
+#: row does not list "keras" as unsupported has one (``tests/test_ops.py``).
+EMITTERS: dict[str, Callable] = {
+    "conv2d": _conv_op,
+    "prelu": _prelu,
+    "relu": _unary("relu"),
+    "relu6": _unary("relu6"),
+    "identity": _identity,
+    "add": _binary(_ops_add),
+    "sub": _binary(_ops_sub),
+    "mul": _binary(_ops_mul),
+    "clamp": _clamp_op,
+    "depth_to_space": _depth_to_space_op,
+    "concat": _cat,
+    "getitem": _getitem,
+    "reduce_max": _reduction("amax"),
+    "max": _max,
+    "sum": _reduction("sum"),
+    "mean": _reduction("mean"),
+    "softmax": _softmax,
+    "tanh": _unary("tanh"),
+    "exp": _unary("exp"),
 }
-OPS[nn.Hardtanh] = OpSpec(lambda b, node, x: _clamp(b, node, x, b.module(node).min_val, b.module(node).max_val), ELEMENTWISE)
-OPS[nn.PixelShuffle] = OpSpec(lambda b, node, x: _pixel_shuffle(b, node, x, b.module(node).upscale_factor), DEPTH_TO_SPACE)
+
+
+def spec_of(gm, node) -> OpSpec:
+    """The emitter and channel kind of a call node, from the op table.
+
+    Raises:
+        EdgesrError: the op is not in :data:`edgesr.core.ops.OPS` or the Keras rebuild has no
+            emitter for it (both named).
+    """
+    op = op_of(gm, node)
+    if op is None or op.name not in EMITTERS:
+        key = type(gm.get_submodule(node.target)) if node.op == "call_module" else node.target
+        name = getattr(key, "__name__", str(key))
+        where = "is not in the op table (edgesr.core.ops)" if op is None else f"({op.name}) has no Keras emitter"
+        raise EdgesrError(f"keras rebuild: op {name!r} (node {node.name}) {where}")
+    return OpSpec(EMITTERS[op.name], op.channels)

@@ -1,7 +1,7 @@
 """Generic PyTorch -> Keras rebuild of a deploy module, driven by ``torch.fx.symbolic_trace``.
 
-No per-model Keras twin: every node of the traced graph is looked up in :data:`edgesr.converters.keras_ops.OPS` (the op
-table; add an entry to support a new op) and emitted as a Keras layer or ``keras.ops`` call
+No per-model Keras twin: every node of the traced graph is looked up in the op table
+(:mod:`edgesr.core.ops`) and its emitter in :data:`edgesr.converters.keras_ops.EMITTERS` and emitted as a Keras layer or ``keras.ops`` call
 on NHWC tensors. Weights are copied (conv OIHW -> HWIO). The Keras model takes
 float32 (1, H, W, C) with dynamic H and W and returns float32 (1, s*H, s*W, C).
 
@@ -34,11 +34,10 @@ from edgesr.converters.keras_ops import (
     ELEMENTWISE,
     FIXED,
     INVARIANT,
-    OPS,
-    OpSpec,
     _constant_nhwc,
     _keras,
     _layers,
+    spec_of,
 )
 from torch import nn
 
@@ -102,16 +101,6 @@ def trace(module: nn.Module, channels: int) -> torch.fx.GraphModule:
     return gm
 
 
-def spec_of(b: Builder, node: torch.fx.Node) -> OpSpec:
-    """The op table entry of a call node (EdgesrError naming the op if unsupported)."""
-    key = type(b.module(node)) if node.op == "call_module" else node.target
-    spec = OPS.get(key)
-    if spec is None:
-        name = getattr(key, "__name__", str(key))
-        raise EdgesrError(f"keras rebuild: op {name!r} (node {node.name}) is not in edgesr.converters.keras_rebuild.OPS")
-    return spec
-
-
 _ANY = "any"
 
 
@@ -125,7 +114,7 @@ def _requirement(b: Builder, user: torch.fx.Node, node: torch.fx.Node):
     """The channel layout ``user`` wants for its input ``node``: a perm, None (PyTorch order) or _ANY."""
     if user.op == "output":
         return None
-    spec = spec_of(b, user)
+    spec = spec_of(b.gm, user)
     if spec.kind == INVARIANT:
         return _ANY
     if spec.kind == CONV:
@@ -144,7 +133,7 @@ def _choose_layouts(b: Builder) -> None:
     for node in reversed(b.gm.graph.nodes):
         if node.op not in ("call_module", "call_function", "call_method") or (b.channels(node) or 1) == 1:
             continue
-        kind = spec_of(b, node).kind
+        kind = spec_of(b.gm, node).kind
         if kind not in (CONV, ELEMENTWISE) or (kind == CONV and _groups(b, node) != 1):
             continue  # grouped convs keep PyTorch order (their channels are tied to the input's)
         wants = {_requirement(b, u, node) for u in node.users} - {_ANY}
@@ -164,7 +153,7 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
         ``keras.Model`` taking float32 (1, None, None, C) NHWC, returning (1, None, None, C_out).
 
     Raises:
-        EdgesrError: an op outside :data:`OPS`, an unknown node name in ``activation_ranges``,
+        EdgesrError: an op outside the op table (:mod:`edgesr.core.ops`) or without an emitter, an unknown node name in ``activation_ranges``,
         or weights computed in forward.
     """
     keras = _keras()
@@ -190,7 +179,7 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
             outputs = b.to_layout(b.env[out], b.layout.get(out), None)
             continue
         else:
-            spec = spec_of(b, node)
+            spec = spec_of(b.gm, node)
             want = b.layout.get(node)
 
             def fetch(a, spec=spec, want=want, node=node):
@@ -211,4 +200,5 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
             lo, hi = activation_ranges[node.name]
             y = _layers()["FakeQuant"](lo, hi, name=f"fq_{node.name}")(y)
         b.env[node] = y
-    return keras.Model(inputs, outputs, name=type(module).__name__)
+    # TF's name scopes refuse a leading underscore (the conversion then fails deep inside TF)
+    return keras.Model(inputs, outputs, name=type(module).__name__.lstrip("_") or "model")

@@ -3,7 +3,8 @@
 The traced graph is ``torch.fx.symbolic_trace(deploy_module)``; its node names are the keys
 of ``activation_ranges`` everywhere in edgesr (calibration, QAT, the converters' Keras rebuild).
 
-TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
+TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`, which reads each
+op's role from the op table (:mod:`edgesr.core.ops`, the ``quant`` column):
 
 * the input: QUANTIZE -> its own (scale, zero point);
 * CONV_2D / ADD / MUL / CONCATENATION / PRELU / MEAN / SUM and any op not listed below: the
@@ -24,19 +25,23 @@ TFLite int8 (full-integer conversion) per op, mirrored by :func:`quant_plan`:
   (``fused_activation_function``), so conv+relu is one int8 tensor: the conv node is
   :data:`FUSED` (no tensor of its own) and the relu node carries the parameters;
 * DEPTH_TO_SPACE, RESHAPE, TRANSPOSE, MAXIMUM/MINIMUM with a constant (the final clip to
-  [0, 1]), MAX_POOL, REDUCE_MAX/MIN: the output keeps the input's parameters (:data:`SHARED`);
+  [0, 1]), MAX_POOL, REDUCE_MAX/MIN (also the values of ``torch.max(x, dim)``): the output
+  keeps the input's parameters (:data:`SHARED`);
 * SOFTMAX, LOGISTIC: fixed output parameters scale 1/256, zero point -128 (range
   [0, 255/256]); TANH: scale 1/128, zero point 0 (range [-1, 127/128]).
 """
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass
 
-import torch
 import torch.nn.functional as F
 from torch import fx, nn
+
+from edgesr.core.ops import SOFTMAX_RANGE, TANH_RANGE, op_of
+
+__all__ = ["FUSED", "NOT_A_TENSOR", "QUANTIZE", "SHARED", "SOFTMAX_RANGE", "TANH_RANGE", "QuantPoint", "clip_limits",
+           "observed_nodes", "quant_plan", "range_source", "tensor_nodes", "trace"]
 
 QUANTIZE = "quantize"
 """The node's output is an int8 tensor with its own parameters."""
@@ -46,10 +51,6 @@ SHARED = "shared"
 """The node's output keeps the parameters of :attr:`QuantPoint.source`."""
 NOT_A_TENSOR = "none"
 """Output node, attributes, shapes: nothing to quantize."""
-
-SOFTMAX_RANGE = (0.0, 255.0 / 256.0)
-TANH_RANGE = (-1.0, 127.0 / 128.0)
-
 
 @dataclass(frozen=True)
 class QuantPoint:
@@ -69,66 +70,25 @@ class QuantPoint:
     observed: bool = False
 
 
-_RELU_MODULES = (nn.ReLU, nn.ReLU6)
-_IDENTITY_MODULES = (nn.Identity, nn.Dropout)
-_SHARED_MODULES = (nn.PixelShuffle, nn.Flatten, nn.MaxPool2d, nn.Hardtanh)
-_FIXED_MODULES = {nn.Softmax: SOFTMAX_RANGE, nn.Sigmoid: SOFTMAX_RANGE, nn.Tanh: TANH_RANGE}
-_RELU_FUNCTIONS = {F.relu, torch.relu, F.relu6}
-_SHARED_FUNCTIONS = {F.pixel_shuffle, torch.pixel_shuffle, torch.clamp, torch.clip, torch.reshape, torch.flatten,
-                     torch.permute, torch.transpose, F.max_pool2d, torch.amax, torch.amin, F.hardtanh}
-_FIXED_FUNCTIONS = {F.softmax: SOFTMAX_RANGE, torch.softmax: SOFTMAX_RANGE, torch.sigmoid: SOFTMAX_RANGE,
-                    torch.tanh: TANH_RANGE}
-_RELU_METHODS = {"relu"}
-_SHARED_METHODS = {"clamp", "clip", "view", "reshape", "permute", "transpose", "flatten", "contiguous", "amax", "amin"}
-_FIXED_METHODS = {"softmax": SOFTMAX_RANGE, "sigmoid": SOFTMAX_RANGE, "tanh": TANH_RANGE}
-_NON_TENSOR_METHODS = {"size", "dim"}
-_FUSING_FUNCTIONS = {operator.add, torch.add, operator.iadd, F.conv2d}
-_CONCAT_FUNCTIONS = {torch.cat, torch.concat}
-
-
 def trace(module: nn.Module) -> fx.GraphModule:
     """``torch.fx.symbolic_trace`` of a deploy module (node names are the range keys)."""
     return fx.symbolic_trace(module)
 
 
 def _op_class(gm: fx.GraphModule, node: fx.Node) -> tuple[str, tuple[float, float] | None]:
-    """('relu' | 'identity' | 'slice' | 'shared' | 'fixed' | 'fusing' | 'quantize' | 'none', fixed range)."""
+    """The node's quantization role (:data:`edgesr.core.ops.QUANT_ROLES`) and fixed range.
+
+    Read from the op table (:mod:`edgesr.core.ops`); a placeholder is quantized, an output or
+    attribute is no tensor, and an op outside the table gets its own parameters.
+    """
     if node.op == "placeholder":
         return "quantize", None
     if node.op in ("output", "get_attr"):
         return "none", None
-    if node.op == "call_module":
-        mod = gm.get_submodule(node.target)
-        if isinstance(mod, _RELU_MODULES):
-            return "relu", None
-        if isinstance(mod, _IDENTITY_MODULES):
-            return "identity", None
-        if isinstance(mod, _SHARED_MODULES):
-            return "shared", None
-        for cls, rng in _FIXED_MODULES.items():
-            if isinstance(mod, cls):
-                return "fixed", rng
-        return ("fusing" if isinstance(mod, nn.Conv2d) else "quantize"), None
-    if node.op == "call_method":
-        if node.target in _NON_TENSOR_METHODS:
-            return "none", None
-        if node.target in _RELU_METHODS:
-            return "relu", None
-        if node.target in _FIXED_METHODS:
-            return "fixed", _FIXED_METHODS[node.target]
-        return ("shared" if node.target in _SHARED_METHODS else "quantize"), None
-    fn = node.target  # call_function
-    if fn is operator.getitem:
-        return "slice", None
-    if fn is getattr:
-        return "none", None
-    if fn in _RELU_FUNCTIONS:
-        return "relu", None
-    if fn in _FIXED_FUNCTIONS:
-        return "fixed", _FIXED_FUNCTIONS[fn]
-    if fn in _SHARED_FUNCTIONS:
-        return "shared", None
-    return ("fusing" if fn in _FUSING_FUNCTIONS else "quantize"), None
+    op = op_of(gm, node)
+    if op is None:
+        return "quantize", None
+    return op.quant, op.fixed_range
 
 
 def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
@@ -145,7 +105,10 @@ def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
         cls, rng = classes[node.name]
         first = next((a for a in node.args if isinstance(a, fx.Node)), None)
         first_is_tensor = first is not None and plan[first.name].kind in (QUANTIZE, SHARED)
-        if cls == "none" or (cls == "slice" and not first_is_tensor):
+        if cls == "slice" and first is not None and classes[first.name][0] == "tuple":  # torch.max(...)[0]
+            values_of = next((a for a in first.args if isinstance(a, fx.Node)), None)
+            plan[node.name] = QuantPoint(SHARED, source=range_source(plan, values_of.name))
+        elif cls in ("none", "tuple") or (cls == "slice" and not first_is_tensor):
             plan[node.name] = QuantPoint(NOT_A_TENSOR)
         elif cls == "fixed":
             plan[node.name] = QuantPoint(QUANTIZE, fixed_range=rng)
@@ -164,7 +127,7 @@ def quant_plan(gm: fx.GraphModule) -> dict[str, QuantPoint]:
                 for n in chain:
                     plan[n.name] = QuantPoint(FUSED)
     for node in gm.graph.nodes:  # CONCATENATION: operands produced for it alone take its parameters
-        if node.op == "call_function" and node.target in _CONCAT_FUNCTIONS and plan[node.name].kind == QUANTIZE:
+        if classes[node.name][0] == "concat" and plan[node.name].kind == QUANTIZE:
             for arg in node.args[0] if isinstance(node.args[0], (list, tuple)) else ():
                 point = plan.get(getattr(arg, "name", None))
                 if point is not None and point.kind == QUANTIZE and point.fixed_range is None and len(arg.users) == 1:
@@ -184,7 +147,7 @@ def _merge_same_scale_clusters(gm: fx.GraphModule, plan: dict[str, QuantPoint]) 
 
     order = {n.name: i for i, n in enumerate(gm.graph.nodes)}
     for node in gm.graph.nodes:
-        if not (node.op == "call_function" and node.target in _CONCAT_FUNCTIONS) or plan[node.name].kind != QUANTIZE:
+        if _op_class(gm, node)[0] != "concat" or plan[node.name].kind != QUANTIZE:
             continue
         for arg in node.args[0] if isinstance(node.args[0], (list, tuple)) else ():
             point = plan.get(getattr(arg, "name", None))
@@ -203,13 +166,10 @@ def _merge_same_scale_clusters(gm: fx.GraphModule, plan: dict[str, QuantPoint]) 
             plan[name] = QuantPoint(SHARED, source=find(point.source), observed=point.observed)
 
 
-_CLAMP_FUNCTIONS = {torch.clamp, torch.clip, F.hardtanh}
-_CLAMP_METHODS = {"clamp", "clip"}
-
-
 def _clamp_bounds(node: fx.Node) -> tuple[float, float] | None:
     """(min, max) of a clamp / clip / hardtanh with constant bounds, else None."""
-    if node.op == "call_function" and node.target in _CLAMP_FUNCTIONS or node.op == "call_method" and node.target in _CLAMP_METHODS:
+    op = op_of(None, node) if node.op in ("call_function", "call_method") else None
+    if op is not None and op.name == "clamp":
         names = ("min_val", "max_val") if node.target is F.hardtanh else ("min", "max")
         defaults = (-1.0, 1.0) if node.target is F.hardtanh else (None, None)
         args = list(node.args[1:3]) + [None] * (2 - len(node.args[1:3]))

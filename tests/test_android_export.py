@@ -261,3 +261,28 @@ def test_user_errors_are_one_line_edgesr_errors(tmp_path, tflite_models, capsys)
 def test_generated_assets_are_git_ignored():
     res = subprocess.run(["git", "check-ignore", "-q", "android_demo/app/src/main/assets/edgesr/manifest.json"], cwd=ROOT)
     assert res.returncode == 0, "android_demo/.gitignore must ignore the exported assets"
+
+
+def test_manifest_carries_each_models_receptive_field_and_tile(tmp_path, tflite_models):
+    """``tiling`` per model: the receptive field declared by the network the .tflite was exported
+    from (read from its embedded provenance), by the LUT bundle, or null (one piece) for a model
+    edgesr cannot name; the halo and tile size of ``edgesr.core.tiling``."""
+    from edgesr.converters import export_tflite
+    from test_converters_common import tiny_sesr
+
+    from edgesr.core.tiling import DEFAULT_TILE, halo_of
+
+    module = tiny_sesr("sesr_m5", scale=2)
+    run = _run_dir(tmp_path, tflite_models)
+    export_tflite(module, run / "artifacts" / "sesr_m5_x2_fp32.tflite", "fp32")
+    report = json.loads((run / "report.json").read_text())
+    report["artifacts"].append({"format": "tflite", "precision": "fp32", "path": "artifacts/sesr_m5_x2_fp32.tflite"})
+    (run / "report.json").write_text(json.dumps(report))
+    manifest = export(run, _app(tmp_path))
+    tiling = {m["name"]: m["tiling"] for m in manifest["models"]}
+    rf = module.receptive_field
+    assert tiling["sesr_m5_x2_fp32"] == {"receptive_field": rf, "halo": halo_of(module), "tile": DEFAULT_TILE,
+                                         "source": "provenance embedded in the model (sesr_m5 x2)"}
+    assert rf == 2 * (2 + 5 + 2) + 1  # 5x5, five 3x3, 5x5 convs
+    assert tiling["srlut_x2"]["receptive_field"] == 3 and tiling["srlut_x2"]["halo"] == 2
+    assert tiling["tiny_x2_fp32"]["receptive_field"] is None and tiling["tiny_x2_fp32"]["source"].startswith("none:")

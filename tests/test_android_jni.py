@@ -66,9 +66,9 @@ class Host:
         javac, self.java_bin, cc = _tools()
         self.tmp = tmp
         classes, header_dir = tmp / "classes", tmp / "jni_headers"
+        # Every .java file of the app is plain Java (the Android code is Kotlin): all compile here.
         _run([javac, "-Xlint:all", "-Werror", "-d", str(classes), "-h", str(header_dir),
-              str(JAVA_SRC / "LutEngine.java"), str(JAVA_SRC / "ColorPipeline.java"),
-              str(JAVA_SRC / "TfliteMetadata.java"), str(HOST_DRIVER)])
+              *map(str, sorted(JAVA_SRC.glob("*.java"))), str(HOST_DRIVER)])
         self.classes = classes
         header = header_dir / "dev_edgesr_demo_LutEngine.h"
         common = [*_jni_includes(javac), f"-I{ENGINE_DIR}", "-include", str(header), str(JNI_SRC), str(ENGINE_DIR / "lut_engine.c")]

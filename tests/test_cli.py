@@ -74,6 +74,14 @@ def test_list_and_info_json():
     assert "sesr_m5" in edgesr("list").stdout
 
 
+def test_info_of_a_lookup_table_model_has_no_inference_macs():
+    proc = edgesr_process("info", "srlut_s", "--scale", "2", "--json")
+    assert proc.returncode == 0, proc.stderr
+    info = json.loads(proc.stdout)
+    assert info["macs_per_frame_720p"] is None and info["network_macs_per_frame_720p"] > 0
+    assert "lookup table" in edgesr_process("info", "srlut_s").stdout
+
+
 def test_eval_on_embedded_photos_writes_json(tmp_path, checkpoint):
     out = tmp_path / "e.json"
     assert main(["eval", "--checkpoint", str(checkpoint), "--json", str(out)]) == 0

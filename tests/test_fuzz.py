@@ -149,3 +149,25 @@ def test_fuzz_npy_importer(tmp_path, originals):
         assert_success_or_one_line(code, err, path)
 
     check()
+
+
+def test_fuzz_jpeg_entropy_coded_data(tmp_path, originals):
+    """Flips confined to the JPEG's Huffman-coded data (between SOS and EOI), where the marker
+    structure survives: libjpeg-turbo's warnings make some of these one-line errors (see
+    tests/test_imageio.py for the fraction); the rest decode. Never a traceback."""
+    original = originals["photo.jpg"].read_bytes()
+    sos = original.index(b"\xff\xda")
+    start, end = sos + 2 + int.from_bytes(original[sos + 2 : sos + 4], "big"), original.rindex(b"\xff\xd9")
+    refused = []
+
+    @FUZZ
+    @given(flips=st.lists(st.tuples(st.integers(start, end - 1), st.integers(1, 255)), min_size=1, max_size=3))
+    def check(flips):
+        path = _fuzz_file(tmp_path, originals["photo.jpg"], [("flip", at, x) for at, x in flips], ".jpg")
+        code, err = run_cli("upscale", str(path), "--model", "bicubic", "-o", str(tmp_path / "out.png"))
+        assert_success_or_one_line(code, err, path)
+        if code == 2:
+            refused.append(err)
+
+    check()
+    assert refused and all("corrupt JPEG data" in e or "not a readable image" in e for e in refused), refused

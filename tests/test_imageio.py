@@ -108,6 +108,97 @@ def test_damaged_entropy_coded_data_is_an_error(tmp_path, photo):
         Image.open(tmp_path / f"{name}.jpg").load()  # Pillow alone decodes these to garbage without complaint
 
 
+def _entropy_coded_span(jpeg: bytes) -> tuple[int, int]:
+    """[start, end) of a baseline JPEG's entropy-coded data: after the SOS segment, before EOI."""
+    sos = jpeg.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(jpeg[sos + 2 : sos + 4], "big"), jpeg.rindex(b"\xff\xd9")
+
+
+def _bit_flips(jpeg: bytes, n: int, seed: int = 0):
+    """``n`` copies of ``jpeg``, each with one bit flipped inside the entropy-coded data, keeping
+    the marker structure: never a 0xFF byte, the byte after one (a stuffed 0x00 or a marker), or
+    a flip that makes a new 0xFF."""
+    rng = np.random.default_rng(seed)
+    start, end = _entropy_coded_span(jpeg)
+    while n:
+        at, bit = int(rng.integers(start, end)), int(rng.integers(0, 8))
+        flipped = jpeg[at] ^ (1 << bit)
+        if jpeg[at] == 0xFF or jpeg[at - 1] == 0xFF or flipped == 0xFF:
+            continue
+        n -= 1
+        yield at, jpeg[:at] + bytes([flipped]) + jpeg[at + 1 :]
+
+
+def test_bit_flips_in_the_entropy_coded_data(tmp_path, photo, capsys):
+    """200 seeded single-bit flips in a real photo's Huffman-coded data. JPEG has no checksum:
+    a flip that leaves valid Huffman codes ending where the scan ends is undetectable by any
+    decoder, so not every flip can be caught; each one libjpeg-turbo complains about must be
+    refused with one line naming the file, and each one accepted must be exactly what Pillow
+    decodes (edgesr adds no damage of its own). Pillow alone refuses none of them."""
+    good = _jpeg(photo)
+    caught, pillow_caught, n = 0, 0, 200
+    for i, (at, data) in enumerate(_bit_flips(good, n)):
+        path = tmp_path / f"flip{i}.jpg"
+        path.write_bytes(data)
+        try:
+            Image.open(path).load()
+        except OSError:
+            pillow_caught += 1
+        try:
+            got = read_image(path)
+        except EdgesrError as exc:
+            caught += 1
+            assert str(exc).startswith(f"{path}: corrupt JPEG data (libjpeg-turbo: ") and "\n" not in str(exc)
+            continue
+        np.testing.assert_array_equal(got, np.asarray(Image.open(path).convert("RGB")))
+    with capsys.disabled():
+        print(f"\nJPEG bit flips refused: {caught} of {n} (Pillow alone: {pillow_caught})")
+    assert pillow_caught == 0  # why the check exists
+    assert caught > 0
+
+
+def test_damaged_jpeg_through_the_cli_is_one_line_exit_2(tmp_path, photo, capsys):
+    from edgesr.cli import main
+
+    good = _jpeg(photo[:96, :128])
+    caught = []
+    for at, data in _bit_flips(good, 40, seed=1):
+        path = tmp_path / f"flip_at_{at}.jpg"
+        path.write_bytes(data)
+        try:
+            read_image(path)
+        except EdgesrError:
+            caught.append(path)
+    assert caught, "no flip of 40 was refused"
+    path, out = caught[0], tmp_path / "out.png"
+    code = main(["upscale", str(path), "--model", "bicubic", "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"edgesr: error: {path}: corrupt JPEG data"), (code, err)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["baseline", "progressive", "restart", "gray", "cmyk", "exif_rotated"])
+def test_clean_jpegs_load_as_pillow_decodes_them(tmp_path, photo, kind):
+    """The libjpeg-turbo check refuses no valid JPEG, and the pixels are still Pillow's
+    (EXIF orientation applied, CMYK converted to RGB), as before the check existed."""
+    im = Image.fromarray(photo[:, :, 0] if kind == "gray" else photo)
+    path, kw = tmp_path / f"{kind}.jpg", {"quality": 90}
+    if kind == "cmyk":
+        im = im.convert("CMYK")
+    elif kind == "progressive":
+        kw["progressive"] = True
+    elif kind == "restart":
+        kw["restart_marker_blocks"] = 3
+    elif kind == "exif_rotated":
+        exif = im.getexif()
+        exif[0x0112] = 6
+        kw["exif"] = exif
+    im.save(path, "JPEG", **kw)
+    with Image.open(path) as ref:
+        expected = np.asarray(ImageOps.exif_transpose(ref).convert("L" if kind == "gray" else "RGB"))
+    np.testing.assert_array_equal(read_image(path), expected)
+
+
 def test_rgba_and_la_to_jpeg_drop_alpha_with_a_warning(tmp_path, photo):
     crop = photo[:31, :45]
     alpha = np.full(crop.shape[:2], 100, np.uint8)

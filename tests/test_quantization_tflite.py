@@ -7,12 +7,16 @@ import pytest
 import torch
 from edgesr.quantization import calibrate, fake_quant_module
 
-from edgesr.core.data import embedded_image, to_luma
-from edgesr.core.evaluate import calibration_patches
+from edgesr.quantization.integer_ref import IntegerReference
+
+from edgesr.core.data import embedded_image, embedded_images, eval_pairs, to_luma
+from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate
+from edgesr.core.models import create
 
 pytest.importorskip("tensorflow")
 tflite = pytest.importorskip("edgesr.converters.tflite")
 runtime = pytest.importorskip("edgesr.converters.runtime")
+partitions = pytest.importorskip("edgesr.converters.partitions")
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -74,3 +78,28 @@ def test_splitsr_same_scale_cluster_is_not_clipped(tmp_path):
     gray = np.abs(sim - got) * 255.0
     assert np.mean(gray <= 1.5) >= 0.99
     assert gray.mean() < np.abs(ref - got).mean() * 255.0 / 4
+
+
+def test_pkn_fixed_collapsed_int8_is_whole_and_closer_to_float(tmp_path):
+    """PKN-fixed's deploy form (two convs, MUL, ADD) in int8: one XNNPACK partition, bit-exact
+    with the integer reference, and a smaller PSNR drop than the traced kernel regression."""
+    net = create("pkn_fixed", scale=2).eval()
+    with torch.no_grad():
+        net.params.add_(torch.tensor([0.3, 0.2, -0.1, 0.4]).view(1, 4, 1, 1))
+    deploy = net.collapse().eval()
+    pairs = eval_pairs(embedded_images(), 2)
+    patches = calibration_patches(embedded_images("train"), deploy.contract)
+    float_psnr = evaluate(TorchUpscaler(net), pairs)["psnr_y"]
+    drops = {}
+    for tag, module in (("traced", net), ("collapsed", deploy)):
+        path = tmp_path / f"{tag}.tflite"
+        path.write_bytes(tflite.convert(module, 1, "int8", patches))
+        drops[tag] = float_psnr - evaluate(runtime.TFLiteUpscaler(path, deploy.contract), pairs)["psnr_y"]
+        if tag == "collapsed":
+            rep = partitions.xnnpack_partitions(path)
+            assert rep["partitions"] == 1 and not rep["ops_outside"], rep
+            x = to_luma(embedded_image("chelsea"))[None, None, 60:124, 100:200].copy()
+            ref = runtime.TFLiteUpscaler(path, deploy.contract, kernels="reference")
+            np.testing.assert_array_equal(IntegerReference(path, contract=deploy.contract)(x), ref(x))
+    assert drops["collapsed"] < drops["traced"], drops
+    assert drops["collapsed"] < 0.05, drops

@@ -289,3 +289,21 @@ def test_pkn_fixed_weights_are_not_trained():
     net = create("pkn_fixed", scale=2)
     names = {n for n, p in net.named_parameters() if p.requires_grad}
     assert names == {"params"}
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_pkn_fixed_collapses_to_convolutions(scale, photo):
+    """The non-adaptive PKN is linear: its deploy form is one kernel conv plus the border term,
+    the same function to float32 rounding, with the same receptive field, and no PKN ops left."""
+    net = create("pkn_fixed", scale=scale).eval()
+    with torch.no_grad():  # away from the initial kernel: anisotropic, a nonzero gain
+        net.params.add_(torch.tensor([0.3, 0.2, -0.1, 0.4]).view(1, 4, 1, 1))
+    deploy = net.collapse().eval()
+    assert not hasattr(deploy, "collapse")
+    assert deploy.receptive_field == net.receptive_field
+    x = _photo_tensor(photo, 37, 53)
+    with torch.no_grad():
+        np.testing.assert_allclose(deploy(x).numpy(), net(x).numpy(), rtol=0, atol=2e-6)
+    gm = torch.fx.symbolic_trace(deploy)
+    calls = {getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes if n.op in ("call_function", "call_method")}
+    assert calls <= {"add", "mul", "pixel_shuffle", "clamp"}, calls

@@ -1,6 +1,9 @@
 import dev.edgesr.demo.ColorPipeline;
+import dev.edgesr.demo.InterpreterPerShape;
 import dev.edgesr.demo.LutEngine;
 import dev.edgesr.demo.TfliteMetadata;
+import dev.edgesr.demo.TfliteShape;
+import dev.edgesr.demo.TilePlan;
 
 import java.io.IOException;
 import java.nio.ByteBuffer;
@@ -27,6 +30,19 @@ import java.nio.file.Path;
  *   errors                                            the JNI argument checks throw
  *   metadata MODEL.tflite NAME OUT.txt                TfliteMetadata.read: writes the entry's
  *                                                     text (exit 3 when the model has none)
+ *   plans IN.txt OUT.txt                              TilePlan.of for each line "H W TILE RF" of IN;
+ *                                                     writes per plan "WIN_H WIN_W N" then N lines
+ *                                                     "Y0 Y1 X0 X1 WY0 WX0" (or "error MESSAGE")
+ *   stitch H W TILE RF S PIECES.bin OUT.bin           TilePlan.upscale whose windows come from
+ *                                                     PIECES (RGB uint8, one upscaled window after
+ *                                                     the other in plan order); writes RGB uint8
+ *   tiledlut LUT.bin BITS SCALE COLOR RGB.bin H W TILE RF OUT.bin
+ *                                                     lutphoto, tile by tile through TilePlan
+ *   reshape MODEL.tflite D0,D1,.. OUT.tflite          TfliteShape.withInputShape (input 0); prints
+ *                                                     the stored shape and signature before; exit 3
+ *                                                     and "error MESSAGE" when refused
+ *   pershape H,W H,W ...                              InterpreterPerShape with a recording factory:
+ *                                                     prints "build H,W" / "close H,W" / "use H,W"
  * </pre>
  */
 public final class HostDriver {
@@ -52,6 +68,11 @@ public final class HostDriver {
             case "color": color(a); break;
             case "lutphoto": lutPhoto(a); break;
             case "errors": errors(); break;
+            case "plans": plans(a); break;
+            case "stitch": stitch(a); break;
+            case "tiledlut": tiledLut(a); break;
+            case "reshape": reshape(a); break;
+            case "pershape": perShape(a); break;
             case "metadata": {
                 String text = TfliteMetadata.read(ByteBuffer.wrap(Files.readAllBytes(Path.of(a[1]))), a[2]);
                 if (text == null) System.exit(3);
@@ -82,6 +103,97 @@ public final class HostDriver {
             ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
         int[] out = "rgb".equals(a[4]) ? ColorPipeline.upscaleRgb(argb, h, w, s, net) : ColorPipeline.upscaleLuma(argb, h, w, s, a[4], net);
         writeRgb(Path.of(a[8]), out);
+    }
+
+    private static void plans(String[] a) throws IOException {
+        StringBuilder out = new StringBuilder();
+        for (String line : Files.readAllLines(Path.of(a[1]))) {
+            if (line.isBlank()) continue;
+            String[] f = line.trim().split("\\s+");
+            try {
+                TilePlan p = TilePlan.of(Integer.parseInt(f[0]), Integer.parseInt(f[1]), Integer.parseInt(f[2]), Integer.parseInt(f[3]));
+                out.append(p.windowHeight).append(' ').append(p.windowWidth).append(' ').append(p.tiles.length).append('\n');
+                for (TilePlan.Tile t : p.tiles) {
+                    out.append(t.y0).append(' ').append(t.y1).append(' ').append(t.x0).append(' ').append(t.x1).append(' ')
+                       .append(t.windowY).append(' ').append(t.windowX).append('\n');
+                }
+            } catch (IllegalArgumentException e) {
+                out.append("error ").append(e.getMessage()).append('\n');
+            }
+        }
+        Files.write(Path.of(a[2]), out.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    private static void stitch(String[] a) throws IOException {
+        int h = Integer.parseInt(a[1]), w = Integer.parseInt(a[2]), s = Integer.parseInt(a[5]);
+        TilePlan plan = TilePlan.of(h, w, Integer.parseInt(a[3]), Integer.parseInt(a[4]));
+        int wh = s * plan.windowHeight, ww = s * plan.windowWidth;
+        byte[] pieces = Files.readAllBytes(Path.of(a[6]));
+        int[] next = {0};
+        int[] out = plan.upscale(new int[h * w], s, (argb, hh, ww2) -> {
+            int[] piece = new int[wh * ww];
+            for (int i = 0; i < piece.length; i++) {
+                int o = 3 * (next[0] * piece.length + i);
+                piece[i] = 0xff000000 | (pieces[o] & 0xff) << 16 | (pieces[o + 1] & 0xff) << 8 | (pieces[o + 2] & 0xff);
+            }
+            next[0]++;
+            return piece;
+        });
+        writeRgb(Path.of(a[7]), out);
+    }
+
+    private static void tiledLut(String[] a) throws IOException {
+        LutEngine.load();
+        ByteBuffer lut = LutEngine.direct(Files.readAllBytes(Path.of(a[1])));
+        int bits = Integer.parseInt(a[2]), s = Integer.parseInt(a[3]);
+        int h = Integer.parseInt(a[6]), w = Integer.parseInt(a[7]);
+        int[] argb = readRgb(Path.of(a[5]), h, w);
+        ColorPipeline.PlaneUpscaler net = (x, hh, ww) ->
+            ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
+        TilePlan plan = TilePlan.of(h, w, Integer.parseInt(a[8]), Integer.parseInt(a[9]));
+        int[] out = plan.upscale(argb, s, (win, hh, ww) -> "rgb".equals(a[4])
+            ? ColorPipeline.upscaleRgb(win, hh, ww, s, net) : ColorPipeline.upscaleLuma(win, hh, ww, s, a[4], net));
+        writeRgb(Path.of(a[10]), out);
+    }
+
+    private static int[] dims(String text) {
+        String[] f = text.split(",");
+        int[] d = new int[f.length];
+        for (int i = 0; i < f.length; i++) d[i] = Integer.parseInt(f[i]);
+        return d;
+    }
+
+    private static String joined(int[] d) {
+        if (d == null) return "none";
+        StringBuilder b = new StringBuilder();
+        for (int i = 0; i < d.length; i++) b.append(i == 0 ? "" : ",").append(d[i]);
+        return b.toString();
+    }
+
+    private static void reshape(String[] a) throws IOException {
+        ByteBuffer model = ByteBuffer.wrap(Files.readAllBytes(Path.of(a[1])));
+        try {
+            System.out.println("shape " + joined(TfliteShape.inputShape(model, 0)) + " signature " + joined(TfliteShape.inputShapeSignature(model, 0)));
+            ByteBuffer out = TfliteShape.withInputShape(model, 0, dims(a[2]));
+            byte[] bytes = new byte[out.remaining()];
+            out.get(bytes);
+            Files.write(Path.of(a[3]), bytes);
+        } catch (IllegalArgumentException e) {
+            System.out.println("error " + e.getMessage());
+            System.exit(3);
+        }
+    }
+
+    private static void perShape(String[] a) {
+        final class Session implements AutoCloseable {
+            final int[] shape;
+            Session(int[] shape) { this.shape = shape; System.out.println("build " + joined(shape)); }
+            @Override public void close() { System.out.println("close " + joined(shape)); }
+        }
+        try (InterpreterPerShape<Session> sessions = new InterpreterPerShape<>(Session::new)) {
+            for (int i = 1; i < a.length; i++) System.out.println("use " + joined(sessions.get(dims(a[i])).shape));
+            System.out.println("builds " + sessions.builds());
+        }
     }
 
     private static int[] readRgb(Path p, int h, int w) throws IOException {

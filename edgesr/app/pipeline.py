@@ -385,7 +385,7 @@ def _validate_and_report(run: Run) -> dict:
         report["int8"] = {k: run.quantized.settings.get(k) for k in ("observer", "qat_steps", "recipe")}
     run.stage("report", "report.json, report.md, report.png")
 
-    write_report(out_dir, report, ref_module, artifacts)
+    write_report(out_dir, report, ref_module, artifacts, eval_sets)
     _json_write(out_dir / "report.json", report)
     return report
 

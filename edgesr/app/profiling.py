@@ -6,8 +6,10 @@ std), the MACs of one frame, parameters, model bytes, the process's peak RSS, an
 of achieved MAC/s to this machine's peak. For a ``.tflite`` the peak is measured on the same
 runtime in the artifact's arithmetic (fp32 or int8): compute-bound one-convolution graphs
 (:data:`PEAK_GRAPHS`) run interleaved with the artifact, so both see the same load, and the
-best single run counts; the artifact's median cannot honestly exceed it. Other formats use a
-large float32 NumPy matmul (:func:`measure_peak_macs`).
+best single run counts; the artifact's median cannot honestly exceed it. ONNX uses a large
+float32 NumPy matmul (:func:`measure_peak_macs`), or the artifact's own best run where that is
+faster (``peak_source``), so no fraction exceeds 1 there either. A ``.lut`` has no MACs: no
+peak and no fraction.
 
 For a ``.tflite`` the JSON also holds ``"xnnpack"``: the partitions LiteRT's default XNNPACK
 delegate forms and the ops it leaves on the builtin kernels
@@ -18,7 +20,8 @@ Sizes name the *output* frame (``720p`` = 1280 x 720); the model sees ``size / s
 Phone profile: :func:`adb_commands` builds the ``adb push / shell / pull`` commands for
 TFLite's ``benchmark_model`` with matching flags; :func:`parse_benchmark_output` turns its
 log (``Inference timings in us: ...``, memory footprint, the ``--enable_op_profiling`` tables)
-into the same JSON keys.
+into the same JSON keys, and :func:`op_profile_table` the per-op tables into which op types
+dominate an inference.
 """
 
 from __future__ import annotations
@@ -242,7 +245,8 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
         raise EdgesrError(f"repeats must be >= 1, warm-up >= 0, threads >= 1 (got {repeats}, {warmup}, {list(threads)})")
     tflite = path.suffix == ".tflite"
     arithmetic = graph_arithmetic(path) if tflite else "fp32"
-    fixed_peak = peak_macs if peak_macs is not None else (None if tflite else measure_peak_macs())
+    lut = path.suffix == ".lut"  # a lookup table has no MACs: no peak to compare with
+    fixed_peak = peak_macs if peak_macs is not None or tflite or lut else measure_peak_macs()
     results, facts_out, runtime = [], None, None
     for t in threads:
         contract, run, runtime = _runner(path, int(t))
@@ -253,7 +257,7 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
             x = _photo(h, w, contract.channels)
             facts = tflite_facts(path, h, w) if tflite else onnx_facts(path, h, w) if path.suffix == ".onnx" else {"macs": None, "params": None, "ops": {}}
             facts_out = facts_out or facts
-            probe = _PeakProbe(arithmetic, h, w, int(t)) if fixed_peak is None else None
+            probe = _PeakProbe(arithmetic, h, w, int(t)) if tflite and fixed_peak is None else None
             for _ in range(warmup):
                 run(x)
             times = []
@@ -263,16 +267,23 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
                     probe.once()
             st = _stats(times)
             best_run = {"the artifact's best run": facts["macs"] / min(times)} if facts["macs"] else {}
-            peak = fixed_peak if probe is None else probe.best_macs_per_s(best_run)
+            if probe is not None:
+                peak, source = probe.best_macs_per_s(best_run), probe.source
+            elif peak_macs is None and best_run and fixed_peak is not None and best_run["the artifact's best run"] > fixed_peak:
+                peak, source = best_run["the artifact's best run"], "the artifact's best run"  # NumPy's matmul beaten
+            else:
+                peak, source = fixed_peak, "fixed" if peak_macs is not None else "numpy matmul"
             achieved = facts["macs"] / (st["median_ms"] / 1e3) if facts["macs"] else None
             results.append({"size": size, "input_hw": [h, w], "output_hw": [h * s, w * s], "threads": int(t), **st,
                             "macs": facts["macs"], "achieved_macs_per_s": achieved, "peak_macs_per_s": peak,
-                            "peak_source": probe.source if probe else "fixed",
+                            "peak_source": source if peak is not None else None,
                             "fraction_of_peak": achieved / peak if achieved else None})
             if progress:
                 progress(results[-1])
     _peak_monotone_in_threads(results)
-    how = ("float32 1024^3 NumPy matmul, best of 5" if fixed_peak is not None and peak_macs is None else
+    how = ("none: a lookup table has no MACs" if lut and peak_macs is None else
+           "float32 1024^3 NumPy matmul, best of 5, or the artifact's own best run when faster (peak_source)"
+           if fixed_peak is not None and peak_macs is None else
            "given by the caller" if fixed_peak is not None else
            f"LiteRT + XNNPACK {arithmetic} 1x1 (128 -> 128, a GEMM) and 3x3 (64 -> 64) convolutions on the same input "
            "and at most the row's threads, best single run, interleaved with the artifact's runs (or the artifact's "
@@ -280,7 +291,7 @@ def profile_artifact(path: str | os.PathLike, sizes=("360p",), threads=(1,), rep
     return {"artifact": str(path), "format": path.suffix.lstrip("."), "bytes": _bytes(path), "runtime": runtime,
             "params": facts_out["params"], "ops": facts_out["ops"],
             "xnnpack": xnnpack_partitions(path) if tflite else None,
-            "machine": {"peak_macs_per_s": max((r["peak_macs_per_s"] for r in results), default=fixed_peak),
+            "machine": {"peak_macs_per_s": max((r["peak_macs_per_s"] for r in results if r["peak_macs_per_s"] is not None), default=fixed_peak),
                         "peak_arithmetic": arithmetic, "peak_measured_by": how,
                         "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "results": results}
@@ -290,7 +301,10 @@ def _peak_monotone_in_threads(results: list[dict]) -> None:
     """A row's peak is at least the peak measured with fewer threads at the same size (t threads
     can do what fewer do); fraction_of_peak is recomputed against it."""
     for r in results:
-        best = max(o["peak_macs_per_s"] for o in results if o["size"] == r["size"] and o["threads"] <= r["threads"])
+        if r["peak_macs_per_s"] is None:  # a lookup table: no peak
+            continue
+        best = max(o["peak_macs_per_s"] for o in results if o["size"] == r["size"] and o["threads"] <= r["threads"]
+                   and o["peak_macs_per_s"] is not None)
         r["peak_macs_per_s"] = best
         if r["achieved_macs_per_s"]:
             r["fraction_of_peak"] = r["achieved_macs_per_s"] / best
@@ -316,11 +330,13 @@ DELEGATE_FLAGS = {
 def adb_commands(artifact: str | os.PathLike, benchmark_binary: str | os.PathLike, delegate: str = "xnnpack",
                  serial: str | None = None, threads: int = 1, warmup: int = 5, runs: int = 50,
                  input_shape: tuple[int, ...] | None = None, input_name: str | None = None,
-                 local_out: str | os.PathLike = "benchmark_output.txt") -> list[list[str]]:
+                 local_out: str | os.PathLike = "benchmark_output.txt", op_profile: bool = False) -> list[list[str]]:
     """The argv lists that push ``benchmark_model`` and the model, run it, and pull its log.
 
     ``input_shape`` (NHWC) is passed as ``--input_layer_shape`` for dynamic-shape graphs (with
-    ``--input_layer``). Raises EdgesrError for an unknown delegate or bad counts.
+    ``--input_layer``); ``op_profile`` adds ``--enable_op_profiling=true`` (per-op tables in the
+    log, :func:`parse_op_tables`; the profiler's own overhead is then in the timings). Raises
+    EdgesrError for an unknown delegate or bad counts.
     """
     if delegate not in DELEGATE_FLAGS:
         raise EdgesrError(f"unknown delegate {delegate!r}; expected one of {', '.join(DELEGATE_FLAGS)}")
@@ -330,8 +346,9 @@ def adb_commands(artifact: str | os.PathLike, benchmark_binary: str | os.PathLik
     model = f"{DEVICE_DIR}/{Path(artifact).name}"
     binary = f"{DEVICE_DIR}/benchmark_model"
     log = f"{DEVICE_DIR}/benchmark_output.txt"
-    flags = [f"--graph={model}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}",
-             "--enable_op_profiling=true"] + [f"--{k}={v}" for k, v in DELEGATE_FLAGS[delegate].items()]
+    flags = [f"--graph={model}", f"--num_threads={threads}", f"--warmup_runs={warmup}", f"--num_runs={runs}"]
+    flags += ["--enable_op_profiling=true"] if op_profile else []
+    flags += [f"--{k}={v}" for k, v in DELEGATE_FLAGS[delegate].items()]
     if input_shape is not None:
         if input_name:
             flags.append(f"--input_layer={input_name}")
@@ -346,30 +363,28 @@ def adb_commands(artifact: str | os.PathLike, benchmark_binary: str | os.PathLik
     ]
 
 
-def _num(text: str) -> float:
-    return float(text.strip().rstrip("."))
-
-
 def parse_benchmark_output(text: str) -> dict:
-    """Parse ``benchmark_model``'s log (documented format of tensorflow/lite/tools/benchmark).
+    """Parse ``benchmark_model``'s log (tensorflow/lite/tools/benchmark; both per-op table layouts,
+    the older one with a ``[start]`` column and the tsl/LiteRT one, see :func:`parse_op_tables`).
 
     Returns ``{"init_ms", "first_inference_ms", "warmup_avg_ms", "inference_avg_ms",
     "inference": {count, min_ms, max_ms, avg_ms, std_ms, median_ms?}, "memory_mb": {init,
-    overall, peak}, "ops": [{"node_type", "avg_ms", "percent", "name"}], "ops_by_type":
-    [{"node_type", "count", "avg_ms", "percent"}], "delegate_log": [...]}``; keys absent
-    from the log are None. Raises EdgesrError if the log has no timing line at all.
+    overall, peak}, "ops": [Run Order row], "ops_by_type": [TFLite's summary-by-type row],
+    "op_profile": {...} (:func:`op_profile_table`) or None, "delegate_log": [...]}``; keys
+    absent from the log are None (``ops`` empty without ``--enable_op_profiling=true``).
+    Times in milliseconds. Raises EdgesrError if the log has no timing line at all.
     """
     import re
 
     out: dict = {"init_ms": None, "first_inference_ms": None, "warmup_avg_ms": None, "inference_avg_ms": None,
                  "inference": None, "memory_mb": {"init": None, "overall": None, "peak": None}, "ops": [], "ops_by_type": [],
-                 "delegate_log": []}
+                 "op_profile": None, "delegate_log": []}
     m = re.search(r"Inference timings in us: Init: ([\d.]+), First inference: ([\d.]+), Warmup \(avg\): ([\d.e+]+), Inference \(avg\): ([\d.e+]+)", text)
     if m is None:
         raise EdgesrError("benchmark_model output has no 'Inference timings in us' line (did the run fail?)")
     out["init_ms"], out["first_inference_ms"], out["warmup_avg_ms"], out["inference_avg_ms"] = (float(v) / 1e3 for v in m.groups())
     counts = re.findall(r"^(?:INFO: )?count=(\d+) first=(\d+) curr=(\d+) min=(\d+) max=(\d+) avg=([\d.e+]+) std=(\d+)"
-                        r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", text, re.M)
+                        r"(?: p5=(\d+) median=(\d+) p95=(\d+))?", text, re.MULTILINE)
     if counts:  # warm-up line first, then the steady-state run (profile summaries say 'Timings')
         c = counts[-1]
         out["inference"] = {"count": int(c[0]), "min_ms": int(c[3]) / 1e3, "max_ms": int(c[4]) / 1e3, "avg_ms": float(c[5]) / 1e3,
@@ -378,30 +393,124 @@ def parse_benchmark_output(text: str) -> dict:
     if mm:
         out["memory_mb"]["init"], out["memory_mb"]["overall"] = float(mm.group(1)), float(mm.group(2))
     mp = re.search(r"peak memory footprint \(MB\)[^:]*: ([\d.]+)", text, re.IGNORECASE)
+    ml = re.search(r"^(?:INFO: )?Peak memory footprint \(MB\): init=([\d.]+) overall=([\d.]+)", text, re.MULTILINE)  # older tools
     if mp:
         out["memory_mb"]["peak"] = float(mp.group(1))
+    elif ml:
+        out["memory_mb"]["peak"] = float(ml.group(2))
     out["delegate_log"] = [ln.split("INFO: ", 1)[-1].strip() for ln in text.splitlines() if "delegate" in ln.lower() and "INFO" in ln]
-    section = None
+    tables = parse_op_tables(text)
+    regular = [t for t in tables if t["section"] == "regular" and t["subgraph"] == 0]
+    out["ops"] = next((t["rows"] for t in regular if t["title"] == "Run Order"), [])
+    out["ops_by_type"] = next((t["rows"] for t in regular if t["title"] == "Summary by node type"), [])
+    if out["ops"]:
+        out["op_profile"] = op_profile_table(out["ops"])
+    return out
+
+
+#: benchmark_model's column headers -> JSON keys (StatsCalculator::HeaderString and GetStatsByNodeType).
+OP_COLUMNS = {"[node type]": "node_type", "[Node type]": "node_type", "[start]": "start_ms", "[first]": "first_ms",
+              "[avg ms]": "avg_ms", "[%]": "percent", "[avg %]": "percent", "[cdf%]": "cdf_percent", "[cdf %]": "cdf_percent",
+              "[mem KB]": "mem_kb", "[times called]": "times_called", "[count]": "count", "[Name]": "name"}
+
+
+def parse_op_tables(text: str) -> list[dict]:
+    """Every per-op table of a ``benchmark_model --enable_op_profiling=true`` log.
+
+    Format (TFLite's ``StatsCalculator``: tensorflow/core/util/stats_calculator.cc, later
+    tensorflow/tsl and xla/tsl/util/stats_calculator.cc, driven by tensorflow/lite/profiling/profile_summarizer.cc
+    and the benchmark's profiling_listener.cc): a section line ``Profiling Info for Benchmark
+    Initialization:`` or ``Operator-wise Profiling Info for Regular Benchmark Runs:`` (with or
+    without ``INFO: ``), optionally ``Primary graph profile:`` / ``Subgraph (index: N) profile:`` /
+    ``Delegate internal:``, then tables titled ``=== Run Order ===``, ``=== Top by Computation
+    Time ===`` and ``=== Summary by node type ===``: a bracketed header row and data rows, every
+    cell after a tab, right-aligned, 3 decimals, percentages with ``%``. The header row decides
+    the columns, so both layouts parse: the older tensorflow/core one (a ``[start]`` column,
+    node type width 24) and the tsl one (no ``[start]``, width 40).
+
+    Returns ``[{"section": "init" | "regular", "subgraph": int | "delegate_internal", "title",
+    "rows": [{column key (:data:`OP_COLUMNS`): value}]}]``: ``*_ms`` and percentages float
+    (``avg_ms`` is per call: a row called ``times_called`` times per inference costs
+    ``avg_ms * times_called``; in the summary by node type, ``avg_ms`` is per inference),
+    counts int, ``name`` str. Unknown header cells are kept under their bracketed text.
+    """
+    tables, section, subgraph, title, keys = [], None, 0, None, None
     for line in text.splitlines():
-        if "Operator-wise Profiling Info for Regular Benchmark Runs" in line:
-            section = "wait_run_order"
-        elif "=== Run Order ===" in line and section == "wait_run_order":
-            section = "run_order"
-        elif "=== Summary by node type ===" in line and section in ("run_order", "after"):
-            section = "by_type"
-        elif "===" in line and section == "run_order":
-            section = "after"
-        elif line.startswith("\t") and "[" not in line.split("\t")[1] and section in ("run_order", "by_type"):
-            cells = [c.strip() for c in line.strip("\n").split("\t")[1:]]
-            if section == "run_order" and len(cells) >= 9:
-                out["ops"].append({"node_type": cells[0], "start_ms": _num(cells[1]), "first_ms": _num(cells[2]),
-                                   "avg_ms": _num(cells[3]), "percent": _num(cells[4].rstrip("%")), "mem_kb": _num(cells[6]),
-                                   "times_called": int(cells[7]), "name": cells[8].replace("[", "").replace("]", "")})
-            elif section == "by_type" and len(cells) >= 6:
-                out["ops_by_type"].append({"node_type": cells[0], "count": int(cells[1]), "avg_ms": _num(cells[2]),
-                                           "percent": _num(cells[3].rstrip("%")), "times_called": int(cells[6]) if len(cells) > 6 else None})
-        elif section == "by_type" and not line.strip():
-            section = "done" if out["ops_by_type"] else section
+        bare = line.split("INFO: ", 1)[1] if line.startswith("INFO: ") else line
+        if bare.startswith("Profiling Info for Benchmark Initialization:"):
+            section, subgraph, title = "init", 0, None
+        elif bare.startswith("Operator-wise Profiling Info for Regular Benchmark Runs:"):
+            section, subgraph, title = "regular", 0, None
+        elif section is None:
+            continue
+        elif bare.startswith("Primary graph "):
+            subgraph = 0
+        elif bare.startswith("Subgraph (index: ") and bare.rstrip().endswith(":"):
+            subgraph = int(bare.split("index: ", 1)[1].split(")", 1)[0])
+        elif bare.startswith("Delegate internal:"):
+            subgraph = "delegate_internal"
+        elif bare.startswith("=============================="):
+            title = bare.strip("= ").strip()
+            keys = None
+        elif title and line.startswith("\t"):
+            cells = [c.strip() for c in line.split("\t")[1:]]
+            if keys is None:
+                keys = [OP_COLUMNS.get(c, c) for c in cells]
+                tables.append({"section": section, "subgraph": subgraph, "title": title, "rows": []})
+                continue
+            row = {}
+            for k, v in zip(keys, cells):
+                if k in ("node_type", "name") or k.startswith("["):
+                    row[k] = v
+                elif k in ("times_called", "count"):
+                    row[k] = int(v)
+                else:
+                    row[k] = float(v.rstrip("%"))
+            tables[-1]["rows"].append(row)
+        elif not line.strip():
+            title, keys = (None, None) if keys is not None else (title, keys)
+    return tables
+
+
+def op_profile_table(ops: list[dict]) -> dict:
+    """Which ops dominate one inference: the Run Order rows (:func:`parse_op_tables`) grouped by
+    op type.
+
+    Each row's time per inference is ``avg_ms * times_called`` (XNNPACK numbers its operators
+    from 0 in every delegate partition, so equal names in several partitions are one row called
+    several times). Where the delegate reports its own operators (rows named ``Delegate/...``,
+    TFLite >= 2.9.1), rows of the delegate kernel itself (node type ending in ``Delegate``, e.g.
+    ``TfLiteXNNPackDelegate``) would count the same time twice and are left out (listed under
+    ``"excluded"``).
+
+    Returns ``{"rows": [{"op_type", "count" (executions per inference), "ms" (per inference),
+    "percent" (of ``total_ms``), "where" ("delegate" | "builtin")}], "total_ms", "excluded"}``,
+    rows sorted by time, largest first.
+    """
+    delegated = any(o["name"].startswith("Delegate/") for o in ops)
+    excluded = [o["name"] for o in ops if delegated and o["node_type"].endswith("Delegate")]
+    groups: dict[str, dict] = {}
+    for o in ops:
+        if o["name"] in excluded:
+            continue
+        g = groups.setdefault(o["node_type"], {"op_type": o["node_type"], "count": 0, "ms": 0.0,
+                                               "where": "delegate" if o["name"].startswith("Delegate/") else "builtin"})
+        g["count"] += o["times_called"]
+        g["ms"] += o["avg_ms"] * o["times_called"]
+    total = sum(g["ms"] for g in groups.values())
+    rows = sorted(groups.values(), key=lambda g: -g["ms"])
+    for g in rows:
+        g["ms"] = round(g["ms"], 6)
+        g["percent"] = 100.0 * g["ms"] / total if total else None
+    return {"rows": rows, "total_ms": round(total, 6), "excluded": excluded}
+
+
+def op_profile_lines(table: dict) -> list[str]:
+    """``table`` (:func:`op_profile_table`) as aligned text lines for a terminal."""
+    out = [f"{'op type':<36} {'count':>5} {'ms':>9} {'%':>7}  where"]
+    for r in table["rows"]:
+        out.append(f"{r['op_type']:<36} {r['count']:>5} {r['ms']:>9.3f} {r['percent']:>6.2f}%  {r['where']}")
+    out.append(f"{'total':<36} {'':>5} {table['total_ms']:>9.3f} {100:>6.2f}%")
     return out
 
 

@@ -1,16 +1,19 @@
 """The run report of ``edgesr run``: ``report.md`` (results table, and the emulation matrix
-of every artifact that recorded one) and ``report.png`` (crops of one real photograph:
-bicubic, float, int8, HR), written atomically."""
+of every artifact that recorded one) and ``report.png`` (crops of a photograph from the run's
+evaluation sets: bicubic, float, int8, HR), written atomically."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from edgesr.app.artifacts import open_artifact
+from edgesr.app.reporting import detail_window, evaluation_images
 from edgesr.core.atomic import atomic_path, write_text_atomic
 from edgesr.core.data import embedded_image
 from edgesr.core.evaluate import TorchUpscaler, upscale_photo
-from edgesr.core.imresize import make_lr
+from edgesr.core.imresize import make_lr, modcrop
 from edgesr.core.models import create
 
 
@@ -60,16 +63,37 @@ def emulation_table(report: dict) -> str:
             "|---|---|---|---|---|---|---|\n" + "\n".join(rows))
 
 
-def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int) -> None:
-    """Side-by-side crops of the 'chelsea' photograph: bicubic, float, int8 (if any), HR."""
+def _is_lookup_table(artifacts: list[dict]) -> bool:
+    """The run deploys lookup tables (every artifact a ``.lut``): no multiply-accumulates."""
+    return bool(artifacts) and all(a["format"] == "lut" for a in artifacts)
+
+
+def complexity_line(report: dict, artifacts: list[dict]) -> str:
+    """The sentence on size and cost: parameters, and GMACs per 720p frame for networks only
+    (a lookup table reads and interpolates table entries; it has no MACs to count)."""
+    head = f"{report['params']:,} parameters as trained, {report['params_deploy']:,} deployed"
+    if _is_lookup_table(artifacts):
+        return head + "; deployed as lookup tables (table reads and interpolation, no multiply-accumulates)."
+    return head + f", {report['macs_per_frame_720p'] / 1e9:.3f} GMACs per 1280x720 output frame."
+
+
+def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int,
+                 images: list[tuple[str, np.ndarray]] | None = None, set_name: str = "embedded") -> str:
+    """Side-by-side crops: bicubic, float, int8 (if any), HR; returns the image's name.
+
+    The crop is the most textured 192 x 256 HR window (:func:`edgesr.app.reporting.detail_window`,
+    modcropped to ``scale``) of the first of ``images`` (``[(name, uint8 HR)]``: the run's
+    evaluation set ``set_name``); without images, scikit-image's 'chelsea'.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
-    h, w = 192 - 192 % scale, 256 - 256 % scale  # a 192 x 256 window (the cat's eyes), modcropped
-    hr = embedded_image("chelsea")[40 : 40 + h, 120 : 120 + w]
+    name, img = images[0] if images else ("chelsea", embedded_image("chelsea"))
+    h, w = 192 - 192 % scale, 256 - 256 % scale
+    y, x = detail_window(img, h, w, multiple=scale)
+    hr = modcrop(img[y:y + h, x:x + w], scale)
     lr = make_lr(hr, scale)
     panels = [("bicubic", upscale_photo(TorchUpscaler(create("bicubic", scale=scale)), lr)),
               ("float (PyTorch)", upscale_photo(TorchUpscaler(reference_module), lr))]
@@ -77,27 +101,36 @@ def crops_figure(path: Path, reference_module, artifacts: list[dict], scale: int
     if int8 is not None:
         panels.append((f"int8 ({int8['format']})", upscale_photo(open_artifact(int8["path"]), lr)))
     panels.append(("HR", hr))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.0))
-    for ax, (title, img) in zip(axes, panels):
-        ax.imshow(img, interpolation="nearest")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.3))
+    cmap = "gray" if hr.ndim == 2 else None
+    for ax, (title, im) in zip(axes, panels):
+        ax.imshow(im, cmap=cmap, vmin=0, vmax=255, interpolation="nearest")
         ax.set_title(title, fontsize=10)
         ax.axis("off")
+    label = f"{set_name}/{name}"
+    fig.suptitle(f"{label}, {w}x{h} px crop at (x={x}, y={y}), x{scale}", fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+    return label
 
 
-def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[dict]) -> None:
-    """Write ``report.md`` and ``report.png`` in ``out_dir``."""
-    crops_figure(out_dir / "report.png", reference_module, artifacts, report["scale"])
-    macs = report["macs_per_frame_720p"] / 1e9
+def write_report(out_dir: Path, report: dict, reference_module, artifacts: list[dict],
+                 eval_sets: dict | None = None) -> None:
+    """Write ``report.md`` and ``report.png`` in ``out_dir``; the crops come from the first of
+    ``eval_sets`` (``{set: [(name, uint8 HR)]}``, the run's evaluation sets; None: read from
+    ``out_dir/run.json`` by :func:`edgesr.app.reporting.evaluation_images`)."""
+    if eval_sets:
+        set_name, images = next(iter(eval_sets.items()))
+    else:
+        set_name, images = evaluation_images(out_dir, report)
+    label = crops_figure(out_dir / "report.png", reference_module, artifacts, report["scale"], images, set_name)
     text = (f"# edgesr run: {report['model']} x{report['scale']}\n\n"
-            f"{report['params']:,} parameters as trained, {report['params_deploy']:,} deployed, "
-            f"{macs:.3f} GMACs per 1280x720 output frame.\n\n"
+            f"{complexity_line(report, artifacts)}\n\n"
             "PSNR (dB) / SSIM on BT.601 Y, border = scale; every artifact run by its own runtime through "
             "edgesr's one evaluation path and compared with the float PyTorch reference.\n\n"
-            f"{results_table(report)}\n\n![crops: bicubic, float, int8, HR](report.png)\n")
+            f"{results_table(report)}\n\n![crops of {label}: bicubic, float, int8, HR](report.png)\n")
     if report.get("warnings"):
         text += "\n## Warnings\n\n" + "".join(f"- **{w}**\n" for w in report["warnings"])
     emulation = emulation_table(report)

@@ -16,9 +16,18 @@ What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every
                  "contract": IOContract dict,
                  "inputs"/"outputs": [{"name", "shape", "shape_signature", "dtype", "quantization"}],  # TFLite
                  "lut": {"method", "scale", "bits", "variant", "tables": [{"offset", "bytes", "shape"}]},  # LUT
+                 "tiling": {"receptive_field", "halo", "tile", "source"},
                  "tolerance": {"cpu", "gpu", "gpu_source"}}],
      "cases": [{"model", "name", "source", "input": {"file", "shape", "dtype", "sha256"}, "output": {...}}],
      "golden": [{"dir", "manifest": the edgesr golden manifest as written}]}
+
+  ``tiling``: how the app cuts a photo (``TilePlan.java``, the plan of
+  :func:`edgesr.core.tiling.tile_plan`): ``receptive_field`` is the side, in LR pixels, of the
+  input window one output pixel depends on (declared by the model the artifact was exported
+  from, rebuilt on PyTorch's ``meta`` device from the provenance embedded in the ``.tflite``,
+  or the LUT bundle's; null when none of these names one: the app then upscales in one piece),
+  ``halo = max(receptive_field // 2, 2)`` and ``tile`` the tile side
+  (:data:`edgesr.core.tiling.DEFAULT_TILE`); ``source`` says where the receptive field came from.
 
   Tolerances are max |diff| on [0, 1] outputs: CPU 0 for int8 and LUT (exact bytes), 1e-4 for
   fp32, 4e-3 for fp16 weights; GPU: ``--gpu-tolerance``, else the fp16 error the run's
@@ -42,14 +51,18 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from edgesr.app.golden import write_golden
 from edgesr.app.tolerances import DEVICE_CPU_MAX_ABS, DEVICE_GPU_DEFAULT_MAX_ABS
 from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
-from edgesr.core.contract import IOContract, MissingMetadata, read_contract
+from edgesr.core.contract import IOContract, MissingMetadata, read_artifact_metadata, read_contract
 from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
-from edgesr.lut_baking.bundle import load_bundle
+from edgesr.core.models import create
+from edgesr.core.tiling import BICUBIC_HALO, DEFAULT_TILE
+from edgesr.lut_baking.bundle import LutUpscaler, load_bundle
 
 #: where the app reads its assets (``AssetManager.open("edgesr/manifest.json")``)
 ASSET_SUBDIR = Path("app/src/main/assets/edgesr")
@@ -140,11 +153,45 @@ def _tflite_tensors(path: Path) -> tuple[list[dict], list[dict]]:
     return [describe(t) for t in interp.get_input_details()], [describe(t) for t in interp.get_output_details()]
 
 
-def _lut_tables(path: Path) -> tuple[dict, list, dict]:
-    """(method/scale/bits/variant, int8 tables in engine order, contract) of a ``.lut`` bundle."""
+def _lut_tables(path: Path) -> tuple[dict, list, dict, int]:
+    """(method/scale/bits/variant, int8 tables in engine order, contract, receptive field) of a ``.lut`` bundle."""
     b = load_bundle(path)
     desc = {"method": b.method, "scale": b.scale, "bits": b.bits, "variant": b.variant}
-    return desc, list(b.arrays), b.contract.to_dict()
+    return desc, list(b.arrays), b.contract.to_dict(), int(LutUpscaler(b).receptive_field)
+
+
+def _network_receptive_field(path: Path, report: dict) -> tuple[int | None, str]:
+    """(receptive field, source) of the network a ``.tflite`` was exported from.
+
+    The model named in the provenance embedded in the file (``model``, ``scale``, ``kwargs``),
+    else the run's ``report.json`` (``model``, ``scale``), is rebuilt on PyTorch's ``meta``
+    device (nothing allocated) and its declared ``receptive_field`` read. ``(None, reason)``
+    when neither names a registered model that declares one: the app then upscales the photo
+    in one piece, as ``edgesr upscale`` does with such a model.
+    """
+    try:
+        provenance = read_artifact_metadata(path).get("provenance") or {}
+    except MissingMetadata:
+        provenance = {}
+    candidates = [(provenance.get("model"), provenance.get("scale"), provenance.get("kwargs") or {}, "provenance embedded in the model"),
+                  (report.get("model"), report.get("scale"), {}, "report.json model")]
+    for name, scale, kwargs, source in candidates:
+        if not isinstance(name, str) or not isinstance(scale, int) or not isinstance(kwargs, dict):
+            continue
+        try:
+            with torch.device("meta"):
+                rf = getattr(create(name, scale=scale, **kwargs), "receptive_field", None)
+        except (EdgesrError, TypeError, ValueError, RuntimeError):
+            continue
+        if isinstance(rf, int) and rf >= 1:
+            return rf, f"{source} ({name} x{scale})"
+    return None, "none: no registered model in the embedded provenance or in report.json; the app upscales in one piece"
+
+
+def _tiling(receptive_field: int | None, source: str) -> dict:
+    """The manifest's ``tiling`` entry (see the module docstring); ``halo`` None without a receptive field."""
+    halo = None if receptive_field is None else max(receptive_field // 2, BICUBIC_HALO)
+    return {"receptive_field": receptive_field, "halo": halo, "tile": DEFAULT_TILE, "source": source}
 
 
 def _measured_fp16_error(report: dict) -> tuple[float, str] | None:
@@ -284,13 +331,15 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
         inputs, outputs = _tflite_tensors(path)
         payload: Path | bytes = path
         entry.update(file=f"models/{name}.tflite", inputs=inputs, outputs=outputs)
+        entry["tiling"] = _tiling(*_network_receptive_field(path, report))
         tol, source = _gpu_tolerance(report, gpu_tol)
         int8 = precision == "int8" or inputs[0]["dtype"] in ("int8", "uint8")
         cpu = 0.0 if int8 else (CPU_FP16_TOLERANCE if precision == "fp16" else CPU_FP32_TOLERANCE)
         entry["tolerance"] = {"cpu": cpu, "gpu": tol, "gpu_source": source}
     else:  # lut
-        desc, tables, lut_contract = _lut_tables(path)
+        desc, tables, lut_contract, rf = _lut_tables(path)
         contract = contract or lut_contract
+        entry["tiling"] = _tiling(rf, "the LUT bundle")
         payload = b"".join(t.astype("int8", copy=False).tobytes(order="C") for t in tables)
         offsets, pos = [], 0
         for t in tables:

@@ -4,8 +4,10 @@ Host: ``--sizes 360p,540p,720p --threads 1,2 --repeats N`` (LiteRT for .tflite, 
 for .onnx, the C engine for .lut). Phone: ``--adb [--serial ID] --delegate cpu|xnnpack|gpu|nnapi
 --benchmark-binary PATH`` runs TFLite's benchmark_model (with per-op profiling) for every
 requested size and thread count (setup pushed once; one log per case, ``OUT_SIZE_tT.log``) and
-parses each log (one case: its fields; several: ``{"runs": [...]}``); ``--dry-run`` prints the
-adb commands; ``--parse LOG`` parses a saved log. JSON goes to stdout or ``-o/--out``.
+parses each log (one case: its fields; several: ``{"runs": [...]}``); ``--op-profile`` adds
+benchmark_model's per-op profiling and ``op_profile`` (which op types dominate: count, ms per
+inference, % of total, delegate or builtin kernels); ``--dry-run`` prints the adb commands;
+``--parse LOG`` parses a saved log. JSON goes to stdout or ``-o/--out``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def add_arguments(p) -> None:
     p.add_argument("--serial", help="adb device serial")
     p.add_argument("--delegate", default="xnnpack", choices=("cpu", "xnnpack", "gpu", "nnapi"))
     p.add_argument("--benchmark-binary", help="path to benchmark_model built for the phone (android_aarch64)")
+    p.add_argument("--op-profile", action="store_true",
+                   help="with --adb: per-op profiling (--enable_op_profiling=true); the JSON gets op_profile, "
+                        "the op types that dominate an inference (count, ms, %% of total), printed with -o")
     p.add_argument("--dry-run", action="store_true", help="with --adb: print the adb commands only")
     p.add_argument("--parse", metavar="LOG", type=existing_file, help="parse a saved benchmark_model log instead of running")
 
@@ -65,6 +70,8 @@ def run(args) -> int:
         return 0
     if not args.artifact:
         raise EdgesrError("give an ARTIFACT (or --parse LOG)")
+    if args.op_profile and not args.adb:
+        raise EdgesrError("--op-profile profiles ops with benchmark_model on a phone: add --adb (or --parse a saved log)")
     threads, sizes = args.threads, args.sizes
     if args.adb:
         return _adb(args, sizes, threads)
@@ -99,7 +106,7 @@ def _adb(args, sizes, threads) -> int:
         for t in threads:
             local = base.with_name(f"{base.name}_{size}_t{t}.log")
             cmds = profiling.adb_commands(args.artifact, args.benchmark_binary, args.delegate, args.serial, t,
-                                          args.warmup, args.repeats, shape, tin.name, local)
+                                          args.warmup, args.repeats, shape, tin.name, local, args.op_profile)
             plans.append(cmds if not plans else cmds[-2:])
             cases.append((size, t, shape, local))
     if args.dry_run:
@@ -114,7 +121,12 @@ def _adb(args, sizes, threads) -> int:
             except (OSError, subprocess.CalledProcessError) as exc:
                 raise EdgesrError(f"adb step failed: {shlex.join(c)} ({exc})") from None
         result = profiling.parse_benchmark_output(local.read_text(errors="replace"))
+        if args.op_profile and result["op_profile"] is None:
+            raise EdgesrError(f"{local}: benchmark_model printed no per-op tables (a build without op profiling?)")
         runs.append({"size": size, "threads": t, "input_shape": list(shape), "log": str(local), **result})
+        if args.out and args.op_profile:
+            print(f"{size}, {t} thread(s), {args.delegate}: {result['inference_avg_ms']:.2f} ms per inference (avg)")
+            print("\n".join(profiling.op_profile_lines(result["op_profile"])), flush=True)
     if len(runs) == 1:
         _emit({"artifact": args.artifact, "delegate": args.delegate, **runs[0]}, args.out)
     else:

@@ -80,6 +80,21 @@ def _window(start: int, size: int, length: int, halo: int) -> int:
     return max(0, min(start - halo, length - size))
 
 
+def tile_plan(height: int, width: int, tile: int, halo: int) -> tuple[tuple[int, int], list[tuple[int, int, int, int, int, int]]]:
+    """The tiles of a ``height`` x ``width`` photo and the window each one is upscaled in.
+
+    Returns:
+        ``((win_h, win_w), [(y0, y1, x0, x1, wy0, wx0), ...])`` in LR pixels, row by row: the
+        tile ``[y0, y1) x [x0, x1)`` (end exclusive) is cut out of the upscaled window whose
+        top-left corner is ``(wy0, wx0)`` and whose shape, the same for every tile, is
+        ``(win_h, win_w)`` (:func:`_window_shape`). The Android demo's ``TilePlan.java`` computes
+        the same plan (tested against this function).
+    """
+    win_h, win_w = _window_shape(height, width, tile, halo)
+    return (win_h, win_w), [(y0, y1, x0, x1, _window(y0, win_h, height, halo), _window(x0, win_w, width, halo))
+                            for y0, y1, x0, x1 in tile_grid(height, width, tile)]
+
+
 def upscale_tiled(upscaler: Upscaler, img: np.ndarray, tile: int = DEFAULT_TILE, progress: bool = False) -> np.ndarray:
     """:func:`~edgesr.core.evaluate.upscale_photo` tile by tile: the same uint8 result, bounded memory.
 
@@ -112,11 +127,9 @@ def upscale_tiled(upscaler: Upscaler, img: np.ndarray, tile: int = DEFAULT_TILE,
     from tqdm.auto import tqdm
 
     s = upscaler.contract.scale
-    win_h, win_w = _window_shape(h, w, tile, halo)
+    (win_h, win_w), plan = tile_plan(h, w, tile, halo)
     out = None
-    grid = list(tile_grid(h, w, tile))
-    for y0, y1, x0, x1 in tqdm(grid, disable=not progress, desc="upscale", unit="tile", leave=False):
-        wy0, wx0 = _window(y0, win_h, h, halo), _window(x0, win_w, w, halo)
+    for y0, y1, x0, x1, wy0, wx0 in tqdm(plan, disable=not progress, desc="upscale", unit="tile", leave=False):
         piece = upscale_photo(upscaler, img[wy0 : wy0 + win_h, wx0 : wx0 + win_w])
         if out is None:
             out = np.empty((s * h, s * w) + piece.shape[2:], dtype=np.uint8)

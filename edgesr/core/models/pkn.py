@@ -29,7 +29,10 @@ depth-to-space; ops are conv, mul, add, exp (inside softmax over dim 1), sum ove
 concat, depth-to-space, clamp; every tensor has rank <= 4.
 
 ``adaptive=False`` is the non-adaptive version: one global parameter set (p0..p3), fitted
-by training, in place of the CNN; it shows what the network adds.
+by training, in place of the CNN; it shows what the network adds. With one global kernel the
+model is linear, and :class:`FixedPKN` (``pkn_fixed``) collapses to two k x k convolutions, a
+multiply and an add (:class:`FixedKernelDeploy`): in int8 it runs as one XNNPACK partition,
+where the traced kernel regression left two ADDs on builtin kernels.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ class PKN(nn.Module):
     """Procedural-kernel SR: per-LR-pixel anisotropic Gaussian kernel regression.
 
     Input (N, 1, H, W) float32 BT.601 Y / 255 in [0, 1]; output (N, 1, sH, sW) float32
-    clipped to [0, 1]. No training-only form (the module is its own deploy form).
+    clipped to [0, 1]. The adaptive model has no training-only form (it is its own deploy
+    form); the non-adaptive one is :class:`FixedPKN`, which collapses.
 
     Args:
         scale: s (2, 3 or 4).
@@ -173,6 +177,75 @@ def kernel_geometry(p: torch.Tensor) -> dict[str, torch.Tensor]:
     return {"theta": theta, "sigma_major": lam[..., 0].rsqrt(), "sigma_minor": lam[..., 1].rsqrt(), "gain": p[:, 3]}
 
 
+class FixedPKN(PKN):
+    """Non-adaptive PKN (``adaptive=False``): one global kernel, so the model is linear and
+    :meth:`collapse` folds it into one convolution (see :class:`FixedKernelDeploy`).
+
+    Args:
+        scale: s (2, 3 or 4); radius: footprint radius r in LR pixels.
+    """
+
+    def __init__(self, scale: int, radius: int = 2):
+        super().__init__(scale, adaptive=False, radius=radius)
+
+    def collapse(self) -> FixedKernelDeploy:
+        """The deploy form: the same function as ``forward`` (to float32 rounding, ~1e-6).
+
+        Per sub-pixel j, the HR value is ``sum_k M_jk samples_k`` with
+        ``M_j = (1 + p3) w_j - p3 b_j`` (w_j the Gaussian weights, b_j the base Gaussian), and
+        the footprint gather is a one-hot conv, so ``M_j`` reshaped to (2r+1, 2r+1) is one
+        conv kernel. Returns a new module; ``self`` is unchanged.
+        """
+        with torch.no_grad():
+            p = self.params
+            w = torch.cat(self.kernel_weights(p), dim=0)[:, :, 0, 0]  # (s*s, K)
+            gain = p[0, 3, 0, 0]
+            m = (1.0 + gain) * w - gain * self.base.weight[:, :, 0, 0]
+        k = 2 * self.radius + 1
+        return FixedKernelDeploy(m.reshape(self.scale * self.scale, 1, k, k), self.scale)
+
+
+class FixedKernelDeploy(nn.Module):
+    """A fixed sub-pixel kernel regression as convolutions: the deploy form of :class:`FixedPKN`.
+
+    ``y = conv(x, W) + x * (sum(W) - conv(1, W))``, then depth-to-space and a clip to [0, 1]:
+    the first conv is the kernel over the footprint with zero padding; the second term gives
+    the weight of every out-of-image tap to the LR pixel itself (PKN's border rule, "samples
+    outside take the centre value"), and is zero away from the border. ``conv(1, W)`` is a
+    conv of the all-ones image ``x * 0 + 1``, with weights ``-W`` and bias ``sum(W)``.
+
+    Input (N, 1, H, W) float32 Y in [0, 1]; output (N, 1, sH, sW) float32 in [0, 1].
+
+    Args:
+        weight: (s*s, 1, k, k) float32, one k x k kernel per sub-pixel (row-major), k odd.
+        scale: s.
+    """
+
+    def __init__(self, weight: torch.Tensor, scale: int):
+        super().__init__()
+        taps, _, k, _ = weight.shape
+        self.scale, self.radius = scale, k // 2
+        self.contract = IOContract(scale=scale, color="y", channels=1)
+        self.kernel = nn.Conv2d(1, taps, k, padding=k // 2, bias=False)
+        self.ones = nn.Conv2d(1, 1, 1)
+        self.border = nn.Conv2d(1, taps, k, padding=k // 2)
+        with torch.no_grad():
+            self.ones.weight.zero_()
+            self.ones.bias.fill_(1.0)
+            self.kernel.weight.copy_(weight)
+            self.border.weight.copy_(-weight)
+            self.border.bias.copy_(weight.sum(dim=(1, 2, 3)))
+
+    @property
+    def receptive_field(self) -> int:
+        """Side of the LR input window an output pixel depends on: the kernel's, 2r + 1."""
+        return 2 * self.radius + 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.kernel(x) + x * self.border(self.ones(x))
+        return torch.clamp(F.pixel_shuffle(y, self.scale), 0.0, 1.0)
+
+
 @register_model(scales=(2, 3, 4), aliases=("PKN",))
 def pkn(scale: int = 2) -> PKN:
     """PKN: 4-layer 16-wide CNN at LR predicting per-pixel anisotropic Gaussian kernels (5x5 LR footprint)."""
@@ -180,6 +253,6 @@ def pkn(scale: int = 2) -> PKN:
 
 
 @register_model(scales=(2, 3, 4), aliases=("PKN-fixed",))
-def pkn_fixed(scale: int = 2) -> PKN:
+def pkn_fixed(scale: int = 2) -> FixedPKN:
     """Non-adaptive PKN: one fitted global anisotropic Gaussian kernel and gain (4 parameters)."""
-    return PKN(scale, adaptive=False, radius=2)
+    return FixedPKN(scale, radius=2)

@@ -48,6 +48,22 @@ data class LutTable(val offset: Long, val bytes: Int)
 /** A LUT model: method "srlut" (bits, scale) or "splut" (variant), tables in engine order. */
 data class LutInfo(val method: String, val bits: Int, val variant: Int, val tables: List<LutTable>)
 
+/**
+ * How a photo is cut ([TilePlan], as `edgesr upscale` cuts it): the model's receptive field
+ * (side in LR pixels; null when edgesr could not tell: the photo then runs in one piece) and
+ * the tile side in LR pixels. From the manifest's `tiling`.
+ */
+data class Tiling(val receptiveField: Int?, val tile: Int) {
+    /** The plan for an h x w photo, or null to run it in one piece. */
+    fun plan(h: Int, w: Int): TilePlan? = receptiveField?.let { TilePlan.of(h, w, tile, it) }
+
+    companion object {
+        fun fromJson(t: JSONObject?): Tiling =
+            if (t == null) Tiling(null, TilePlan.DEFAULT_TILE)
+            else Tiling(if (t.isNull("receptive_field")) null else t.getInt("receptive_field"), t.optInt("tile", TilePlan.DEFAULT_TILE))
+    }
+}
+
 /** Max abs error allowed on [0, 1] outputs: CPU (0 for int8 and LUT, 1e-4 for fp32) and GPU. */
 data class Tolerance(val cpu: Double, val gpu: Double)
 
@@ -60,6 +76,7 @@ data class ModelInfo(
     val inputs: List<TensorInfo>,
     val outputs: List<TensorInfo>,
     val lut: LutInfo?,
+    val tiling: Tiling,
     val tolerance: Tolerance,
 ) {
     override fun toString() = "$name ($format ${precision}, x${contract.scale}, ${contract.color})"
@@ -101,7 +118,7 @@ class AssetManifest(val models: List<ModelInfo>, val golden: List<GoldenCase>, v
                 o.getString("name"), o.getString("format"), o.getString("precision"), file, contract,
                 o.optJSONArray("inputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
                 o.optJSONArray("outputs")?.objects()?.map { parseTensor(it) } ?: emptyList(),
-                lut, Tolerance(tol.getDouble("cpu"), tol.optDouble("gpu", Double.NaN)),
+                lut, Tiling.fromJson(o.optJSONObject("tiling")), Tolerance(tol.getDouble("cpu"), tol.optDouble("gpu", Double.NaN)),
             )
         }
 

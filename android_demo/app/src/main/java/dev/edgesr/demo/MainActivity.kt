@@ -116,7 +116,12 @@ class MainActivity : AppCompatActivity() {
         }
     }
 
-    /** Runs on a worker thread: loads the model, measures latency, shows bicubic vs model. */
+    /**
+     * Runs on a worker thread: loads the model, measures latency, shows bicubic vs model.
+     * The photo is upscaled tile by tile ([TilePlan], as `edgesr upscale` does: a halo of the
+     * model's receptive field, the same pixels as in one piece); every window has one shape, so
+     * the runner builds one interpreter, with its delegate applied at that shape.
+     */
     private suspend fun upscale(bitmap: Bitmap, model: ModelInfo, backend: Backend): String {
         val h = bitmap.height
         val w = bitmap.width
@@ -124,20 +129,27 @@ class MainActivity : AppCompatActivity() {
         val argb = IntArray(h * w).also { bitmap.getPixels(it, 0, w, 0, 0, w, h) }
         val color = model.contract.color
         require(color != "rgb" || model.contract.channels == 1) { "3-channel RGB models are not supported by this demo" }
-        // Model-space planes: one (Y or luma) or three (per-channel RGB, SR-LUT's convention).
-        val planes = if (color == "rgb") (0 until 3).map { ColorPipeline.channel(argb, it) } else listOf(ColorPipeline.modelInput(argb, color))
+        val plan = model.tiling.plan(h, w)
+        val (winH, winW) = if (plan != null) plan.windowHeight to plan.windowWidth else h to w
+        val window = plan?.window(argb, plan.tiles[0]) ?: argb
+        // Model-space planes of one window: one (Y or luma) or three (per-channel RGB, SR-LUT's convention).
+        val planes = if (color == "rgb") (0 until 3).map { ColorPipeline.channel(window, it) } else listOf(ColorPipeline.modelInput(window, color))
         val (out, latency, ranOn) = Runner.open(assets, model, backend).use { runner ->
-            // Latency of the model alone (what benchmark_model measures), then one full photo.
-            val (_, lat) = Latency.measure(WARMUP, RUNS) { planes.forEach { runner.upscale(it, h, w) } }
+            val photo = TilePlan.WindowUpscaler { px, ph, pw ->
+                if (color == "rgb") ColorPipeline.upscaleRgb(px, ph, pw, s, runner) else ColorPipeline.upscaleLuma(px, ph, pw, s, color, runner)
+            }
+            // Latency of the model alone on one window (what benchmark_model measures), then the whole photo.
+            val (_, lat) = Latency.measure(WARMUP, RUNS) { planes.forEach { runner.upscale(it, winH, winW) } }
             val t0 = System.nanoTime()
-            val pixels = if (color == "rgb") ColorPipeline.upscaleRgb(argb, h, w, s, runner) else ColorPipeline.upscaleLuma(argb, h, w, s, color, runner)
+            val pixels = plan?.upscale(argb, s, photo) ?: photo.upscale(argb, h, w)
             Triple(pixels, lat, runner.ranOn + "\nwhole photo incl. colour, once: %.1f ms".format((System.nanoTime() - t0) / 1e6))
         }
         val before = bicubic(argb, h, w, s)
         val afterBmp = Bitmap.createBitmap(out, w * s, h * s, Bitmap.Config.ARGB_8888)
         val beforeBmp = Bitmap.createBitmap(before, w * s, h * s, Bitmap.Config.ARGB_8888)
         withContext(Dispatchers.Main) { split.show(beforeBmp, afterBmp) }
-        return "${model.name}\nrequested ${backend.label}\nran on $ranOn\n${w}x$h -> ${w * s}x${h * s}, model ${planes.size} plane(s): $latency"
+        val tiles = if (plan != null) "${plan.tiles.size} tile(s) of ${plan.tile} px in ${winW}x$winH windows (receptive field ${model.tiling.receptiveField})" else "one piece (no receptive field in the manifest)"
+        return "${model.name}\nrequested ${backend.label}\nran on $ranOn\n${w}x$h -> ${w * s}x${h * s}, $tiles\nmodel ${planes.size} plane(s) on one window: $latency"
     }
 
     /** MATLAB bicubic of each RGB channel: the baseline shown left of the divider. */

@@ -40,33 +40,45 @@ interface Runner : ColorPipeline.PlaneUpscaler, Closeable {
 /**
  * A TFLite model in LiteRT's Interpreter, with the requested delegate or, when that delegate
  * is missing or refuses the graph, on the CPU; [ranOn] says which (fallbacks are shown).
- * The input is resized to each image (edgesr's exports accept any H x W).
+ *
+ * The delegate is applied to the graph at the shape it will run, never resized afterwards:
+ * LiteRT's Java Interpreter applies the delegates of its Options inside its constructor, on the
+ * input shape stored in the model (edgesr's exports accept any H x W and store 1 x 1), and a
+ * resize after that makes LiteRT undo the GPU or NNAPI delegate and apply it again. So each
+ * input shape gets its own interpreter, built from a copy of the model with that shape written
+ * in ([TfliteShape.withInputShape]); [InterpreterPerShape] keeps the current one and rebuilds
+ * (closing the old interpreter and delegate) only when the shape changes. A photo goes through
+ * [TilePlan], whose windows all have one shape: one interpreter per photo.
  */
-class TfliteRunner(assets: AssetManager, private val model: ModelInfo, backend: Backend) : Runner {
-    private var delegate: Delegate? = null
-    private val interpreter: Interpreter
-    override val ranOn: String
-    private var shape = IntArray(0)
-
-    init {
-        val buffer = assets.mapAsset(model.file)
-        val (interp, label) = create(buffer, backend)
-        interpreter = interp
-        ranOn = label
-        Log.i(TAG, "${model.name}: requested ${backend.label}, running on $label")
+class TfliteRunner(assets: AssetManager, private val model: ModelInfo, private val backend: Backend) : Runner {
+    /** An interpreter, the delegate applied to it (closed with it) and what actually ran. */
+    private class Session(val interpreter: Interpreter, val delegate: Delegate?, val label: String) : AutoCloseable {
+        override fun close() {
+            interpreter.close()
+            (delegate as? AutoCloseable)?.close()
+        }
     }
+
+    private val buffer = assets.mapAsset(model.file)
+    private val sessions = InterpreterPerShape<Session> { shape -> newSession(shape) }
+
+    /** What ran the last inference (set when an interpreter is built for a shape). */
+    override var ranOn: String = "${backend.label} (no inference yet)"
+        private set
 
     private fun cpuOptions() = Interpreter.Options().setNumThreads(4).setUseXNNPACK(true)
 
-    private fun cpu(buffer: ByteBuffer, why: String?): Pair<Interpreter, String> =
-        Interpreter(buffer, cpuOptions()) to (if (why == null) Backend.CPU.label else "${Backend.CPU.label} - $why")
+    private fun cpu(shaped: ByteBuffer, why: String?): Session =
+        Session(Interpreter(shaped, cpuOptions()), null, if (why == null) Backend.CPU.label else "${Backend.CPU.label} - $why")
 
-    private fun create(buffer: ByteBuffer, backend: Backend): Pair<Interpreter, String> {
+    /** An interpreter whose input is [shape] from the start, so the delegate is prepared for it. */
+    private fun newSession(shape: IntArray): Session {
+        val shaped = TfliteShape.withInputShape(buffer, 0, shape)
         val d: Delegate = when (backend) {
             Backend.GPU -> {
                 val compat = CompatibilityList()
                 try {
-                    if (!compat.isDelegateSupportedOnThisDevice) return cpu(buffer, "GPU delegate not supported on this device")
+                    if (!compat.isDelegateSupportedOnThisDevice) return cpu(shaped, "GPU delegate not supported on this device")
                     GpuDelegate(compat.bestOptionsForThisDevice)
                 } finally {
                     compat.close()
@@ -74,37 +86,30 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, backend: 
             }
             // setUseNnapiCpu(false): NNAPI's own CPU reference path would not be the NPU/DSP.
             Backend.NNAPI -> {
-                if (Build.VERSION.SDK_INT < 27) return cpu(buffer, "NNAPI needs Android 8.1+")
+                if (Build.VERSION.SDK_INT < 27) return cpu(shaped, "NNAPI needs Android 8.1+")
                 NnApiDelegate(NnApiDelegate.Options().setUseNnapiCpu(false))
             }
-            else -> return cpu(buffer, null)
+            else -> return cpu(shaped, null)
         }
         return try {
-            val interp = Interpreter(buffer, cpuOptions().addDelegate(d))
-            delegate = d
             // A delegate may take only part of the graph; LiteRT logs "Replacing N out of M node(s)".
-            interp to "${backend.label} (partition: see logcat 'Replacing ... node(s)')"
+            Session(Interpreter(shaped, cpuOptions().addDelegate(d)), d, "${backend.label} (partition: see logcat 'Replacing ... node(s)')")
         } catch (e: Exception) {
             (d as? AutoCloseable)?.close()
-            cpu(buffer, "${backend.label} failed: ${e.message?.lineSequence()?.first()}")
-        }
-    }
-
-    private fun resize(newShape: IntArray) {
-        if (!newShape.contentEquals(shape)) {
-            interpreter.resizeInput(0, newShape)
-            interpreter.allocateTensors()
-            shape = newShape
+            cpu(shaped, "${backend.label} failed: ${e.message?.lineSequence()?.first()}")
         }
     }
 
     override fun runRaw(input: ByteArray, shape: IntArray): ByteArray {
-        resize(shape)
+        val session = sessions.get(shape)
+        if (session.label != ranOn) Log.i(TAG, "${model.name} ${shape.contentToString()}: requested ${backend.label}, running on ${session.label}")
+        ranOn = session.label
+        val interpreter = session.interpreter
         val inBuf = ByteBuffer.allocateDirect(input.size).order(ByteOrder.nativeOrder()).put(input)
         inBuf.rewind()
         val outBuf = ByteBuffer.allocateDirect(interpreter.getOutputTensor(0).numBytes()).order(ByteOrder.nativeOrder())
         interpreter.run(inBuf, outBuf)
-        (delegate as? NnApiDelegate)?.let {
+        (session.delegate as? NnApiDelegate)?.let {
             // NNAPI failures after creation fall back to the CPU silently; make them visible.
             if (it.nnapiErrno != 0) Log.w(TAG, "${model.name}: NNAPI errno ${it.nnapiErrno}: the CPU ran this inference")
         }
@@ -142,10 +147,7 @@ class TfliteRunner(assets: AssetManager, private val model: ModelInfo, backend: 
         return (rounded + t.zeroPoint).coerceIn(if (t.dtype == "int8") -128 else 0, if (t.dtype == "int8") 127 else 255)
     }
 
-    override fun close() {
-        interpreter.close()
-        (delegate as? AutoCloseable)?.close()
-    }
+    override fun close() = sessions.close()
 }
 
 /**
