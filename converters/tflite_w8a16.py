@@ -170,7 +170,8 @@ def quantize_16x8(float_model, int8_model: bytes, samples_nhwc: np.ndarray) -> b
         biases, float islands where LiteRT has no 16x8 kernel (module doc).
 
     Raises:
-        EdgesrError: the two conversions' op sequences differ, or the converter fails.
+        EdgesrError: the float and int8 graphs do not match op for op (:func:`_match_ops`), or the
+            converter fails.
     """
     block_triton_after_tensorflow()
     import tensorflow as tf
