@@ -17,6 +17,11 @@ Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to th
 * ``.lut``: a LUT engine, :class:`edgesr.lut_baking.bundle.LutUpscaler`; option ``engine``
   (``"numpy"``, ``"torch"``, ``"c"``).
 
+An artifact exported with fixed input sizes (its contract's ``input_sizes``, ``edgesr export
+--input-size``) comes back wrapped in :class:`edgesr.core.tiling.FixedShapeUpscaler`: it runs on
+inputs of any size in tiles of its own size with the model's receptive-field halo, so the one
+evaluation path scores it on any photo.
+
 Every opener accepts the options of the others and ignores them, so one set of CLI options
 (e.g. ``num_threads``) can be passed to any artifact. A new artifact kind is one opener and
 one line in :data:`OPENERS`, plus the reader of its embedded metadata in
@@ -38,6 +43,7 @@ from edgesr.converters.runtime import (
 )
 from edgesr.core.contract import read_contract
 from edgesr.core.errors import EdgesrError
+from edgesr.core.tiling import FixedShapeUpscaler
 from edgesr.lut_baking.bundle import LutUpscaler, load_bundle
 
 
@@ -79,7 +85,8 @@ def open_artifact(path: str | os.PathLike, **options):
     The Upscaler maps float32 (N, C, h, w) NCHW in the contract's space and range [0, 1] to
     float32 (N, C, s*h, s*w); its ``contract`` is the one embedded in the file (a bare
     ``.tflite`` from another tool gets an inferred one:
-    :func:`edgesr.converters.runtime.tflite_contract`).
+    :func:`edgesr.converters.runtime.tflite_contract`). A fixed-shape artifact (contract
+    ``input_sizes``) is wrapped in :class:`edgesr.core.tiling.FixedShapeUpscaler` (module doc).
 
     Args:
         path: a ``.tflite``, ``.onnx``, ``.mlpackage`` or ``.lut`` artifact.
@@ -99,9 +106,16 @@ def open_artifact(path: str | os.PathLike, **options):
     if opener is None:
         raise EdgesrError(f"{path}: unknown artifact type {path.suffix!r} (expected {', '.join(OPENERS)})")
     try:
-        return opener(path, **options)
+        upscaler = opener(path, **options)
     except (EdgesrError, RuntimeUnavailable):
         raise
     except Exception as exc:  # the runtime's own load errors (protobuf, flatbuffer, Core ML weights, ...)
         detail = (str(exc).strip().splitlines() or [""])[0][:160]
         raise EdgesrError(f"{path}: the {path.suffix} runtime cannot load it ({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    contract = upscaler.contract
+    if contract.input_sizes:
+        try:
+            return FixedShapeUpscaler(upscaler, contract.input_sizes, contract.receptive_field)
+        except EdgesrError as exc:
+            raise EdgesrError(f"{path}: {exc}") from None
+    return upscaler

@@ -199,7 +199,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
               "psnr_vs_reference_db": None, "p999_abs_err": None, "eval": None, "reference_eval": None,
               "passed": False, "tolerance": tolerance, "failed_checks": [], "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
-        result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
+        result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"],
+                                              meta["contract"].get("input_sizes"))
     if is_path and Path(path_or_upscaler).suffix.lower() == ".tflite":
         result["xnnpack"] = xnnpack_partitions(path_or_upscaler)
     try:
