@@ -118,10 +118,21 @@ class LiteRTModel:
         return self.interpreter.get_output_details()[0]
 
     def run(self, q: np.ndarray) -> np.ndarray:
-        """One NHWC input tensor -> a copy of the first output tensor (resized when the shape changes)."""
+        """One NHWC input tensor -> a copy of the first output tensor (resized when the shape changes).
+
+        Raises:
+            EdgesrError: a shape the model cannot take (a fixed-shape export, ``--input-size``,
+                takes only its own ``[1, H, W, C]``; run other sizes through ``open_artifact``,
+                which tiles them).
+        """
         it = self.interpreter
         if self._shape != q.shape:
-            it.resize_tensor_input(self.input_details()["index"], list(q.shape), strict=True)
+            try:
+                it.resize_tensor_input(self.input_details()["index"], list(q.shape), strict=True)
+            except (RuntimeError, ValueError):  # LiteRT: "ResizeInputTensorStrict only allows mutating unknown dimensions"
+                want = [int(d) for d in self.input_details()["shape_signature"]]
+                raise EdgesrError(f"{self.path}: the model takes input shape {want} (-1: any), got {list(q.shape)}; "
+                                  "a fixed-shape export runs other sizes in tiles through open_artifact") from None
             it.allocate_tensors()
             self._shape = q.shape
         it.set_tensor(self.input_details()["index"], np.ascontiguousarray(q))

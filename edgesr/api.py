@@ -114,7 +114,9 @@ def export(model, out_dir: str | os.PathLike, formats=("tflite", "coreml", "onnx
 
     Each artifact embeds its I/O contract and provenance (TFLite metadata, ONNX
     ``metadata_props``, Core ML ``user_defined_metadata``). See
-    :func:`edgesr.converters.export.export` for ``options``.
+    :func:`edgesr.converters.export.export` for ``options``, e.g. ``input_sizes=[(360, 640)]``
+    (LR H x W) for a fixed input shape (Core ML: several sizes give enumerated shapes), which
+    the contract records; :func:`open_artifact` runs such a file on any size in tiles.
 
     Returns:
         ``[{"format", "precision", "path", "bytes"}]``.

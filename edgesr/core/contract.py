@@ -107,7 +107,9 @@ class IOContract:
             EdgesrError: not a dict, an unknown field, or a value out of its domain: scale not
                 an int in 1..8, color not in y/luma_full/rgb, channels not 1 or 3, per_channel
                 not a bool (or set with channels 3), layout not NCHW/NHWC, dtype not
-                float32/float16/int8/uint8, value_range not two finite numbers lo < hi.
+                float32/float16/int8/uint8, value_range not two finite numbers lo < hi,
+                input_sizes not a list of distinct [H, W] positive-integer pairs (or given without
+                receptive_field), receptive_field not a positive integer.
         """
         if not isinstance(d, dict):
             raise EdgesrError(f"{where}: the I/O contract must be a JSON object, got {type(d).__name__}")
