@@ -44,10 +44,10 @@ def arts(model, tmp_path_factory):
     d = tmp_path_factory.mktemp("shapes")
     out = {}
     for kind, sizes in (("dynamic", None), ("fixed", [SIZE])):
-        for a in edgesr.export(model, d / kind, formats=("tflite", "onnx", "coreml"), precisions=("fp32", "int8"),
-                               input_sizes=sizes):
-            if a["format"] != "coreml" or a["precision"] == "fp32":
-                out[(kind, a["format"], a["precision"])] = a["path"]
+        arts = edgesr.export(model, d / kind, formats=("tflite",), precisions=("fp32", "fp16", "int8"), input_sizes=sizes)
+        arts += edgesr.export(model, d / kind, formats=("onnx", "coreml"), precisions=("fp32",), input_sizes=sizes)
+        for a in arts:
+            out[(kind, a["format"], a["precision"])] = a["path"]
     (enum,) = edgesr.export(model, d / "enumerated", formats=("coreml",), precisions=("fp32",), input_sizes=ENUMERATED)
     out[("enumerated", "coreml", "fp32")] = enum["path"]
     return out
@@ -68,7 +68,7 @@ def test_contract_records_the_sizes_and_the_receptive_field(arts, model):
 
 def test_tflite_signature_is_fixed_and_refuses_other_sizes(arts):
     h, w = SIZE
-    for prec in ("fp32", "int8"):
+    for prec in ("fp32", "fp16", "int8"):
         m = LiteRTModel(arts[("fixed", "tflite", prec)])
         inp, out = m.input_details(), m.output_details()
         assert list(inp["shape"]) == list(inp["shape_signature"]) == [1, h, w, 1]
@@ -104,12 +104,12 @@ def test_coreml_shapes_fixed_and_enumerated(arts):
 # --------------------------------------------------------------------------- tiled = whole
 
 
-@pytest.mark.parametrize("fmt,prec", [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32")])
+@pytest.mark.parametrize("fmt,prec", [("tflite", "fp32"), ("tflite", "fp16"), ("tflite", "int8"), ("onnx", "fp32")])
 def test_fixed_artifact_on_a_real_photo_equals_the_dynamic_one(arts, fmt, prec, gray_photo, photo):
     """Tiles of the fixed size with the receptive-field halo give the dynamic artifact's output
     on the whole photo: every value identical (int8: the same integer arithmetic on the same
-    quantized inputs; float: the same per-output sums, measured bit-identical on LiteRT's XNNPACK
-    and ONNX Runtime's CPU kernels)."""
+    quantized inputs; float (fp16 weights are dequantized to float32 at load): the same
+    per-output sums, measured bit-identical on LiteRT's XNNPACK and ONNX Runtime's CPU kernels)."""
     fixed, dynamic = open_artifact(arts[("fixed", fmt, prec)]), open_artifact(arts[("dynamic", fmt, prec)])
     assert isinstance(fixed, FixedShapeUpscaler) and not isinstance(dynamic, FixedShapeUpscaler)
     x = model_input(gray_photo[37:300, 11:400], fixed.contract)  # 263 x 389: ragged last tiles both ways
