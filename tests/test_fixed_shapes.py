@@ -135,17 +135,31 @@ def test_enumerated_coreml_on_the_mil_interpreter_equals_the_dynamic_package(art
     assert enum.choose_size(50, 300) == (40, 56) and enum.choose_size(300, 50) == (72, 48)
 
 
-def test_a_photo_smaller_than_the_fixed_size_is_padded_at_the_edge(arts, gray_photo):
-    """Smaller than the fixed size: padded by repeating the last row/column. Only the outputs
-    within the halo of the padded edge can differ from the dynamic model (module doc of
-    FixedShapeUpscaler); the rest is identical."""
-    fixed, dynamic = open_artifact(arts[("fixed", "tflite", "fp32")]), open_artifact(arts[("dynamic", "tflite", "fp32")])
-    h, w = SIZE[0] - 9, SIZE[1] + 50  # short in H only
-    x = model_input(gray_photo[200 : 200 + h, 100 : 100 + w], fixed.contract)
-    a, b = fixed(x), dynamic(x)
-    assert a.shape == b.shape
-    halo = fixed.receptive_field // 2
-    keep = 2 * (h - halo)
+@pytest.mark.parametrize("fmt,prec", [("tflite", "fp32"), ("tflite", "int8"), ("onnx", "fp32"), ("coreml", "fp32")])
+def test_a_photo_smaller_than_the_fixed_size_runs_at_its_own_size(arts, fmt, prec, gray_photo):
+    """No window fits inside it: the same file runs at the photo's size (LiteRT non-strict
+    resize, ONNX Runtime with symbolic H and W, the MIL interpreter): the dynamic values."""
+    if fmt == "coreml" and coreml_runtime_status() is not None:
+        pytest.skip(coreml_runtime_status())
+    opts = {"precision": "fp32"} if fmt == "coreml" else {}
+    fixed = open_artifact(arts[("fixed", fmt, prec)], **opts)
+    dynamic = open_artifact(arts[("dynamic", fmt, prec)], **opts)
+    x = model_input(gray_photo[200 : 200 + SIZE[0] - 9, 100 : 100 + SIZE[1] + 50], fixed.contract)  # short in H
+    assert fixed.small is not None
+    assert np.array_equal(fixed(x), dynamic(x))
+
+
+def test_without_an_any_size_runner_a_small_photo_is_padded_at_the_edge(arts, gray_photo):
+    """The phone's way (and Core ML's on macOS): pad by repeating the last row. Only the outputs
+    within the halo of the padded edge can differ from the dynamic model's; the rest is identical."""
+    opened = open_artifact(arts[("fixed", "tflite", "fp32")])
+    padded = FixedShapeUpscaler(opened.inner, [SIZE], opened.receptive_field)  # no `small`: pads
+    dynamic = open_artifact(arts[("dynamic", "tflite", "fp32")])
+    h, w = SIZE[0] - 9, SIZE[1] + 50
+    x = model_input(gray_photo[200 : 200 + h, 100 : 100 + w], padded.contract)
+    a, b = padded(x), dynamic(x)
+    assert a.shape == b.shape == (1, 1, 2 * h, 2 * w)
+    keep = 2 * (h - padded.receptive_field // 2)
     assert np.array_equal(a[:, :, :keep], b[:, :, :keep])
     assert not np.array_equal(a[:, :, keep:], b[:, :, keep:])  # the repeated rows are not the model's zero padding
 

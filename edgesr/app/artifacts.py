@@ -20,7 +20,10 @@ Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to th
 An artifact exported with fixed input sizes (its contract's ``input_sizes``, ``edgesr export
 --input-size``) comes back wrapped in :class:`edgesr.core.tiling.FixedShapeUpscaler`: it runs on
 inputs of any size in tiles of its own size with the model's receptive-field halo, so the one
-evaluation path scores it on any photo.
+evaluation path scores it on any photo. An input smaller than every fixed size in a dimension
+runs in one piece on the same file at its own size (LiteRT without strict resizing, ONNX Runtime
+with symbolic H and W, the MIL interpreter), the same values as a dynamic export; only Core ML
+on macOS pads it (a phone app pads too: see the class).
 
 Every opener accepts the options of the others and ignores them, so one set of CLI options
 (e.g. ``num_threads``) can be passed to any artifact. A new artifact kind is one opener and
@@ -35,6 +38,7 @@ from pathlib import Path
 
 from edgesr.converters import executorch as et
 from edgesr.converters.runtime import (
+    CoreMLUpscaler,
     ONNXUpscaler,
     RuntimeUnavailable,
     TFLiteUpscaler,
@@ -47,12 +51,12 @@ from edgesr.core.tiling import FixedShapeUpscaler
 from edgesr.lut_baking.bundle import LutUpscaler, load_bundle
 
 
-def _tflite(path: Path, num_threads: int | None = None, kernels: str = "xnnpack", **_ignored):
-    return TFLiteUpscaler(path, tflite_contract(path), num_threads=num_threads, kernels=kernels)
+def _tflite(path: Path, num_threads: int | None = None, kernels: str = "xnnpack", any_shape: bool = False, **_ignored):
+    return TFLiteUpscaler(path, tflite_contract(path), num_threads=num_threads, kernels=kernels, any_shape=any_shape)
 
 
-def _onnx(path: Path, num_threads: int | None = None, **_ignored):
-    return ONNXUpscaler(path, read_contract(path), num_threads=num_threads)
+def _onnx(path: Path, num_threads: int | None = None, any_shape: bool = False, **_ignored):
+    return ONNXUpscaler(path, read_contract(path), num_threads=num_threads, any_shape=any_shape)
 
 
 def _coreml(path: Path, compute_units: str | None = None, precision: str | None = None, **_ignored):
@@ -77,6 +81,19 @@ OPENERS = {".tflite": _tflite, ".onnx": _onnx, ".mlpackage": _coreml, ".pte": _e
 """``{suffix: opener(path, **options) -> Upscaler}``."""
 NETWORK_SUFFIXES = (".tflite", ".onnx", ".mlpackage", ".pte")
 LUT_SUFFIXES = (".lut",)
+
+
+def _any_shape_runner(path: Path, upscaler, options: dict):
+    """For a fixed-shape artifact, the same file run at any size, for inputs smaller than every
+    fixed size (:class:`edgesr.core.tiling.FixedShapeUpscaler`): LiteRT resizing the fixed
+    signature (not strict), ONNX Runtime with symbolic H and W, the MIL interpreter (which
+    runs any shape); None for Core ML on macOS (the input is then padded)."""
+    suffix = path.suffix.lower()
+    if suffix in (".tflite", ".onnx"):
+        return OPENERS[suffix](path, **{**options, "any_shape": True})
+    if suffix == ".mlpackage" and not isinstance(upscaler, CoreMLUpscaler):
+        return upscaler
+    return None
 
 
 def open_artifact(path: str | os.PathLike, **options):
@@ -114,8 +131,9 @@ def open_artifact(path: str | os.PathLike, **options):
         raise EdgesrError(f"{path}: the {path.suffix} runtime cannot load it ({type(exc).__name__}{': ' + detail if detail else ''})") from None
     contract = upscaler.contract
     if contract.input_sizes:
+        small = _any_shape_runner(path, upscaler, options)
         try:
-            return FixedShapeUpscaler(upscaler, contract.input_sizes, contract.receptive_field)
+            return FixedShapeUpscaler(upscaler, contract.input_sizes, contract.receptive_field, small)
         except EdgesrError as exc:
             raise EdgesrError(f"{path}: {exc}") from None
     return upscaler

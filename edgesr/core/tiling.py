@@ -187,11 +187,13 @@ class FixedShapeUpscaler:
     each dimension the result equals a dynamic-shape model's on the whole input: the same
     values for integer (int8) graphs, the same float32 sums per output for float ones.
 
-    An input smaller than every size in a dimension is padded there, at the bottom/right,
-    by repeating its last row/column (``numpy.pad`` mode ``"edge"``, what a camera app does
-    to fill a fixed tensor); the outputs within ``receptive_field // 2`` LR pixels of that
-    edge then see the repeated pixels instead of the model's zero padding and can differ from
-    a dynamic model's. Everything else is exact.
+    An input smaller than every size in a dimension cannot be tiled exactly: no window fits
+    inside it. With ``small`` (a callable running the same graph at any size, e.g. LiteRT's
+    non-strict resize of the same file) it runs there in one piece, the same values as the
+    dynamic model. Without, it is padded at the bottom/right by repeating its last row/column
+    (``numpy.pad`` mode ``"edge"``, what a phone app does to fill a fixed tensor): the outputs
+    within ``receptive_field // 2`` LR pixels of that edge then see the repeated pixels
+    instead of the model's zero padding and can differ from a dynamic model's.
 
     ``inner``'s other attributes (``interpreter``, ``run_quantized``, ``session``, ...) are
     reachable through this object; they still take only the fixed sizes.
@@ -201,14 +203,14 @@ class FixedShapeUpscaler:
             whose side is not bigger than two halos.
     """
 
-    def __init__(self, inner: Upscaler, sizes, receptive_field: int):
+    def __init__(self, inner: Upscaler, sizes, receptive_field: int, small=None):
         if isinstance(receptive_field, bool) or not isinstance(receptive_field, (int, np.integer)) or receptive_field < 1:
             raise EdgesrError(f"receptive field must be a positive integer, got {receptive_field!r}")
         try:
             self.sizes = normalize_input_sizes([tuple(int(v) for v in hw) for hw in sizes])
         except (ValueError, TypeError) as exc:
             raise EdgesrError(str(exc)) from None
-        self.inner, self.contract = inner, inner.contract
+        self.inner, self.contract, self.small = inner, inner.contract, small
         self.receptive_field, self.halo = int(receptive_field), int(receptive_field) // 2
         small = [hw for hw in self.sizes if min(hw) <= 2 * self.halo]
         if small:
@@ -239,6 +241,8 @@ class FixedShapeUpscaler:
             raise ValueError(f"expected float32 (N, C, h, w), got shape {x.shape}")
         h, w = x.shape[2:]
         win_h, win_w = self.choose_size(h, w)
+        if (h < win_h or w < win_w) and self.small is not None:
+            return np.asarray(self.small(x), dtype=np.float32)
         if h < win_h or w < win_w:
             x = np.pad(x, ((0, 0), (0, 0), (0, max(0, win_h - h)), (0, max(0, win_w - w))), mode="edge")
         s, out = self.contract.scale, None
