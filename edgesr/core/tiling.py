@@ -212,9 +212,9 @@ class FixedShapeUpscaler:
             raise EdgesrError(str(exc)) from None
         self.inner, self.contract, self.small = inner, inner.contract, small
         self.receptive_field, self.halo = int(receptive_field), int(receptive_field) // 2
-        small = [hw for hw in self.sizes if min(hw) <= 2 * self.halo]
-        if small:
-            h, w = small[0]
+        too_small = [hw for hw in self.sizes if min(hw) <= 2 * self.halo]
+        if too_small:
+            h, w = too_small[0]
             raise EdgesrError(f"input size {h}x{w} is too small to tile: each side must exceed twice the "
                               f"halo of {self.halo} pixels (receptive field {self.receptive_field})")
 
