@@ -215,7 +215,9 @@ def _lint_tflite(path: Path, target: str) -> list[Finding]:
         out.append(Finding("warning", "dynamic-shape",
                            f"input {dynamic[0]!r} has dynamic H x W; {why}: export a fixed size, e.g. "
                            "'edgesr export CKPT --formats tflite --input-size 360x640' (LR pixels; photos of other sizes "
-                           "run in tiles of it), or call resize_tensor_input before applying the delegate",
+                           "run in tiles of it), or set the input shape before the delegate is applied: the Java "
+                           "Interpreter applies its Options' delegates in its constructor, so build it from a model "
+                           "with the shape written in (the demo app's TfliteShape.java does)",
                            source=source))
     if target == "nnapi":
         per_channel = [op.name for op in ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D")
