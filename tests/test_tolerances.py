@@ -123,10 +123,11 @@ def test_device_tolerance_of_a_float_output_doubles_the_measurement():
 def test_device_tolerances_come_from_the_emulation_rows_of_a_real_int8_export():
     """From an int8 SESR export's emulation matrix on real photos: the GPU and NPU tolerances are
     what those rows measured against XNNPACK plus one output step; skipped rows give none."""
-    from edgesr.app.tolerances import device_tolerances
-    from edgesr.app.validation import emulation_matrix
     from edgesr.quantization.integer_ref import IntegerReference
     from test_integer_ref_models import zoo_int8
+
+    from edgesr.app.tolerances import device_tolerances
+    from edgesr.app.validation import emulation_matrix
 
     path, module = zoo_int8("sesr_m3")
     rows = emulation_matrix(path, module, [("chelsea", embedded_image("chelsea")[40:111, 120:213])])

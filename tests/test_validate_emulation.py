@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-
 import pytest
 from conftest import crop
 from edgesr.converters import export_coreml, export_onnx, export_tflite

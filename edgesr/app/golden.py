@@ -163,9 +163,9 @@ def _device_tolerance(runner: _Runner, stored: list, emulation: dict | None, emu
             if mine is None or m >= mine:
                 rows[name] = {"max_abs_err_vs_xnnpack": float(m)}
                 sources[name] = f"{emulation_source}.{name}.max_abs_err_vs_xnnpack"
-            sources[name] += f" (the larger of it and the other measurement)" if mine is not None else ""
+            sources[name] += " (the larger of it and the other measurement)" if mine is not None else ""
     out = device_tolerances(runner.precision, rows, _output_step(runner))
-    for engine, tol in out.items():
+    for tol in out.values():
         tol["source"] = sources[tol["source"]]
     return out
 

@@ -48,7 +48,11 @@ import shutil
 from pathlib import Path
 
 from edgesr.app.golden import write_golden
-from edgesr.app.tolerances import DEVICE_CPU_MAX_ABS, DEVICE_GPU_DEFAULT_MAX_ABS, device_tolerances
+from edgesr.app.tolerances import (
+    DEVICE_CPU_MAX_ABS,
+    DEVICE_GPU_DEFAULT_MAX_ABS,
+    device_tolerances,
+)
 from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import IOContract, MissingMetadata, read_contract
