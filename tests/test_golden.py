@@ -67,11 +67,13 @@ def test_verify_passes_then_detects_tampering(golden, tmp_path):
     assert res["ok"] is False and res["mismatched_elements"] == 1 and res["max_abs_err"] == 1.0
 
 
-def test_cli_writes_and_verifies(tmp_path):
+def test_cli_writes_and_verifies(tmp_path, capsys):
     imgs = tmp_path / "imgs"
     write_image(imgs / "coffee.png", embedded_image("coffee")[:40, :52])
     out = tmp_path / "g"
     assert main(["golden", str(int8_model("sesr_like")), "--images", str(imgs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gpu tolerance: max abs" in printed and "npu tolerance: max abs" in printed
     assert (out / "coffee.input.bin").stat().st_size == 40 * 52
     assert main(["golden", str(int8_model("sesr_like")), "--out", str(out), "--verify"]) == 0
     assert main(["golden", str(tmp_path / "none.tflite"), "--out", str(out)]) == 2
