@@ -102,6 +102,8 @@ def test_device_tolerance_of_an_int8_output_is_whole_steps_plus_one():
     one = device_tolerance("int8", step, step)
     assert one["max_abs"] == pytest.approx(2 * step) and one["margin"] == pytest.approx(step)
     assert device_tolerance("int8", 1.5 * step, step)["max_abs"] == pytest.approx(3 * step)
+    three = float(np.float32(3) * np.float32(step))  # three steps as float32 dequantization gives them
+    assert device_tolerance("int8", three, step)["max_abs"] == pytest.approx(4 * step)
     assert device_tolerance("int8", 6.7e-4, step, "x")["max_abs"] == pytest.approx(2 * step)
     assert "plus one step" in one["why"] and device_tolerance("int8", 0.0, step, "rows.gpu_fp16")["source"] == "rows.gpu_fp16"
 

@@ -127,7 +127,7 @@ def device_tolerance(precision: str, measured_max_abs: float, output_step: float
         step = float(output_step)
         if not (math.isfinite(step) and step > 0):
             raise EdgesrError(f"the output quantization step must be > 0, got {output_step}")
-        steps = math.ceil(m / step - 1e-9)  # a measurement of whole steps, up to float noise, stays that many
+        steps = math.ceil(m / step - 1e-3)  # whole steps measured through float32 dequantization stay that many
         value, why = (steps + 1) * step, (f"{precision} output: the measured {steps} output step(s) "
                                           f"(step {step:.6g}) plus one step of margin")
     else:
