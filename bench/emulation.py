@@ -81,7 +81,9 @@ def markdown(results: list[dict]) -> str:
              "(edgesr.converters.gpu_emulation); `npu_int8`: the int8 graph with single-rounding requantization "
              "(TFLITE_SINGLE_ROUNDING). Errors are max |engine - XNNPACK| of the raw outputs on [0, 1]; "
              "tolerances are `edgesr.app.tolerances.device_tolerances` (int8: measured steps + 1 step; "
-             "float: 2x the measurement, at least 2^-10).", "",
+             "float: 2x the measurement, at least 2^-10). The `cpu_reference` column of eSR-TM/TR/CNN and PKN "
+             "is LiteRT BUILTIN_REF's int8 SUM, which runs its uint8 instantiation (edgesr.quantization.integer_ref "
+             "documents and reproduces it); the single-rounding NPU row takes the int8 SUM formula.", "",
              "| model | GPU F32 vs LiteRT (fp32) | fp32: gpu_fp16 vs XNNPACK | fp32: GPU tolerance | "
              "int8: gpu_fp16 vs XNNPACK | int8: npu_int8 vs XNNPACK | int8: cpu_reference vs XNNPACK | "
              "int8: GPU tolerance | int8: NPU tolerance |", "|---|---|---|---|---|---|---|---|---|"]
