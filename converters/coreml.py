@@ -1,8 +1,10 @@
 """PyTorch deploy module -> Core ML ML Program (``.mlpackage``), minimum deployment iOS 17.
 
 ``torch.jit.trace`` then ``coremltools.convert(convert_to="mlprogram")``; input ``input``
-float32 (1, C, H, W) NCHW with ``RangeDim`` H and W (2..4096), output ``output`` float32
-(1, C, s*H, s*W). Precisions:
+float32 (1, C, H, W) NCHW with ``RangeDim`` H and W (2..4096), or with ``input_sizes`` a fixed
+shape (one size) or ``ct.EnumeratedShapes`` (several sizes, the first the default: what the
+Neural Engine compiles for, coremltools' "Flexible Input Shapes" guide), output ``output``
+float32 (1, C, s*H, s*W). Precisions:
 
 * ``fp16`` (default): float16 weights and compute;
 * ``fp32``: float32 weights and compute;
@@ -121,7 +123,7 @@ def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]
 
 
 def convert(module, channels: int, precision: str = "fp16",
-            activation_ranges: dict[str, tuple[float, float]] | None = None):
+            activation_ranges: dict[str, tuple[float, float]] | None = None, input_sizes=None):
     """Convert a deploy module to an in-memory ``coremltools.models.MLModel``.
 
     Args:
@@ -131,6 +133,9 @@ def convert(module, channels: int, precision: str = "fp16",
         activation_ranges: for w8a8: edgesr's ``{fx node name: (min, max)}``, the int8 TFLite
             model's ranges (a quantized checkpoint's, or calibrated by
             :func:`edgesr.converters.export.int8_ranges`).
+        input_sizes: ``[(H, W), ...]`` LR pixels: one size for a fixed input shape, several for
+            ``ct.EnumeratedShapes`` (the first is the default and the traced size); None
+            (default): ``RangeDim`` H and W in 2..:data:`MAX_SIDE`.
 
     Raises:
         EdgesrError: unknown precision, w8a8 without activation ranges, a conversion failure.
@@ -145,9 +150,15 @@ def convert(module, channels: int, precision: str = "fp16",
         if not activation_ranges:
             raise EdgesrError("Core ML w8a8 needs activation ranges (a quantized checkpoint, or calibration patches)")
         module = with_activation_qdq(module, activation_ranges)
-    example = torch.rand(1, channels, 24, 28, generator=torch.Generator().manual_seed(0))
-    dims = [ct.RangeDim(lower_bound=2, upper_bound=MAX_SIDE, default=d) for d in (24, 28)]
-    shape = ct.Shape(shape=(1, channels, *dims))
+    sizes = [(24, 28)] if not input_sizes else [tuple(int(v) for v in hw) for hw in input_sizes]
+    example = torch.rand(1, channels, *sizes[0], generator=torch.Generator().manual_seed(0))
+    if not input_sizes:
+        dims = [ct.RangeDim(lower_bound=2, upper_bound=MAX_SIDE, default=d) for d in sizes[0]]
+        shape = ct.Shape(shape=(1, channels, *dims))
+    elif len(sizes) == 1:
+        shape = ct.Shape(shape=(1, channels, *sizes[0]))
+    else:
+        shape = ct.EnumeratedShapes(shapes=[(1, channels, *hw) for hw in sizes], default=(1, channels, *sizes[0]))
     compute = ct.precision.FLOAT32 if precision == "fp32" else ct.precision.FLOAT16
     try:
         with _quiet(), torch.no_grad():
@@ -192,7 +203,8 @@ def structure(path: str | os.PathLike) -> dict:
 
     Returns:
         ``{"ops": [MIL op types, consts excluded], "inputs": {name: {"dtype", "shape",
-        "ranges": [[lo, hi] per dim]}}, "outputs": [names], "weight_dtypes": [dtypes of the
+        "ranges": [[lo, hi] per dim], "enumerated": [[dims], ...] (``EnumeratedShapes``, else
+        [])}}, "outputs": [names], "weight_dtypes": [dtypes of the
         rank-4 constants (conv weights), e.g. "FLOAT16" or "INT8"], "metadata": str | None}``.
 
     Raises:
@@ -219,8 +231,9 @@ def structure(path: str | os.PathLike) -> dict:
     for inp in spec.description.input:
         arr = inp.type.multiArrayType
         ranges = [[r.lowerBound, r.upperBound] for r in arr.shapeRange.sizeRanges]
+        enumerated = [list(e.shape) for e in arr.enumeratedShapes.shapes]
         inputs[inp.name] = {"dtype": type(arr).DESCRIPTOR.fields_by_name["dataType"].enum_type.values_by_number[arr.dataType].name,
-                            "shape": list(arr.shape), "ranges": ranges}
+                            "shape": list(arr.shape), "ranges": ranges, "enumerated": enumerated}
     return {
         "ops": [op.type for op in ops if op.type != "const"],
         "inputs": inputs,
@@ -230,10 +243,12 @@ def structure(path: str | os.PathLike) -> dict:
     }
 
 
-def check_structure(path: str | os.PathLike, precision: str, channels: int) -> dict:
+def check_structure(path: str | os.PathLike, precision: str, channels: int, input_sizes=None) -> dict:
     """Structural validation of a saved package against what :func:`convert` promises.
 
-    Checks: one input ``input`` float32 (1, C, H, W) with H and W ranged (2..4096), one output
+    Checks: one input ``input`` float32 (1, C, H, W) with H and W ranged (2..4096), or for
+    ``input_sizes`` (the contract's ``[(H, W), ...]``) the one fixed shape (1, C, H, W) or exactly
+    those enumerated shapes, the first as the default; one output
     ``output``, conv weights stored as FLOAT32 (fp32), FLOAT16 (fp16) or INT8 (w8, w8a8),
     quantize/dequantize ops present for w8a8, and edgesr metadata embedded.
 
@@ -248,8 +263,15 @@ def check_structure(path: str | os.PathLike, precision: str, channels: int) -> d
     else:
         if inp["dtype"] != "FLOAT32" or len(inp["shape"]) != 4 or inp["shape"][:2] != [1, channels]:
             problems.append(f"input {inp['dtype']} {inp['shape']}, expected FLOAT32 (1, {channels}, H, W)")
-        if [r for r in inp["ranges"][2:]] != [[2, MAX_SIDE], [2, MAX_SIDE]]:
+        sizes = [[1, channels, int(h), int(w)] for h, w in (input_sizes or [])]
+        if not sizes and [r for r in inp["ranges"][2:]] != [[2, MAX_SIDE], [2, MAX_SIDE]]:
             problems.append(f"input H/W ranges {inp['ranges'][2:]}, expected [2, {MAX_SIDE}] each")
+        if len(sizes) == 1 and (inp["shape"] != sizes[0] or inp["ranges"] or inp["enumerated"]):
+            problems.append(f"input shape {inp['shape']} (ranges {inp['ranges']}, enumerated {inp['enumerated']}), "
+                            f"expected the fixed shape {sizes[0]}")
+        if len(sizes) > 1 and (sorted(inp["enumerated"]) != sorted(sizes) or inp["shape"] != sizes[0]):
+            problems.append(f"input enumerated shapes {inp['enumerated']} (default {inp['shape']}), expected {sizes} "
+                            f"(default {sizes[0]})")
     if s["outputs"] != ["output"]:
         problems.append(f"outputs {s['outputs']}, expected ['output']")
     want = {"fp32": "FLOAT32", "fp16": "FLOAT16", "w8": "INT8", "w8a8": "INT8"}.get(precision)

@@ -15,6 +15,14 @@ w8 and w8a8; ``executorch`` (``.pte`` lowered to XNNPACK, the ``edgesr[executorc
 fp32, fp16, int8 (PT2E); ``executorch-coreml`` (``.coreml.pte``, ExecuTorch's Core ML delegate for
 iOS: compiled here, runnable only on Apple devices, so never a default format): fp32, fp16.
 
+Input shapes: dynamic H x W by default; ``input_sizes=[(H, W)]`` (LR pixels, ``edgesr export
+--input-size HxW``) gives TFLite a fixed ``[1, H, W, C]`` signature, ONNX static dims and Core ML
+a fixed shape; several sizes give Core ML ``EnumeratedShapes`` (TFLite and ONNX take one size;
+ExecuTorch programs stay dynamic, so they are refused with sizes and left out of the default
+formats). :func:`check_input_sizes` checks them before any work; the contract records them
+with the model's receptive field, and :func:`edgesr.app.artifacts.open_artifact` runs such an
+artifact on any photo in tiles of its size (:class:`edgesr.core.tiling.FixedShapeUpscaler`).
+
 Activation ranges (TFLite int8, TFLite w8a16 and Core ML W8A8 use the same ones): a quantized checkpoint
 (``edgesr quantize`` output, :class:`edgesr.quantization.api.QuantizedCheckpoint`) brings its
 own and nothing is recalibrated; any other model is calibrated once per :func:`export` call
@@ -25,6 +33,7 @@ own and nothing is recalibrated; any other model is calibrated once per :func:`e
 
 from __future__ import annotations
 
+import operator
 import os
 from pathlib import Path
 
@@ -36,7 +45,7 @@ from edgesr.quantization.api import QuantizedCheckpoint, is_quantized, read_quan
 from edgesr.quantization.calibration import calibrate
 
 from edgesr.core.checkpoint import load_checkpoint
-from edgesr.core.contract import sidecar_path
+from edgesr.core.contract import normalize_input_sizes, sidecar_path
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import calibration_patches
 
@@ -51,11 +60,61 @@ SUFFIX = {"tflite": ".tflite", "onnx": ".onnx", "coreml": ".mlpackage", "executo
           "executorch-coreml": ".coreml.pte"}
 
 
-def default_formats() -> tuple[str, ...]:
+FIXED_SHAPE_FORMATS = ("tflite", "onnx", "coreml")
+"""Formats that take ``input_sizes`` (a fixed input shape); only ``coreml`` takes several."""
+
+
+def default_formats(input_sizes=None) -> tuple[str, ...]:
     """The formats exported when none are named: tflite, coreml, onnx, and ``executorch`` when
-    the optional ExecuTorch package is installed (``executorch-coreml`` only on request: it
-    cannot be validated off Apple devices)."""
-    return tuple(f for f in FORMATS if f != "executorch-coreml" and (f != "executorch" or et.unavailable_reason() is None))
+    the optional ExecuTorch package is installed and no ``input_sizes`` are given
+    (``executorch-coreml`` only on request: it cannot be validated off Apple devices)."""
+    return tuple(f for f in FORMATS if f != "executorch-coreml"
+                 and (f != "executorch" or (not input_sizes and et.unavailable_reason() is None)))
+
+
+def check_input_sizes(module, formats, input_sizes) -> tuple[tuple[int, int], ...] | None:
+    """Check fixed/enumerated input sizes against the formats and the model, before any work.
+
+    Args:
+        module: the deploy module (its ``receptive_field``, LR pixels, sets the tiling halo
+            ``receptive_field // 2``).
+        formats: the formats to export.
+        input_sizes: ``[(H, W), ...]`` LR pixels, or None (dynamic shapes).
+
+    Returns:
+        the sizes as a tuple of ``(H, W)`` ints, or None.
+
+    Raises:
+        EdgesrError: a format outside :data:`FIXED_SHAPE_FORMATS`, several sizes for TFLite or
+            ONNX, a model that declares no receptive field, or a side not bigger than two halos
+            (tiles of that size could not keep any pixel).
+    """
+    if not input_sizes:
+        return None
+    try:
+        sizes = normalize_input_sizes([tuple(operator.index(v) for v in hw) for hw in input_sizes])
+    except (ValueError, TypeError) as exc:
+        raise EdgesrError(f"input sizes: {exc}") from None
+    shown = ",".join(f"{h}x{w}" for h, w in sizes)
+    bad = [f for f in formats if f not in FIXED_SHAPE_FORMATS]
+    if bad:
+        raise EdgesrError(f"input size {shown}: {bad[0]} exports keep dynamic shapes; fixed sizes are for "
+                          f"{', '.join(FIXED_SHAPE_FORMATS)}")
+    single = [f for f in formats if f != "coreml"]
+    if len(sizes) > 1 and single:
+        raise EdgesrError(f"input sizes {shown}: enumerated shapes are Core ML only; {single[0]} takes one fixed "
+                          "size (use --formats coreml, or export once per size)")
+    rf = getattr(module, "receptive_field", None)
+    if not isinstance(rf, int) or isinstance(rf, bool) or rf < 1:
+        raise EdgesrError(f"input size {shown}: {type(module).__name__} declares no receptive field, so a fixed-size "
+                          "artifact could not be tiled over larger photos")
+    halo = rf // 2
+    small = [(h, w) for h, w in sizes if min(h, w) <= 2 * halo]
+    if small:
+        h, w = small[0]
+        raise EdgesrError(f"input size {h}x{w}: each side must be more than {2 * halo} pixels (twice the halo of the "
+                          f"model's {rf}-pixel receptive field)")
+    return sizes
 
 
 def deploy_module(model_or_checkpoint):
@@ -148,9 +207,10 @@ def _finish(path: Path, meta: dict, fmt: str, precision: str, write, sidecar: bo
 
 
 def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dtype: str = "int8",
-                  source=None, sidecar: bool = False) -> dict:
+                  source=None, sidecar: bool = False, input_size: tuple[int, int] | None = None) -> dict:
     """Write a ``.tflite`` (see :mod:`edgesr.converters.tflite`) with its metadata embedded;
-    returns ``{format, precision, path, bytes}``.
+    returns ``{format, precision, path, bytes}``. ``input_size``: ``(H, W)`` for a fixed
+    ``[1, H, W, C]`` input (recorded in the contract), None for dynamic H x W.
 
     ``model``: a deploy ``nn.Module`` or a :class:`QuantizedCheckpoint` (its module; for int8
     its ranges, else ranges calibrated on ``calibration``, see :func:`int8_ranges`).
@@ -162,22 +222,28 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
     if precision == "w8a16":
         extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
                                   "biases": "int64", "ranges": "the int8 model's tensor ranges"}
-    data = tflite.convert(module, module.contract.channels, precision, calibration, io_dtype, ranges)
+    data = tflite.convert(module, module.contract.channels, precision, calibration, io_dtype, ranges, input_size)
     meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
-                          source=source, tools=("tensorflow", "ai-edge-litert"), extra=extra)
+                          source=source, tools=("tensorflow", "ai-edge-litert"), extra=extra,
+                          input_sizes=None if input_size is None else [input_size])
     data = tflite.embed_metadata(data, meta)
     return _finish(Path(path), meta, "tflite", precision, lambda p: tflite.save(data, p), sidecar)
 
 
-def export_onnx(module, path, source=None, sidecar: bool = False) -> dict:
-    """Write an fp32 ``.onnx`` (see :mod:`edgesr.converters.onnx_export`); returns the artifact dict."""
+def export_onnx(module, path, source=None, sidecar: bool = False, input_size: tuple[int, int] | None = None) -> dict:
+    """Write an fp32 ``.onnx`` (see :mod:`edgesr.converters.onnx_export`; ``input_size``: static
+    (H, W), recorded in the contract); returns the artifact dict."""
 
-    meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"))
-    return _finish(Path(path), meta, "onnx", "fp32", lambda p: onnx_export.export(module, module.contract.channels, p, meta), sidecar)
+    meta = build_metadata(module, "onnx", "fp32", source=source, tools=("onnx", "onnxscript", "onnxsim"),
+                          input_sizes=None if input_size is None else [input_size])
+    return _finish(Path(path), meta, "onnx", "fp32",
+                   lambda p: onnx_export.export(module, module.contract.channels, p, meta, input_size), sidecar)
 
 
-def export_coreml(model, path, precision: str = "fp16", calibration=None, source=None, sidecar: bool = False) -> dict:
-    """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`); returns the artifact dict.
+def export_coreml(model, path, precision: str = "fp16", calibration=None, source=None, sidecar: bool = False,
+                  input_sizes=None) -> dict:
+    """Write a ``.mlpackage`` (see :mod:`edgesr.converters.coreml`; ``input_sizes``: one fixed
+    (H, W) or several enumerated, recorded in the contract); returns the artifact dict.
 
     ``model``: a deploy ``nn.Module`` or a :class:`QuantizedCheckpoint`; w8a8 takes the same
     activation ranges as the int8 TFLite model (:func:`int8_ranges`).
@@ -186,8 +252,9 @@ def export_coreml(model, path, precision: str = "fp16", calibration=None, source
     if precision == "w8a8":
         q = int8_ranges(model, calibration)
         ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
-    ml = coreml.convert(module, module.contract.channels, precision, ranges)
-    meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",), extra=extra)
+    ml = coreml.convert(module, module.contract.channels, precision, ranges, input_sizes)
+    meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",), extra=extra,
+                          input_sizes=input_sizes)
     return _finish(Path(path), meta, "coreml", precision, lambda p: coreml.save(ml, p, meta), sidecar)
 
 
@@ -227,7 +294,7 @@ def plan(formats, precisions) -> list[tuple[str, str]]:
 
 def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16", "int8"), calibration=None,
            io_dtype: str = "int8", stem: str | None = None, source: str | None = None,
-           progress: bool = False, sidecar: bool = False) -> list[dict]:
+           progress: bool = False, sidecar: bool = False, input_sizes=None) -> list[dict]:
     """Export every (format, precision) of :func:`plan`.
 
     Args:
@@ -235,7 +302,7 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
             ``collapse``), a checkpoint path, or a :class:`QuantizedCheckpoint`. A quantized
             checkpoint (path or object) brings its activation ranges: no calibration.
         out_dir: folder for the artifacts (created).
-        formats: names from :data:`FORMATS`; default :func:`default_formats`.
+        formats: names from :data:`FORMATS`; default :func:`default_formats` (of ``input_sizes``).
         calibration: float32 (N, C, h, w) real patches in model-input space, calibrated once
             for int8 / w8a8 of a float model (:func:`calibration_patches`); computed from the
             embedded training photographs when None and needed.
@@ -244,19 +311,25 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
         stem: file name stem (default ``{model}_x{scale}``).
         source: provenance note (default: the checkpoint path when one is given).
         sidecar: also write each artifact's metadata to ``PATH.json`` (it is always embedded).
+        input_sizes: ``[(H, W), ...]`` LR pixels (module doc, :func:`check_input_sizes`): one
+            fixed input size for every format, or several enumerated ones for Core ML; None
+            (default): dynamic H x W.
 
     Returns:
         ``[{"format", "precision", "path", "bytes"}]`` in :func:`plan` order.
 
     Raises:
-        EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision.
+        EdgesrError: unreadable checkpoint, unwritable ``out_dir``, unsupported op or precision,
+            input sizes that the formats or the model cannot take (before anything is written).
     """
-    formats = default_formats() if formats is None else formats
+    formats = default_formats(input_sizes) if formats is None else formats
     pairs = plan(formats, precisions)
     if source is None and isinstance(model_or_checkpoint, (str, os.PathLike)):
         source = str(model_or_checkpoint)
     model = load_model(model_or_checkpoint)
     module = deploy_module(model)
+    sizes = check_input_sizes(module, formats, input_sizes)
+    one = None if sizes is None else sizes[0]
     out_dir = writable_dir(out_dir)
     stem = stem or f"{getattr(module, 'registry_name', None) or type(module).__name__.lower()}_x{module.contract.scale}"
     needs_int8 = any(p in RANGED_PRECISIONS for _, p in pairs)
@@ -271,17 +344,17 @@ def export(model_or_checkpoint, out_dir, formats=None, precisions=("fp32", "fp16
     for fmt, prec in tqdm(pairs, disable=not progress, desc="export", leave=False):
         path = out_dir / f"{stem}_{prec}{SUFFIX[fmt]}"
         if fmt == "tflite":
-            results.append(export_tflite(model, path, prec, calibration, io_dtype, source, sidecar))
+            results.append(export_tflite(model, path, prec, calibration, io_dtype, source, sidecar, one))
         elif fmt == "onnx":
-            results.append(export_onnx(module, path, source, sidecar))
+            results.append(export_onnx(module, path, source, sidecar, one))
         elif fmt.startswith("executorch"):
             results.append(export_executorch(module, path, prec, calibration, source, sidecar,
                                              delegate="coreml" if fmt == "executorch-coreml" else "xnnpack"))
         else:
-            results.append(export_coreml(model, path, prec, calibration, source, sidecar))
+            results.append(export_coreml(model, path, prec, calibration, source, sidecar, sizes))
     return results
 
 
-__all__ = ["FORMATS", "FORMAT_PRECISIONS", "RANGED_PRECISIONS", "default_formats", "deploy_module", "export", "export_coreml",
+__all__ = ["FIXED_SHAPE_FORMATS", "FORMATS", "FORMAT_PRECISIONS", "RANGED_PRECISIONS", "check_input_sizes", "default_formats", "deploy_module", "export", "export_coreml",
            "export_executorch", "export_onnx", "export_tflite", "int8_ranges", "load_model", "plan", "sidecar_path",
            "writable_dir"]

@@ -140,7 +140,8 @@ def _choose_layouts(b: Builder) -> None:
         b.layout[node] = wants.pop() if len(wants) == 1 else None
 
 
-def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple[float, float]] | None = None):
+def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple[float, float]] | None = None,
+            input_size: tuple[int, int] | None = None):
     """Rebuild a deploy module as a Keras functional model.
 
     Args:
@@ -148,9 +149,11 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
         channels: C of the input (the contract's channels).
         activation_ranges: ``{fx node name: (min, max)}``; a fake-quant with that range is
             inserted after each named node (the placeholder's name covers the input).
+        input_size: ``(H, W)`` for a fixed input shape; None: dynamic H and W.
 
     Returns:
-        ``keras.Model`` taking float32 (1, None, None, C) NHWC, returning (1, None, None, C_out).
+        ``keras.Model`` taking float32 (1, H, W, C) NHWC (None, None for dynamic H and W),
+        returning (1, s*H, s*W, C_out).
 
     Raises:
         EdgesrError: an op outside the op table (:mod:`edgesr.core.ops`) or without an emitter, an unknown node name in ``activation_ranges``,
@@ -169,7 +172,8 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
         if node.op == "placeholder":
             if inputs is not None:
                 raise EdgesrError("keras rebuild: the module must take one input tensor")
-            inputs = y = keras.Input(shape=(None, None, channels), batch_size=1, name="input")
+            hw = (None, None) if input_size is None else tuple(int(v) for v in input_size)
+            inputs = y = keras.Input(shape=(*hw, channels), batch_size=1, name="input")
         elif node.op == "get_attr":
             y = b.constant(node)
         elif node.op == "output":

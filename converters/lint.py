@@ -4,7 +4,8 @@ Targets and what is checked:
 
 * ``gpu`` (TFLite GPU delegate): every op in the delegate's supported list; LiteRT's own
   ``ModelAnalyzer(..., gpu_compatibility=True)`` as a second source (its warnings become
-  findings); tensor rank <= 4; dynamic H x W (the delegate compiles for one shape).
+  findings); tensor rank <= 4; dynamic H x W (the delegate compiles for one shape: the finding
+  recommends ``edgesr export --input-size HxW``, :data:`FIXED_SHAPE_ADVICE`).
 * ``nnapi`` (Android NNAPI): rank <= 4; per-channel int8 weights need feature level 29
   (Android 10); NNAPI is deprecated from Android 15 (always reported, as a warning); float
   islands inside an int8 graph (an NPU then splits the graph and round-trips to the CPU).
@@ -37,7 +38,18 @@ target's findings, ``tests/data/lint_recorded.json``, that a rule change must up
   xnnpack_delegate.cc and XNNPACK's operator checks, each measured (``tests/test_partitions.py``);
 * ``coreml-ane``: Apple publishes no op list for the Neural Engine; :data:`ANE_MIL_OPS` is a
   conservative list of MIL ops (coremltools 8 MIL op set) known to run there, hence warnings
-  only; fp16-only compute and rank <= 5 from Apple's Core ML performance guidance.
+  only; fp16-only compute and rank <= 5 from Apple's Core ML performance guidance;
+* dynamic input shapes, per target (:data:`FIXED_SHAPE_ADVICE`, each finding's ``source``):
+  the GPU delegate registers with ``kTfLiteDelegateFlagsNone`` (no dynamic-tensor support) and
+  builds its GPU program in the delegate kernel's ``Prepare`` from the shapes it is applied to
+  (tensorflow/lite/delegates/gpu/delegate.cc); NNAPI compiles the model for the shapes at
+  delegation, and dynamic dimensions without recompilation need
+  ``StatefulNnApiDelegate::Options::allow_dynamic_dimensions`` (off by default, "may result in
+  model being rejected by accelerator", tensorflow/lite/delegates/nnapi/nnapi_delegate.h);
+  Core ML runs a range-flexible model on the Neural Engine only at its default shape (Apple's
+  answer in developer.apple.com/forums/thread/724930), and coremltools' "Flexible Input Shapes"
+  guide says "Use EnumeratedShapes for best performance"
+  (apple.github.io/coremltools/docs-guides/source/flexible-inputs.html).
 
 Each finding is ``{"severity": "error" | "warning" | "info", "check", "message", "op"}``;
 ``error`` means the part would not run on the target (the CLI then exits 1).
@@ -103,12 +115,34 @@ reduce_min batch_norm instance_norm layer_norm const constexpr_affine_dequantize
 constexpr_lut_to_dense quantize dequantize cast identity""".split())
 
 
+FIXED_SHAPE_ADVICE = {
+    "gpu": ("the GPU delegate builds its GPU program for the shapes it is applied to and declares no dynamic-tensor "
+            "support, so every new size re-applies it",
+            "tensorflow/lite/delegates/gpu/delegate.cc: TfLiteDelegate flags kTfLiteDelegateFlagsNone; "
+            "DelegateKernel::Prepare builds the InferenceRunner from the tensor shapes"),
+    "nnapi": ("the NNAPI delegate compiles the model for the shapes it is applied to; running other sizes without "
+              "recompiling needs allow_dynamic_dimensions, which accelerators may reject",
+              "tensorflow/lite/delegates/nnapi/nnapi_delegate.h: StatefulNnApiDelegate::Options::"
+              "allow_dynamic_dimensions (default false)"),
+    "coreml-ane": ("Core ML runs a range-flexible (RangeDim) model on the Neural Engine only at its default shape, "
+                   "other shapes on the GPU or CPU; enumerated shapes each run on the Neural Engine",
+                   "developer.apple.com/forums/thread/724930 (Apple's answer); coremltools guide 'Flexible Input "
+                   "Shapes' (apple.github.io/coremltools/docs-guides/source/flexible-inputs.html): 'Use "
+                   "EnumeratedShapes for best performance'"),
+}
+"""``{target: (why a fixed input shape matters there, the source)}`` for the dynamic-shape findings."""
+
+
 @dataclass
 class Finding:
+    """One lint result; ``source`` names the delegate documentation or code a rule comes from
+    (set where the rule cites one)."""
+
     severity: str
     check: str
     message: str
     op: str | None = None
+    source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -177,9 +211,14 @@ def _lint_tflite(path: Path, target: str) -> list[Finding]:
                                    "an int8-only accelerator splits the graph here", op.name))
     dynamic = [tensors[i].name for i in inputs if any(d == -1 for d in tensors[i].shape[1:3])]
     if dynamic and target in ("gpu", "nnapi"):
+        why, source = FIXED_SHAPE_ADVICE[target]
         out.append(Finding("warning", "dynamic-shape",
-                           f"input {dynamic[0]!r} has dynamic H x W; the {target} delegate is prepared for one shape: "
-                           "call resize_tensor_input before applying the delegate (re-apply per size)"))
+                           f"input {dynamic[0]!r} has dynamic H x W; {why}: export a fixed size, e.g. "
+                           "'edgesr export CKPT --formats tflite --input-size 360x640' (LR pixels; photos of other sizes "
+                           "run in tiles of it), or set the input shape before the delegate is applied: the Java "
+                           "Interpreter applies its Options' delegates in its constructor, so build it from a model "
+                           "with the shape written in (the demo app's TfliteShape.java does)",
+                           source=source))
     if target == "nnapi":
         per_channel = [op.name for op in ops if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D")
                        and len(tensors[op.inputs[1]].scale) > 1]
@@ -318,8 +357,10 @@ def _lint_coreml(path: Path) -> list[Finding]:
         out.append(Finding("error", "precision", "the program computes in fp32; the Neural Engine computes fp16 only "
                            "(export with compute_precision FLOAT16)"))
     if prog.flexible_inputs:
+        why, source = FIXED_SHAPE_ADVICE["coreml-ane"]
         out.append(Finding("warning", "dynamic-shape", f"inputs {', '.join(prog.flexible_inputs)} have flexible (RangeDim) "
-                           "shapes; the ANE is used for enumerated or fixed shapes, flexible ones often run on the GPU"))
+                           f"shapes; {why}: export fixed or enumerated sizes, e.g. 'edgesr export CKPT --formats coreml "
+                           "--input-size 360x640,720x1280' (LR pixels)", source=source))
     if prog.max_rank > 5:
         out.append(Finding("error", "rank", f"a rank-{prog.max_rank} tensor; the Neural Engine handles rank <= 5"))
     return out

@@ -43,11 +43,13 @@ def _versions(packages) -> dict[str, str]:
 
 
 def build_metadata(module, artifact_format: str, precision: str, *, io_dtype: str = "float32",
-                   source: str | None = None, tools=("torch",), extra: dict | None = None) -> dict:
+                   source: str | None = None, tools=("torch",), extra: dict | None = None,
+                   input_sizes=None) -> dict:
     """The metadata dict of an artifact exported from ``module`` (a registry-built deploy module).
 
     The contract is ``module.contract`` with ``layout`` set to the artifact's own tensor layout
-    (:data:`LAYOUT`: NHWC for TFLite, NCHW for ONNX and Core ML).
+    (:data:`LAYOUT`: NHWC for TFLite, NCHW for ONNX and Core ML) and, for a fixed-shape export,
+    ``input_sizes`` (``[(H, W), ...]`` LR pixels) with the module's ``receptive_field``.
     """
     provenance = {
         "model": getattr(module, "registry_name", None) or type(module).__name__,
@@ -63,6 +65,9 @@ def build_metadata(module, artifact_format: str, precision: str, *, io_dtype: st
     if extra:
         provenance.update(extra)
     contract = dataclasses.replace(module.contract, layout=LAYOUT.get(artifact_format, module.contract.layout))
+    if input_sizes:
+        contract = dataclasses.replace(contract, input_sizes=tuple((int(h), int(w)) for h, w in input_sizes),
+                                       receptive_field=int(module.receptive_field))
     return {"format": FORMAT, "version": 1, "contract": contract.to_dict(), "provenance": provenance}
 
 

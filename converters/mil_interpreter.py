@@ -51,7 +51,7 @@ class Program:
     inputs: list  # [(name, dtype, shape with -1 for flexible dims)]
     ops: list
     outputs: list
-    flexible_inputs: list
+    flexible_inputs: list  # names of inputs with range-flexible (RangeDim) dims; enumerated shapes are not
     max_rank: int
     compute_precision: str
     metadata: dict
@@ -124,11 +124,12 @@ def load_program(path: str | os.PathLike) -> Program:
     weights_dir = path / "Data" / "com.apple.CoreML" / "weights"
     readers: dict = {}
     inputs, flexible, max_rank, any_fp16 = [], [], 0, False
+    enumerated = {i.name for i in spec.description.input if i.type.multiArrayType.enumeratedShapes.shapes}
     for inp in fn.inputs:
         tt = inp.type.tensorType
         shape = [d.constant.size if d.HasField("constant") else -1 for d in tt.dimensions]
         inputs.append((inp.name, _DTYPES.get(tt.dataType), shape))
-        if -1 in shape:
+        if -1 in shape and inp.name not in enumerated:  # EnumeratedShapes: symbolic in MIL, a finite set
             flexible.append(inp.name)
     ops = []
     for op in block.operations:

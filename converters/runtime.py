@@ -96,7 +96,8 @@ class LiteRTModel:
         EdgesrError: unknown ``kernels``, missing or unreadable model.
     """
 
-    def __init__(self, path: str | os.PathLike, kernels: str = "xnnpack", num_threads: int | None = None):
+    def __init__(self, path: str | os.PathLike, kernels: str = "xnnpack", num_threads: int | None = None,
+                 any_shape: bool = False):
         from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
         if kernels not in KERNELS:
@@ -110,6 +111,7 @@ class LiteRTModel:
         except Exception as exc:  # OSError, LiteRT's ValueError, flatbuffer decode errors
             raise EdgesrError(f"{path}: not a readable TFLite model ({(str(exc).splitlines() or [type(exc).__name__])[0][:120]})") from None
         self._shape = None
+        self.any_shape = any_shape
 
     def input_details(self) -> dict:
         return self.interpreter.get_input_details()[0]
@@ -118,10 +120,24 @@ class LiteRTModel:
         return self.interpreter.get_output_details()[0]
 
     def run(self, q: np.ndarray) -> np.ndarray:
-        """One NHWC input tensor -> a copy of the first output tensor (resized when the shape changes)."""
+        """One NHWC input tensor -> a copy of the first output tensor (resized when the shape changes).
+
+        With ``any_shape`` (constructor), a fixed signature is resized too (LiteRT's non-strict
+        resize: the same graph and kernels at another H x W, what a dynamic export runs).
+
+        Raises:
+            EdgesrError: a shape the model cannot take (a fixed-shape export, ``--input-size``,
+                takes only its own ``[1, H, W, C]``; run other sizes through ``open_artifact``,
+                which tiles them).
+        """
         it = self.interpreter
         if self._shape != q.shape:
-            it.resize_tensor_input(self.input_details()["index"], list(q.shape), strict=True)
+            try:
+                it.resize_tensor_input(self.input_details()["index"], list(q.shape), strict=not self.any_shape)
+            except (RuntimeError, ValueError):  # LiteRT: "ResizeInputTensorStrict only allows mutating unknown dimensions"
+                want = [int(d) for d in self.input_details()["shape_signature"]]
+                raise EdgesrError(f"{self.path}: the model takes input shape {want} (-1: any), got {list(q.shape)}; "
+                                  "a fixed-shape export runs other sizes in tiles through open_artifact") from None
             it.allocate_tensors()
             self._shape = q.shape
         it.set_tensor(self.input_details()["index"], np.ascontiguousarray(q))
@@ -133,13 +149,14 @@ class TFLiteUpscaler:
     """A ``.tflite`` model on LiteRT as an Upscaler (float NCHW in the contract's space).
 
     ``kernels``: ``"xnnpack"`` | ``"optimized"`` | ``"reference"`` (:data:`KERNELS`);
+    ``any_shape``: also run a fixed-shape model at other sizes (:class:`LiteRTModel`);
     ``interpreter`` is public (op details, tensor details); :meth:`run_quantized` runs the
     model's own NHWC tensors.
     """
 
     def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None,
-                 kernels: str = "xnnpack"):
-        self.model = LiteRTModel(path, kernels, num_threads)
+                 kernels: str = "xnnpack", any_shape: bool = False):
+        self.model = LiteRTModel(path, kernels, num_threads, any_shape)
         self.interpreter = self.model.interpreter
         self.contract = contract
         self.path = Path(path)
@@ -185,20 +202,42 @@ def tflite_contract(path: str | os.PathLike, kernels: str = "xnnpack") -> IOCont
 
 class ONNXUpscaler:
     """An ``.onnx`` model on ONNX Runtime (CPU), input ``input`` / output ``output`` NCHW.
-    ``session`` (an ``onnxruntime.InferenceSession``) and ``input_name`` are public."""
+    ``session`` (an ``onnxruntime.InferenceSession``) and ``input_name`` are public.
 
-    def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None):
+    ``any_shape``: a model with static H and W (``--input-size``) is loaded with H and W of its
+    input and output made symbolic and its intermediate shapes dropped (the same nodes and
+    weights), so it runs at any size, as the dynamic export does.
+    """
+
+    def __init__(self, path: str | os.PathLike, contract: IOContract, num_threads: int | None = None,
+                 any_shape: bool = False):
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         if num_threads:
             opts.intra_op_num_threads, opts.inter_op_num_threads = int(num_threads), 1
-        self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        source = _symbolic_hw(path) if any_shape else str(path)
+        self.session = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
         self.contract = contract
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return _per_image(lambda b: self.session.run(None, {self.input_name: b})[0].astype(np.float32), x)
+
+
+def _symbolic_hw(path: str | os.PathLike) -> bytes:
+    """The ONNX model at ``path`` with dims 2 and 3 (H, W) of its inputs and outputs renamed to
+    symbols and ``value_info`` cleared, serialized; nodes and initializers unchanged."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for k, value in enumerate(list(model.graph.input) + list(model.graph.output)):
+        for axis in (2, 3):
+            dim = value.type.tensor_type.shape.dim[axis]
+            dim.ClearField("dim_value")
+            dim.dim_param = f"{'hw'[axis - 2]}{k}"
+    del model.graph.value_info[:]
+    return model.SerializeToString()
 
 
 class CoreMLUpscaler:

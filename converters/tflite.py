@@ -2,8 +2,9 @@
 
 ``tf.lite.TFLiteConverter.from_keras_model`` on the Keras model of
 :func:`edgesr.converters.keras_rebuild.rebuild`; input float32/int8/uint8 (1, H, W, C) NHWC with
-dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``), output
-(1, s*H, s*W, C). Precisions:
+dynamic H and W (``interpreter.resize_tensor_input`` then ``allocate_tensors``), or with
+``input_size=(H, W)`` a fixed ``[1, H, W, C]`` signature (shape and ``shape_signature``, what
+the GPU delegate and NNAPI compile for); output (1, s*H, s*W, C). Precisions:
 
 * ``fp32``: float32 weights and activations;
 * ``fp16``: float16 weights (DEQUANTIZE to float32 at load), float32 arithmetic;
@@ -64,7 +65,8 @@ def _tf():
 
 
 def convert(module, channels: int, precision: str = "fp32", calibration: np.ndarray | None = None,
-            io_dtype: str = "int8", activation_ranges: dict[str, tuple[float, float]] | None = None) -> bytes:
+            io_dtype: str = "int8", activation_ranges: dict[str, tuple[float, float]] | None = None,
+            input_size: tuple[int, int] | None = None) -> bytes:
     """Convert a deploy module to TFLite flatbuffer bytes.
 
     Args:
@@ -79,6 +81,8 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         activation_ranges: ``{fx node name: (min, max)}`` fixed activation ranges (fake-quant
             in the rebuild); default for int8: min/max calibrated on ``calibration`` by
             :func:`edgesr.quantization.calibration.calibrate`.
+        input_size: ``(H, W)`` LR pixels for a fixed ``[1, H, W, C]`` input; None (default):
+            dynamic H and W. The graph's ops, weights and quantization are the same either way.
 
     Raises:
         EdgesrError: unknown precision / io dtype, int8 with neither ranges nor calibration
@@ -101,13 +105,15 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         if activation_ranges is None:
             activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()
-    model = rebuild(module, channels, activation_ranges)
+    model = rebuild(module, channels, activation_ranges, input_size)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
     elif quantized:
         nhwc = np.ascontiguousarray(calibration.transpose(0, 2, 3, 1))
+        if input_size is not None:  # the fixed signature takes only (1, H, W, C) samples
+            nhwc = _fit_samples(nhwc, input_size)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([p[None]] for p in nhwc)
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -120,7 +126,7 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     except Exception as exc:  # the converter raises ConverterError and friends
         raise EdgesrError(f"TFLite conversion ({'int8' if quantized else precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
     if precision == "w8a16":  # the int8 graph gives the ranges (no clamp pass: int16 does not saturate there)
-        return quantize_16x8(rebuild(module, channels), data, nhwc)
+        return quantize_16x8(rebuild(module, channels, None, input_size), data, nhwc)
     if precision == "int8":  # the output clamp the int8 quantization already saturates at (bit-identical)
         data, _ = drop_saturating_clamps(data)
     return data
@@ -201,6 +207,16 @@ def _ramp(channels: int) -> np.ndarray:
     converter's API asks for when every int8 tensor already has its range (it changes nothing)."""
     ramp = np.linspace(0.0, 1.0, 256, dtype=np.float32).reshape(16, 16)
     return np.broadcast_to(ramp, (1, channels, 16, 16)).copy()
+
+
+def _fit_samples(nhwc: np.ndarray, input_size: tuple[int, int], count: int = 2) -> np.ndarray:
+    """The first ``count`` representative samples (N, h, w, C) repeated periodically
+    (``numpy.pad`` mode ``"wrap"``) and cropped to the fixed (H, W). Every int8 tensor's range
+    is fixed by edgesr's fake-quant ops, so the samples change nothing in the model; only
+    their shape must match the fixed input."""
+    h, w = (int(v) for v in input_size)
+    pad = ((0, 0), (0, max(0, h - nhwc.shape[1])), (0, max(0, w - nhwc.shape[2])), (0, 0))
+    return np.ascontiguousarray(np.pad(nhwc[:count], pad, mode="wrap")[:, :h, :w])
 
 
 def save(data: bytes, path: str | os.PathLike) -> Path:

@@ -114,7 +114,9 @@ def export(model, out_dir: str | os.PathLike, formats=("tflite", "coreml", "onnx
 
     Each artifact embeds its I/O contract and provenance (TFLite metadata, ONNX
     ``metadata_props``, Core ML ``user_defined_metadata``). See
-    :func:`edgesr.converters.export.export` for ``options``. ``precisions`` may include
+    :func:`edgesr.converters.export.export` for ``options``, e.g. ``input_sizes=[(360, 640)]``
+    (LR H x W) for a fixed input shape (Core ML: several sizes give enumerated shapes), which
+    the contract records; :func:`open_artifact` runs such a file on any size in tiles. ``precisions`` may include
     ``"w8a16"`` (TFLite: int8 weights, int16 activations at the int8 ranges, float32 I/O).
 
     Returns:

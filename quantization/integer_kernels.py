@@ -124,6 +124,18 @@ def multiply_by_quantized_multiplier_family(acc, multiplier, shift, rounding: st
     raise ValueError(f"unknown rounding {rounding!r}")
 
 
+def mbqm_with_rounding(double_rounding_fn, rounding: str = "double"):
+    """The MultiplyByQuantizedMultiplier variant a build uses: ``double_rounding_fn`` (a gemmlowp
+    variant of the default build) for ``"double"``; for ``"single"`` the TFLITE_SINGLE_ROUNDING
+    build's one rounding (common.h routes MultiplyByQuantizedMultiplier, ...SmallerThanOneExp and
+    ...GreaterThanOne alike through :func:`multiply_by_quantized_multiplier_single_round`)."""
+    if rounding == "double":
+        return double_rounding_fn
+    if rounding == "single":
+        return multiply_by_quantized_multiplier_single_round
+    raise ValueError(f"unknown rounding {rounding!r}")
+
+
 def requantize_fp32(acc, scale_f32, out_zp: int, act_min: int, act_max: int):
     """XNNPACK fp32 requantization (qs8 ``fp32`` microkernels).
 
@@ -230,46 +242,51 @@ def add_params(s1: float, s2: float, s_out: float, left_shift: int = 20) -> dict
     return {"left_shift": left_shift, "m1": m1, "sh1": sh1, "m2": m2, "sh2": sh2, "mo": mo, "sho": sho}
 
 
-def add_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):
+def add_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int, rounding: str = "double"):
     """reference_integer_ops AddElementwise (broadcast by NumPy rules).
 
     ``v_i = (q_i - z_i) * 2^left_shift``; ``scaled_i = MBQMSmallerThanOneExp(v_i, m_i, sh_i)``;
     ``out = MBQMSmallerThanOneExp(scaled_1 + scaled_2, m_o, sh_o) + z_o``; clamp.
     """
+    mbqm = mbqm_with_rounding(multiply_by_quantized_multiplier_smaller_than_one_exp, rounding)
     v1 = (a.astype(np.int64) - za) * (1 << p["left_shift"])
     v2 = (b.astype(np.int64) - zb) * (1 << p["left_shift"])
-    s1 = multiply_by_quantized_multiplier_smaller_than_one_exp(v1, p["m1"], p["sh1"])
-    s2 = multiply_by_quantized_multiplier_smaller_than_one_exp(v2, p["m2"], p["sh2"])
-    raw = multiply_by_quantized_multiplier_smaller_than_one_exp(s1 + s2, p["mo"], p["sho"]) + zo
+    s1 = mbqm(v1, p["m1"], p["sh1"])
+    s2 = mbqm(v2, p["m2"], p["sh2"])
+    raw = mbqm(s1 + s2, p["mo"], p["sho"]) + zo
     return np.clip(raw, act_min, act_max)
 
 
-def mul_int8(a, za: int, b, zb: int, s1: float, s2: float, so: float, zo: int, act_min: int, act_max: int):
+def mul_int8(a, za: int, b, zb: int, s1: float, s2: float, so: float, zo: int, act_min: int, act_max: int,
+             rounding: str = "double"):
     """reference_integer_ops Mul: ``out = zo + MBQM((a - za) * (b - zb), M, shift)``, clamp;
     ``M = s1 * s2 / so`` (mul.cc, float32 arithmetic widened to double)."""
     real = float(np.float32(s1) * np.float32(s2) / np.float32(so))
     m, sh = quantize_multiplier(real)
     prod = (a.astype(np.int64) - za) * (b.astype(np.int64) - zb)
-    return np.clip(zo + multiply_by_quantized_multiplier(prod, m, sh), act_min, act_max)
+    return np.clip(zo + mbqm_with_rounding(multiply_by_quantized_multiplier, rounding)(prod, m, sh), act_min, act_max)
 
 
-def prelu_int8(x, zx: int, alpha, za: int, sx: float, sa: float, so: float, zo: int, qmin=-128, qmax=127):
+def prelu_int8(x, zx: int, alpha, za: int, sx: float, sa: float, so: float, zo: int, qmin=-128, qmax=127,
+               rounding: str = "double"):
     """reference_ops BroadcastPrelu4DSlow (int8), prelu.cc Prepare:
     ``M1 = sx / so``, ``M2 = sx * sa / so`` (float32 arithmetic); ``v = x - zx``;
     ``out = v >= 0 ? MBQM(v, M1) : MBQM(v * (alpha - za), M2)``; ``+ zo``; clamp to int8."""
     m1, sh1 = quantize_multiplier(float(np.float32(sx) / np.float32(so)))
     m2, sh2 = quantize_multiplier(float(np.float32(sx) * np.float32(sa) / np.float32(so)))
+    mbqm = mbqm_with_rounding(multiply_by_quantized_multiplier, rounding)
     v = x.astype(np.int64) - zx
-    pos = multiply_by_quantized_multiplier(v, m1, sh1)
-    neg = multiply_by_quantized_multiplier(v * (alpha.astype(np.int64) - za), m2, sh2)
+    pos = mbqm(v, m1, sh1)
+    neg = mbqm(v * (alpha.astype(np.int64) - za), m2, sh2)
     return np.clip(np.where(v >= 0, pos, neg) + zo, qmin, qmax)
 
 
-def requantize_int8(x, zx: int, sx: float, so: float, zo: int, qmin=-128, qmax=127):
+def requantize_int8(x, zx: int, sx: float, so: float, zo: int, qmin=-128, qmax=127, rounding: str = "double"):
     """Requantize (QUANTIZE int8 -> int8, RELU's and MAXIMUM's rescale):
     ``out = zo + MBQM(x - zx, M, shift)``, ``M = sx / so``; clamp."""
     m, sh = quantize_multiplier(float(np.float32(sx)) / float(np.float32(so)))
-    return np.clip(zo + multiply_by_quantized_multiplier(x.astype(np.int64) - zx, m, sh), qmin, qmax)
+    mbqm = mbqm_with_rounding(multiply_by_quantized_multiplier, rounding)
+    return np.clip(zo + mbqm(x.astype(np.int64) - zx, m, sh), qmin, qmax)
 
 
 def dequantize_affine(q, scale: float, zero_point: int):
@@ -615,13 +632,14 @@ def sum_int8_builtin_ref(x, zx: int, sx: float, so: float, zo: int, axes: tuple,
     return np.where(u8 >= 128, u8 - 256, u8)
 
 
-def sub_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int):
+def sub_int8(a, za: int, b, zb: int, zo: int, p: dict, act_min: int, act_max: int, rounding: str = "double"):
     """reference_integer_ops SubElementwise: as :func:`add_int8` with ``raw = scaled_1 - scaled_2``."""
+    mbqm = mbqm_with_rounding(multiply_by_quantized_multiplier_smaller_than_one_exp, rounding)
     v1 = (a.astype(np.int64) - za) * (1 << p["left_shift"])
     v2 = (b.astype(np.int64) - zb) * (1 << p["left_shift"])
-    s1 = multiply_by_quantized_multiplier_smaller_than_one_exp(v1, p["m1"], p["sh1"])
-    s2 = multiply_by_quantized_multiplier_smaller_than_one_exp(v2, p["m2"], p["sh2"])
-    raw = multiply_by_quantized_multiplier_smaller_than_one_exp(s1.astype(np.int64) - s2, p["mo"], p["sho"]) + zo
+    s1 = mbqm(v1, p["m1"], p["sh1"])
+    s2 = mbqm(v2, p["m2"], p["sh2"])
+    raw = mbqm(s1.astype(np.int64) - s2, p["mo"], p["sho"]) + zo
     return np.clip(raw, act_min, act_max)
 
 

@@ -51,6 +51,15 @@ Known limits, stated rather than hidden:
 * BUILTIN_REF registers DEPTH_TO_SPACE only up to version 1; see
   :func:`edgesr.converters.runtime.model_bytes_for_resolver`.
 
+Requantization rounding (``rounding=``, with ``kernels="reference"`` only): ``"double"`` (the
+default build: gemmlowp SaturatingRoundingDoublingHighMul then RoundingDivideByPOT) or
+``"single"``: the arithmetic of a ``TFLITE_SINGLE_ROUNDING`` build (``kernels/internal/common.h``:
+``(x * m + 2^(30 - shift)) >> (31 - shift)``, half up, in every MultiplyByQuantizedMultiplier of
+CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, PRELU and the requantizing ops); CMSIS-NN computes the
+same under ``CMSIS_NN_USE_SINGLE_ROUNDING`` (``arm_nn_requantize``). SUM then takes the int8
+formula (:func:`~edgesr.quantization.integer_kernels.sum_int8`), not BUILTIN_REF's uint8
+instantiation; the float LUTs and SOFTMAX are unchanged.
+
 16x8 graphs (w8a16: int16 activations with zero point 0, int8 per-channel weights, int64
 biases; :mod:`edgesr.converters.tflite_w8a16`). The LiteRT 2.3 kernels with a 16x8 path that
 edgesr's graphs use, and how each is emulated (sources: TensorFlow Lite ``kernels/conv.cc``,
@@ -144,8 +153,9 @@ class IntegerGraph:
     Args:
         path: the ``.tflite`` file.
         kernels: ``"reference"`` | ``"optimized"`` | ``"xnnpack"`` (see the module doc).
+        rounding: ``"double"`` | ``"single"`` (TFLITE_SINGLE_ROUNDING; reference kernels only).
     Raises:
-        EdgesrError: unreadable file, unsupported operator (named), or unknown ``kernels``.
+        EdgesrError: unreadable file, unsupported operator (named), unknown ``kernels`` or ``rounding``.
     """
 
     SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "CONCATENATION", "PRELU", "RELU", "RELU6",
@@ -156,11 +166,13 @@ class IntegerGraph:
                        "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE")
     """Ops emulated on int16 (16x8) tensors; data movement and MAX/MIN need no arithmetic."""
 
-    def __init__(self, path: str | os.PathLike, kernels: str = "reference"):
+    def __init__(self, path: str | os.PathLike, kernels: str = "reference", rounding: str = "double"):
         if kernels not in KERNEL_NOTES:
             raise EdgesrError(f"unknown kernels {kernels!r}; expected one of {', '.join(KERNEL_NOTES)}")
+        if rounding not in ("double", "single") or (rounding == "single" and kernels != "reference"):
+            raise EdgesrError(f"rounding {rounding!r} with {kernels} kernels: expected 'double', or 'single' with reference kernels")
         self.path = Path(path)
-        self.kernels = kernels
+        self.kernels, self.rounding = kernels, rounding
         self.tensors, self.ops, self.inputs, self.outputs = read_model(path)
         bad = sorted({op.name for op in self.ops if op.name not in self.SUPPORTED})
         if bad:
@@ -220,7 +232,7 @@ class IntegerGraph:
         mult = np.array([p[0] for p in pairs], np.int64)
         shift = np.array([p[1] for p in pairs], np.int64)
         # optimized CONV_2D runs im2col + ruy GEMM; optimized depthwise keeps gemmlowp rounding
-        rounding = "ruy_x86" if self.kernels == "optimized" and not depthwise else "double"
+        rounding = "ruy_x86" if self.kernels == "optimized" and not depthwise else self.rounding
         return np.clip(K.multiply_by_quantized_multiplier_family(acc, mult, shift, rounding) + to.z, lo, hi)
 
     def _op_conv_2d(self, op, args):
@@ -241,29 +253,29 @@ class IntegerGraph:
             params = K.add_params(t1.s, t2.s, to.s, left_shift=15)
             if self.kernels != "reference" and args[0].shape == args[1].shape:  # AddElementwiseInt16 (NEON_2_SSE)
                 return K.add_int16_optimized(args[0], args[1], params, lo, hi)
-            return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, params, lo, hi)  # BUILTIN_REF; broadcast ADDs
+            return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, params, lo, hi, self.rounding)  # BUILTIN_REF; broadcast
         if self.kernels == "xnnpack":
             return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
-        return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
+        return K.add_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi, self.rounding)
 
     def _op_mul(self, op, args):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
         lo, hi = _act_range(to, op.options.get("activation", "NONE"))
         if self.kernels == "xnnpack":
             return K.mul_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
-        return K.mul_int8(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
+        return K.mul_int8(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi, self.rounding)
 
     def _op_prelu(self, op, args):
         ti, ta, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
         if ti.dtype == np.float32:  # activations.cc ApplyPrelu: x >= 0 ? x : x * alpha (float32)
             x, alpha = args[0].astype(np.float32), args[1].astype(np.float32)
             return np.where(x >= 0, x, (x * alpha).astype(np.float32))
-        return K.prelu_int8(args[0], ti.z, args[1], ta.z, ti.s, ta.s, to.s, to.z, *_QRANGE[to.dtype])
+        return K.prelu_int8(args[0], ti.z, args[1], ta.z, ti.s, ta.s, to.s, to.z, *_QRANGE[to.dtype], self.rounding)
 
     def _relu(self, op, args, activation):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         lo, hi = _act_range(to, activation)
-        return np.clip(K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype]), lo, hi)
+        return np.clip(K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype], self.rounding), lo, hi)
 
     def _op_relu(self, op, args):
         return self._relu(op, args, "RELU")
@@ -291,7 +303,7 @@ class IntegerGraph:
         parts = []
         for k, a in enumerate(args):
             t = self._t(op, k)
-            parts.append(a if (t.s, t.z) == (to.s, to.z) else K.requantize_int8(a, t.z, t.s, to.s, to.z, *_QRANGE[to.dtype]))
+            parts.append(a if (t.s, t.z) == (to.s, to.z) else K.requantize_int8(a, t.z, t.s, to.s, to.z, *_QRANGE[to.dtype], self.rounding))
         return np.concatenate(parts, axis=op.options.get("axis", -1))
 
     def _op_depth_to_space(self, op, args):
@@ -311,7 +323,7 @@ class IntegerGraph:
             return K.quantize_int16_optimized(args[0], to.s, to.z)
         if ti.dtype == np.float32:
             return quantize(args[0], to.s, to.z, *_QRANGE[to.dtype])
-        return K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype])
+        return K.requantize_int8(args[0], ti.z, ti.s, to.s, to.z, *_QRANGE[to.dtype], self.rounding)
 
     def _op_dequantize(self, op, args):
         ti = self._t(op, 0)
@@ -333,13 +345,13 @@ class IntegerGraph:
         lo, hi = _act_range(to, op.options.get("activation", "NONE"))
         if self.kernels == "xnnpack":  # XNNPACK subtracts as an add with a negated b multiplier
             return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, -t2.s, to.s, to.z, lo, hi)
-        return K.sub_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi)
+        return K.sub_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi, self.rounding)
 
     def _op_sum(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         axes = tuple(sorted({int(a) % args[0].ndim for a in np.atleast_1d(args[1])}))
         keep_dims = bool(op.options.get("keep_dims", False))
-        if self.kernels == "reference":  # LiteRT's BUILTIN_REF runs the uint8 instantiation (K.sum_int8_builtin_ref)
+        if self.kernels == "reference" and self.rounding == "double":  # LiteRT's BUILTIN_REF: the uint8 instantiation
             if to.dtype != np.int8:
                 raise EdgesrError(f"{self.path}: SUM with reference kernels is emulated for int8 only, not {np.dtype(to.dtype).name}")
             return K.sum_int8_builtin_ref(args[0], ti.z, ti.s, to.s, to.z, axes, keep_dims)
@@ -411,9 +423,9 @@ class IntegerReference:
     ``run_quantized(q)`` works on the model's own NHWC integer tensors.
     """
 
-    def __init__(self, path: str | os.PathLike, kernels: str = "reference", contract=None):
+    def __init__(self, path: str | os.PathLike, kernels: str = "reference", contract=None, rounding: str = "double"):
         self.path = Path(path)
-        self.graph = IntegerGraph(path, kernels)
+        self.graph = IntegerGraph(path, kernels, rounding)
         self.contract = contract if contract is not None else contract_of_tflite(self.path, self.graph)
         self.input_tensor = self.graph.tensors[self.graph.inputs[0]]
         self.output_tensor = self.graph.tensors[self.graph.outputs[0]]

@@ -21,6 +21,7 @@ from edgesr.commands.android_export import (
     ASSET_SUBDIR,
     CPU_FP32_TOLERANCE,
     DEFAULT_GPU_TOLERANCE,
+    _device_tolerance,
     export,
 )
 from edgesr.core.contract import IOContract
@@ -135,7 +136,14 @@ def test_export_fills_assets_with_manifest(tmp_path, tflite_models):
     assert fp32["inputs"][0]["dtype"] == "float32" and fp32["inputs"][0]["shape_signature"] == [1, -1, -1, 1]
     assert int8["inputs"][0]["dtype"] == "int8" and int8["inputs"][0]["quantization"]["scale"] > 0
     assert fp32["tolerance"]["cpu"] == CPU_FP32_TOLERANCE and int8["tolerance"]["cpu"] == 0.0
-    assert fp32["tolerance"]["gpu"] == DEFAULT_GPU_TOLERANCE and "default" in fp32["tolerance"]["gpu_source"]
+    # GPU (and NPU for int8): the generated golden manifest's device tolerance, from the emulations on its pair
+    golden = {g["manifest"]["artifact"]: g["manifest"].get("device_tolerance") for g in manifest["golden"]}
+    for m in (fp32, int8):
+        dt = golden[Path(m["source"]).name]
+        assert m["tolerance"]["gpu"] == dt["gpu"]["max_abs"] and "manifest.json device_tolerance" in m["tolerance"]["gpu_source"]
+    step = int8["outputs"][0]["quantization"]["scale"]
+    assert int8["tolerance"]["gpu"] >= step and int8["tolerance"]["npu"] >= step and "npu" not in fp32["tolerance"]
+    assert 2**-10 <= fp32["tolerance"]["gpu"] < 4e-3
     # LUT: the bundle's tables as raw int8, described for the JNI engine
     table = np.fromfile(assets / lut["file"], dtype=np.int8).reshape(17**4, 4)
     assert np.array_equal(table, _lut_bundle(tmp_path / "again.lut"))
@@ -210,14 +218,17 @@ def test_golden_from_run_dir_is_copied_and_used(tmp_path, tflite_models):
     assert manifest["models"][0]["tolerance"]["gpu"] == 0.02
 
 
-def test_gpu_tolerance_comes_from_the_runs_fp16_measurement(tmp_path, tflite_models):
-    run, app = _run_dir(tmp_path, {"fp32": tflite_models["fp32"]}, lut=False), _app(tmp_path)
+def test_gpu_tolerance_comes_from_the_models_own_emulation(tmp_path, tflite_models):
+    """Each model's GPU bound comes from its own emulation rows (report.json) and its golden pair,
+    never from another artifact's measurement (the old rule gave an int8 model the fp16 error of a
+    float model: 6.7e-4, below one output step)."""
+    run, app = _run_dir(tmp_path, tflite_models, lut=False), _app(tmp_path)
     report = json.loads((run / "report.json").read_text())
-    report["artifacts"].append({"format": "tflite", "precision": "fp16", "path": "artifacts/tiny_x2_fp32.tflite",
-                                "validation": {"max_abs_err": 0.0021}})
+    report["artifacts"][0]["validation"] = {"emulation": {"gpu_fp16": {"max_abs_err_vs_xnnpack": 0.01}}}  # fp32
     (run / "report.json").write_text(json.dumps(report))
-    tol = export(run, app)["models"][0]["tolerance"]
-    assert tol["gpu"] == 0.0021 and "fp16" in tol["gpu_source"]
+    fp32, int8 = export(run, app)["models"]
+    assert fp32["tolerance"]["gpu"] == pytest.approx(0.02) and "artifacts[0].validation.emulation.gpu_fp16" in fp32["tolerance"]["gpu_source"]
+    assert int8["tolerance"]["gpu"] >= int8["outputs"][0]["quantization"]["scale"] and "artifacts[0]" not in int8["tolerance"]["gpu_source"]
     with pytest.raises(EdgesrError, match="--gpu-tolerance must be >= 0"):
         export(run, app, gpu_tolerance=-1.0)
 
@@ -286,3 +297,12 @@ def test_manifest_carries_each_models_receptive_field_and_tile(tmp_path, tflite_
     assert rf == 2 * (2 + 5 + 2) + 1  # 5x5, five 3x3, 5x5 convs
     assert tiling["srlut_x2"]["receptive_field"] == 3 and tiling["srlut_x2"]["halo"] == 2
     assert tiling["tiny_x2_fp32"]["receptive_field"] is None and tiling["tiny_x2_fp32"]["source"].startswith("none:")
+
+
+def test_gpu_tolerance_default_when_nothing_was_measured():
+    entry = {"source": "artifacts/m.tflite", "precision": "int8", "outputs": [{"quantization": {"scale": 0.004}}]}
+    tol = _device_tolerance(entry, [], None, 0, None)
+    assert tol == {"gpu": DEFAULT_GPU_TOLERANCE, "gpu_source": "default (one 8-bit level); nothing measured for this model"}
+    rows = {"gpu_fp16": {"max_abs_err_vs_xnnpack": 0.004}, "npu_int8": {"max_abs_err_vs_xnnpack": 0.0}}
+    tol = _device_tolerance(entry, [], rows, 2, None)
+    assert tol["gpu"] == pytest.approx(0.008) and tol["npu"] == pytest.approx(0.004) and "report.json" in tol["npu_source"]

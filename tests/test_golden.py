@@ -67,11 +67,13 @@ def test_verify_passes_then_detects_tampering(golden, tmp_path):
     assert res["ok"] is False and res["mismatched_elements"] == 1 and res["max_abs_err"] == 1.0
 
 
-def test_cli_writes_and_verifies(tmp_path):
+def test_cli_writes_and_verifies(tmp_path, capsys):
     imgs = tmp_path / "imgs"
     write_image(imgs / "coffee.png", embedded_image("coffee")[:40, :52])
     out = tmp_path / "g"
     assert main(["golden", str(int8_model("sesr_like")), "--images", str(imgs), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "gpu tolerance: max abs" in printed and "npu tolerance: max abs" in printed
     assert (out / "coffee.input.bin").stat().st_size == 40 * 52
     assert main(["golden", str(int8_model("sesr_like")), "--out", str(out), "--verify"]) == 0
     assert main(["golden", str(tmp_path / "none.tflite"), "--out", str(out)]) == 2
@@ -108,3 +110,37 @@ def test_float_golden_states_a_tolerance(tmp_path):
     assert man["pairs"][0]["input"]["dtype"] == "float32" and man["pairs"][0]["output"]["shape"] == [1, 64, 64, 1]
     res = verify_golden(tmp_path / "g", art["path"])
     assert res["ok"] and res["max_abs_err"] <= 1e-4
+    gpu = man["device_tolerance"]["gpu"]  # float: the GPU's half arithmetic, measured on the pair, doubled
+    assert set(man["device_tolerance"]) == {"gpu"} and 0 < gpu["measured_max_abs"] < 4e-3
+    assert gpu["max_abs"] == pytest.approx(gpu["measured_max_abs"] + max(gpu["measured_max_abs"], 2**-10))
+
+
+def test_device_tolerance_is_derived_and_a_one_step_gpu_difference_passes(golden):
+    """int8: the manifest states GPU and NPU bounds from their emulations run on these very golden
+    inputs, at least one output step above what they measured; one output step of difference (the
+    GPU delegate's fp16 fake quantization flips codes) is inside the GPU bound."""
+    from edgesr.converters.gpu_emulation import GpuDelegateUpscaler
+
+    folder, manifest = golden
+    dt = manifest["device_tolerance"]
+    step = manifest["pairs"][0]["output"]["quantization"]["scale"]
+    assert set(dt) == {"gpu", "npu"}
+    gpu = GpuDelegateUpscaler(int8_model("sesr_like"), "fp16")
+    measured = max(float(np.abs(gpu.run_quantized(read_tensor(folder, p["input"])).astype(int)
+                                - read_tensor(folder, p["output"]).astype(int)).max()) * step for p in manifest["pairs"])
+    assert dt["gpu"]["measured_max_abs"] == pytest.approx(measured, rel=1e-5)  # float32 dequantization
+    assert dt["gpu"]["max_abs"] >= measured + step - 1e-9 and dt["gpu"]["max_abs"] >= step
+    assert "golden input" in dt["gpu"]["source"] and "plus one step" in dt["gpu"]["why"]
+
+
+def test_device_tolerance_takes_the_larger_emulation_row(tmp_path):
+    """Rows passed in (a run's emulation matrix on its evaluation photos) count when they measured
+    more than the golden pairs did; the source names them."""
+    img = embedded_image("camera")[200:229, 300:341]
+    rows = {"gpu_fp16": {"max_abs_err_vs_xnnpack": 5 / 255}, "npu_int8": {"skipped": "x"}}
+    m = write_golden(int8_model("sesr_like"), [("camera", img)], tmp_path / "g", emulation=rows, emulation_source="report.json artifacts[3].validation.emulation")
+    step = m["pairs"][0]["output"]["quantization"]["scale"]
+    assert m["device_tolerance"]["gpu"]["measured_max_abs"] == 5 / 255
+    assert m["device_tolerance"]["gpu"]["source"].startswith("report.json artifacts[3].validation.emulation.gpu_fp16")
+    assert m["device_tolerance"]["gpu"]["max_abs"] >= 5 / 255 + step - 1e-9
+    assert "golden input" in m["device_tolerance"]["npu"]["source"]

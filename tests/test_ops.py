@@ -16,6 +16,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from edgesr.converters import coreml, tflite
+from edgesr.converters.gpu_emulation import GpuDelegateGraph
 from edgesr.converters.keras_ops import EMITTERS
 from edgesr.converters.mil_interpreter import KERNELS as MIL_KERNELS
 from edgesr.converters.mil_interpreter import load_program
@@ -37,11 +38,11 @@ MIL_HOUSEKEEPING = {"const", "cast", "identity", "quantize", "dequantize", "cons
 def test_every_consumer_implements_exactly_its_ops():
     keras = {op.name for op in consumer_ops("keras")}
     assert set(EMITTERS) == keras, f"emitters without a row / rows without an emitter: {set(EMITTERS) ^ keras}"
-    for op in OPS:
-        if not op.tflite:
-            continue
-        has = set(op.tflite) <= set(IntegerGraph.SUPPORTED)
-        assert has == ("integer_ref" not in op.unsupported), f"{op.name}: integer reference kernels for {op.tflite}: {has}"
+    for consumer, kernels in (("integer_ref", IntegerGraph.SUPPORTED), ("gpu_emulation", GpuDelegateGraph.SUPPORTED)):
+        for op in OPS:
+            if op.tflite:
+                has = set(op.tflite) <= set(kernels)
+                assert has == (consumer not in op.unsupported), f"{op.name}: {consumer} kernels for {op.tflite}: {has}"
     for op in OPS:
         if not op.mil:
             continue
@@ -52,7 +53,7 @@ def test_every_consumer_implements_exactly_its_ops():
 def test_table_refuses_an_unknown_consumer():
     with pytest.raises(ValueError, match="unknown consumer"):
         consumer_ops("nnapi")
-    assert set(CONSUMERS) == {"keras", "integer_ref", "mil"}
+    assert set(CONSUMERS) == {"keras", "integer_ref", "gpu_emulation", "mil"}
 
 
 # the lookup tables are baked, not converted; the bicubic baseline is not an exported network
@@ -153,6 +154,7 @@ def test_tflite_lowering_matches_the_table(module_cls, precision, calibration, t
                 IntegerGraph(path)
         else:
             IntegerGraph(path)
+    GpuDelegateGraph(path, "fp16")  # the GPU delegate's emulation runs every op the table gives it
 
 
 @pytest.mark.parametrize("module_cls", [_Elementwise, _Heads], ids=lambda c: c.__name__)

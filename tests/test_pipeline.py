@@ -48,8 +48,8 @@ def test_report_json_has_the_stable_keys(finished_run):
 
 def test_report_json_records_the_emulation_matrix(finished_run):
     """Every network artifact's validation holds the emulation matrix, computed on crops of the
-    evaluation photographs; for the int8 TFLite export every engine has numbers, and the integer
-    reference (bit-exact with LiteRT's reference kernels on SESR) equals the cpu_reference row."""
+    evaluation photographs; for the int8 TFLite export every engine has numbers: the GPU and NPU
+    rows run the int8 file, within a few output steps of LiteRT's XNNPACK output."""
     from edgesr.app.validation import EMULATION_CROP, EMULATION_ENGINES, FLOAT_NO_INT8
 
     out, _ = finished_run
@@ -64,10 +64,9 @@ def test_report_json_records_the_emulation_matrix(finished_run):
         assert v["emulation_images"]["images"] == ["embedded/chelsea", "embedded/coffee", "embedded/camera"]
     int8 = next(a["validation"]["emulation"] for a in arts if (a["format"], a["precision"]) == ("tflite", "int8"))
     for row in int8.values():
-        assert set(row) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}
-        assert row["psnr_y"] > 20 and 0 < row["max_abs_err"] < 0.5
-    assert int8["npu_int8"] == int8["cpu_reference"]
-    assert int8["gpu_fp16"]["max_abs_err"] < 2e-3 < int8["xnnpack"]["max_abs_err"]
+        assert set(row) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err", "max_abs_err_vs_xnnpack", "arithmetic"}
+        assert row["psnr_y"] > 20 and 0 < row["max_abs_err"] < 0.5 and row["max_abs_err_vs_xnnpack"] <= 6 / 255
+    assert 2e-3 < int8["gpu_fp16"]["max_abs_err"] and 2e-3 < int8["xnnpack"]["max_abs_err"]  # both run the int8 graph
     fp32 = next(a["validation"]["emulation"] for a in arts if (a["format"], a["precision"]) == ("tflite", "fp32"))
     assert fp32["npu_int8"] == {"skipped": FLOAT_NO_INT8} and fp32["cpu_reference"]["max_abs_err"] <= 1e-4
     assert "Emulation matrix (128 px centre crops" in (out / "report.md").read_text()

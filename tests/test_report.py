@@ -62,12 +62,13 @@ def test_emulation_matrix_on_a_real_photo(run_dir):
     path, module = zoo_int8("sesr_m3")
     m = emulation_matrix(path, module, [("chelsea", embedded_image("chelsea")[:96, :128])])
     assert set(m) == {"cpu_reference", "xnnpack", "gpu_fp16", "npu_int8"}
-    assert all(set(r) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"} for r in m.values())
-    # the integer reference reproduces LiteRT's reference kernels, so the scores are identical
-    assert m["npu_int8"] == m["cpu_reference"]
-    assert m["gpu_fp16"]["psnr_vs_reference_db"] > 45  # fp16 rounding: within about one 8-bit level
-    assert 25 < m["xnnpack"]["psnr_vs_reference_db"] < m["gpu_fp16"]["psnr_vs_reference_db"]
-    assert 0 < m["gpu_fp16"]["max_abs_err"] < 1 / 255 < m["xnnpack"]["max_abs_err"]
+    assert all(set(r) == {"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err", "max_abs_err_vs_xnnpack", "arithmetic"}
+               for r in m.values())
+    # every engine runs the int8 file: the same int8 error against the float model, a few output steps apart
+    for engine in ("cpu_reference", "gpu_fp16", "npu_int8"):
+        assert abs(m[engine]["psnr_vs_reference_db"] - m["xnnpack"]["psnr_vs_reference_db"]) < 2
+        assert m[engine]["max_abs_err_vs_xnnpack"] <= 4 / 255
+    assert 25 < m["xnnpack"]["psnr_vs_reference_db"] < 60 and m["xnnpack"]["max_abs_err"] > 1 / 255
 
 
 def test_emulation_matrix_lives_in_validation():

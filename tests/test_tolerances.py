@@ -87,3 +87,57 @@ def test_a_float_model_below_bicubic_is_flagged(sets):
     (warning,) = below_bicubic(weak, bic)
     assert "photos" in warning and f"{weak['photos']['psnr_y']:.2f}" in warning and "below bicubic" in warning
     assert below_bicubic(bic, weak) == []
+
+
+# --------------------------------------------------------------------------- on-device golden tolerances (issue 13)
+
+
+def test_device_tolerance_of_an_int8_output_is_whole_steps_plus_one():
+    """int8 outputs move by whole output steps: the measured steps (rounded up) plus one step of
+    margin, so a one-step GPU difference (the 6.7e-4 bound of old failed it) passes."""
+    from edgesr.app.tolerances import device_tolerance
+
+    step = 1 / 255
+    assert device_tolerance("int8", 0.0, step)["max_abs"] == pytest.approx(step)
+    one = device_tolerance("int8", step, step)
+    assert one["max_abs"] == pytest.approx(2 * step) and one["margin"] == pytest.approx(step)
+    assert device_tolerance("int8", 1.5 * step, step)["max_abs"] == pytest.approx(3 * step)
+    three = float(np.float32(3) * np.float32(step))  # three steps as float32 dequantization gives them
+    assert device_tolerance("int8", three, step)["max_abs"] == pytest.approx(4 * step)
+    assert device_tolerance("int8", 6.7e-4, step, "x")["max_abs"] == pytest.approx(2 * step)
+    assert "plus one step" in one["why"] and device_tolerance("int8", 0.0, step, "rows.gpu_fp16")["source"] == "rows.gpu_fp16"
+
+
+def test_device_tolerance_of_a_float_output_doubles_the_measurement():
+    from edgesr.app.tolerances import FP16_ULP_AT_ONE, device_tolerance
+
+    t = device_tolerance("fp16", 2e-3)
+    assert t["max_abs"] == pytest.approx(4e-3) and t["measured_max_abs"] == 2e-3
+    assert device_tolerance("fp16", 6.7e-4)["max_abs"] == pytest.approx(6.7e-4 + FP16_ULP_AT_ONE)
+    assert device_tolerance("fp32", 1e-7)["max_abs"] == pytest.approx(1e-7 + FP16_ULP_AT_ONE)
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(EdgesrError, match="finite number >= 0"):
+            device_tolerance("fp16", bad)
+    with pytest.raises(EdgesrError, match="step must be > 0"):
+        device_tolerance("int8", 0.0, 0.0)
+
+
+def test_device_tolerances_come_from_the_emulation_rows_of_a_real_int8_export():
+    """From an int8 SESR export's emulation matrix on real photos: the GPU and NPU tolerances are
+    what those rows measured against XNNPACK plus one output step; skipped rows give none."""
+    from edgesr.quantization.integer_ref import IntegerReference
+    from test_integer_ref_models import zoo_int8
+
+    from edgesr.app.tolerances import device_tolerances
+    from edgesr.app.validation import emulation_matrix
+
+    path, module = zoo_int8("sesr_m3")
+    rows = emulation_matrix(path, module, [("chelsea", embedded_image("chelsea")[40:111, 120:213])])
+    step = IntegerReference(path).output_tensor.s
+    tol = device_tolerances("int8", rows, step, "rows")
+    assert set(tol) == {"gpu", "npu"} and tol["gpu"]["source"] == "rows.gpu_fp16"
+    for engine, row in (("gpu", "gpu_fp16"), ("npu", "npu_int8")):
+        measured = rows[row]["max_abs_err_vs_xnnpack"]
+        assert tol[engine]["measured_max_abs"] == measured
+        assert measured + step - 1e-9 <= tol[engine]["max_abs"] <= measured + 2 * step
+    assert device_tolerances("int8", {"gpu_fp16": {"skipped": "no"}}, step) == {}

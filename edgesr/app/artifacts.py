@@ -17,6 +17,14 @@ Core ML ``user_defined_metadata``, the ``.lut`` header) and hands the path to th
 * ``.lut``: a LUT engine, :class:`edgesr.lut_baking.bundle.LutUpscaler`; option ``engine``
   (``"numpy"``, ``"torch"``, ``"c"``).
 
+An artifact exported with fixed input sizes (its contract's ``input_sizes``, ``edgesr export
+--input-size``) comes back wrapped in :class:`edgesr.core.tiling.FixedShapeUpscaler`: it runs on
+inputs of any size in tiles of its own size with the model's receptive-field halo, so the one
+evaluation path scores it on any photo. An input smaller than every fixed size in a dimension
+runs in one piece on the same file at its own size (LiteRT without strict resizing, ONNX Runtime
+with symbolic H and W, the MIL interpreter), the same values as a dynamic export; only Core ML
+on macOS pads it (a phone app pads too: see the class).
+
 Every opener accepts the options of the others and ignores them, so one set of CLI options
 (e.g. ``num_threads``) can be passed to any artifact. A new artifact kind is one opener and
 one line in :data:`OPENERS`, plus the reader of its embedded metadata in
@@ -30,6 +38,7 @@ from pathlib import Path
 
 from edgesr.converters import executorch as et
 from edgesr.converters.runtime import (
+    CoreMLUpscaler,
     ONNXUpscaler,
     RuntimeUnavailable,
     TFLiteUpscaler,
@@ -38,15 +47,16 @@ from edgesr.converters.runtime import (
 )
 from edgesr.core.contract import read_contract
 from edgesr.core.errors import EdgesrError
+from edgesr.core.tiling import FixedShapeUpscaler
 from edgesr.lut_baking.bundle import LutUpscaler, load_bundle
 
 
-def _tflite(path: Path, num_threads: int | None = None, kernels: str = "xnnpack", **_ignored):
-    return TFLiteUpscaler(path, tflite_contract(path), num_threads=num_threads, kernels=kernels)
+def _tflite(path: Path, num_threads: int | None = None, kernels: str = "xnnpack", any_shape: bool = False, **_ignored):
+    return TFLiteUpscaler(path, tflite_contract(path), num_threads=num_threads, kernels=kernels, any_shape=any_shape)
 
 
-def _onnx(path: Path, num_threads: int | None = None, **_ignored):
-    return ONNXUpscaler(path, read_contract(path), num_threads=num_threads)
+def _onnx(path: Path, num_threads: int | None = None, any_shape: bool = False, **_ignored):
+    return ONNXUpscaler(path, read_contract(path), num_threads=num_threads, any_shape=any_shape)
 
 
 def _coreml(path: Path, compute_units: str | None = None, precision: str | None = None, **_ignored):
@@ -73,13 +83,27 @@ NETWORK_SUFFIXES = (".tflite", ".onnx", ".mlpackage", ".pte")
 LUT_SUFFIXES = (".lut",)
 
 
+def _any_shape_runner(path: Path, upscaler, options: dict):
+    """For a fixed-shape artifact, the same file run at any size, for inputs smaller than every
+    fixed size (:class:`edgesr.core.tiling.FixedShapeUpscaler`): LiteRT resizing the fixed
+    signature (not strict), ONNX Runtime with symbolic H and W, the MIL interpreter (which
+    runs any shape); None for Core ML on macOS (the input is then padded)."""
+    suffix = path.suffix.lower()
+    if suffix in (".tflite", ".onnx"):
+        return OPENERS[suffix](path, **{**options, "any_shape": True})
+    if suffix == ".mlpackage" and not isinstance(upscaler, CoreMLUpscaler):
+        return upscaler
+    return None
+
+
 def open_artifact(path: str | os.PathLike, **options):
     """Open the artifact at ``path`` with its own runtime, as an Upscaler.
 
     The Upscaler maps float32 (N, C, h, w) NCHW in the contract's space and range [0, 1] to
     float32 (N, C, s*h, s*w); its ``contract`` is the one embedded in the file (a bare
     ``.tflite`` from another tool gets an inferred one:
-    :func:`edgesr.converters.runtime.tflite_contract`).
+    :func:`edgesr.converters.runtime.tflite_contract`). A fixed-shape artifact (contract
+    ``input_sizes``) is wrapped in :class:`edgesr.core.tiling.FixedShapeUpscaler` (module doc).
 
     Args:
         path: a ``.tflite``, ``.onnx``, ``.mlpackage`` or ``.lut`` artifact.
@@ -99,9 +123,17 @@ def open_artifact(path: str | os.PathLike, **options):
     if opener is None:
         raise EdgesrError(f"{path}: unknown artifact type {path.suffix!r} (expected {', '.join(OPENERS)})")
     try:
-        return opener(path, **options)
+        upscaler = opener(path, **options)
     except (EdgesrError, RuntimeUnavailable):
         raise
     except Exception as exc:  # the runtime's own load errors (protobuf, flatbuffer, Core ML weights, ...)
         detail = (str(exc).strip().splitlines() or [""])[0][:160]
         raise EdgesrError(f"{path}: the {path.suffix} runtime cannot load it ({type(exc).__name__}{': ' + detail if detail else ''})") from None
+    contract = upscaler.contract
+    if contract.input_sizes:
+        small = _any_shape_runner(path, upscaler, options)
+        try:
+            return FixedShapeUpscaler(upscaler, contract.input_sizes, contract.receptive_field, small)
+        except EdgesrError as exc:
+            raise EdgesrError(f"{path}: {exc}") from None
+    return upscaler

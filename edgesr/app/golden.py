@@ -9,6 +9,7 @@ image, the model's raw input and output tensors as little-endian ``.bin`` files 
      "layout": "NHWC" (TFLite) | "NCHW" (ONNX, Core ML) | "PHW" (LUT: image planes, uint8),
          (for networks the tensors' layout is the contract's own ``layout``: one layout),
      "tolerance": {"kind": "exact"} | {"kind": "max_abs", "value": float, "why": str},
+     "device_tolerance": {"gpu" | "npu": {"max_abs", "measured_max_abs", "margin", "why", "source"}},
      "pairs": [{"name", "input": TENSOR, "output": TENSOR}]}
     TENSOR = {"file", "dtype": "int8"|"uint8"|"float32", "shape", "sha256",
               "quantization": {"scale", "zero_point"} | null}
@@ -17,6 +18,15 @@ Contracts: int8 TFLite and LUT paths are integer end to end, so the phone must r
 output bytes exactly (``exact``; for int8 TFLite this holds for the CPU/XNNPACK path, which
 the integer reference reproduces bit for bit; NNAPI/GPU use other arithmetic). Float paths
 get a stated ``max_abs`` tolerance (fp32: 1e-4; fp16: 4e-3, i.e. about one 8-bit level).
+
+``device_tolerance`` (``.tflite`` only): the bound for the same pairs run on the phone's GPU
+delegate and on an integer NPU, derived by :func:`edgesr.app.tolerances.device_tolerances` from
+what their emulations measured against these golden outputs: the GPU delegate's arithmetic
+(:mod:`edgesr.converters.gpu_emulation`, fp16) and single-rounding integer arithmetic (int8
+models) run on the golden inputs themselves, and, when the caller passes them (``emulation=``,
+e.g. a run's emulation matrix), the rows' ``max_abs_err_vs_xnnpack`` on the evaluation
+photographs; the larger of the two, plus the stated margin (at least one output step for
+integer outputs). ``source`` says which measurements it came from.
 Every file is written atomically and the manifest last, so a folder with a manifest is complete.
 """
 
@@ -30,12 +40,14 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.app.artifacts import open_artifact
-from edgesr.app.tolerances import GOLDEN_MAX_ABS
+from edgesr.app.tolerances import GOLDEN_MAX_ABS, device_tolerances
+from edgesr.converters.gpu_emulation import GpuDelegateUpscaler
 from edgesr.core.atomic import write_bytes_atomic, write_text_atomic
 from edgesr.core.contract import MissingMetadata, read_artifact_metadata
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import model_input
-from edgesr.quantization.integer_ref import quantize_input, read_model
+from edgesr.quantization.arithmetic import dequantize
+from edgesr.quantization.integer_ref import IntegerReference, quantize_input, read_model
 
 FORMAT = "edgesr-golden"
 FLOAT_TOLERANCE = GOLDEN_MAX_ABS  # the policy's golden bounds (edgesr.app.tolerances)
@@ -112,10 +124,61 @@ class _Runner:
         return {"kind": "max_abs", "value": tol, "why": f"{self.precision} arithmetic differs across CPUs/GPUs"}
 
 
+def _output_step(runner: _Runner) -> float | None:
+    """The output quantization step of an integer-output ``.tflite`` (its scale), else None."""
+    t = getattr(runner, "tout", None)
+    return t.s if t is not None and t.dtype in (np.int8, np.uint8) else None
+
+
+def _engines_on_pairs(runner: _Runner, stored: list[tuple[np.ndarray, np.ndarray]]) -> dict:
+    """``{row name: {"max_abs_err_vs_xnnpack": float}}``: the GPU delegate emulation (fp16) and,
+    for int8 models, the single-rounding integer arithmetic run on the golden inputs, compared
+    with the golden outputs on [0, 1] (int8 outputs dequantized). An engine that cannot run the
+    graph is left out."""
+    t = runner.tout
+    deq = (lambda y: dequantize(y, t.s, t.z).astype(np.float64)) if t.dtype in (np.int8, np.uint8) else (lambda y: y.astype(np.float64))
+    engines = {"gpu_fp16": lambda: GpuDelegateUpscaler(runner.path, "fp16", runner.contract)}
+    if runner.precision == "int8":
+        engines["npu_int8"] = lambda: IntegerReference(runner.path, "reference", runner.contract, rounding="single")
+    rows = {}
+    for name, make in engines.items():
+        try:
+            engine = make()
+            rows[name] = {"max_abs_err_vs_xnnpack": max(float(np.abs(deq(engine.run_quantized(x)) - deq(y)).max())
+                                                        for x, y in stored)}
+        except EdgesrError:
+            continue
+    return rows
+
+
+def _device_tolerance(runner: _Runner, stored: list, emulation: dict | None, emulation_source: str) -> dict:
+    """The manifest's ``device_tolerance`` (module doc): the larger of the emulation on the golden
+    pairs and the given emulation rows, through :func:`edgesr.app.tolerances.device_tolerances`."""
+    rows = _engines_on_pairs(runner, stored)
+    sources = {name: f"emulation on these {len(stored)} golden input(s)" for name in rows}
+    for name, row in (emulation or {}).items():
+        m = row.get("max_abs_err_vs_xnnpack") if isinstance(row, dict) else None
+        if isinstance(m, (int, float)) and name in ("gpu_fp16", "npu_int8"):
+            mine = rows.get(name, {}).get("max_abs_err_vs_xnnpack")
+            if mine is None or m >= mine:
+                rows[name] = {"max_abs_err_vs_xnnpack": float(m)}
+                sources[name] = f"{emulation_source}.{name}.max_abs_err_vs_xnnpack"
+            sources[name] += " (the larger of it and the other measurement)" if mine is not None else ""
+    out = device_tolerances(runner.precision, rows, _output_step(runner))
+    for tol in out.values():
+        tol["source"] = sources[tol["source"]]
+    return out
+
+
 def write_golden(artifact: str | os.PathLike, images: list[tuple[str, np.ndarray]], out: str | os.PathLike,
-                 max_size: int = 128, kernels: str = "xnnpack") -> dict:
+                 max_size: int = 128, kernels: str = "xnnpack", emulation: dict | None = None,
+                 emulation_source: str = "emulation matrix") -> dict:
     """Write golden pairs for ``images`` (``[(name, uint8 image)]``, centre-cropped to
     ``max_size``) into ``out``; returns the manifest.
+
+    ``emulation``: the artifact's emulation-matrix rows
+    (:func:`edgesr.app.validation.emulation_matrix`), whose ``max_abs_err_vs_xnnpack`` join the
+    device tolerances (module doc); ``emulation_source`` names where they come from.
 
     Raises:
         EdgesrError: missing artifact, no images, or an unwritable ``out``.
@@ -127,9 +190,10 @@ def write_golden(artifact: str | os.PathLike, images: list[tuple[str, np.ndarray
         raise EdgesrError("no images to make golden vectors from")
     out = Path(out)
     runner = _Runner(path, kernels)
-    pairs = []
+    pairs, stored = [], []
     for name, img in images:
         x, y, qin, qout = runner.run(_center_crop(img, max_size))
+        stored.append((x, y))
         entry = {"name": name}
         for role, arr, qp in (("input", x, qin), ("output", y, qout)):
             arr = np.ascontiguousarray(arr)
@@ -142,6 +206,8 @@ def write_golden(artifact: str | os.PathLike, images: list[tuple[str, np.ndarray
                 "artifact_sha256": sha256(path) if path.is_file() else None, "runtime": runner.runtime,
                 "precision": runner.precision, "contract": runner.contract.to_dict(), "layout": runner.layout,
                 "tolerance": runner.tolerance(), "pairs": pairs}
+    if path.suffix == ".tflite":
+        manifest["device_tolerance"] = _device_tolerance(runner, stored, emulation, emulation_source)
     text = json.dumps(manifest, indent=2) + "\n"
     write_text_atomic(out / "manifest.json", text)
     return json.loads(text)

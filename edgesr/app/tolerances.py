@@ -96,7 +96,74 @@ DEVICE_CPU_MAX_ABS = {"fp32": GOLDEN_MAX_ABS["fp32"], "fp16": GOLDEN_MAX_ABS["fp
 """On-device CPU checks of the Android app: the golden bounds (integer models: exact bytes)."""
 
 DEVICE_GPU_DEFAULT_MAX_ABS = LEVEL
-"""GPU delegate (fp16 arithmetic) when the run measured no fp16 error: one 8-bit level."""
+"""GPU delegate when nothing was measured for the model (no emulation row, no golden manifest
+with a device tolerance): one 8-bit level."""
+
+FP16_ULP_AT_ONE = 2.0**-10
+"""One half-precision ulp at 1.0 (binary16: 10 fraction bits), the floor of a float engine's margin."""
+
+DEVICE_ENGINES = {"gpu": "gpu_fp16", "npu": "npu_int8"}
+"""The Android app's accelerated engines and the emulation-matrix row that stands for each
+(:func:`edgesr.app.validation.emulation_matrix`): the TFLite GPU delegate (precision loss
+allowed) and an integer NPU (single-rounding requantization)."""
+
+
+def device_tolerance(precision: str, measured_max_abs: float, output_step: float | None = None,
+                     source: str = "") -> dict:
+    """The golden tolerance of one on-device engine, derived from what its emulation measured.
+
+    ``measured_max_abs`` is the largest ``|engine - golden|`` the emulation found, on [0, 1]
+    outputs (the golden output is LiteRT's default CPU path: an emulation row's
+    ``max_abs_err_vs_xnnpack``, or the engine run on the golden inputs). The margin:
+
+    * integer outputs (``precision`` int8, or any model whose output tensor is quantized with
+      ``output_step`` = its scale): the measurement rounded up to whole output steps, plus one
+      step, since a device's accumulation order can move one more rounding across a step
+      boundary: ``max_abs = (ceil(measured / step) + 1) * step``;
+    * float outputs: ``max_abs = measured + max(measured, 2^-10)``: a device sums in its own
+      order, which can add an error as large as the one emulated, and at least one fp16 ulp at 1.0.
+
+    Returns:
+        ``{"max_abs", "measured_max_abs", "margin", "why", "source"}`` (the bound on [0, 1] outputs).
+    Raises:
+        EdgesrError: a negative or non-finite measurement, a non-positive output step.
+    """
+    m = float(measured_max_abs)
+    if not (math.isfinite(m) and m >= 0):
+        raise EdgesrError(f"a measured device error must be a finite number >= 0, got {measured_max_abs}")
+    if output_step is not None:
+        step = float(output_step)
+        if not (math.isfinite(step) and step > 0):
+            raise EdgesrError(f"the output quantization step must be > 0, got {output_step}")
+        steps = math.ceil(m / step - 1e-3)  # whole steps measured through float32 dequantization stay that many
+        value, why = (steps + 1) * step, (f"{precision} output: the measured {steps} output step(s) "
+                                          f"(step {step:.6g}) plus one step of margin")
+    else:
+        margin = max(m, FP16_ULP_AT_ONE)
+        value, why = m + margin, ("float output: the measured error plus as much again (another summation "
+                                  "order), at least one fp16 ulp at 1.0 (2^-10)")
+    return {"max_abs": value, "measured_max_abs": m, "margin": value - m, "why": why, "source": source}
+
+
+def device_tolerances(precision: str, rows: dict, output_step: float | None = None, source: str = "") -> dict:
+    """:func:`device_tolerance` for every engine of :data:`DEVICE_ENGINES` that ``rows`` measured.
+
+    Args:
+        precision: the artifact's precision (fp32, fp16, int8, ...).
+        rows: ``{row name: {"max_abs_err_vs_xnnpack": float, ...}}`` (emulation-matrix rows;
+            skipped rows and rows without the measurement are left out).
+        output_step: the output tensor's quantization scale for integer outputs, else None.
+        source: where the rows come from (recorded with each tolerance).
+    Returns:
+        ``{"gpu": {...}, "npu": {...}}`` for the engines measured.
+    """
+    out = {}
+    for engine, row_name in DEVICE_ENGINES.items():
+        row = rows.get(row_name) if isinstance(rows, dict) else None
+        m = row.get("max_abs_err_vs_xnnpack") if isinstance(row, dict) else None
+        if isinstance(m, (int, float)):
+            out[engine] = device_tolerance(precision, m, output_step, f"{source}{'.' if source else ''}{row_name}")
+    return out
 
 
 def tolerance(precision: str, int8_max_drop_db: float | None = None) -> Tolerance:

@@ -33,7 +33,10 @@ the artifact, every engine scored through the same path on the same images::
     {"cpu_reference" | "xnnpack" | "gpu_fp16" | "npu_int8":
         {"psnr_y", "ssim_y",            # vs HR, mean over the images (BT.601 Y, border s)
          "psnr_vs_reference_db",        # as above: pooled PSNR vs the float reference; null if identical
-         "max_abs_err"}                 # as above: max |engine - reference| in [0, 1]
+         "max_abs_err",                 # as above: max |engine - reference| in [0, 1]
+         "max_abs_err_vs_xnnpack",      # .tflite: max |engine - xnnpack row| of the raw outputs (what a
+                                        # golden vector made by LiteRT's default CPU path is compared with)
+         "arithmetic"}                  # what ran: the engine, its arithmetic and the source it follows
       | {"skipped": reason}}
 
 ``edgesr validate --emulation`` adds it as ``"emulation"`` (with ``"emulation_images"``: the
@@ -54,6 +57,7 @@ from edgesr.app.artifacts import LUT_SUFFIXES, NETWORK_SUFFIXES, open_artifact
 from edgesr.app.tolerances import INT8_MAX_DROP_DB, POLICY, min_psnr_vs_reference_db
 from edgesr.app.tolerances import tolerance as policy_tolerance
 from edgesr.converters.coreml import check_structure
+from edgesr.converters.gpu_emulation import GpuDelegateUpscaler
 from edgesr.converters.mil_interpreter import MILUpscaler
 from edgesr.converters.partitions import xnnpack_partitions
 from edgesr.converters.runtime import (
@@ -199,7 +203,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
               "psnr_vs_reference_db": None, "p999_abs_err": None, "eval": None, "reference_eval": None,
               "passed": False, "tolerance": tolerance, "failed_checks": [], "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
-        result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"])
+        result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"],
+                                              meta["contract"].get("input_sizes"))
     if is_path and Path(path_or_upscaler).suffix.lower() == ".tflite":
         result["xnnpack"] = xnnpack_partitions(path_or_upscaler)
     try:
@@ -254,6 +259,21 @@ EMULATION_ENGINES = ("cpu_reference", "xnnpack", "gpu_fp16", "npu_int8")
 EMULATION_CROP = 128
 """HR side (pixels) of the centre crops ``edgesr run`` computes the emulation matrix on."""
 FLOAT_NO_INT8 = "float artifact: no int8 graph"
+
+ARITHMETIC = {
+    "tflite_cpu_reference": "LiteRT BUILTIN_REF kernels on the artifact, 1 thread",
+    "tflite_xnnpack": "LiteRT default interpreter (XNNPACK delegate) on the artifact, 1 thread",
+    "tflite_gpu_fp16": ("the artifact's graph as the TFLite GPU delegate runs it with precision loss allowed "
+                        "(Android's default): CalculationsPrecision F16, half storage and half accumulation; an int8 "
+                        "graph dequantized with QUANTIZE_AND_DEQUANTIZE after every quantized output "
+                        "(edgesr.converters.gpu_emulation)"),
+    "tflite_npu_int8": ("the artifact's int8 graph in integer arithmetic with single-rounding requantization "
+                        "(TFLITE_SINGLE_ROUNDING, kernels/internal/common.h; CMSIS-NN's arm_nn_requantize under "
+                        "CMSIS_NN_USE_SINGLE_ROUNDING): edgesr.quantization.integer_ref, rounding='single'"),
+    "module_fp16": ("the float reference module with weights, input and every layer output rounded to fp16 "
+                    "(Fp16Module), not the artifact's graph: edgesr has no {fmt} graph interpreter"),
+}
+"""What each emulation row ran (its ``arithmetic`` field), per format and engine."""
 
 
 def _round_fp16(module, inputs, output):
@@ -340,11 +360,11 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
             if precision not in ("int8", "w8a16"):  # w8a16: the 16x8 integer reference (int16 activations)
                 return FLOAT_NO_INT8
 
-            return IntegerReference(path, kernels="reference", contract=contract)
+            return IntegerReference(path, kernels="reference", contract=contract, rounding="single")
 
         return {"cpu_reference": lambda: TFLiteUpscaler(path, contract, num_threads=1, kernels="reference"),
                 "xnnpack": lambda: TFLiteUpscaler(path, contract, num_threads=1, kernels="xnnpack"),
-                "gpu_fp16": fp16, "npu_int8": npu}
+                "gpu_fp16": lambda: GpuDelegateUpscaler(path, "fp16", contract), "npu_int8": npu}
     if suffix == ".onnx":
         def xnnpack():
             import onnxruntime as ort
@@ -397,10 +417,28 @@ def _tflite_precision(path: Path) -> str:
     return "fp16" if any(t["dtype"] == np.float16 for t in model.interpreter.get_tensor_details()) else "fp32"
 
 
-def _emulation_row(upscaler, ref: ReferenceRun, progress: bool) -> dict:
+def _arithmetic(suffix: str, engine: str, upscaler) -> str:
+    """The ``arithmetic`` field of a row (:data:`ARITHMETIC`; MIL and ExecuTorch rows name their runner)."""
+    if isinstance(upscaler, Fp16Module):
+        return ARITHMETIC["module_fp16"].format(fmt={".onnx": "ONNX", ".pte": "ExecuTorch"}.get(suffix, suffix))
+    if suffix == ".tflite":
+        return ARITHMETIC[f"tflite_{engine}"]
+    if isinstance(upscaler, MILUpscaler):
+        return f"edgesr's MIL interpreter on the Core ML program, {upscaler.precision} activations"
+    return f"{type(upscaler).__name__} on the artifact"
+
+
+def _max_abs_diff(a: dict, b: dict) -> float:
+    """Max |a - b| over the raw outputs of two engines ({set: [arrays]}) on the same images."""
+    return max(float(np.abs(x.astype(np.float64) - y).max()) for k in a for x, y in zip(a[k], b[k], strict=True))
+
+
+def _emulation_row(upscaler, ref: ReferenceRun, progress: bool, outputs_out: dict | None = None) -> dict:
     """One engine's row on ``ref``'s images: scores vs HR (mean over every image of every set)
-    and vs the reference's outputs."""
+    and vs the reference's outputs; ``outputs_out`` (if given) receives the raw outputs."""
     outputs, scores = _run_sets(upscaler, ref.sets, progress)
+    if outputs_out is not None:
+        outputs_out.update(outputs)
     max_err, psnr_ref, _ = _compare(outputs, ref)
     if len(scores) == 1:
         (s,) = scores.values()
@@ -421,17 +459,26 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
     * ``.tflite`` (fp32, fp16, int8; int8 artifacts: every engine gets the same int8 input,
       quantized as TFLite's QUANTIZE does): ``cpu_reference`` LiteRT's reference kernels
       (``BUILTIN_REF``) and ``xnnpack`` the default interpreter (XNNPACK delegate), both on
-      the artifact, one thread; ``gpu_fp16`` the float reference module with weights and
-      activations rounded to fp16 (:class:`Fp16Module`: the GPU delegate's arithmetic on the
-      float model; the delegate's handling of an int8 file is not emulated); ``npu_int8`` the
-      NumPy integer reference with reference kernels
-      (:class:`edgesr.quantization.integer_ref.IntegerReference`: bit-exact with LiteRT's reference
-      kernels, so on the graphs it supports this row equals ``cpu_reference``; XNNPACK's
-      requantization differs from it by a few LSBs); skipped for float artifacts
-      (``"float artifact: no int8 graph"``) and where the integer reference lacks a kernel.
+      the artifact, one thread; ``gpu_fp16`` the artifact's own graph as the TFLite GPU
+      delegate runs it with precision loss allowed, Android's default
+      (:class:`edgesr.converters.gpu_emulation.GpuDelegateUpscaler`, precision ``"fp16"``: the
+      delegate's F16, half storage and half accumulation; an int8 graph runs dequantized, with the
+      delegate's QUANTIZE_AND_DEQUANTIZE after every quantized output; the sources are in that
+      module's docstring); ``npu_int8`` the artifact's int8 graph in the integer arithmetic of an
+      accelerator that requantizes with one rounding, half up (``TFLITE_SINGLE_ROUNDING``,
+      ``tensorflow/lite/kernels/internal/common.h`` ``MultiplyByQuantizedMultiplier``; CMSIS-NN's
+      ``arm_nn_requantize`` under ``CMSIS_NN_USE_SINGLE_ROUNDING``), where LiteRT's reference
+      kernels round twice (gemmlowp): :class:`edgesr.quantization.integer_ref.IntegerReference`
+      with ``rounding="single"``; it differs from ``cpu_reference`` by a few LSBs (tested on
+      SESR); skipped for float artifacts (``"float artifact: no int8 graph"``) and where the
+      integer reference lacks a kernel. Every row also has ``max_abs_err_vs_xnnpack``: what the
+      engine's raw output differs from the ``xnnpack`` row's (the golden vectors' runtime;
+      :func:`edgesr.app.tolerances.device_tolerances` derives the on-device tolerances from it).
     * ``.onnx`` (fp32): ``cpu_reference`` ONNX Runtime's CPU execution provider on the
       artifact; ``xnnpack`` its XNNPACK execution provider where this ONNX Runtime has one
-      (the pip build has not: skipped); ``gpu_fp16`` as for TFLite; ``npu_int8`` skipped.
+      (the pip build has not: skipped); ``gpu_fp16`` the float reference module at fp16
+      (:class:`Fp16Module`; its ``arithmetic`` says so: edgesr has no ONNX graph interpreter to
+      run the artifact's graph in fp16); ``npu_int8`` skipped.
     * ``.mlpackage``: edgesr's MIL interpreter on the artifact (:mod:`edgesr.converters.mil_interpreter`,
       on every platform, so the numbers do not depend on the Mac): ``cpu_reference`` with
       fp32 activations (Core ML's fp32 CPU path on the stored weights), ``gpu_fp16`` with
@@ -439,11 +486,13 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
       fp32-typed program, which Core ML runs in fp32); ``xnnpack`` and ``npu_int8`` skipped
       with the reason (no XNNPACK in Core ML; no integer reference of the Neural Engine).
     * ``.pte`` (ExecuTorch, lowered to XNNPACK): ``xnnpack`` the program on the ExecuTorch
-      runtime; ``gpu_fp16`` as for TFLite; ``cpu_reference`` and ``npu_int8`` skipped with the
-      reason (the delegate runs the ops; no integer reference of XNNPACK's int8 kernels).
+      runtime; ``gpu_fp16`` the float module at fp16 as for ONNX (no ExecuTorch graph
+      interpreter here); ``cpu_reference`` and ``npu_int8`` skipped with the reason (the
+      delegate runs the ops; no integer reference of XNNPACK's int8 kernels).
 
-    A row is ``{"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err"}`` or ``{"skipped":
-    reason}`` (also when the engine cannot run the graph: its first error line).
+    A row is ``{"psnr_y", "ssim_y", "psnr_vs_reference_db", "max_abs_err", "arithmetic"}`` (plus
+    ``"max_abs_err_vs_xnnpack"`` for ``.tflite``; null when the xnnpack row is skipped) or
+    ``{"skipped": reason}`` (also when the engine cannot run the graph: its first error line).
 
     Args:
         artifact: a ``.tflite``, ``.onnx`` or ``.mlpackage`` path with edgesr metadata (a
@@ -452,7 +501,7 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
         reference: the float deploy ``nn.Module`` (with ``.contract``) the artifact came from,
             or a :class:`ReferenceRun` of it from :func:`reference_run` on the images (reuse
             one across the artifacts of a model: the reference and the ``gpu_fp16`` row of
-            the float module are then computed once).
+            the float module (ONNX, ExecuTorch) are then computed once).
         images: with a module: HR photographs ``[(name, uint8 image)]`` or ``{set: [(name,
             image)]}`` (:func:`emulation_images` crops them); with a ReferenceRun: None (its
             sets are the images). Scores are means over all of them.
@@ -496,7 +545,7 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
         if not imgs:
             raise EdgesrError("no images for the emulation matrix")
         ref = reference_run(module, {"emulation": imgs}, progress)
-    out = {}
+    out, raw, suffix = {}, {}, path.suffix.lower()
     for name, make in _emulation_engines(path, precision, contract, module).items():
         try:
             up = make()
@@ -507,7 +556,15 @@ def emulation_matrix(artifact, reference, images=None, precision: str | None = N
                     ref.memo["fp16_module_row"] = _emulation_row(up, ref, progress)
                 out[name] = dict(ref.memo["fp16_module_row"])
             else:
-                out[name] = _emulation_row(up, ref, progress)
+                raw[name] = {}
+                out[name] = _emulation_row(up, ref, progress, raw[name])
+            if not isinstance(up, str):
+                out[name]["arithmetic"] = _arithmetic(suffix, name, up)
         except (EdgesrError, ValueError, RuntimeError, ImportError) as exc:  # the engine cannot run this graph
+            raw.pop(name, None)
             out[name] = {"skipped": ((str(exc).splitlines() or [type(exc).__name__])[0])[:200]}
+    if suffix == ".tflite":
+        for name, row in out.items():
+            if "skipped" not in row:
+                row["max_abs_err_vs_xnnpack"] = _max_abs_diff(raw[name], raw["xnnpack"]) if "xnnpack" in raw else None
     return out

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from edgesr.core import imageio
 from edgesr.core.errors import EdgesrError
 
 #: upscaling factors any edgesr model may have; each model narrows this to its own scales
@@ -175,6 +176,36 @@ def csv_of(one: Callable[[str], object]) -> Callable[[str], list]:
 
     parse.__name__ = f"csv_of_{getattr(one, '__name__', 'item')}"
     return parse
+
+
+def input_sizes(text: str) -> list[tuple[int, int]]:
+    """``--input-size``: one or more LR input sizes ``HxW`` (height x width, comma-separated),
+    e.g. ``360x640`` or ``360x640,720x1280``.
+
+    Each side is a positive integer and each size at most ``EDGESR_MAX_PIXELS`` pixels (the
+    largest image edgesr decodes, :data:`edgesr.core.imageio.MAX_PIXELS`); no size twice.
+    Whether a size fits the model (bigger than its tiling halo) and the formats (one size
+    for TFLite and ONNX) is checked by the exporter before any conversion.
+    """
+    limit = imageio.MAX_PIXELS
+    parts = [t.strip() for t in text.split(",")]
+    if not all(parts):
+        raise argparse.ArgumentTypeError(f"expected HxW sizes (e.g. 360x640 or 360x640,720x1280), got {text!r}")
+    sizes = []
+    for part in parts:
+        hw = part.lower().split("x")
+        try:
+            h, w = (int(v, 10) for v in hw) if len(hw) == 2 else (None, None)
+        except ValueError:
+            h = w = None
+        if h is None or h < 1 or w < 1:
+            raise argparse.ArgumentTypeError(f"expected an input size HxW of positive integers (e.g. 360x640), got {part!r}")
+        if h * w > limit:
+            raise argparse.ArgumentTypeError(f"input size {part!r} is {h * w} pixels, more than the limit of {limit} (EDGESR_MAX_PIXELS)")
+        if (h, w) in sizes:
+            raise argparse.ArgumentTypeError(f"input size {part!r} is given twice in {text!r}")
+        sizes.append((h, w))
+    return sizes
 
 
 # ----------------------------------------------------------------------------- paths

@@ -17,7 +17,7 @@ What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every
                  "inputs"/"outputs": [{"name", "shape", "shape_signature", "dtype", "quantization"}],  # TFLite
                  "lut": {"method", "scale", "bits", "variant", "tables": [{"offset", "bytes", "shape"}]},  # LUT
                  "tiling": {"receptive_field", "halo", "tile", "source"},
-                 "tolerance": {"cpu", "gpu", "gpu_source"}}],
+                 "tolerance": {"cpu", "gpu", "gpu_source", "npu", "npu_source"}}],
      "cases": [{"model", "name", "source", "input": {"file", "shape", "dtype", "sha256"}, "output": {...}}],
      "golden": [{"dir", "manifest": the edgesr golden manifest as written}]}
 
@@ -30,8 +30,13 @@ What lands in ``APP/app/src/main/assets/edgesr/`` (git-ignored, rebuilt on every
   (:data:`edgesr.core.tiling.DEFAULT_TILE`); ``source`` says where the receptive field came from.
 
   Tolerances are max |diff| on [0, 1] outputs: CPU 0 for int8 and LUT (exact bytes), 1e-4 for
-  fp32, 4e-3 for fp16 weights; GPU: ``--gpu-tolerance``, else the fp16 error the run's
-  validation measured, else one 8-bit level (``gpu_source`` says which).
+  fp32, 4e-3 for fp16 weights; GPU (and NPU, int8 models): ``--gpu-tolerance``, else the
+  model's own golden manifest's ``device_tolerance`` (:mod:`edgesr.app.golden`: derived by
+  :func:`edgesr.app.tolerances.device_tolerance` from the GPU-delegate / single-rounding
+  emulations run on the golden inputs and, when the run recorded it, this artifact's emulation
+  matrix, plus a margin of at least one output step for int8), else the same derivation from
+  the artifact's emulation rows alone, else one 8-bit level; ``gpu_source`` / ``npu_source``
+  say which.
 
 The whole ``edgesr/`` folder is built beside the target and renamed onto it
 (:func:`edgesr.core.atomic.atomic_path`), so the app never sees half an export, and an error leaves
@@ -54,7 +59,11 @@ from pathlib import Path
 import torch
 
 from edgesr.app.golden import write_golden
-from edgesr.app.tolerances import DEVICE_CPU_MAX_ABS, DEVICE_GPU_DEFAULT_MAX_ABS
+from edgesr.app.tolerances import (
+    DEVICE_CPU_MAX_ABS,
+    DEVICE_GPU_DEFAULT_MAX_ABS,
+    device_tolerances,
+)
 from edgesr.commands._args import existing_dir, positive_float
 from edgesr.core.atomic import atomic_path
 from edgesr.core.contract import IOContract, MissingMetadata, read_artifact_metadata, read_contract
@@ -72,14 +81,14 @@ MANIFEST_VERSION = 1
 CPU_FP32_TOLERANCE = DEVICE_CPU_MAX_ABS["fp32"]
 #: fp16-weight models on the CPU (XNNPACK may compute in fp16 on ARM): the golden fp16 tolerance
 CPU_FP16_TOLERANCE = DEVICE_CPU_MAX_ABS["fp16"]
-#: GPU delegate (fp16 arithmetic) when no measured tolerance is in the run: one 8-bit level
+#: GPU delegate when nothing was measured for the model: one 8-bit level
 DEFAULT_GPU_TOLERANCE = DEVICE_GPU_DEFAULT_MAX_ABS
 
 
 def add_arguments(p) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", type=existing_dir, help="a run folder with report.json (from `edgesr run`)")
     p.add_argument("--app", default="android_demo", help="the Android project folder (default: android_demo)")
-    p.add_argument("--gpu-tolerance", type=positive_float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: the fp16 error measured by `edgesr validate` in the run, else 1/255)")
+    p.add_argument("--gpu-tolerance", type=positive_float, default=None, help="max abs error allowed for the GPU delegate on [0, 1] (default: derived from the model's GPU-delegate emulation, see the golden manifest's device_tolerance)")
 
 
 def run(args) -> int:
@@ -194,40 +203,39 @@ def _tiling(receptive_field: int | None, source: str) -> dict:
     return {"receptive_field": receptive_field, "halo": halo, "tile": DEFAULT_TILE, "source": source}
 
 
-def _measured_fp16_error(report: dict) -> tuple[float, str] | None:
-    """The fp16 error `edgesr validate` measured in this run, if the report holds one.
-
-    Looked up, in order: an artifact's ``gpu_tolerance``; a GPU/fp16 entry of its validation's
-    emulation matrix (``validation.emulation.<name with gpu or fp16>.max_abs_err``); the
-    ``max_abs_err`` of an fp16 artifact's validation (fp16 weights vs the float reference).
-    """
-    arts = [a for a in report.get("artifacts", []) if isinstance(a, dict)]
-    for i, a in enumerate(arts):
-        if isinstance(a.get("gpu_tolerance"), (int, float)):
-            return float(a["gpu_tolerance"]), f"report.json artifacts[{i}].gpu_tolerance"
-    for i, a in enumerate(arts):
-        emulation = (a.get("validation") or {}).get("emulation") or {}
-        for key, row in emulation.items() if isinstance(emulation, dict) else ():
-            if ("gpu" in key or "fp16" in key) and isinstance(row, dict) and isinstance(row.get("max_abs_err"), (int, float)):
-                return float(row["max_abs_err"]), f"report.json artifacts[{i}].validation.emulation.{key}.max_abs_err"
-    for i, a in enumerate(arts):
-        if a.get("precision") == "fp16":
-            err = (a.get("validation") or {}).get("max_abs_err", a.get("max_abs_err"))
-            if isinstance(err, (int, float)):
-                return float(err), f"report.json artifacts[{i}] (fp16) max_abs_err"
-    return None
+def _emulation_rows(artifact: dict) -> dict | None:
+    """The artifact's own emulation matrix from report.json (``validation.emulation``), if recorded."""
+    rows = (artifact.get("validation") or {}).get("emulation")
+    return rows if isinstance(rows, dict) else None
 
 
-def _gpu_tolerance(report: dict, override: float | None) -> tuple[float, str]:
-    """The GPU delegate's tolerance: the CLI value, the fp16 error the run measured, or 1/255."""
+def _device_tolerance(entry: dict, golden_sets: list[dict], rows: dict | None, index: int,
+                      override: float | None) -> dict:
+    """``{"gpu", "gpu_source"[, "npu", "npu_source"]}`` for one TFLite model (module doc): the
+    override; else the ``device_tolerance`` of the golden manifest made for this artifact; else
+    :func:`edgesr.app.tolerances.device_tolerances` of its emulation rows; else one 8-bit level."""
     if override is not None:
         if not override >= 0:
             raise EdgesrError(f"--gpu-tolerance must be >= 0, got {override}")
-        return float(override), "--gpu-tolerance"
-    measured = _measured_fp16_error(report)
-    if measured is not None and measured[0] >= 0:
-        return measured
-    return DEFAULT_GPU_TOLERANCE, "default (one 8-bit level); no fp16 measurement in the run"
+        return {"gpu": float(override), "gpu_source": "--gpu-tolerance"}
+    name = Path(entry["source"]).name
+    derived, where = {}, ""
+    for gs in golden_sets:
+        man = gs["manifest"]
+        if man.get("artifact") == name and isinstance(man.get("device_tolerance"), dict) and man["device_tolerance"]:
+            derived, where = man["device_tolerance"], f"{gs['dir']}/manifest.json device_tolerance"
+            break
+    if not derived and rows:
+        q = entry["outputs"][0]["quantization"]
+        derived = device_tolerances(entry["precision"], rows, q["scale"] if q else None,
+                                    f"report.json artifacts[{index}].validation.emulation")
+        where = "report.json emulation rows"
+    out = {}
+    for engine, tol in derived.items():
+        out[engine], out[f"{engine}_source"] = float(tol["max_abs"]), f"{where}: {tol['source']} ({tol['why']})"
+    if "gpu" not in out:
+        out["gpu"], out["gpu_source"] = DEFAULT_GPU_TOLERANCE, "default (one 8-bit level); nothing measured for this model"
+    return out
 
 
 def _sample_image():
@@ -291,14 +299,16 @@ def _derive_cases(sets: list[dict], entries: list[dict]) -> list[dict]:
 SAMPLE_IMAGE, GOLDEN_CROP, GOLDEN_AT = "chelsea", (37, 45), (101, 150)
 
 
-def _generate_golden(artifact: Path, out: Path) -> None:
+def _generate_golden(artifact: Path, out: Path, rows: dict | None = None, rows_source: str = "") -> None:
     """Golden vectors for a model the run has none of, written with ``edgesr.app.golden.write_golden``
     (the code behind ``edgesr golden``: LiteRT's default CPU kernels, or the LUT engine) on an
-    odd-sized crop of the sample photo."""
+    odd-sized crop of the sample photo; ``rows``: the artifact's emulation matrix (joins the
+    manifest's device tolerance)."""
 
     (h, w), (y0, x0) = GOLDEN_CROP, GOLDEN_AT
     crop = _sample_image()[y0 : y0 + h, x0 : x0 + w]
-    write_golden(artifact, [(f"{SAMPLE_IMAGE}_{h}x{w}", crop)], out, max_size=max(h, w))
+    write_golden(artifact, [(f"{SAMPLE_IMAGE}_{h}x{w}", crop)], out, max_size=max(h, w), emulation=rows,
+                 emulation_source=rows_source)
 
 
 # --------------------------------------------------------------------------- export
@@ -315,7 +325,7 @@ def _embedded_contract(path: Path) -> dict | None:
         return None
 
 
-def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_tol: float | None) -> tuple[dict, Path | bytes]:
+def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int) -> tuple[dict, Path | bytes]:
     """One manifest entry and what to write for it (the artifact's path, or the LUT bytes)."""
     rel = artifact.get("path")
     if not isinstance(rel, str) or not rel:
@@ -332,10 +342,9 @@ def _model_entry(run_dir: Path, report: dict, artifact: dict, index: int, gpu_to
         payload: Path | bytes = path
         entry.update(file=f"models/{name}.tflite", inputs=inputs, outputs=outputs)
         entry["tiling"] = _tiling(*_network_receptive_field(path, report))
-        tol, source = _gpu_tolerance(report, gpu_tol)
         int8 = precision == "int8" or inputs[0]["dtype"] in ("int8", "uint8")
         cpu = 0.0 if int8 else (CPU_FP16_TOLERANCE if precision == "fp16" else CPU_FP32_TOLERANCE)
-        entry["tolerance"] = {"cpu": cpu, "gpu": tol, "gpu_source": source}
+        entry["tolerance"] = {"cpu": cpu}  # the GPU / NPU bounds follow once the golden vectors exist
     else:  # lut
         desc, tables, lut_contract, rf = _lut_tables(path)
         contract = contract or lut_contract
@@ -385,15 +394,18 @@ def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
     if not chosen:
         raise EdgesrError(f"{run_dir / 'report.json'}: no tflite or lut artifacts to export")
 
-    entries, payloads, sources = [], [], []
+    if gpu_tolerance is not None and not gpu_tolerance >= 0:
+        raise EdgesrError(f"--gpu-tolerance must be >= 0, got {gpu_tolerance}")
+    entries, payloads, sources, indices = [], [], [], []
     for i, a in chosen:
-        entry, payload = _model_entry(run_dir, report, a, i, gpu_tolerance)
+        entry, payload = _model_entry(run_dir, report, a, i)
         if any(e["name"] == entry["name"] for e in entries):
             entry["name"] = f"{entry['name']}_{i}"
             entry["file"] = entry["file"].replace(Path(entry["file"]).stem, entry["name"])
         entries.append(entry)
         payloads.append(payload)
         sources.append(run_dir / a["path"])
+        indices.append(i)
     golden_dir = run_dir / "golden"
     target = app / ASSET_SUBDIR
     with atomic_path(target, suffix="") as tmp:
@@ -410,10 +422,14 @@ def export(run_dir, app, gpu_tolerance: float | None = None) -> dict:
         if golden_dir.is_dir():
             shutil.copytree(golden_dir, tmp / "golden")
         cases = _derive_cases(_golden_sets(tmp / "golden") if golden_dir.is_dir() else [], entries)
-        for entry, src in zip(entries, sources):
+        for entry, src, i in zip(entries, sources, indices):
             if not any(c["model"] == entry["name"] for c in cases):
-                _generate_golden(src, tmp / "golden" / "generated" / entry["name"])
+                _generate_golden(src, tmp / "golden" / "generated" / entry["name"], _emulation_rows(artifacts[i]),
+                                 f"report.json artifacts[{i}].validation.emulation")
         golden_sets = _golden_sets(tmp / "golden") if (tmp / "golden").is_dir() else []
+        for entry, i in zip(entries, indices):
+            if entry["format"] == "tflite":
+                entry["tolerance"].update(_device_tolerance(entry, golden_sets, _emulation_rows(artifacts[i]), i, gpu_tolerance))
         cases = _derive_cases(golden_sets, entries)
         for case in cases:
             for t in ("input", "output"):

@@ -1,4 +1,4 @@
-"""``edgesr export CKPT --formats tflite,coreml,onnx,executorch --precisions fp32,fp16,int8 [-o DIR] [--calib DIR]``.
+"""``edgesr export CKPT --formats tflite,coreml,onnx,executorch --precisions fp32,fp16,int8 [-o DIR] [--calib DIR] [--input-size HxW]``.
 
 Writes each artifact (atomically) into ``-o/--out`` (default: the checkpoint's folder), its
 contract and provenance embedded in the file (``--sidecar``: also as ``PATH.json``), and
@@ -6,6 +6,10 @@ prints one line per artifact. TFLite int8, TFLite w8a16 and Core ML w8a8 take th
 quantized checkpoint (``edgesr quantize`` output: the ranges that calibration or QAT produced;
 nothing is recalibrated, ``--calib`` is not used); a float checkpoint is calibrated on real
 image patches: ``--calib DIR`` (a folder of HR photographs) or the embedded training photographs.
+
+``--input-size HxW`` (LR pixels, height x width) fixes the input shape: TFLite ``[1, H, W, C]``,
+ONNX static dims, Core ML a fixed shape; ``--input-size 360x640,720x1280`` gives Core ML
+enumerated shapes (with ``--formats coreml``). ExecuTorch programs stay dynamic.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from edgesr.commands._args import (
     csv_choice,
     existing_dir,
     existing_file,
+    input_sizes,
     positive_int,
     show_progress,
 )
@@ -27,7 +32,9 @@ from edgesr.converters.export import (
     FORMAT_PRECISIONS,
     RANGED_PRECISIONS,
     FORMATS,
+    check_input_sizes,
     default_formats,
+    deploy_module,
     export,
     load_model,
     plan,
@@ -53,6 +60,11 @@ def add_arguments(p) -> None:
                    help="folder of HR photographs for int8 calibration of a float checkpoint (default: embedded "
                         "photos; a quantized checkpoint uses its own ranges)")
     p.add_argument("--calib-patches", type=positive_int, default=32, help="number of calibration patches (default 32)")
+    p.add_argument("--input-size", type=input_sizes, default=None, metavar="HxW[,HxW...]",
+                   help="fixed LR input size, height x width in pixels (e.g. 360x640 for a 640x360 landscape frame), "
+                        "for the GPU delegate, NNAPI and the Neural Engine: TFLite [1,H,W,C], ONNX static dims, "
+                        "Core ML fixed; several sizes (360x640,720x1280) give Core ML enumerated shapes. Default: "
+                        "dynamic H x W. Photos of other sizes run in tiles of this size")
     p.add_argument("--io-dtype", choices=("int8", "uint8"), default="int8", help="int8 TFLite input/output dtype")
     p.add_argument("--sidecar", action="store_true",
                    help="also write each artifact's metadata to PATH.json (it is always embedded in the file)")
@@ -61,10 +73,11 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    formats = default_formats() if args.formats is None else args.formats
+    formats = default_formats(args.input_size) if args.formats is None else args.formats
     precisions = args.precisions
     pairs = plan(formats, precisions)  # validates the combinations before any slow work
     model = load_model(args.checkpoint)  # a quantized checkpoint carries its ranges
+    check_input_sizes(deploy_module(model), formats, args.input_size)  # before the output folder is made
     out = writable_dir(Path(args.out) if args.out else Path(args.checkpoint).resolve().parent)
     calibration = None
     if isinstance(model, QuantizedCheckpoint) and args.calib is not None:
@@ -72,7 +85,8 @@ def run(args) -> int:
     if not isinstance(model, QuantizedCheckpoint) and any(p in RANGED_PRECISIONS for _, p in pairs):
         calibration = calibration_patches(args.calib, model.contract, count=args.calib_patches)
     results = export(model, out, formats, precisions, calibration=calibration, io_dtype=args.io_dtype,
-                     source=str(args.checkpoint), progress=show_progress(args), sidecar=args.sidecar)
+                     source=str(args.checkpoint), progress=show_progress(args), sidecar=args.sidecar,
+                     input_sizes=args.input_size)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

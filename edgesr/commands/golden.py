@@ -2,7 +2,8 @@
 
 Writes raw input/output tensors of the artifact on each image (centre-cropped to
 ``--max-size``) and ``manifest.json`` (:mod:`edgesr.app.golden`). ``--verify`` re-runs the artifact
-on an existing folder and exits 1 if any element is outside the manifest's tolerance.
+on an existing folder and exits 1 if any element is outside the manifest's tolerance. A TFLite
+manifest also states the GPU / NPU tolerances derived from their emulations (``device_tolerance``).
 """
 
 from __future__ import annotations
@@ -38,4 +39,7 @@ def run(args) -> int:
     images = load_folder(args.images) if args.images else embedded_images("val")
     manifest = write_golden(args.artifact, images, args.out, args.max_size, args.kernels)
     print(f"wrote {len(manifest['pairs'])} golden pair(s) to {args.out} ({manifest['tolerance']['kind']}, {manifest['runtime']})")
+    for engine, t in manifest.get("device_tolerance", {}).items():
+        print(f"  {engine} tolerance: max abs {t['max_abs']:.3g} on [0, 1] (measured {t['measured_max_abs']:.3g} "
+              f"+ margin {t['margin']:.3g}; {t['source']})")
     return 0

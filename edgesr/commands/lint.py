@@ -25,7 +25,7 @@ def run(args) -> int:
                           "findings": [f.to_dict() for f in findings]}, indent=2))
     else:
         for f in findings:
-            print(f"{f.severity:7s} {f.check:20s} {f.message}")
+            print(f"{f.severity:7s} {f.check:20s} {f.message}" + (f" (source: {f.source})" if f.source else ""))
         verdict = "FAIL" if has_errors(findings) else "ok"
         print(f"{verdict}: {args.artifact} for {args.target} ({sum(f.severity == 'error' for f in findings)} error(s), "
               f"{sum(f.severity == 'warning' for f in findings)} warning(s))")

@@ -196,8 +196,10 @@ def run(args) -> int:
             if "skipped" in row:
                 print(f"    {name:<14} skipped: {row['skipped']}")
             else:
+                vs_xnn = row.get("max_abs_err_vs_xnnpack")
                 print(f"    {name:<14} {row['psnr_y']:7.3f} dB / {row['ssim_y']:.4f}   vs reference "
-                      f"{_fmt(row['psnr_vs_reference_db'], '.2f')} dB, max abs err {row['max_abs_err']:.3g}")
+                      f"{_fmt(row['psnr_vs_reference_db'], '.2f')} dB, max abs err {row['max_abs_err']:.3g}"
+                      + (f", vs xnnpack {vs_xnn:.3g}" if vs_xnn is not None else ""))
     if args.out:
         write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     if not result["passed"]:

@@ -61,6 +61,18 @@ class IOContract:
             :class:`~edgesr.core.evaluate.Upscaler` is called with NCHW whatever this says.
         dtype: ``"float32"`` for networks; LUT models document their integer path separately.
         value_range: input and output range; outputs are clipped to it at deployment.
+        input_sizes: the input sizes ``((H, W), ...)`` in LR pixels that the artifact accepts:
+            None (the default, and every PyTorch model's) for any H x W; one size for a fixed
+            input shape (``edgesr export --input-size HxW``: TFLite ``[1, H, W, C]``, ONNX and
+            Core ML ``(1, C, H, W)``); several for Core ML enumerated shapes
+            (``ct.EnumeratedShapes``, the first is the default). A photo of another size runs
+            in tiles of one of these sizes (:class:`edgesr.core.tiling.FixedShapeUpscaler`).
+        receptive_field: side, in LR pixels, of the input window an output pixel depends on
+            (the model's ``receptive_field``); recorded with ``input_sizes``, since tiles of a
+            fixed size need a halo of ``receptive_field // 2`` pixels. None otherwise.
+
+    ``to_dict`` leaves out ``input_sizes`` and ``receptive_field`` when they are None, so the
+    contract of a dynamic-shape artifact reads as it did before they existed.
     """
 
     scale: int
@@ -70,9 +82,17 @@ class IOContract:
     layout: str = "NCHW"
     dtype: str = "float32"
     value_range: tuple[float, float] = (0.0, 1.0)
+    input_sizes: tuple[tuple[int, int], ...] | None = None
+    receptive_field: int | None = None
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        for key in OPTIONAL_FIELDS:
+            if d[key] is None:
+                del d[key]
+            elif key == "input_sizes":
+                d[key] = [list(hw) for hw in d[key]]
+        return d
 
     @classmethod
     def from_dict(cls, d, where: str) -> IOContract:
@@ -87,14 +107,16 @@ class IOContract:
             EdgesrError: not a dict, an unknown field, or a value out of its domain: scale not
                 an int in 1..8, color not in y/luma_full/rgb, channels not 1 or 3, per_channel
                 not a bool (or set with channels 3), layout not NCHW/NHWC, dtype not
-                float32/float16/int8/uint8, value_range not two finite numbers lo < hi.
+                float32/float16/int8/uint8, value_range not two finite numbers lo < hi,
+                input_sizes not a list of distinct [H, W] positive-integer pairs (or given without
+                receptive_field), receptive_field not a positive integer.
         """
         if not isinstance(d, dict):
             raise EdgesrError(f"{where}: the I/O contract must be a JSON object, got {type(d).__name__}")
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise EdgesrError(f"{where}: unknown I/O contract field(s) {', '.join(map(repr, unknown))}")
-        c = {**cls(scale=2).to_dict(), **d}
+        c = {**dataclasses.asdict(cls(scale=2)), **d}
 
         def bad(field: str, want: str):
             return EdgesrError(f"{where}: I/O contract {field} {c[field]!r} is not {want}")
@@ -116,7 +138,41 @@ class IOContract:
                 or not all(type(v) in (int, float) and math.isfinite(v) for v in vr) or not vr[0] < vr[1]):
             raise bad("value_range", "two finite numbers [lo, hi] with lo < hi")
         c["value_range"] = (float(vr[0]), float(vr[1]))
+        rf = c["receptive_field"]
+        if rf is not None and (type(rf) is not int or rf < 1):
+            raise bad("receptive_field", "a positive integer (LR pixels) or absent")
+        if c["input_sizes"] is not None:
+            try:
+                c["input_sizes"] = normalize_input_sizes(c["input_sizes"])
+            except ValueError:
+                raise bad("input_sizes", "a non-empty list of distinct [H, W] pairs of positive integers, or absent") from None
+            if rf is None:
+                raise EdgesrError(f"{where}: I/O contract input_sizes needs the receptive_field (to tile other sizes)")
         return cls(**c)
+
+
+OPTIONAL_FIELDS = ("input_sizes", "receptive_field")
+"""Contract fields that :meth:`IOContract.to_dict` leaves out when they are None."""
+
+
+def normalize_input_sizes(sizes) -> tuple[tuple[int, int], ...]:
+    """``[(H, W), ...]`` -> a tuple of ``(int H, int W)`` pairs, checked.
+
+    Raises:
+        ValueError: empty, not pairs, a side that is not a positive ``int`` (bools refused),
+            or a size given twice.
+    """
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, (list, tuple)) or not sizes:
+        raise ValueError(f"input sizes must be a non-empty list of (H, W) pairs, got {sizes!r}")
+    out = []
+    for hw in sizes:
+        if (not isinstance(hw, (list, tuple)) or len(hw) != 2
+                or not all(type(v) is int and v >= 1 for v in hw)):
+            raise ValueError(f"input size {hw!r} is not a pair of positive integers (H, W)")
+        out.append((hw[0], hw[1]))
+    if len(set(out)) != len(out):
+        raise ValueError(f"input sizes {sizes!r} name a size twice")
+    return tuple(out)
 
 
 def infer_contract(channels: int, probe, layout: str = "NCHW") -> IOContract:

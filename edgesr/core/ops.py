@@ -22,10 +22,11 @@ table in both directions):
   (reduces over channels), ``"fixed"`` (needs PyTorch's channel order) or
   ``"depth_to_space"`` (needs the permuted order the rebuild's module doc describes).
 * ``tflite``: the TFLite builtin ops it becomes (the integer reference,
-  :class:`edgesr.quantization.integer_ref.IntegerGraph`, has a kernel for each).
+  :class:`edgesr.quantization.integer_ref.IntegerGraph`, and the GPU delegate's emulation,
+  :class:`edgesr.converters.gpu_emulation.GpuDelegateGraph`, have a kernel for each).
 * ``mil``: the Core ML MIL ops coremltools 9 makes of it (the MIL interpreter,
   :mod:`edgesr.converters.mil_interpreter`, has a kernel for each).
-* ``unsupported``: the consumers that lack it (``"keras"``, ``"integer_ref"``, ``"mil"``),
+* ``unsupported``: the consumers that lack it (``"keras"``, ``"integer_ref"``, ``"gpu_emulation"``, ``"mil"``),
   stated here rather than discovered on a user's model.
 
 Ops not in the table get ``"quantize"`` from the quantization plan (their own parameters, the
@@ -48,7 +49,7 @@ TANH_RANGE = (-1.0, 127.0 / 128.0)
 
 QUANT_ROLES = ("quantize", "fusing", "relu", "shared", "fixed", "identity", "slice", "concat", "tuple", "none")
 CHANNEL_KINDS = ("elementwise", "conv", "invariant", "fixed", "depth_to_space", "none")
-CONSUMERS = ("keras", "integer_ref", "mil")
+CONSUMERS = ("keras", "integer_ref", "gpu_emulation", "mil")
 
 
 @dataclass(frozen=True)
@@ -108,9 +109,9 @@ OPS: tuple[Op, ...] = (
     Op("reduce_max", (torch.amax, "amax"), "shared", "invariant", ("REDUCE_MAX",), ("reduce_max",)),
     # torch.max(x, dim, keepdim) returns (values, indices); its values (``[0]``) are REDUCE_MAX.
     Op("max", (torch.max, "max"), "tuple", "invariant", ("REDUCE_MAX",), ("reduce_max",)),
-    # torch.amin lowers to REDUCE_MIN, which neither the Keras rebuild nor the integer reference has.
+    # torch.amin lowers to REDUCE_MIN, which the Keras rebuild and the TFLite emulations lack.
     Op("reduce_min", (torch.amin, "amin"), "shared", "invariant", ("REDUCE_MIN",), ("reduce_min",),
-       unsupported=_no("keras", "integer_ref")),
+       unsupported=_no("keras", "integer_ref", "gpu_emulation")),
     Op("sum", (torch.sum, "sum"), "quantize", "invariant", ("SUM",), ("reduce_sum",)),
     # int8 MEAN has no kernel in the integer reference (no zoo model uses it).
     Op("mean", (torch.mean, "mean"), "quantize", "invariant", ("MEAN",), ("reduce_mean",), unsupported=_no("integer_ref")),
@@ -125,9 +126,9 @@ OPS: tuple[Op, ...] = (
     Op("reshape", (torch.reshape, "reshape", "view", torch.flatten, "flatten", nn.Flatten), "shared",
        "fixed", ("RESHAPE",), ("reshape",), unsupported=_no("keras")),
     Op("transpose", (torch.permute, "permute", torch.transpose, "transpose"), "shared", "fixed", ("TRANSPOSE",),
-       ("transpose",), unsupported=_no("keras", "integer_ref")),
+       ("transpose",), unsupported=_no("keras", "integer_ref", "gpu_emulation")),
     Op("max_pool2d", (nn.MaxPool2d, F.max_pool2d), "shared", "fixed", ("MAX_POOL_2D",), ("max_pool",),
-       unsupported=_no("keras", "integer_ref", "mil")),
+       unsupported=_no("keras", "integer_ref", "gpu_emulation", "mil")),
     # Shape queries (x.size(), x.dim(), getattr on a proxy): the Keras rebuild has static 4-D NHWC
     # tensors and refuses them.
     Op("shape", ("size", "dim", getattr), "none", "none", unsupported=_no("keras")),

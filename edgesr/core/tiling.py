@@ -13,6 +13,13 @@ pixel (tested for every model family, LUTs and bicubic, at several tile sizes).
 Memory: the uint8 result (s*H x s*W) plus one tile's working set, independent of the
 photo's size. An upscaler that declares no receptive field (an exported artifact opened by
 its runtime) runs in one piece.
+
+Fixed input shapes: an artifact exported with ``--input-size`` takes only its own input
+sizes. :class:`FixedShapeUpscaler` runs it on a model input of any size in windows of exactly
+such a size, keeping of each window only the outputs whose ``receptive_field // 2`` halo lies
+inside it (or at the input's own edge); a tensor-level version of the same argument, so
+the result equals the dynamic model's on the whole input whenever the input is at least
+one window in each dimension (tested on real photos against the dynamic artifacts).
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Iterator
 
 import numpy as np
 
+from edgesr.core.contract import normalize_input_sizes
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import Upscaler, upscale_photo
 
@@ -136,3 +144,113 @@ def upscale_tiled(upscaler: Upscaler, img: np.ndarray, tile: int = DEFAULT_TILE,
         oy, ox = s * (y0 - wy0), s * (x0 - wx0)
         out[s * y0 : s * y1, s * x0 : s * x1] = piece[oy : oy + s * (y1 - y0), ox : ox + s * (x1 - x0)]
     return out
+
+
+# --------------------------------------------------------------------------- fixed input shapes
+
+
+def axis_windows(length: int, size: int, halo: int) -> list[tuple[int, int, int]]:
+    """Windows of ``size`` pixels covering ``[0, length)`` along one axis, each output kept
+    only where its ``halo`` pixels of context lie inside the window or beyond the axis' edge.
+
+    Returns:
+        ``[(window start, keep start, keep end)]`` (input pixels, end exclusive): the kept
+        intervals tile ``[0, length)`` in order. ``length <= size`` gives one window
+        ``(0, 0, length)`` (the caller pads the input up to ``size``).
+
+    Raises:
+        EdgesrError: ``size <= 2 * halo`` while ``length > size`` (no pixel would be kept).
+    """
+    if length <= size:
+        return [(0, 0, length)]
+    if size <= 2 * halo:
+        raise EdgesrError(f"an input size of {size} pixels leaves nothing between two halos of {halo} pixels")
+    out, kept, start = [], 0, 0
+    while kept < length:
+        start = min(start, length - size)
+        end = length if start + size == length else start + size - halo
+        out.append((start, kept, end))
+        kept, start = end, end - halo
+    return out
+
+
+class FixedShapeUpscaler:
+    """An :class:`~edgesr.core.evaluate.Upscaler` whose runtime takes only fixed input sizes
+    (an artifact exported with ``--input-size``), run on inputs of any size.
+
+    ``__call__(x)``: float32 (N, C, h, w) NCHW -> float32 (N, C, s*h, s*w). For each call one
+    of ``sizes`` is chosen (:meth:`choose_size`); the input is cut into windows of exactly that
+    size (:func:`axis_windows`, halo ``receptive_field // 2`` LR pixels), each window runs through
+    ``inner``, and only the outputs whose receptive field lies inside their window (or at the
+    input's edge, where the window ends at the same edge and the model pads as it does on the
+    whole input) are kept. The model's ops are local, so on an input at least one window in
+    each dimension the result equals a dynamic-shape model's on the whole input: the same
+    values for integer (int8) graphs, the same float32 sums per output for float ones.
+
+    An input smaller than every size in a dimension cannot be tiled exactly: no window fits
+    inside it. With ``small`` (a callable running the same graph at any size, e.g. LiteRT's
+    non-strict resize of the same file) it runs there in one piece, the same values as the
+    dynamic model. Without, it is padded at the bottom/right by repeating its last row/column
+    (``numpy.pad`` mode ``"edge"``, what a phone app does to fill a fixed tensor): the outputs
+    within ``receptive_field // 2`` LR pixels of that edge then see the repeated pixels
+    instead of the model's zero padding and can differ from a dynamic model's.
+
+    ``inner``'s other attributes (``interpreter``, ``run_quantized``, ``session``, ...) are
+    reachable through this object; they still take only the fixed sizes.
+
+    Raises:
+        EdgesrError: no sizes, a receptive field that is not a positive integer, or a size
+            whose side is not bigger than two halos.
+    """
+
+    def __init__(self, inner: Upscaler, sizes, receptive_field: int, small=None):
+        if isinstance(receptive_field, bool) or not isinstance(receptive_field, (int, np.integer)) or receptive_field < 1:
+            raise EdgesrError(f"receptive field must be a positive integer, got {receptive_field!r}")
+        try:
+            self.sizes = normalize_input_sizes([tuple(int(v) for v in hw) for hw in sizes])
+        except (ValueError, TypeError) as exc:
+            raise EdgesrError(str(exc)) from None
+        self.inner, self.contract, self.small = inner, inner.contract, small
+        self.receptive_field, self.halo = int(receptive_field), int(receptive_field) // 2
+        too_small = [hw for hw in self.sizes if min(hw) <= 2 * self.halo]
+        if too_small:
+            h, w = too_small[0]
+            raise EdgesrError(f"input size {h}x{w} is too small to tile: each side must exceed twice the "
+                              f"halo of {self.halo} pixels (receptive field {self.receptive_field})")
+
+    def __getattr__(self, name):
+        if name == "inner":  # not yet set (during unpickling/copy)
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def choose_size(self, h: int, w: int) -> tuple[int, int]:
+        """The size to tile an h x w input with: among the sizes that fit inside it (no padding,
+        exact), the one with the fewest pixels computed (windows x window pixels); if none fits,
+        the one that computes the fewest pixels after padding. Ties: the first in ``sizes``."""
+
+        def cost(hw):
+            pad = hw[0] > h or hw[1] > w
+            n = len(axis_windows(h, hw[0], self.halo)) * len(axis_windows(w, hw[1], self.halo))
+            return (pad, n * hw[0] * hw[1])
+
+        return min(self.sizes, key=cost)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 4:
+            raise ValueError(f"expected float32 (N, C, h, w), got shape {x.shape}")
+        h, w = x.shape[2:]
+        win_h, win_w = self.choose_size(h, w)
+        if (h < win_h or w < win_w) and self.small is not None:
+            return np.asarray(self.small(x), dtype=np.float32)
+        if h < win_h or w < win_w:
+            x = np.pad(x, ((0, 0), (0, 0), (0, max(0, win_h - h)), (0, max(0, win_w - w))), mode="edge")
+        s, out = self.contract.scale, None
+        for wy, ky0, ky1 in axis_windows(x.shape[2], win_h, self.halo):
+            for wx, kx0, kx1 in axis_windows(x.shape[3], win_w, self.halo):
+                piece = np.asarray(self.inner(x[:, :, wy : wy + win_h, wx : wx + win_w]), dtype=np.float32)
+                if out is None:
+                    out = np.empty(piece.shape[:2] + (s * x.shape[2], s * x.shape[3]), dtype=np.float32)
+                out[:, :, s * ky0 : s * ky1, s * kx0 : s * kx1] = piece[:, :, s * (ky0 - wy) : s * (ky1 - wy),
+                                                                        s * (kx0 - wx) : s * (kx1 - wx)]
+        return out[:, :, : s * h, : s * w]
