@@ -8,7 +8,8 @@ repository root:
 
 For each model (seeded random weights: latency does not depend on the values; int8 ranges are
 calibrated on real photo patches so the graph is the one ``edgesr export`` writes) the fp32,
-fp16 and int8 TFLite exports at each scale (x2 -> 1280 x 720 and x4 -> 2560 x 1440; a
+fp16, int8 and w8a16 (int16 activations; XNNPACK takes none of its int16 ops, so it runs on
+LiteRT's builtin kernels and its fraction is of the int8 peak) TFLite exports at each scale (x2 -> 1280 x 720 and x4 -> 2560 x 1440; a
 configuration that does not exist at a scale is listed as skipped) run on a 640 x 360
 real-photo input at 1 and 2 threads. Timing is interleaved: each repeat runs every (precision, threads) case of the model
 once, together with the peak microbenchmarks, so a load change on a shared machine hits all
@@ -55,7 +56,7 @@ from edgesr.core.models import create  # noqa: E402
 # full C=64 configuration is left out: ~0.3 TMAC per 720p frame, seconds per frame on one core).
 MODELS = ("sesr_m5", "sesr_m5_relu", "sesr_m11_relu", "sesr_xl_relu", "esr_max_s2_k7_c13", "esr_tm_s2_k7_c16",
           "esr_tr_s2_k7_c13", "esr_cnn_s2_c8_d3_s9", "pkn", "pkn_fixed", "splitsr_s")
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "int8", "w8a16")
 
 
 def cpu_description() -> dict:
@@ -86,7 +87,7 @@ def export_model(name: str, out_dir: Path, scale: int = 2) -> dict:
     for precision in PRECISIONS:
         path = out_dir / (f"{name}_{precision}.tflite" if scale == 2 else f"{name}_x{scale}_{precision}.tflite")
         if not path.exists():
-            calib = calibration_patches(None, module.contract, patch=48, count=8) if precision == "int8" else None
+            calib = calibration_patches(None, module.contract, patch=48, count=8) if precision in ("int8", "w8a16") else None
             export_tflite(module, path, precision, calib)
         paths[precision] = path
     return paths
@@ -127,7 +128,7 @@ def bench_models(models: dict, h: int, w: int, threads: tuple, repeats: int) -> 
     peak, source = {}, {}
     for (a, t), probe in probes.items():  # the highest MAC/s seen in the run, with at most t threads
         seen = {f"{n[0]} x{n[1]} {p} best run": macs[(n, p, u)] / min(c.times) for (n, p, u), c in cases.items()
-                if ("int8" if p == "int8" else "fp32") == a and u <= t}
+                if ("int8" if p in ("int8", "w8a16") else "fp32") == a and u <= t}
         peak[(a, t)] = probe.best_macs_per_s(seen)
         source[(a, t)] = probe.source
     for a, t in list(peak):  # t threads can always do what fewer threads do
@@ -138,7 +139,7 @@ def bench_models(models: dict, h: int, w: int, threads: tuple, repeats: int) -> 
         facts = tflite_facts(path, h, w)
         part = xnnpack_partitions(path)
         med = case.median_s()
-        arith = "int8" if precision == "int8" else "fp32"
+        arith = "int8" if precision in ("int8", "w8a16") else "fp32"  # w8a16: integer MACs (int16 x int8)
         rate = facts["macs"] / med
         ms = np.asarray(case.times) * 1e3
         rows.append({"model": name, "scale": scale, "precision": precision, "threads": t, "median_ms": med * 1e3,
@@ -206,7 +207,8 @@ def write_markdown(rows: list[dict], meta: dict, path: Path) -> None:
         ("Peak: best single-run MAC/s, with at most the row's thread count, of XNNPACK on a 1x1 convolution "
          "(128 -> 128, a GEMM) and a 3x3 convolution (64 -> 64) on a quarter of the frame, or of any export of the "
          "same arithmetic in the run when one ran faster (then named under *peak set by*); fp32 for the fp32/fp16 "
-         "exports (XNNPACK computes fp16-weight graphs in fp32 on x86), int8 for int8. A median never exceeds it."),
+         "exports (XNNPACK computes fp16-weight graphs in fp32 on x86), int8 for int8 and w8a16 (whose int16 ops "
+         "XNNPACK does not take: they run on LiteRT's builtin kernels). A median never exceeds it."),
         "",
         ("Bound (a heuristic, in this order): *graph split* when XNNPACK leaves ops on LiteRT's builtin kernels; "
          "*MACs* when the fraction of peak is >= 0.4; *1-channel first conv* when convolutions reading one channel "

@@ -23,12 +23,14 @@ formats). :func:`check_input_sizes` checks them before any work; the contract re
 with the model's receptive field, and :func:`edgesr.app.artifacts.open_artifact` runs such an
 artifact on any photo in tiles of its size (:class:`edgesr.core.tiling.FixedShapeUpscaler`).
 
-Activation ranges (TFLite int8, TFLite w8a16 and Core ML W8A8 use the same ones): a quantized checkpoint
+Activation ranges (TFLite int8 and Core ML W8A8 use the same ones): a quantized checkpoint
 (``edgesr quantize`` output, :class:`edgesr.quantization.api.QuantizedCheckpoint`) brings its
 own and nothing is recalibrated; any other model is calibrated once per :func:`export` call
-(min/max on the calibration patches, :func:`int8_ranges`). Each int8/w8a8 artifact's metadata
-(and w8a16) records them under ``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or
-``"export calibration"``.
+(min/max on the calibration patches, :func:`int8_ranges`). TFLite w8a16 takes the checkpoint's
+``minmax_ranges`` (the quantized module's own min/max, recorded by ``edgesr quantize``; the
+int8 ranges where an older checkpoint lacks them): ranges tuned for int8 may clip, which int16
+cannot make up for. Each int8/w8a8/w8a16 artifact's metadata records its ranges under
+``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or ``"export calibration"``.
 """
 
 from __future__ import annotations
@@ -220,8 +222,13 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
         q = int8_ranges(model, calibration)
         ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
     if precision == "w8a16":
+        wide = q.minmax_ranges is not None
+        ranges = q.minmax_ranges if wide else ranges
         extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
-                                  "biases": "int64", "ranges": "the int8 model's tensor ranges"}
+                                  "biases": "int64",
+                                  "ranges": "the quantized module's min/max ranges (minmax_ranges)" if wide
+                                  else "the int8 model's tensor ranges",
+                                  "activation_ranges": {k: [lo, hi] for k, (lo, hi) in ranges.items()}}
     data = tflite.convert(module, module.contract.channels, precision, calibration, io_dtype, ranges, input_size)
     meta = build_metadata(module, "tflite", precision, io_dtype=io_dtype if precision == "int8" else "float32",
                           source=source, tools=("tensorflow", "ai-edge-litert"), extra=extra,

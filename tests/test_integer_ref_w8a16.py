@@ -141,6 +141,39 @@ def test_w8a16_export_uses_the_checkpoint_ranges_and_records_them(tmp_path):
     assert meta["contract"]["dtype"] == "float32" and meta["contract"]["layout"] == "NHWC"
 
 
+def test_w8a16_takes_the_checkpoint_minmax_ranges_where_int8_takes_its_clipped_ones(tmp_path):
+    """A checkpoint whose int8 ranges clip (here: the first conv's halved, as range search or
+    QAT may leave them) and whose ``minmax_ranges`` do not: the int8 export uses the clipped
+    range, the w8a16 export the min/max one; ``quantize_module`` records min/max ranges that
+    cover its calibration data, one per int8 tensor."""
+    import torch
+    from edgesr.converters.export import calibration_patches, deploy_module, export_tflite
+    from edgesr.quantization.api import QuantizedCheckpoint, quantize_module
+    from edgesr.quantization.calibration import calibrate
+
+    from edgesr.core.models import create
+
+    torch.manual_seed(0)
+    module = deploy_module(create("sesr_m3", scale=2))
+    minmax = calibrate(module, calibration_patches(None, module.contract, patch=32, count=4))
+    clipped = {k: (lo / 2, hi / 2) if k == "first" else (lo, hi) for k, (lo, hi) in minmax.items()}
+    q = QuantizedCheckpoint(module, clipped, "ckpt_int8.pt", {"observer": "minmax"}, minmax)
+    scales = {}
+    for precision in ("int8", "w8a16"):
+        path = tmp_path / f"m_{precision}.tflite"
+        export_tflite(q, path, precision, calibration_patches(None, module.contract, patch=32, count=4))
+        g = IntegerGraph(path)
+        scales[precision] = g.tensors[next(op for op in g.ops if op.name == "CONV_2D").outputs[0]].s
+    lo, hi = minmax["first"]
+    assert scales["w8a16"] == pytest.approx(max(-lo, hi) / 32767, rel=2e-2)
+    assert scales["int8"] == pytest.approx((hi - lo) / 2 / 255, rel=2e-2)
+
+    recorded = quantize_module(module, count=8)
+    assert set(recorded.minmax_ranges) == set(recorded.activation_ranges)
+    for k, (lo, hi) in recorded.minmax_ranges.items():
+        assert lo <= 0 <= hi and hi > lo, k
+
+
 def test_cli_export_and_integer_validation_of_w8a16(tmp_path):
     """`edgesr export --precisions w8a16` writes the artifact; `edgesr validate ART --reference
     integer` compares it with LiteRT bit for bit (exit 0, 0 differing elements); a plain

@@ -69,6 +69,7 @@ def _same(a: tuple[float, int], b: tuple[float, int]) -> bool:
 def test_export_of_a_quantized_checkpoint_uses_its_ranges(quantized, capsys):
     ckpt, d = quantized
     q = read_quantized(ckpt)
+    assert q.minmax_ranges is not None and set(q.minmax_ranges) == set(q.activation_ranges)  # w8a16's, saved too
     # A different calibration folder: were it used, the ranges would move (checked below).
     other = _photos(d / "other", {"coffee": ("coffee", slice(0, 200), slice(0, 300))})
     assert main(["export", str(ckpt), "--formats", "tflite", "--precisions", "int8", "--calib", str(other),
