@@ -212,3 +212,17 @@ def test_optimized_int16_add_rounds_each_input_once():
     assert set(K.add_int8(a, 0, b, 0, 0, p, -32768, 32767).ravel()) == {-2496}
     assert set(K.add_int16_optimized(a, b, p, -32768, 32767).ravel()) == {-2495}
     assert set(K.add_int16_optimized(a[..., :15], b[..., :15], p, -32768, 32767).ravel()) == {-2496}  # scalar tail
+
+
+def test_emulation_matrix_of_a_w8a16_artifact():
+    """`edgesr run` builds the emulation matrix of every artifact: for w8a16 the LiteRT rows run,
+    the npu row is the 16x8 integer reference, and the GPU row says why it is not emulated."""
+    from edgesr.app.validation import emulation_matrix
+
+    path, module = zoo_w8a16("sesr_m5_relu")
+    photos = [("camera", embedded_image("camera")), ("coffee", embedded_image("coffee"))]
+    rows = emulation_matrix(path, module, photos, precision="w8a16")
+    assert "int16" in rows["gpu_fp16"]["skipped"]
+    for engine in ("cpu_reference", "xnnpack", "npu_int8"):
+        assert "psnr_y" in rows[engine], (engine, rows[engine])
+        assert rows[engine]["max_abs_err"] < 0.05, (engine, rows[engine])

@@ -346,6 +346,10 @@ def emulation_images(sets, crop: int | None = EMULATION_CROP) -> list:
     return out
 
 
+W8A16_NO_GPU = ("w8a16 (int16 activations): not emulated; converters.gpu_emulation models the GPU delegate's "
+                "int8 QUANTIZE_AND_DEQUANTIZE path only")
+
+
 def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
     """``{engine: () -> Upscaler, or the reason (str) it is skipped}`` for the artifact (see
     :func:`emulation_matrix` for what each engine is, per format)."""
@@ -364,7 +368,8 @@ def _emulation_engines(path: Path, precision: str, contract, module) -> dict:
 
         return {"cpu_reference": lambda: TFLiteUpscaler(path, contract, num_threads=1, kernels="reference"),
                 "xnnpack": lambda: TFLiteUpscaler(path, contract, num_threads=1, kernels="xnnpack"),
-                "gpu_fp16": lambda: GpuDelegateUpscaler(path, "fp16", contract), "npu_int8": npu}
+                "gpu_fp16": lambda: (W8A16_NO_GPU if precision == "w8a16" else GpuDelegateUpscaler(path, "fp16", contract)),
+                "npu_int8": npu}
     if suffix == ".onnx":
         def xnnpack():
             import onnxruntime as ort
