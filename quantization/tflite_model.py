@@ -121,8 +121,14 @@ def read_model(path: str | os.PathLike) -> tuple[list[Tensor], list[Operator], l
             data = None
             b = model.Buffers(tt.Buffer())
             if b is not None and b.DataLength() and dtype is not None:
-                data = np.frombuffer(b.DataAsNumpy().tobytes(), dtype=dtype).reshape(
-                    tuple(tt.ShapeAsNumpy()) if tt.ShapeLength() else ())  # a scalar constant has shape []
+                shape = tuple(int(v) for v in tt.ShapeAsNumpy()) if tt.ShapeLength() else ()  # a scalar has shape []
+                nbytes = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+                raw = b.DataAsNumpy().tobytes()
+                if len(raw) < nbytes:
+                    raise EdgesrError(f"{path}: tensor {tt.Name().decode()!r} needs {nbytes} bytes, its buffer has {len(raw)}")
+                # LiteRT reads the first bytes of a longer buffer (TFLite's 16x8 quantizer can leave a
+                # constant pointing at a wider buffer); so does this reader
+                data = np.frombuffer(raw[:nbytes], dtype=dtype).reshape(shape)
             tensors.append(Tensor(tt.Name().decode(), tuple(int(v) for v in np.atleast_1d(sig)) if not isinstance(sig, int) else (),
                                   dtype, np.asarray(scale, np.float32), np.asarray(zp, np.int64),
                                   q.QuantizedDimension() if q is not None else 0, data))
