@@ -101,5 +101,6 @@ def test_pkn_fixed_collapsed_int8_is_whole_and_closer_to_float(tmp_path):
             x = to_luma(embedded_image("chelsea"))[None, None, 60:124, 100:200].copy()
             ref = runtime.TFLiteUpscaler(path, deploy.contract, kernels="reference")
             np.testing.assert_array_equal(IntegerReference(path, contract=deploy.contract)(x), ref(x))
+    print(f"pkn_fixed int8 drop on the embedded photos: traced {drops['traced']:.3f} dB, collapsed {drops['collapsed']:.3f} dB")
     assert drops["collapsed"] < drops["traced"], drops
     assert drops["collapsed"] < 0.05, drops

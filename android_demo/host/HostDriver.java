@@ -93,14 +93,19 @@ public final class HostDriver {
         writeRgb(Path.of(a[8]), out);
     }
 
-    private static void lutPhoto(String[] a) throws IOException {
+    /** The SR-LUT plane upscaler of args LUT_FILE BITS SCALE (a[1..3]), as the app builds it. */
+    private static ColorPipeline.PlaneUpscaler lutNet(String[] a) throws IOException {
         LutEngine.load();
         ByteBuffer lut = LutEngine.direct(Files.readAllBytes(Path.of(a[1])));
         int bits = Integer.parseInt(a[2]), s = Integer.parseInt(a[3]);
+        return (x, hh, ww) -> ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
+    }
+
+    private static void lutPhoto(String[] a) throws IOException {
+        int s = Integer.parseInt(a[3]);
         int h = Integer.parseInt(a[6]), w = Integer.parseInt(a[7]);
         int[] argb = readRgb(Path.of(a[5]), h, w);
-        ColorPipeline.PlaneUpscaler net = (x, hh, ww) ->
-            ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
+        ColorPipeline.PlaneUpscaler net = lutNet(a);
         int[] out = "rgb".equals(a[4]) ? ColorPipeline.upscaleRgb(argb, h, w, s, net) : ColorPipeline.upscaleLuma(argb, h, w, s, a[4], net);
         writeRgb(Path.of(a[8]), out);
     }
@@ -143,13 +148,10 @@ public final class HostDriver {
     }
 
     private static void tiledLut(String[] a) throws IOException {
-        LutEngine.load();
-        ByteBuffer lut = LutEngine.direct(Files.readAllBytes(Path.of(a[1])));
-        int bits = Integer.parseInt(a[2]), s = Integer.parseInt(a[3]);
+        int s = Integer.parseInt(a[3]);
         int h = Integer.parseInt(a[6]), w = Integer.parseInt(a[7]);
         int[] argb = readRgb(Path.of(a[5]), h, w);
-        ColorPipeline.PlaneUpscaler net = (x, hh, ww) ->
-            ColorPipeline.fromLevels(LutEngine.srlut(lut, bits, s, ColorPipeline.toLevels(x), hh, ww));
+        ColorPipeline.PlaneUpscaler net = lutNet(a);
         TilePlan plan = TilePlan.of(h, w, Integer.parseInt(a[8]), Integer.parseInt(a[9]));
         int[] out = plan.upscale(argb, s, (win, hh, ww) -> "rgb".equals(a[4])
             ? ColorPipeline.upscaleRgb(win, hh, ww, s, net) : ColorPipeline.upscaleLuma(win, hh, ww, s, a[4], net));
