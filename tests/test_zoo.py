@@ -307,3 +307,63 @@ def test_pkn_fixed_collapses_to_convolutions(scale, photo):
     gm = torch.fx.symbolic_trace(deploy)
     calls = {getattr(n.target, "__name__", str(n.target)) for n in gm.graph.nodes if n.op in ("call_function", "call_method")}
     assert calls <= {"add", "mul", "pixel_shuffle", "clamp"}, calls
+
+
+@pytest.mark.parametrize("name", ["esr_tm", "esr_tr", "esr_cnn"])
+@pytest.mark.parametrize("scale", [2, 3])
+def test_esr_attention_collapses_to_one_conv_per_group(name, scale, photo):
+    """eSR-TM/TR/CNN's deploy form splits the head conv by channel group: the same function, and
+    every group (value, query, key) an int8 tensor with its own parameters."""
+    from edgesr.quantization.graph import QUANTIZE, quant_plan, trace
+
+    net = create(name, scale=scale).eval()
+    torch.manual_seed(2)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.mul_(0.5).add_(0.05 * torch.randn_like(p))
+    deploy = net.collapse().eval()
+    assert not hasattr(deploy, "collapse") and deploy.receptive_field == net.receptive_field
+    assert sum(p.numel() for p in deploy.parameters()) == sum(p.numel() for p in net.parameters())
+    x = _photo_tensor(photo, 29, 41)
+    with torch.no_grad():
+        np.testing.assert_allclose(deploy(x).numpy(), net(x).numpy(), rtol=0, atol=1e-6)
+    plan = quant_plan(trace(deploy))
+    groups = ["value", "query", "key"] if name == "esr_tr" else ["value", "key"]
+    assert all(plan[g].kind == QUANTIZE for g in groups), {g: plan[g] for g in groups}
+
+
+def test_esr_split_head_lowers_the_int8_error(photo):
+    """With trained-like logits (keys about 10x the values, as after training on T91), one head
+    conv gives the values the keys' int8 step; the split deploy form gives each its own, and its
+    int8 simulation is closer to the float model on a real photo."""
+    from edgesr.core.evaluate import calibration_patches
+    from edgesr.quantization import calibrate, fake_quant_module
+
+    net = create("esr_tm", scale=2).eval()
+    n = 4 * net.channels
+    with torch.no_grad():
+        net.filter.weight[n:] *= 10.0  # the key half of the head conv
+    deploy = net.collapse().eval()
+    patches = torch.from_numpy(calibration_patches([photo], net.contract, 32, 16))
+    x = torch.from_numpy(calibration_patches([photo], net.contract, 64, 8, seed=5))
+    errors = {}
+    for form, module in (("one conv", net), ("split", deploy)):
+        sim = fake_quant_module(module, calibrate(module, patches)).eval()
+        with torch.no_grad():
+            errors[form] = float((sim(x) - deploy(x)).pow(2).mean())
+    assert errors["split"] < 0.7 * errors["one conv"], errors  # measured: 0.55x
+
+
+def test_esr_deploy_checkpoint_of_the_single_conv_form_still_loads(tmp_path, photo):
+    """Before the split, an eSR-TM checkpoint was saved as form 'deploy' with the head conv's
+    weights: it loads, and its deploy form is the split one with the same outputs."""
+    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+    from edgesr.core.models.esr import ESRDeploy
+
+    net = create("esr_tm", scale=2).eval()
+    path = save_checkpoint(tmp_path / "old.pt", net, form="deploy")
+    loaded, _ = load_checkpoint(path, deploy=True)
+    assert isinstance(loaded, ESRDeploy)
+    x = _photo_tensor(photo, 20, 24)
+    with torch.no_grad():
+        np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=1e-6)

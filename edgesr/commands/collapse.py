@@ -3,7 +3,7 @@
 Writes the deploy form (``model.collapse()``: plain convs with biases, identities folded,
 BN folded) as a checkpoint with ``form: deploy``, and prints the parameter counts and the
 largest difference between the two forms on a real photograph. A model with no training-only
-form (already plain, e.g. eSR, a deploy checkpoint) is its own deploy form: it is written as
+form (already plain, e.g. eSR-MAX, a deploy checkpoint) is its own deploy form: it is written as
 such, with a note.
 """
 

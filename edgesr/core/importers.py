@@ -39,7 +39,8 @@ def import_esr(model_file: str | os.PathLike, out_ckpt: str | os.PathLike) -> Pa
 
     The configuration comes from the file name (the authors' model id, e.g.
     ``eSR-TR_s3_K7_C13.model``); every tensor's shape is checked against it. The checkpoint
-    (form ``"deploy"``: eSR has no training-only form) names the registered configuration
+    (form ``"deploy"`` for eSR-MAX, its own deploy form; ``"train"`` for eSR-TM/TR/CNN, whose
+    deploy form splits the head conv, :class:`edgesr.core.models.esr.ESRDeploy`) names the registered configuration
     when one matches (``esr_max_s2_k7_c13``) or the generic factory with explicit kwargs.
 
     Args:
@@ -83,4 +84,4 @@ def import_esr(model_file: str | os.PathLike, out_ckpt: str | os.PathLike) -> Pa
         if tuple(state[key].shape) != tuple(ref.shape):
             raise EdgesrError(f"{path}: {key} has shape {tuple(state[key].shape)}, {model_id} needs {tuple(ref.shape)}")
     model.load_state_dict({k: v.float() for k, v in state.items()})
-    return save_checkpoint(out_ckpt, model, form="deploy", config={"imported_from": str(path), "model_id": model_id})
+    return save_checkpoint(out_ckpt, model, config={"imported_from": str(path), "model_id": model_id})

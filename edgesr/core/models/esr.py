@@ -20,9 +20,15 @@ Single-channel models on full-range luma (PIL ``convert('L')`` / 255, no 16-235 
 After depth-to-space the channel groups lie on dim 1 of an (N, m*C, sH, sW) tensor (the
 authors' order: PyTorch's pixel shuffle maps conv channel ``c*s*s + i*s + j`` to output
 channel ``c``, sub-pixel (i, j)), so every reduction is over dim 1 with ``keepdim=True``
-and no tensor exceeds rank 4. The models have no training-only form: the module is its
-own deploy form and clips its output to [0, 1]. Parameter and state-dict key names match
-the authors' (``filter.weight``; ``filter.0/2/4.*`` for eSR-CNN).
+and no tensor exceeds rank 4. Every model clips its output to [0, 1]. Parameter and
+state-dict key names match the authors' (``filter.weight``; ``filter.0/2/4.*`` for eSR-CNN).
+
+eSR-MAX is its own deploy form. eSR-TM, -TR and -CNN collapse (the reparameterization
+protocol, :mod:`edgesr.core.collapse`) into :class:`ESRDeploy`, which splits the head conv into
+one conv per channel group. The function is the same; the int8 graph is not: in one conv the
+value channels (pixel intensities, about [0, 1]) and the key/query channels (softmax logits,
+about +-10 after training) are one TFLite tensor with one int8 scale, a step of about 0.07 for
+the values, which is most of these models' int8 loss.
 
 Registry: a generic factory per kind (``esr_max(scale, kernel, channels)``, ...) and the
 paper's highlighted configurations per scale, named after the authors' ids
@@ -30,6 +36,8 @@ paper's highlighted configurations per scale, named after the authors' ids
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 import torch.nn.functional as F
@@ -104,6 +112,85 @@ class ESR(nn.Module):
         return torch.clamp(y, 0.0, 1.0)
 
 
+class ESRAttention(ESR):
+    """eSR-TM or -TR: an :class:`ESR` whose deploy form splits the conv per channel group."""
+
+    def collapse(self) -> "ESRDeploy":
+        """:class:`ESRDeploy` of this model (same function, exact in float); ``self`` is unchanged."""
+        return ESRDeploy.of(self, self.filter, None)
+
+
+class ESRDeploy(nn.Module):
+    """Deploy form of eSR-TM, -TR and -CNN: one conv per channel group instead of one head conv.
+
+    PyTorch's pixel shuffle maps conv channel ``c*s*s + i*s + j`` to output channel ``c``, so the
+    head conv's output channels ``[g*s*s*C, (g+1)*s*s*C)`` become channel group ``g`` (value,
+    then query for eSR-TR, then key) after depth-to-space. Group ``g``'s conv holds exactly those
+    output channels of the head conv; the forward is the trained model's, group by group::
+
+        value = d2s(value(h)); key = d2s(key(h))   (h = x, or trunk(x) for eSR-CNN)
+        logits = key (TM), d2s(query(h)) * key (TR), key * key (CNN)
+        y = clip(sum_C value * softmax_C(logits), 0, 1)
+
+    so every group is its own int8 tensor with its own scale (module doc of :mod:`edgesr.core.models.esr`).
+    Input (N, 1, H, W) float32 full-range luma in [0, 1]; output (N, 1, sH, sW) float32 in [0, 1].
+
+    Args:
+        kind: ``"TM"``, ``"TR"`` or ``"CNN"``.
+        scale: s; channels: C.
+        groups: ``{"value": conv, ["query": conv,] "key": conv}``, each (s*s*C) output channels.
+        trunk: the layers before the head (eSR-CNN's two tanh convs), or None.
+        receptive_field: the trained model's.
+    """
+
+    def __init__(self, kind: str, scale: int, channels: int, groups: dict[str, nn.Conv2d], trunk: nn.Module | None,
+                 receptive_field: int):
+        super().__init__()
+        if kind not in ("TM", "TR", "CNN") or set(groups) != ({"value", "query", "key"} if kind == "TR" else {"value", "key"}):
+            raise ValueError(f"eSR deploy form: kind {kind!r} with groups {sorted(groups)}")
+        self.kind, self.scale, self.channels, self._receptive_field = kind, scale, channels, receptive_field
+        self.contract = IOContract(scale=scale, color="luma_full", channels=1)
+        self.trunk = trunk
+        self.value, self.key = groups["value"], groups["key"]
+        self.query = groups.get("query")
+
+    @classmethod
+    def of(cls, model: nn.Module, head: nn.Conv2d, trunk: nn.Module | None) -> "ESRDeploy":
+        """The deploy form of ``model`` (an eSR-TM/TR/CNN) whose last conv is ``head`` (copied, not shared)."""
+        names = ("value", "query", "key") if model.kind == "TR" else ("value", "key")
+        n = model.scale * model.scale * model.channels
+        groups = {}
+        for g, name in enumerate(names):
+            conv = nn.Conv2d(head.in_channels, n, head.kernel_size, padding=head.padding, bias=head.bias is not None)
+            with torch.no_grad():
+                conv.weight.copy_(head.weight[g * n : (g + 1) * n])
+                if head.bias is not None:
+                    conv.bias.copy_(head.bias[g * n : (g + 1) * n])
+            groups[name] = conv.to(head.weight.device)
+        deploy = cls(model.kind, model.scale, model.channels, groups, copy.deepcopy(trunk), model.receptive_field)
+        deploy.registry_name = getattr(model, "registry_name", None)
+        deploy.registry_kwargs = getattr(model, "registry_kwargs", {})
+        return deploy
+
+    @property
+    def receptive_field(self) -> int:
+        """The trained model's receptive field (LR pixels)."""
+        return self._receptive_field
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x if self.trunk is None else self.trunk(x)
+        value = F.pixel_shuffle(self.value(h), self.scale)
+        key = F.pixel_shuffle(self.key(h), self.scale)
+        if self.query is not None:
+            logits = F.pixel_shuffle(self.query(h), self.scale) * key
+        elif self.kind == "CNN":
+            logits = key * key
+        else:
+            logits = key
+        y = torch.sum(value * torch.softmax(logits, dim=1), dim=1, keepdim=True)
+        return torch.clamp(y, 0.0, 1.0)
+
+
 class ESRCNN(nn.Module):
     """eSR-CNN with D > 0: two tanh conv layers feed a [value, key] depth-to-space head.
 
@@ -150,6 +237,10 @@ class ESRCNN(nn.Module):
         y = torch.sum(value * torch.softmax(key * key, dim=1), dim=1, keepdim=True)
         return torch.clamp(y, 0.0, 1.0)
 
+    def collapse(self) -> ESRDeploy:
+        """:class:`ESRDeploy` of this model (same function, exact in float); ``self`` is unchanged."""
+        return ESRDeploy.of(self, self.filter[4], self.filter[:4])
+
 
 # ---------------------------------------------------------------- generic factories
 
@@ -163,13 +254,13 @@ def esr_max(scale: int = 2, kernel: int = 7, channels: int = 13) -> ESR:
 @register_model(scales=(2, 3, 4), aliases=("eSR-TM",))
 def esr_tm(scale: int = 2, kernel: int = 7, channels: int = 16) -> ESR:
     """eSR-TM with any (s, K, C): template matching, sum of value * softmax(key)."""
-    return ESR("TM", scale, kernel, channels)
+    return ESRAttention("TM", scale, kernel, channels)
 
 
 @register_model(scales=(2, 3, 4), aliases=("eSR-TR",))
 def esr_tr(scale: int = 2, kernel: int = 7, channels: int = 13) -> ESR:
     """eSR-TR with any (s, K, C): transformer-like, sum of value * softmax(query * key)."""
-    return ESR("TR", scale, kernel, channels)
+    return ESRAttention("TR", scale, kernel, channels)
 
 
 @register_model(scales=(2, 3, 4), aliases=("eSR-CNN",))
@@ -187,7 +278,7 @@ def build(model_id: str) -> nn.Module:
     kind, fields = parse_model_id(model_id)
     if kind == "CNN":
         return ESRCNN(fields["s"], fields["C"], fields["D"], fields["S"])
-    return ESR(kind, fields["s"], fields["K"], fields["C"])
+    return (ESR if kind == "MAX" else ESRAttention)(kind, fields["s"], fields["K"], fields["C"])
 
 
 def parse_model_id(model_id: str) -> tuple[str, dict[str, int]]:
