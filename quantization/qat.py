@@ -76,7 +76,7 @@ def sim_psnr(sim: nn.Module, lr_patches: torch.Tensor, hr: torch.Tensor, batch_s
 def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict | None = None,
         observer: str = "minmax", range_mode: str = "ema", lr: float = 1e-4, range_lr: float | None = None,
         batch_size: int = 8, patch: int = 64, count: int = 256, seed: int = 0, val=None, eval_every: int = 25,
-        cosine: bool = False, target: str = "hr", on_step: Callable[[int, float], None] | None = None,
+        cosine: bool = False, on_step: Callable[[int, float], None] | None = None,
         on_eval: Callable[[int, float], None] | None = None) -> tuple[nn.Module, dict[str, tuple[float, float]]]:
     """Fine-tune ``deploy_module`` through its int8 simulation.
 
@@ -99,9 +99,6 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
             and the best weights and ranges are returned: QAT never ends worse than its start
             on ``val`` (keep the best).
         cosine: decay both learning rates to 0 over ``steps`` (cosine schedule).
-        target: what the int8 simulation is trained to match: ``"hr"`` (the HR patches, L1) or
-            ``"float"`` (the float deploy module's own output on the same LR patches, L1:
-            distillation, so QAT removes quantization error instead of training the model further).
         on_step: called as ``on_step(step, l1_loss)`` after every step (progress, tests).
         on_eval: called as ``on_eval(step, val_psnr_db)`` at every validation (step 0: the start).
     Returns:
@@ -114,16 +111,10 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     """
     if steps < 0:
         raise EdgesrError(f"QAT steps must be >= 0, got {steps}")
-    if target not in ("hr", "float"):
-        raise EdgesrError(f"QAT target must be 'hr' or 'float', got {target!r}")
     contract = deploy_module.contract
     hr = hr_patches(patches_or_images, contract, patch, count, seed)
     lr_patches = imresize_torch(hr, 1.0 / contract.scale)
     module = copy.deepcopy(deploy_module).float().eval()
-    if target == "float":
-        with torch.no_grad():
-            teacher = copy.deepcopy(module)
-            hr = torch.cat([teacher(lr_patches[i : i + 32]) for i in range(0, lr_patches.shape[0], 32)])
     if ranges is None:
         ranges = calibrate(module, lr_patches, observer)
     sim = fake_quant_module(module, ranges, range_mode=range_mode, share_weights=True)
