@@ -123,7 +123,8 @@ class GpuDelegateGraph:
 
     SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL", "PRELU", "RELU", "RELU6", "MAXIMUM",
                  "MINIMUM", "CONCATENATION", "DEPTH_TO_SPACE", "RESHAPE", "STRIDED_SLICE", "REDUCE_MAX", "SUM",
-                 "MEAN", "SOFTMAX", "EXP", "TANH", "LOGISTIC", "QUANTIZE", "DEQUANTIZE", "PAD")
+                 "MEAN", "SOFTMAX", "EXP", "TANH", "LOGISTIC", "QUANTIZE", "DEQUANTIZE", "PAD", "BATCH_MATMUL",
+                 "EXPAND_DIMS", "SQUEEZE")
 
     def __init__(self, path: str | os.PathLike, precision: str = "fp16"):
         if precision not in PRECISIONS:
@@ -313,6 +314,20 @@ class GpuDelegateGraph:
             raise EdgesrError(f"{self.path}: STRIDED_SLICE with ellipsis/new-axis/offset is not emulated")
         ints = [np.asarray(self.tensors[i].data).astype(np.int64) for i in op.inputs[1:4]]
         return K.strided_slice(args[0], *ints, o.get("begin_mask", 0), o.get("end_mask", 0), o.get("shrink_axis_mask", 0))
+
+    def _op_expand_dims(self, op, args):
+        return np.expand_dims(args[0], int(np.asarray(self.tensors[op.inputs[1]].data).ravel()[0]))
+
+    def _op_squeeze(self, op, args):
+        dims = op.options.get("squeeze_dims") or [k for k, n in enumerate(args[0].shape) if n == 1]
+        return np.squeeze(args[0], axis=tuple(int(d) % args[0].ndim for d in dims))
+
+    def _op_batch_matmul(self, op, args):
+        # The delegate takes no rank-5 tensor (edgesr emits BATCH_MATMUL only in int8 graphs,
+        # (1, H, W, 1, C) x (1, H, W, C, 1)): emulated like the sums, float32 accumulation, one rounding.
+        if op.options.get("adj_x") or op.options.get("adj_y"):
+            raise EdgesrError(f"{self.path}: BATCH_MATMUL with adjoint operands is not emulated")
+        return self.store(np.matmul(np.asarray(args[0], np.float32), np.asarray(args[1], np.float32)))
 
     def _op_pad(self, op, args):
         pads = np.asarray(self.tensors[op.inputs[1]].data).astype(np.int64)

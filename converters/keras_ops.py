@@ -287,6 +287,22 @@ def _cat(b, node, tensors, dim=0):
     return _keras().layers.Concatenate(axis=-1)(list(tensors))
 
 
+def _channel_dot(b, node, x, y):
+    """``sum_c x[..., c] * y[..., c]`` (NHWC, keeping the channel axis).
+
+    For the int8 converter (``b.int8``: the rebuild has activation ranges) as TFLite BATCH_MATMUL,
+    (1, H, W, 1, C) x (1, H, W, C, 1) -> (1, H, W, 1, 1), squeezed to (1, H, W, 1): EXPAND_DIMS,
+    BATCH_MATMUL, SQUEEZE, with dynamic H and W and no shape arithmetic; the C products
+    accumulate in int32. Float graphs (fp32, fp16, and w8a16, whose 16x8 quantizer starts from
+    the float graph) keep MUL and SUM: the GPU delegate takes no rank-5 tensor and no
+    EXPAND_DIMS/SQUEEZE, and in float nothing is rounded in between.
+    """
+    ops = _keras().ops
+    if getattr(b, "int8", False):
+        return ops.squeeze(ops.matmul(ops.expand_dims(x, 3), ops.expand_dims(y, 4)), axis=4)
+    return ops.sum(_ops_mul(x, y), axis=-1, keepdims=True)
+
+
 def _unary(fn_name):
     return lambda b, node, x, *a, **k: getattr(_keras().ops, fn_name)(x)
 
@@ -376,6 +392,7 @@ EMITTERS: dict[str, Callable] = {
     "reduce_max": _reduction("amax"),
     "max": _max,
     "sum": _reduction("sum"),
+    "channel_dot": _channel_dot,
     "mean": _reduction("mean"),
     "softmax": _softmax,
     "tanh": _unary("tanh"),

@@ -166,6 +166,7 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
     unknown = sorted(set(activation_ranges or {}) - names)
     if unknown:
         raise EdgesrError(f"activation_ranges name nodes not in the traced graph: {', '.join(unknown[:5])} (nodes: {', '.join(sorted(names))[:300]})")
+    b.int8 = activation_ranges is not None  # emitters may lower an op for the int8 converter (channel_dot)
     _choose_layouts(b)
     inputs = outputs = None
     for node in gm.graph.nodes:

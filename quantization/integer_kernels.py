@@ -267,6 +267,21 @@ def mul_int8(a, za: int, b, zb: int, s1: float, s2: float, so: float, zo: int, a
     return np.clip(zo + mbqm_with_rounding(multiply_by_quantized_multiplier, rounding)(prod, m, sh), act_min, act_max)
 
 
+def batch_matmul_int8(a, za: int, b, zb: int, sa: float, sb: float, so: float, zo: int, act_min: int, act_max: int,
+                      rounding: str = "double"):
+    """TFLite int8 BATCH_MATMUL: ``out = zo + MBQM(sum_k (a[..., i, k] - za) (b[..., k, j] - zb), M, shift)``, clamp.
+
+    ``a`` (..., I, K) and ``b`` (..., K, J) int8 with broadcastable batch dims (no adjoint);
+    ``M = double(sa) * double(sb) / double(so)`` (QuantizeMultiplier); the sum is exact in int32
+    for the sizes edgesr emits (K <= 2^15). ``rounding``: the MultiplyByQuantizedMultiplier family
+    (``"double"`` reference kernels, ``"single"``, ``"ruy_x86"`` for the optimized ruy GEMM).
+    Returns int64 values in [act_min, act_max] of shape (..., I, J).
+    """
+    acc = np.matmul(np.asarray(a, np.int64) - za, np.asarray(b, np.int64) - zb)
+    m, sh = quantize_multiplier(float(sa) * float(sb) / float(so))
+    return np.clip(zo + multiply_by_quantized_multiplier_family(acc, m, sh, rounding), act_min, act_max)
+
+
 def prelu_int8(x, zx: int, alpha, za: int, sx: float, sa: float, so: float, zo: int, qmin=-128, qmax=127,
                rounding: str = "double"):
     """reference_ops BroadcastPrelu4DSlow (int8), prelu.cc Prepare:

@@ -15,7 +15,9 @@ Kernel families (``kernels=``), each reproducing one LiteRT configuration bit fo
 
 Operators: CONV_2D (per-channel, fused RELU/RELU6 clamps), DEPTHWISE_CONV_2D, ADD, SUB, MUL,
 PRELU, RELU, RELU6, MAXIMUM/MINIMUM (same-scale), CONCATENATION, DEPTH_TO_SPACE, RESHAPE,
-STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC, QUANTIZE, DEQUANTIZE.
+STRIDED_SLICE, REDUCE_MAX, SUM, SOFTMAX, EXP/TANH/LOGISTIC, BATCH_MATMUL (int8, no adjoint;
+gemmlowp rounding in ``"reference"``, ruy's in the others: XNNPACK does not take it),
+EXPAND_DIMS, SQUEEZE, QUANTIZE, DEQUANTIZE.
 
 The kernels whose arithmetic differs between families, and the rounding each uses:
 
@@ -160,10 +162,12 @@ class IntegerGraph:
 
     SUPPORTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "CONCATENATION", "PRELU", "RELU", "RELU6",
                  "DEPTH_TO_SPACE", "QUANTIZE", "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE",
-                 "TANH", "LOGISTIC", "EXP", "SUB", "SUM", "SOFTMAX", "STRIDED_SLICE")
+                 "TANH", "LOGISTIC", "EXP", "SUB", "SUM", "SOFTMAX", "STRIDED_SLICE", "BATCH_MATMUL", "EXPAND_DIMS",
+                 "SQUEEZE")
 
     SUPPORTED_INT16 = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONCATENATION", "RELU", "DEPTH_TO_SPACE", "QUANTIZE",
-                       "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE")
+                       "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE", "EXPAND_DIMS",
+                       "SQUEEZE")
     """Ops emulated on int16 (16x8) tensors; data movement and MAX/MIN need no arithmetic."""
 
     def __init__(self, path: str | os.PathLike, kernels: str = "reference", rounding: str = "double"):
@@ -312,6 +316,25 @@ class IntegerGraph:
     def _op_reshape(self, op, args):
         shape = args[1] if len(args) > 1 and args[1] is not None else self._t(op, 0, out=True).shape
         return args[0].reshape([int(v) for v in shape])
+
+    def _op_expand_dims(self, op, args):
+        return np.expand_dims(args[0], int(np.asarray(args[1]).ravel()[0]))
+
+    def _op_squeeze(self, op, args):
+        dims = op.options.get("squeeze_dims") or [k for k, n in enumerate(args[0].shape) if n == 1]
+        return np.squeeze(args[0], axis=tuple(int(d) % args[0].ndim for d in dims))
+
+    def _op_batch_matmul(self, op, args):
+        t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
+        if op.options.get("adj_x") or op.options.get("adj_y"):
+            raise EdgesrError(f"{self.path}: BATCH_MATMUL with adjoint operands is not supported")
+        if (t1.dtype, t2.dtype, to.dtype) != (np.int8, np.int8, np.int8):
+            raise EdgesrError(f"{self.path}: BATCH_MATMUL is emulated for int8 x int8 -> int8 only")
+        lo, hi = _act_range(to, "NONE")
+        # BUILTIN_REF: reference_ops::BatchMatMul (gemmlowp rounding); optimized and XNNPACK
+        # graphs (XNNPACK does not take it): the ruy GEMM, as optimized CONV_2D
+        rounding = self.rounding if self.kernels == "reference" else "ruy_x86"
+        return K.batch_matmul_int8(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi, rounding)
 
     def _op_reduce_max(self, op, args):
         axes = tuple(int(a) for a in np.atleast_1d(args[1]))

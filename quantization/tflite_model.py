@@ -71,7 +71,8 @@ def _options(op, name: str) -> dict:
         "CONCATENATION": tflite.ConcatenationOptions, "DEPTH_TO_SPACE": tflite.DepthToSpaceOptions,
         "SOFTMAX": tflite.SoftmaxOptions, "MEAN": tflite.ReducerOptions, "SUM": tflite.ReducerOptions,
         "REDUCE_MAX": tflite.ReducerOptions, "RESHAPE": tflite.ReshapeOptions,
-        "STRIDED_SLICE": tflite.StridedSliceOptions,
+        "STRIDED_SLICE": tflite.StridedSliceOptions, "BATCH_MATMUL": tflite.BatchMatMulOptions,
+        "SQUEEZE": tflite.SqueezeOptions,
     }.get(name)
     if cls is None:
         return {}
@@ -84,9 +85,12 @@ def _options(op, name: str) -> dict:
                         ("block_size", "BlockSize"), ("beta", "Beta"), ("keep_dims", "KeepDims"),
                         ("depth_multiplier", "DepthMultiplier"), ("begin_mask", "BeginMask"), ("end_mask", "EndMask"),
                         ("shrink_axis_mask", "ShrinkAxisMask"), ("ellipsis_mask", "EllipsisMask"),
-                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset"), ("pot_scale_int16", "PotScaleInt16")]:
+                        ("new_axis_mask", "NewAxisMask"), ("offset", "Offset"), ("pot_scale_int16", "PotScaleInt16"),
+                        ("adj_x", "AdjX"), ("adj_y", "AdjY")]:
         if hasattr(o, getter):
             out[key] = getattr(o, getter)()
+    if name == "SQUEEZE":
+        out["squeeze_dims"] = [int(v) for v in o.SqueezeDimsAsNumpy()] if not o.SqueezeDimsIsNone() else []
     if "activation" in out:
         out["activation"] = _ACT.get(out["activation"], str(out["activation"]))
     if "padding" in out:

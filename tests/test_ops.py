@@ -28,7 +28,9 @@ from torch import nn
 
 from edgesr.core.errors import EdgesrError
 from edgesr.core.models import create, list_models
-from edgesr.core.ops import CONSUMERS, OPS, consumer_ops, op_named, op_of
+from edgesr.core.ops import CONSUMERS, OPS, channel_dot, consumer_ops, op_named, op_of
+
+torch.fx.wrap("channel_dot")
 
 # ops a converter adds around any graph (I/O conversion, constants), not lowered from a model op
 TFLITE_HOUSEKEEPING = {"QUANTIZE", "DEQUANTIZE"}
@@ -95,10 +97,10 @@ class _Elementwise(nn.Module):
 
 
 class _Heads(nn.Module):
-    """concat, channel slices, reduce_max (amax and max), sum, mean, softmax, tanh, exp, relu6, identity."""
+    """concat, channel slices, reduce_max (amax and max), sum, channel_dot, mean, softmax, tanh, exp, relu6, identity."""
 
-    ops = ("conv2d", "concat", "getitem", "reduce_max", "max", "sum", "mean", "softmax", "tanh", "exp", "relu6", "identity",
-           "mul", "add", "depth_to_space")
+    ops = ("conv2d", "concat", "getitem", "reduce_max", "max", "sum", "channel_dot", "mean", "softmax", "tanh", "exp",
+           "relu6", "identity", "mul", "add", "depth_to_space")
 
     def __init__(self):
         super().__init__()
@@ -112,7 +114,8 @@ class _Heads(nn.Module):
         m = torch.amax(left, dim=1, keepdim=True) + torch.max(right, dim=1, keepdim=True)[0]
         s = torch.sum(left * torch.softmax(right, dim=1), dim=1, keepdim=True)
         t = torch.tanh(torch.mean(h, dim=1, keepdim=True)) + torch.exp(self.act(m) * -1.0)
-        return F.pixel_shuffle(torch.cat([m, s, t, s], dim=1), 2)
+        d = channel_dot(right, torch.softmax(left, dim=1))
+        return F.pixel_shuffle(torch.cat([m, s, t, d], dim=1), 2)
 
 
 def _declared(module, backend: str) -> set[str]:

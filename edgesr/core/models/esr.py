@@ -44,7 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.contract import IOContract
+from edgesr.core.ops import channel_dot
 from edgesr.core.registry import register_model
+
+torch.fx.wrap("channel_dot")  # a leaf of fx traces here too (fx.wrap patches the calling module's globals)
 
 KINDS = ("MAX", "TM", "TR", "CNN")
 _GROUPS = {"MAX": 1, "TM": 2, "TR": 3, "CNN": 2}  # channel groups m after depth-to-space
@@ -130,9 +133,11 @@ class ESRDeploy(nn.Module):
 
         value = d2s(value(h)); key = d2s(key(h))   (h = x, or trunk(x) for eSR-CNN)
         logits = key (TM), d2s(query(h)) * key (TR), key * key (CNN)
-        y = clip(sum_C value * softmax_C(logits), 0, 1)
+        y = clip(channel_dot(value, softmax_C(logits)), 0, 1)
 
-    so every group is its own int8 tensor with its own scale (module doc of :mod:`edgesr.core.models.esr`).
+    so every group is its own int8 tensor with its own scale (module doc of :mod:`edgesr.core.models.esr`),
+    and the sum over C of value * softmax is one :func:`edgesr.core.ops.channel_dot` (TFLite
+    BATCH_MATMUL: the products accumulate in int32 instead of being rounded to int8 one by one).
     Input (N, 1, H, W) float32 full-range luma in [0, 1]; output (N, 1, sH, sW) float32 in [0, 1].
 
     Args:
@@ -187,7 +192,7 @@ class ESRDeploy(nn.Module):
             logits = key * key
         else:
             logits = key
-        y = torch.sum(value * torch.softmax(logits, dim=1), dim=1, keepdim=True)
+        y = channel_dot(value, torch.softmax(logits, dim=1))
         return torch.clamp(y, 0.0, 1.0)
 
 
