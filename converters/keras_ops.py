@@ -290,17 +290,23 @@ def _cat(b, node, tensors, dim=0):
 def _channel_dot(b, node, x, y):
     """``sum_c x[..., c] * y[..., c]`` (NHWC, keeping the channel axis).
 
-    For the int8 converter (``b.int8``: the rebuild has activation ranges) as TFLite BATCH_MATMUL,
-    (1, H, W, 1, C) x (1, H, W, C, 1) -> (1, H, W, 1, 1), squeezed to (1, H, W, 1): EXPAND_DIMS,
-    BATCH_MATMUL, SQUEEZE, with dynamic H and W and no shape arithmetic; the C products
-    accumulate in int32. Float graphs (fp32, fp16, and w8a16, whose 16x8 quantizer starts from
+    For the int8 export (``b.dot_as_matmul``) as TFLite BATCH_MATMUL, so that the C products
+    accumulate in int32: with dynamic H and W, (1, H, W, 1, C) x (1, H, W, C, 1) -> (1, H, W, 1, 1),
+    squeezed to (1, H, W, 1) (EXPAND_DIMS, BATCH_MATMUL, SQUEEZE; no shape arithmetic, rank 5,
+    which the GPU and NNAPI delegates do not take); with a fixed input size (``export
+    --input-size``, what those delegates want anyway) rank 4 throughout: RESHAPE to (1, H*W, 1, C)
+    and (1, H*W, C, 1), BATCH_MATMUL, RESHAPE to (1, H, W, 1). Float graphs (fp32, fp16, and w8a16, whose 16x8 quantizer starts from
     the float graph) keep MUL and SUM: the GPU delegate takes no rank-5 tensor and no
     EXPAND_DIMS/SQUEEZE, and in float nothing is rounded in between.
     """
     ops = _keras().ops
-    if getattr(b, "int8", False):
-        return ops.squeeze(ops.matmul(ops.expand_dims(x, 3), ops.expand_dims(y, 4)), axis=4)
-    return ops.sum(_ops_mul(x, y), axis=-1, keepdims=True)
+    if not getattr(b, "dot_as_matmul", False):
+        return ops.sum(_ops_mul(x, y), axis=-1, keepdims=True)
+    _, h, w, c = x.shape
+    if h is not None and w is not None:  # a fixed input size: rank 4 throughout (the GPU delegate's limit)
+        m = ops.matmul(ops.reshape(x, (1, h * w, 1, c)), ops.reshape(y, (1, h * w, c, 1)))
+        return ops.reshape(m, (1, h, w, 1))
+    return ops.squeeze(ops.matmul(ops.expand_dims(x, 3), ops.expand_dims(y, 4)), axis=4)
 
 
 def _unary(fn_name):

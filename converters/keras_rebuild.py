@@ -141,7 +141,7 @@ def _choose_layouts(b: Builder) -> None:
 
 
 def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple[float, float]] | None = None,
-            input_size: tuple[int, int] | None = None):
+            input_size: tuple[int, int] | None = None, dot_as_matmul: bool = False):
     """Rebuild a deploy module as a Keras functional model.
 
     Args:
@@ -150,6 +150,9 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
         activation_ranges: ``{fx node name: (min, max)}``; a fake-quant with that range is
             inserted after each named node (the placeholder's name covers the input).
         input_size: ``(H, W)`` for a fixed input shape; None: dynamic H and W.
+        dot_as_matmul: lower :func:`edgesr.core.ops.channel_dot` to BATCH_MATMUL (the int8
+            export) instead of MUL + SUM (float graphs, and both conversions of a w8a16 export,
+            which must match op for op).
 
     Returns:
         ``keras.Model`` taking float32 (1, H, W, C) NHWC (None, None for dynamic H and W),
@@ -166,7 +169,7 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
     unknown = sorted(set(activation_ranges or {}) - names)
     if unknown:
         raise EdgesrError(f"activation_ranges name nodes not in the traced graph: {', '.join(unknown[:5])} (nodes: {', '.join(sorted(names))[:300]})")
-    b.int8 = activation_ranges is not None  # emitters may lower an op for the int8 converter (channel_dot)
+    b.dot_as_matmul = dot_as_matmul
     _choose_layouts(b)
     inputs = outputs = None
     for node in gm.graph.nodes:

@@ -105,7 +105,7 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         if activation_ranges is None:
             activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()
-    model = rebuild(module, channels, activation_ranges, input_size)
+    model = rebuild(module, channels, activation_ranges, input_size, dot_as_matmul=precision == "int8")
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]

@@ -218,7 +218,7 @@ def test_splitsr_rotates_processed_channels_to_the_end():
 
 # ----------------------------------------------------------------------------- PKN
 
-ALLOWED_PKN_OPS = {"add", "sub", "mul", "getitem", "cat", "clamp", "exp", "softmax", "sum", "pixel_shuffle"}
+ALLOWED_PKN_OPS = {"add", "sub", "mul", "getitem", "cat", "clamp", "exp", "softmax", "channel_dot", "pixel_shuffle"}
 
 
 @pytest.mark.parametrize("name", ["pkn", "pkn_fixed"])

@@ -131,9 +131,10 @@ OPS: tuple[Op, ...] = (
        unsupported=_no("keras", "integer_ref", "gpu_emulation")),
     Op("sum", (torch.sum, "sum"), "quantize", "invariant", ("SUM",), ("reduce_sum",)),
     # Both operands in PyTorch's channel order ("fixed"): the C axis is the matmul's inner one.
-    # int8 graphs: EXPAND_DIMS, BATCH_MATMUL, SQUEEZE; float graphs: MUL, SUM (keras_ops._channel_dot).
-    Op("channel_dot", (channel_dot,), "quantize", "fixed", ("EXPAND_DIMS", "BATCH_MATMUL", "SQUEEZE", "MUL", "SUM"),
-       ("mul", "reduce_sum")),
+    # int8 graphs: EXPAND_DIMS, BATCH_MATMUL, SQUEEZE (dynamic H x W) or RESHAPE, BATCH_MATMUL
+    # (fixed size); float graphs: MUL, SUM (keras_ops._channel_dot).
+    Op("channel_dot", (channel_dot,), "quantize", "fixed",
+       ("EXPAND_DIMS", "BATCH_MATMUL", "SQUEEZE", "RESHAPE", "MUL", "SUM"), ("mul", "reduce_sum")),
     # int8 MEAN has no kernel in the integer reference (no zoo model uses it).
     Op("mean", (torch.mean, "mean"), "quantize", "invariant", ("MEAN",), ("reduce_mean",), unsupported=_no("integer_ref")),
     Op("softmax", (nn.Softmax, F.softmax, torch.softmax, "softmax"), "fixed", "elementwise", ("SOFTMAX",), ("softmax",),

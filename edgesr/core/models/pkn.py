@@ -44,7 +44,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgesr.core.contract import IOContract
+from edgesr.core.ops import channel_dot
 from edgesr.core.registry import register_model
+
+torch.fx.wrap("channel_dot")  # a leaf of fx traces here too (fx.wrap patches the calling module's globals)
 
 _BASE_SIGMA = 1.0  # LR pixels: the fixed isotropic Gaussian of the detail gain
 _INIT_SIGMA = 0.6  # LR pixels: the initial kernel (close to a smooth interpolator)
@@ -141,7 +144,7 @@ class PKN(nn.Module):
         valid = self.footprint(x * 0.0 + 1.0)  # 1 inside, 0 outside
         samples = samples + (1.0 - valid) * x  # outside samples take the centre value
         p = self.kernel_parameters(x)
-        sub = [torch.sum(w * samples, dim=1, keepdim=True) for w in self.kernel_weights(p)]
+        sub = [channel_dot(w, samples) for w in self.kernel_weights(p)]  # int8: BATCH_MATMUL, int32 sums
         y = torch.cat(sub, dim=1)  # (N, s*s, H, W)
         y = y + p[:, 3:4] * (y - self.base(samples))
         return torch.clamp(F.pixel_shuffle(y, self.scale), 0.0, 1.0)
