@@ -120,7 +120,6 @@ def test_zoo_sum_reference_is_litert_builtin_ref_not_the_documented_formula(tmp_
     """The reference family reproduces what BUILTIN_REF computes for int8 SUM (the uint8
     instantiation of reference_ops::QuantizedMeanOrSum), which is far from the documented
     float epilogue that the optimized kernel computes: the comparison can fail."""
-    from test_integer_ref_models import zoo_int8
 
     from edgesr.core.evaluate import model_input
 
