@@ -124,12 +124,13 @@ def sensitivity(deploy, ranges, set5, float_psnr) -> dict:
     return out
 
 
-def w8a16_drop(module, ranges, set5, float_psnr: float, out: Path) -> float | None:
-    """Set5 drop (dB) of the w8a16 TFLite export of ``(module, ranges)`` (LiteRT's default
-    interpreter), or None when the model does not convert to 16x8."""
+def w8a16_drop(module, ranges, minmax, set5, float_psnr: float, out: Path) -> float | None:
+    """Set5 drop (dB) of the w8a16 TFLite export of ``(module, ranges)`` with ``minmax`` (the
+    module's min/max ranges, what :func:`edgesr.quantization.api.quantize_module` records and the
+    w8a16 export uses) on LiteRT's default interpreter, or None when the model does not convert to 16x8."""
     path = out / "w8a16.tflite"
     try:
-        export_tflite(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}), path, "w8a16")
+        export_tflite(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}, minmax), path, "w8a16")
     except EdgesrError as exc:
         print("  w8a16 export failed:", exc, flush=True)
         return None
@@ -206,7 +207,8 @@ def main(argv=None) -> int:
         row["stages"] = res.stages
         row["techniques"] = res.techniques()
         row["recipe_drop"] = score(res.module, res.ranges)
-        row["w8a16_drop"] = w8a16_drop(res.module, res.ranges, set5, row["float_psnr"], args.out / name)
+        row["w8a16_drop"] = w8a16_drop(res.module, res.ranges, calibrate(res.module, calib), set5, row["float_psnr"],
+                                       args.out / name)
         start = calibrate(deploy, calib)
         row["sensitivity"] = sensitivity(deploy, start, set5, row["float_psnr"])
         row["qat_cost"] = qat_cost(name, start, deploy, train_images)
@@ -248,7 +250,7 @@ def write_doc(results: dict, path: Path) -> None:
         "only if it raises the int8 PSNR on 48 crops of every 8th T91 photo, photos that calibration and QAT never "
         "see; Set5 never decides anything). The last LSQ "
         f"column is the default recipe's result ({rows[0]['stages'][-1]['details'].get('steps', '?') if rows else '?'} "
-        "LSQ QAT steps, batch 8 HR patches of 96 px, weights lr 2e-5, ranges lr 1e-3, cosine, keep-best on the "
+        "LSQ QAT steps, batch 8 HR patches of 96 px, weights lr 1e-4, ranges lr 1e-3, cosine, keep-best on the "
         "held-out crops).",
         "",
         "| model | train steps | float Set5 | " + " | ".join(STAGE_TITLES.values()) + " | kept |",
@@ -316,19 +318,20 @@ def write_doc(results: dict, path: Path) -> None:
               "patch edge the convolutions see zero padding, and there int8 rounding moves outputs that no "
               "whole-image benchmark scores (without the crop, AdaRound on the authors' eSR-MAX looked worse on T91 "
               "crops while it cut the Set5 drop by three quarters).",
-              "- **eSR: weights for the published model, the head for the short-trained ones.** For the authors' "
-              "eSR-MAX the sensitivity row's `weights only` is nearly the whole drop: each output channel's int8 scale "
-              "is set by its largest tap, mostly the kernel centre (the authors' initialisation puts 1 there), so the "
-              "other taps get a coarse grid; AdaRound (each tap's rounding chosen for the layer output) recovers most "
-              "of it. Splitting the centre tap into its own 1x1 conv is exact in float but adds two int8 partial sums "
-              "and was far worse in a trial (not in this table). For the softmax heads trained here the largest single "
-              "costs are the value x softmax products (`mul_1`: each product is rounded to one int8 scale before the "
-              "sum over C channels) and the softmax output's fixed 1/256 step (TFLite's int8 SOFTMAX). The min/max "
-              "range of those products is set by rare large values; the output-driven range search narrows it "
-              "(the range-search column of eSR-TM and eSR-TR). The zoo's 1.3 dB eSR-TR drop was measured on "
-              "longer-trained weights, which these short runs do not reproduce. A further fix in the graph would "
-              "be a per-pixel dot product with int32 accumulation (BATCH_MATMUL) in place of MUL + SUM, so the "
-              "products are never rounded; not done here.",
+              "- **eSR: the head's int8 graph, then the weights.** Trained eSR-TM/TR/CNN learn softmax logits of "
+              "about +-10 while their values stay near [0, 1]; in the trained model's one head conv both are one int8 "
+              "tensor, and the values got the logits' step. The deploy form (`ESRDeploy`) splits the head conv per "
+              "channel group (value, query, key: each its own int8 scale) and computes the sum over C of value x "
+              "softmax as one BATCH_MATMUL (`edgesr.core.ops.channel_dot`: the C products accumulate in int32 and are "
+              "rounded once, where MUL then SUM rounded every product to the MUL's scale). docs/esr_head.md "
+              "(`python bench/esr_head.py --trained runs/quant`) compares the three graphs on these models; PKN's "
+              "kernel-weighted sums use the same op. For the authors' eSR-MAX the sensitivity row's `weights only` is "
+              "nearly the whole drop: each output channel's int8 scale is set by its largest tap, mostly the kernel "
+              "centre (the authors' initialisation puts 1 there), so the other taps get a coarse grid; AdaRound "
+              "(each tap's rounding chosen for the layer output) recovers most of it. eSR-CNN stays weight-bound "
+              "the same way (its first 5x5 conv has three outputs with centre taps near 1); splitting the centre "
+              "tap into its own 1x1 conv is exact in float but adds two int8 partial sums and was worse in trials "
+              "on eSR-MAX and eSR-CNN (not in this table); LSQ QAT moves the weights onto the grid.",
               "- **The int8 input is a floor.** The models read Y (BT.601) computed in float from the RGB photo; "
               "the int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
               "whatever the other techniques do.",
