@@ -303,7 +303,7 @@ def _channel_dot(b, node, x, y):
     if not getattr(b, "dot_as_matmul", False):
         return ops.sum(_ops_mul(x, y), axis=-1, keepdims=True)
     _, h, w, c = x.shape
-    if h is not None and w is not None:  # a fixed input size: rank 4 throughout (the GPU delegate's limit)
+    if h is not None and w is not None and tuple(x.shape) == tuple(y.shape):  # fixed size: rank 4 throughout
         m = ops.matmul(ops.reshape(x, (1, h * w, 1, c)), ops.reshape(y, (1, h * w, c, 1)))
         return ops.reshape(m, (1, h, w, 1))
     return ops.squeeze(ops.matmul(ops.expand_dims(x, 3), ops.expand_dims(y, 4)), axis=4)

@@ -368,15 +368,3 @@ def test_esr_deploy_checkpoint_of_the_single_conv_form_still_loads(tmp_path, pho
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=1e-6)
 
-
-def test_splitsr_long_skip_has_its_own_int8_scale():
-    """SplitSR's deploy form evaluates the head conv again for the long skip: that tensor is not a
-    member of group 0's same-scale cluster (its slices and concats), so it keeps its own int8 scale."""
-    from edgesr.quantization.graph import QUANTIZE, SHARED, quant_plan, trace
-
-    gm = trace(create("splitsr_s", scale=2).collapse())
-    plan = quant_plan(gm)
-    heads = [n.name for n in gm.graph.nodes if n.op == "call_module" and n.target == "head"]
-    assert len(heads) == 2
-    assert plan[heads[0]].kind == QUANTIZE and any(p.kind == SHARED and p.source == heads[0] for p in plan.values())
-    assert plan[heads[1]].kind == QUANTIZE and not any(p.kind == SHARED and p.source == heads[1] for p in plan.values())

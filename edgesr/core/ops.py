@@ -90,7 +90,8 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-pixel dot product over channels: ``sum_c a[:, c] * b[:, c]``, keeping the channel dim.
 
     Args:
-        a, b: float32 (N, C, H, W), the same shape.
+        a, b: float32 (N, C, H, W), or shapes that broadcast to it (PKN-fixed's global kernel
+            weights are (1, C, 1, 1)).
     Returns:
         float32 (N, 1, H, W).
 

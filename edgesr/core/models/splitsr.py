@@ -207,15 +207,7 @@ class SplitSRDeploy(_SplitSRBase):
         super().__init__(scale, channels, groups, blocks, hybrid_index, alpha, bn=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(x)
-        for group in self.groups:
-            h = group(h)
-        # The long skip evaluates the head conv a second time (9*C MACs per LR pixel): in an int8
-        # graph that is a tensor of its own. The first one is sliced and concatenated in group 0,
-        # so TFLite gives it the scale of that whole same-scale cluster (edgesr.quantization.graph),
-        # far wider than the head's values, and the skip adds its rounding straight to the output.
-        y = self.upsample(self.body_end(h) + self.head(x))
-        return torch.clamp(F.pixel_shuffle(y, self.scale), 0.0, 1.0)
+        return torch.clamp(self._features(x), 0.0, 1.0)
 
 
 @register_model(scales=(2, 3, 4), aliases=("SplitSR",))
