@@ -266,8 +266,9 @@ def write_doc(results: dict, path: Path) -> None:
         lines += ["", f"Not measured in this run (out of time on the shared CPU): {', '.join(missing)}."]
     below = [r["label"] for r in rows if r["recipe_drop"] < 0]
     if below:
-        lines += ["", f"A negative drop ({', '.join(below)}) means the QAT-tuned int8 model scores above the float "
-                  "model it started from: these short-trained weights are still improving, and QAT is also training."]
+        lines += ["", f"A negative drop ({', '.join(below)}) means the int8 model scores above the float model it "
+                  "started from: on these short-trained weights the rounding can happen to help, and QAT, where kept, "
+                  "also trains."]
     lines += ["", "Final drop of the default recipe (dB, Set5 x2): "
               + ", ".join(f"{r['label']} **{r['recipe_drop']:.3f}**" for r in rows) + ".", "",
               f"For comparison: {AIMET_SESR_M5}. Targets: SESR-M5 <= 0.05 dB, every zoo model <= 0.2 dB: "
