@@ -290,14 +290,15 @@ def _cat(b, node, tensors, dim=0):
 def _channel_dot(b, node, x, y):
     """``sum_c x[..., c] * y[..., c]`` (NHWC, keeping the channel axis).
 
-    For the int8 export (``b.dot_as_matmul``) as TFLite BATCH_MATMUL, so that the C products
-    accumulate in int32: with dynamic H and W, (1, H, W, 1, C) x (1, H, W, C, 1) -> (1, H, W, 1, 1),
+    For the int8 and w8a16 exports (``b.dot_as_matmul``) as TFLite BATCH_MATMUL, so that the C
+    products accumulate in int32 (int64 for 16x8) and no product tensor needs a range of its own:
+    with dynamic H and W, (1, H, W, 1, C) x (1, H, W, C, 1) -> (1, H, W, 1, 1),
     squeezed to (1, H, W, 1) (EXPAND_DIMS, BATCH_MATMUL, SQUEEZE; no shape arithmetic, rank 5,
     which the GPU and NNAPI delegates do not take); with a fixed input size (``export
     --input-size``, what those delegates want anyway) rank 4 throughout: RESHAPE to (1, H*W, 1, C)
-    and (1, H*W, C, 1), BATCH_MATMUL, RESHAPE to (1, H, W, 1). Float graphs (fp32, fp16, and w8a16, whose 16x8 quantizer starts from
-    the float graph) keep MUL and SUM: the GPU delegate takes no rank-5 tensor and no
-    EXPAND_DIMS/SQUEEZE, and in float nothing is rounded in between.
+    and (1, H*W, C, 1), BATCH_MATMUL, RESHAPE to (1, H, W, 1). Float graphs (fp32, fp16) keep
+    MUL and SUM: the GPU delegate takes no rank-5 tensor and no EXPAND_DIMS/SQUEEZE, and in float
+    nothing is rounded in between.
     """
     ops = _keras().ops
     if not getattr(b, "dot_as_matmul", False):

@@ -150,9 +150,9 @@ def rebuild(module: nn.Module, channels: int, activation_ranges: dict[str, tuple
         activation_ranges: ``{fx node name: (min, max)}``; a fake-quant with that range is
             inserted after each named node (the placeholder's name covers the input).
         input_size: ``(H, W)`` for a fixed input shape; None: dynamic H and W.
-        dot_as_matmul: lower :func:`edgesr.core.ops.channel_dot` to BATCH_MATMUL (the int8
-            export) instead of MUL + SUM (float graphs, and both conversions of a w8a16 export,
-            which must match op for op).
+        dot_as_matmul: lower :func:`edgesr.core.ops.channel_dot` to BATCH_MATMUL (the int8 and
+            w8a16 exports; both conversions of a w8a16 export, which must match op for op)
+            instead of MUL + SUM (float graphs).
 
     Returns:
         ``keras.Model`` taking float32 (1, H, W, C) NHWC (None, None for dynamic H and W),

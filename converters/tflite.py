@@ -105,7 +105,7 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
         if activation_ranges is None:
             activation_ranges = calibrate(module, calibration, "minmax")
     tf = _tf()
-    model = rebuild(module, channels, activation_ranges, input_size, dot_as_matmul=precision == "int8")
+    model = rebuild(module, channels, activation_ranges, input_size, dot_as_matmul=quantized)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -126,7 +126,7 @@ def convert(module, channels: int, precision: str = "fp32", calibration: np.ndar
     except Exception as exc:  # the converter raises ConverterError and friends
         raise EdgesrError(f"TFLite conversion ({'int8' if quantized else precision}) failed: {str(exc).strip().splitlines()[0][:200]}") from None
     if precision == "w8a16":  # the int8 graph gives the ranges (no clamp pass: int16 does not saturate there)
-        return quantize_16x8(rebuild(module, channels, None, input_size), data, nhwc)
+        return quantize_16x8(rebuild(module, channels, None, input_size, dot_as_matmul=True), data, nhwc)
     if precision == "int8":  # the output clamp the int8 quantization already saturates at (bit-identical)
         data, _ = drop_saturating_clamps(data)
     return data

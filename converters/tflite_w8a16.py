@@ -111,11 +111,53 @@ def _match_ops(float_graph: _Graph, int8_graph: _Graph) -> list[tuple[object, ob
         candidates = pending.get((name, tuple(ins)))
         if not candidates:
             raise EdgesrError(f"w8a16: no int8 counterpart for {name} (the float and int8 conversions differ)")
-        twin = candidates.pop(0)
+        # Two ops of one structure (eSR's value and key convs read the same input): the weights decide.
+        best = min(range(len(candidates)), key=lambda k: _weight_distance(float_graph, op, int8_graph, candidates[k]))
+        twin = candidates.pop(best)
         for a, b in zip(op.outputs, twin.outputs):
             tensor_map[float_graph.canon(int(a))] = int8_graph.canon(int(b))
         pairs.append((op, twin))
     return pairs
+
+
+def _dequantized(graph: _Graph, t: int) -> np.ndarray | None:
+    """A constant tensor's values as float64 (float32 data, or int8/int32 data times its scale), else None."""
+    tensor = graph.sg.tensors[t]
+    data = graph.model.buffers[tensor.buffer].data
+    if data is None or len(data) == 0:
+        return None
+    raw = bytes(np.asarray(data, np.uint8))
+    if tensor.type == 0:  # FLOAT32
+        return np.frombuffer(raw, np.float32).astype(np.float64)
+    q = tensor.quantization
+    if tensor.type not in (9, 2) or q is None or q.scale is None:  # INT8, INT32
+        return None
+    values = np.frombuffer(raw, np.int8 if tensor.type == 9 else np.int32).astype(np.float64)
+    scale = np.asarray(q.scale, np.float64)
+    if scale.size > 1:  # per-channel along the quantized dimension
+        shape = [int(v) for v in tensor.shape]
+        axis = int(q.quantizedDimension)
+        view = [1] * len(shape)
+        view[axis] = scale.size
+        return (values.reshape(shape) * scale.reshape(view)).ravel()
+    return values * float(scale[0])
+
+
+def _weight_distance(float_graph: _Graph, op_f, int8_graph: _Graph, op_8) -> float:
+    """Sum over the constant operands of the mean absolute difference between the float values
+    and the int8 graph's dequantized ones (0 when the ops have no comparable constants, infinite
+    when a constant's size differs)."""
+    total = 0.0
+    for a, b in zip(op_f.inputs, op_8.inputs):
+        if a < 0 or b < 0:
+            continue
+        fa, fb = _dequantized(float_graph, int(a)), _dequantized(int8_graph, int(b))
+        if fa is None or fb is None:
+            continue
+        if fa.size != fb.size:
+            return float("inf")  # different weights, e.g. a 1x1 and a 5x5 conv on one input
+        total += float(np.abs(fa - fb).mean())
+    return total
 
 
 def _real_range(sg, t: int) -> tuple[float, float]:

@@ -132,8 +132,8 @@ OPS: tuple[Op, ...] = (
        unsupported=_no("keras", "integer_ref", "gpu_emulation")),
     Op("sum", (torch.sum, "sum"), "quantize", "invariant", ("SUM",), ("reduce_sum",)),
     # Both operands in PyTorch's channel order ("fixed"): the C axis is the matmul's inner one.
-    # int8 graphs: EXPAND_DIMS, BATCH_MATMUL, SQUEEZE (dynamic H x W) or RESHAPE, BATCH_MATMUL
-    # (fixed size); float graphs: MUL, SUM (keras_ops._channel_dot).
+    # int8 and w8a16 graphs: EXPAND_DIMS, BATCH_MATMUL, SQUEEZE (dynamic H x W) or RESHAPE,
+    # BATCH_MATMUL (fixed size); float graphs: MUL, SUM (keras_ops._channel_dot).
     Op("channel_dot", (channel_dot,), "quantize", "fixed",
        ("EXPAND_DIMS", "BATCH_MATMUL", "SQUEEZE", "RESHAPE", "MUL", "SUM"), ("mul", "reduce_sum")),
     # int8 MEAN has no kernel in the integer reference (no zoo model uses it).
