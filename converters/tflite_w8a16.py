@@ -160,6 +160,29 @@ def _weight_distance(float_graph: _Graph, op_f, int8_graph: _Graph, op_8) -> flo
     return total
 
 
+def _unshare_buffers(model) -> None:
+    """Give every constant tensor a buffer of its own (in place).
+
+    The converter stores equal float constants once: PKN-fixed's ones-conv bias and its output
+    clamp's bound are both 1.0 and shared a buffer; the 16x8 quantizer then wrote the bias's int64
+    value into it, and the clamp's int16 constant read -128 (a constant -0.004 output, 26.8 dB).
+    """
+    import copy
+
+    seen: set[int] = set()
+    for sg in model.subgraphs:
+        for tensor in sg.tensors:
+            b = tensor.buffer
+            data = model.buffers[b].data if 0 < b < len(model.buffers) else None
+            if data is None or len(data) == 0:
+                continue
+            if b in seen:
+                model.buffers.append(copy.deepcopy(model.buffers[b]))
+                tensor.buffer = len(model.buffers) - 1
+            else:
+                seen.add(b)
+
+
 def _real_range(sg, t: int) -> tuple[float, float]:
     """``[s * (-128 - z), s * (127 - z)]`` of an int8 tensor."""
     q = sg.tensors[t].quantization
@@ -232,6 +255,7 @@ def quantize_16x8(float_model, int8_model: bytes, samples_nhwc: np.ndarray) -> b
             calibrated = conv.convert()
         ranges = int8_tensor_ranges(int8_model, calibrated)
         model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+        _unshare_buffers(model)
         sg = model.subgraphs[0]
         for t, (lo, hi) in ranges.items():
             q = sg.tensors[t].quantization
