@@ -90,7 +90,7 @@ edgesr's graphs use, and how each is emulated (sources: TensorFlow Lite ``kernel
 LiteRT has no int16 PRELU (activations.cc: float32/uint8/int8) and no int16 DEPTH_TO_SPACE
 (depth_to_space.cc: float32/uint8/int8/int32/int64): TFLite's 16x8 converter runs them in
 float32 between DEQUANTIZE and QUANTIZE, and so does this reference (``x >= 0 ? x : x * alpha``
-in float32; DEPTH_TO_SPACE moves floats). 16x8 MUL, SUB, SOFTMAX, SUM, TANH, LOGISTIC and EXP
+in float32; DEPTH_TO_SPACE moves floats). 16x8 BATCH_MATMUL, MUL, SUB, SOFTMAX, SUM, TANH, LOGISTIC and EXP
 are not emulated (the graph is refused with their names). XNNPACK (LiteRT 2.3) delegates no
 int16 op, so the ``"xnnpack"`` family of a 16x8 graph is its builtin kernels plus the float
 islands. Bit-exact with LiteRT on real photos in every family (``tests/test_integer_ref_w8a16.py``: SESR-M5,
