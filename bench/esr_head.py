@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -46,6 +45,7 @@ from edgesr.core.models.esr import ESRDeploy  # noqa: E402
 from edgesr.quantization import fake_quant_module, quantize_module  # noqa: E402
 from edgesr.quantization.qat import hr_patches  # noqa: E402
 from edgesr.quantization.recipe import run_recipe, split_photos  # noqa: E402
+from lut import cpu_name  # noqa: E402  (bench/lut.py: the CPU model from /proc/cpuinfo)
 
 
 class SplitMulSum(ESRDeploy):
@@ -85,16 +85,6 @@ def accuracy(trained: Path, data_root: Path, name: str) -> dict | None:
         out[form] = out["float_psnr"] - evaluate(TorchUpscaler(sim), set5)["psnr_y"]
         print(name, form, round(out[form], 3), res.techniques(), flush=True)
     return out
-
-
-def _cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv=None) -> int:
@@ -143,7 +133,7 @@ def main(argv=None) -> int:
             acc = accuracy(args.trained, args.data_root, name)
             if acc is not None:
                 accuracy_rows[name] = acc
-    record = {"cpu": _cpu(), "load_average": os.getloadavg(), "repeats": args.repeats, "rows": rows,
+    record = {"cpu": cpu_name(), "load_average": os.getloadavg(), "repeats": args.repeats, "rows": rows,
               "accuracy": accuracy_rows,
               "command": ("python bench/esr_head.py " + " ".join(sys.argv[1:] if argv is None else argv)).strip()}
     args.doc.with_suffix(".json").write_text(json.dumps(record, indent=1))

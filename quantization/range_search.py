@@ -26,9 +26,8 @@ from edgesr.core.errors import EdgesrError
 DEFAULT_FACTORS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1)
 """Shrink factors tried per tensor. Down to 0.1: a softmax's logits need only the top few units
 of their range (an int8 SOFTMAX output step is 1/256, so a logit more than ~6 below the pixel's
-largest gives 0), and PKN's quadratic forms reach -100 or below. Measured on a T91-trained PKN
-x2 (Set5 int8 drop after the search alone): 0.37 dB with factors down to 0.5, 0.24 dB with these;
-SESR-M5 (the headline checkpoint) 0.091 and 0.088 dB."""
+largest gives 0), and PKN's quadratic forms reach -100 or below (docs/quant.md's range-search
+column, ``python bench/quant.py``, gives what the search does per model)."""
 
 
 def _output_mse(sim: nn.Module, x: torch.Tensor, want: torch.Tensor, batch_size: int) -> float:

@@ -64,9 +64,9 @@ class RecipeConfig:
     HR patches), weights at ``qat_lr`` and range bounds at ``qat_range_lr``, cosine decay,
     validated every ``qat_eval_every`` steps; ``seed`` fixes every random choice.
 
-    ``qat_lr`` was measured on T91-trained x2 models (200 steps, Set5 drop after the recipe):
-    eSR-CNN 0.53 dB at 2e-5 and 0.45 dB at 1e-4, eSR-TM 0.14 and 0.12 dB; keep-best rejects QAT
-    where it does not help (the headline SESR-M5).
+    ``qat_lr`` is 1e-4: on T91-trained eSR-CNN and eSR-TM x2 it lowered the Set5 drop after 200
+    steps more than 2e-5 did (docs/quant.md's LSQ column, ``python bench/quant.py``, has the
+    result per model); keep-best rejects QAT where it does not help (the headline SESR-M5).
     """
 
     adaround_iters: int = 200

@@ -131,11 +131,9 @@ def test_sesr_like_model_has_the_zoo_ops():
     assert {"CONV_2D", "DEPTHWISE_CONV_2D", "PRELU", "ADD", "MUL", "CONCATENATION", "DEPTH_TO_SPACE"} <= names
 
 
-@functools.cache
-def zoo_int8(name: str, scale: int = 2):
-    """``(path, deploy module)``: edgesr's own int8 TFLite export (edgesr.converters.export) of a
-    registry model with seeded random weights, calibrated on real patches; cached per session.
-    An export failure fails the calling test (every zoo model exports)."""
+def _zoo_export(name: str, scale: int, precision: str):
+    """``(path, deploy module)``: edgesr's own TFLite export at ``precision`` of a registry model with
+    seeded random weights, at min/max ranges calibrated on real patches."""
     import torch
     from edgesr.converters.export import (
         calibration_patches,
@@ -147,26 +145,21 @@ def zoo_int8(name: str, scale: int = 2):
 
     torch.manual_seed(0)
     module = deploy_module(create(name, scale=scale))
-    path = _CACHE / f"zoo_{name}_x{scale}_int8.tflite"
-    export_tflite(module, path, "int8", calibration_patches(None, module.contract, patch=32, count=8))
+    path = _CACHE / f"zoo_{name}_x{scale}_{precision}.tflite"
+    export_tflite(module, path, precision, calibration_patches(None, module.contract, patch=32, count=8))
     return path, module
+
+
+@functools.cache
+def zoo_int8(name: str, scale: int = 2):
+    """``(path, deploy module)``: edgesr's own int8 TFLite export (edgesr.converters.export) of a
+    registry model with seeded random weights, calibrated on real patches; cached per session.
+    An export failure fails the calling test (every zoo model exports)."""
+    return _zoo_export(name, scale, "int8")
 
 
 @functools.cache
 def zoo_w8a16(name: str, scale: int = 2):
     """``(path, deploy module)``: edgesr's w8a16 TFLite export of a registry model with seeded
     random weights, at min/max ranges calibrated on real patches (as :func:`zoo_int8`); cached."""
-    import torch
-    from edgesr.converters.export import (
-        calibration_patches,
-        deploy_module,
-        export_tflite,
-    )
-
-    from edgesr.core.models import create
-
-    torch.manual_seed(0)
-    module = deploy_module(create(name, scale=scale))
-    path = _CACHE / f"zoo_{name}_x{scale}_w8a16.tflite"
-    export_tflite(module, path, "w8a16", calibration_patches(None, module.contract, patch=32, count=8))
-    return path, module
+    return _zoo_export(name, scale, "w8a16")

@@ -98,7 +98,7 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     One op (a leaf of ``torch.fx`` traces) so that the int8 graph computes it as TFLite's
     BATCH_MATMUL: the C products accumulate in int32 and are rounded to int8 once, where a MUL
     then a SUM rounds every product to the MUL's int8 scale first (eSR's ``value * softmax``:
-    measured on a T91-trained eSR-TM x2, Set5 int8 drop 0.43 -> 0.15 dB in simulation).
+    docs/esr_head.md, ``python bench/esr_head.py --trained runs/quant``, compares the two).
     """
     return torch.sum(a * b, dim=1, keepdim=True)
 
