@@ -44,7 +44,7 @@ from edgesr.core.models import create  # noqa: E402
 from edgesr.core.train import TrainConfig, make_lr_batch, train  # noqa: E402
 from edgesr.quantization import fake_quant_module  # noqa: E402
 from edgesr.quantization.api import QuantizedCheckpoint  # noqa: E402
-from edgesr.quantization.qat import hr_patches  # noqa: E402
+from edgesr.quantization.qat import hr_patches, qat_optimizer  # noqa: E402
 from edgesr.quantization import calibrate  # noqa: E402
 from edgesr.quantization.recipe import RecipeConfig, run_recipe, split_photos  # noqa: E402
 
@@ -86,24 +86,32 @@ def _train_step(module, lr_batch, hr_batch, opt):
     return step
 
 
-def qat_cost(name: str, ranges, deploy, images, batch: int = 8, lr_patch: int = 32) -> dict:
+def qat_cost(name: str, ranges, deploy, images, batch: int = 8, lr_patch: int = 32, rounds: int = 20) -> dict:
     """Seconds per step on the same pixels (``batch`` LR patches of ``lr_patch`` px): the float
-    training step of the train-form model, of the deploy form, and the LSQ QAT step."""
+    training step of the train-form model, of the deploy form, and the QAT steps (EMA ranges,
+    LSQ), each with the optimizer its trainer uses. The steps are interleaved (one of each per
+    round, ``rounds`` rounds after 2 warm-up rounds) and each keeps its median, so a machine
+    whose speed drifts slows them all alike and the ratios hold."""
     scale = deploy.scale
     hr = torch.from_numpy(calibration_patches(images, deploy.contract, lr_patch * scale, batch, seed=3))
     lr = make_lr_batch(hr, scale)
-    out = {}
     name = deploy.registry_name if name.startswith("authors:") else name
     train_form = create(name, scale=scale).train()
-    out["float_train_form_s"] = seconds_per_step(_train_step(train_form, lr, hr, torch.optim.Adam(train_form.parameters(), 1e-4)))
     dep = create(name, scale=scale)
     dep = (dep.collapse() if hasattr(dep, "collapse") else dep).train()
-    out["float_deploy_s"] = seconds_per_step(_train_step(dep, lr, hr, torch.optim.Adam(dep.parameters(), 1e-4)))
+    steps = {"float_train_form_s": _train_step(train_form, lr, hr, torch.optim.Adam(train_form.parameters(), 1e-4)),
+             "float_deploy_s": _train_step(dep, lr, hr, torch.optim.Adam(dep.parameters(), 1e-4))}
     for mode in ("ema", "lsq"):
         sim = fake_quant_module(deploy, ranges, range_mode=mode).train()
-        params = [p for p in sim.parameters() if p.requires_grad]
-        out[f"qat_{mode}_s"] = seconds_per_step(_train_step(sim, lr, hr, torch.optim.Adam(params, 1e-4)))
-    return out
+        steps[f"qat_{mode}_s"] = _train_step(sim, lr, hr, qat_optimizer(sim, 1e-4, 1e-3))
+    times = {k: [] for k in steps}
+    for i in range(2 + rounds):
+        for k, step in steps.items():
+            t0 = time.perf_counter()
+            step()
+            if i >= 2:
+                times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def sensitivity(deploy, ranges, set5, float_psnr) -> dict:
@@ -173,6 +181,8 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "quant")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-only", action="store_true")
+    p.add_argument("--qat-cost-only", action="store_true",
+                   help="re-time only the QAT step of rows already in results.json, then rewrite the doc")
     p.add_argument("--doc", type=Path, default=ROOT / "docs" / "quant.md")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -186,7 +196,16 @@ def main(argv=None) -> int:
     command = "python bench/quant.py " + " ".join(sys.argv[1:] if argv is None else argv)
     for name in args.models.split(","):
         ckpt, steps = train_model(name, args.minutes_per_model, t91, args.out)
-        if args.train_only or name in results:
+        if args.qat_cost_only and name in results:
+            deploy, _ = load_checkpoint(ckpt, deploy=True)
+            fit, _ = split_photos(train_images)
+            start = calibrate(deploy, calibration_patches(fit, deploy.contract, 48, 64, seed=0))
+            results[name]["qat_cost"] = qat_cost(name, start, deploy, train_images)
+            results[name]["qat_cost_command"] = command
+            results_path.write_text(json.dumps(results, indent=1))
+            print(name, {k: round(v, 4) for k, v in results[name]["qat_cost"].items()}, flush=True)
+            continue
+        if args.train_only or args.qat_cost_only or name in results:
             continue
         deploy, _ = load_checkpoint(ckpt, deploy=True)
         row = {"label": labels.get(name, name), "model": name, "train_steps": steps, "command": command,
@@ -233,7 +252,7 @@ def _fmt_stage(st: dict) -> str:
 def write_doc(results: dict, path: Path) -> None:
     """``docs/quant.md`` from the accumulated results (one row per model)."""
     rows = list(results.values())
-    cmds = sorted({r["command"] for r in rows})
+    cmds = sorted({r["command"] for r in rows} | {r["qat_cost_command"] for r in rows if "qat_cost_command" in r})
     lines = [
         "# Int8: what each technique does, per model",
         "",
@@ -291,8 +310,8 @@ def write_doc(results: dict, path: Path) -> None:
         st = {s["technique"]: s for s in r["stages"]}
         lines.append(f"| {r['label']} | " + " | ".join(f"{st[k]['seconds']:.1f}" if k in st else "—" for k in STAGE_TITLES) + " |")
     lines += ["", "## Cost of a QAT step", "",
-              "Seconds per optimizer step on the same pixels (8 LR patches of 32 px, L1, Adam), median of 8 after 2 "
-              "warm-up steps, measured one after the other in one process (so the ratios hold even on a loaded "
+              "Seconds per optimizer step on the same pixels (8 LR patches of 32 px, L1, Adam), median of 20, the "
+              "four steps interleaved in one process after 2 warm-up rounds (so the ratios hold even on a loaded "
               "machine): the float training step of the train-form model (what `edgesr train` runs), of the deploy "
               "form, and QAT through the int8 simulation with EMA ranges and with LSQ (the fused fake-quant).", "",
               "| model | float train form (s) | float deploy (s) | QAT EMA (s) | QAT LSQ (s) | LSQ / float train form | LSQ / float deploy |",

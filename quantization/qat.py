@@ -73,6 +73,17 @@ def sim_psnr(sim: nn.Module, lr_patches: torch.Tensor, hr: torch.Tensor, batch_s
     return float(10.0 * np.log10(1.0 / mse))
 
 
+def qat_optimizer(sim: nn.Module, lr: float, range_lr: float | None = None) -> torch.optim.Adam:
+    """Adam over a :func:`~edgesr.quantization.fake_quant_module`'s trainable parameters: the
+    weights at ``lr``, the learned range bounds (``fq_*`` parameters, 0-dim) at ``range_lr``
+    (default ``lr``). ``foreach``: one multi-tensor update for the many 0-dim bounds (PKN has
+    about 100) instead of a Python loop of small ops per parameter."""
+    weights = [p for n, p in sim.named_parameters() if p.requires_grad and not n.startswith("fq_")]
+    bounds = [p for n, p in sim.named_parameters() if p.requires_grad and n.startswith("fq_")]
+    groups = [{"params": weights, "lr": lr}] + ([{"params": bounds, "lr": range_lr or lr}] if bounds else [])
+    return torch.optim.Adam(groups, foreach=True)
+
+
 def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict | None = None,
         observer: str = "minmax", range_mode: str = "ema", lr: float = 1e-4, range_lr: float | None = None,
         batch_size: int = 8, patch: int = 64, count: int = 256, seed: int = 0, val=None, eval_every: int = 25,
@@ -137,10 +148,7 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     if val_hr is not None:
         validate(0)
     sim.train()
-    weights = [p for n, p in sim.named_parameters() if p.requires_grad and not n.startswith("fq_")]
-    bounds = [p for n, p in sim.named_parameters() if p.requires_grad and n.startswith("fq_")]
-    groups = [{"params": weights, "lr": lr}] + ([{"params": bounds, "lr": range_lr or lr}] if bounds else [])
-    opt = torch.optim.Adam(groups)
+    opt = qat_optimizer(sim, lr, range_lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps) if cosine else None
     rng = np.random.default_rng(seed)
     for step in range(steps):

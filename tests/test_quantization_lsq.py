@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from edgesr.quantization import calibrate, fake_quant_module
 from edgesr.quantization.api import quantize_checkpoint
 from edgesr.quantization.fake_quant import fake_quant_activation
@@ -57,6 +59,63 @@ def test_lsq_gradients_match_the_step_size_formulas(acts):
     grad_s, grad_m = float((g * d_s).double().sum()) * scale, float((g * d_m).sum()) * scale
     assert hi.grad.item() == pytest.approx(grad_s / 255.0, rel=1e-3, abs=1e-7)
     assert lo.grad.item() == pytest.approx(grad_m - grad_s / 255.0, rel=1e-3, abs=1e-7)
+
+
+@settings(derandomize=True, max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.floats(-8.0, 2.0, width=32), st.floats(-2.0, 8.0, width=32))
+def test_lsq_forward_equals_the_composite_for_any_raw_range(acts, rmin, rmax):
+    """The fused function does its scalar arithmetic in NumPy float32: it must agree bit for bit
+    with the tensor arithmetic of ``bounds()`` + ``fake_quant_activation`` on any raw range."""
+    from edgesr.quantization.fake_quant import MIN_RANGE_WIDTH, ActivationFakeQuant
+
+    q = ActivationFakeQuant(-1.0, 1.0, "lsq")
+    with torch.no_grad():
+        q.rmin.fill_(rmin), q.rmax.fill_(rmax)
+        lo, hi = q.bounds()
+        expected = fake_quant_activation(acts * 3.0, lo, hi)
+    assert torch.equal(lsq_fake_quant(acts * 3.0, q.rmin.detach(), q.rmax.detach(), MIN_RANGE_WIDTH), expected)
+
+
+def test_lsq_input_gradient_is_inclusive_at_both_ends_of_the_nudged_range(acts):
+    lo, hi = torch.tensor(-0.2), torch.tensor(0.5)
+    s = (hi - lo) / 255.0
+    zp = torch.clamp(torch.round(-lo / s), 0, 255)
+    m, top = -zp * s, (255.0 - zp) * s
+    ulp = torch.finfo(torch.float32).eps
+    edges = torch.stack([m, top, m * (1 + ulp), top * (1 + ulp)]).reshape(1, 4)  # on, on, below, above
+    x = torch.cat([acts.reshape(1, -1)[:, :60], edges], dim=1).requires_grad_(True)
+    lsq_fake_quant(x, lo, hi).sum().backward()
+    assert x.grad[0, -4:].tolist() == [1.0, 1.0, 0.0, 0.0]
+    inside = (x.detach() >= m) & (x.detach() <= top)
+    assert torch.equal(x.grad, inside.float())
+
+
+@pytest.mark.parametrize("rmin,rmax", [(-0.2, 0.5), (0.1, 0.5), (-0.3, -0.1), (-1e-8, 1e-8)])
+def test_lsq_range_gradients_follow_the_clamps_of_bounds(acts, rmin, rmax):
+    """The fused function takes the raw parameters: its gradients equal LSQ's formulas applied
+    after the clamps of ``ActivationFakeQuant.bounds`` (rmin above 0, rmax below 0, minimum width)."""
+    from edgesr.quantization.fake_quant import MIN_RANGE_WIDTH, ActivationFakeQuant
+
+    g = torch.randn(acts.shape, generator=torch.Generator().manual_seed(1))
+    fused = ActivationFakeQuant(-1.0, 1.0, "lsq").train()
+    with torch.no_grad():
+        fused.rmin.fill_(rmin), fused.rmax.fill_(rmax)
+    (fused(acts) * g).sum().backward()
+    # reference: autograd through bounds() into an LSQ function given valid bounds
+    ref = ActivationFakeQuant(-1.0, 1.0, "lsq").train()
+    with torch.no_grad():
+        ref.rmin.fill_(rmin), ref.rmax.fill_(rmax)
+    lo, hi = ref.bounds()
+    out = lsq_fake_quant(acts, lo, hi, MIN_RANGE_WIDTH)
+    assert torch.equal(fused(acts), out)
+    (out * g).sum().backward()
+    for a, b in ((fused.rmin, ref.rmin), (fused.rmax, ref.rmax)):
+        assert a.grad.item() == pytest.approx(b.grad.item(), rel=1e-5, abs=1e-9)
+    if rmin > 0:
+        assert fused.rmin.grad.item() == 0.0
+    if rmax < 0 or rmax - min(rmin, 0) < MIN_RANGE_WIDTH:
+        assert fused.rmax.grad.item() == 0.0
 
 
 def test_lsq_mode_trains_with_the_fused_function_and_evaluates_exactly(acts):
