@@ -154,7 +154,7 @@ def test_recipe_records_each_stage_and_keeps_only_what_helps():
     calib = torch.from_numpy(calibration_patches(embedded_images("train"), model.contract, 32, 16, seed=0))
     hr = hr_patches(embedded_images("train"), model.contract, patch=48, count=16, seed=1)
     val = hr_patches(embedded_images("val"), model.contract, patch=48, count=8, seed=2)
-    cfg = RecipeConfig(adaround_iters=20, qat_steps=6, qat_eval_every=3, search_patches=8)
+    cfg = RecipeConfig(adaround_iters=(20, 40), adaround_budget=400, qat_steps=6, qat_eval_every=3, search_patches=8)
     res = run_recipe(model, calib, hr, val, config=cfg)
     assert [s["technique"] for s in res.stages] == ["minmax", "cle", "range_search", "adaround", "bias_correction",
                                                    "lsq_qat"]
@@ -165,6 +165,11 @@ def test_recipe_records_each_stage_and_keeps_only_what_helps():
     final = sim_psnr(fake_quant_module(res.module, res.ranges).eval(), imresize_torch(val, 0.5), val)
     assert final == pytest.approx(best, abs=1e-9) and final >= res.stages[0]["val_psnr_db"]
     assert res.techniques()[0] == "minmax"
+    ada = next(s for s in res.stages if s["technique"] == "adaround")["details"]
+    tried = {int(k): v for k, v in ada["val_psnr_db_by_iters"].items()}
+    convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    assert set(tried) == {it for it in (20, 40) if it == 20 or it * convs <= 400}
+    assert ada["iters"] == max(tried, key=tried.get)
     with pytest.raises(EdgesrError, match="recipe"):
         run_recipe(model, calib, hr, val, recipe="aimet")
 
