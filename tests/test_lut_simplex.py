@@ -49,7 +49,7 @@ def test_exact_at_lattice_points():
 
 def test_reproduces_affine_functions_exactly():
     # simplex interpolation is exact for functions affine in the 4 inputs
-    bits, q, levels = 4, 16, 17
+    bits, levels = 4, 17  # interval q = 2**(8 - bits) = 16
     alpha = np.array([3, -2, 1, -1])
     grid = np.indices((levels,) * 4).reshape(4, -1).T
     lut = (grid @ alpha).astype(np.int8)[:, None]  # |values| <= 64
