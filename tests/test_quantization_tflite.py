@@ -52,10 +52,13 @@ def test_simulation_predicts_litert_int8_output(tmp_path, name):
 
 
 def test_splitsr_same_scale_cluster_is_not_clipped(tmp_path):
-    """SplitSR's stem conv, its channel slices, the fused ADD+RELUs and the concats share one
-    int8 scale in TFLite. With the converter's own statistics that scale covered the ReLU
-    outputs only and clipped the stem's negative values (18-23 dB lost on trained SplitSR-S);
-    edgesr's calibration gives the cluster the union range, and the simulation predicts it."""
+    """The inputs of a TFLite concatenation share one int8 scale. When SplitSR's blocks sliced
+    and concatenated one stream tensor, the stem conv, its slices, the fused ADD+RELUs and the
+    concats formed one cluster: with the converter's own statistics its scale covered the ReLU
+    outputs only and clipped the stem's negative values (18-23 dB lost on trained SplitSR-S), and
+    with edgesr's union range the stem got a few dozen of the 256 levels. The split groups now
+    run on chunks (edgesr.core.models.splitsr), so the stem keeps its own range and only the
+    processed chunks meet in a concatenation; the simulation predicts LiteRT's output."""
     from edgesr.core.models import create
 
     torch.manual_seed(0)
@@ -69,6 +72,11 @@ def test_splitsr_same_scale_cluster_is_not_clipped(tmp_path):
         sim = fake_quant_module(model, calibrate(model, patches)).eval()(torch.from_numpy(x)).numpy()
         ref = model(torch.from_numpy(x)).numpy()
     assert float(stem.min()) < -0.05  # the stem really has negative values to lose
+    ranges = calibrate(model, patches)
+    with torch.no_grad():
+        own = model.head(torch.from_numpy(patches))
+    assert ranges["head"] == pytest.approx((float(own.min()), float(own.max())), abs=1e-6)  # not widened
+    assert ranges["cat"][0] == 0.0 and ranges["cat"][1] > ranges["head"][1]  # the ReLU chunks' own cluster
     got = runtime.TFLiteUpscaler(path, model.contract)(x)
     # In 8-bit gray levels (the output scale changes with the calibrated range, so LSBs of it
     # are not comparable across calibrations): measured 0.03 mean, 0.98 at the 99th

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.fx
+import torch.nn.functional as F
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
@@ -214,6 +215,29 @@ def test_splitsr_rotates_processed_channels_to_the_end():
         processed = torch.relu(block.conv(x[:, :2]) + x[:, :2])  # residual on the active channels
     assert torch.equal(y[:, :6], x[:, 2:])  # passive channels move to the front untouched
     assert torch.allclose(y[:, 6:], processed)
+
+
+@pytest.mark.parametrize("config", [
+    dict(channels=32, groups=2, blocks=4, hybrid_index=1, alpha=0.25),   # SplitSR-S: one full rotation
+    dict(channels=64, groups=6, blocks=6, hybrid_index=3, alpha=0.25),   # the paper: 1.5 rotations
+    dict(channels=16, groups=1, blocks=2, hybrid_index=1, alpha=0.25),   # fewer blocks than chunks
+    dict(channels=32, groups=2, blocks=3, hybrid_index=2, alpha=0.3),    # chunks would not tile C
+])
+def test_splitsr_chunked_groups_equal_the_concatenating_blocks(config, photo):
+    """A split group runs on a list of chunks (no concatenation per block); it must be the
+    function of the blocks' own ``forward`` (slice, process, concatenate) to the bit."""
+    from edgesr.core.models.splitsr import SplitSR
+
+    torch.manual_seed(0)
+    model = SplitSR(2, **config).eval()
+    x = _photo_tensor(photo, 20, 24)
+    with torch.no_grad():
+        got = model(x)
+        h = x0 = model.head(x)
+        for group in model.groups:
+            h = group.conv(group.blocks(h)) + h  # nn.Sequential of the blocks' forward
+        want = F.pixel_shuffle(model.upsample(model.body_end(h) + x0), 2)
+    assert torch.equal(got, want)
 
 
 # ----------------------------------------------------------------------------- PKN
