@@ -11,7 +11,8 @@ technique, after the default recipe (with its keep-best LSQ QAT), and the second
 It also times a QAT step against a float training step on the same pixels, and scores the
 recipe's result as a w8a16 TFLite model (int8 weights, int16 activations at the same ranges;
 exported with :func:`edgesr.converters.export.export_tflite` and run on LiteRT, the one
-evaluation path): the ``w8a16`` column.
+evaluation path): the ``w8a16`` column; and the min/max start and the recipe's result as Core ML
+W8A8 programs (:func:`edgesr.converters.export.export_coreml`, run by edgesr's MIL interpreter).
 
 Results accumulate in ``OUT/results.json`` (a rerun skips finished entries); ``docs/quant.md``
 is written from them.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgesr.app.artifacts import open_artifact  # noqa: E402
-from edgesr.converters.export import export_tflite  # noqa: E402
+from edgesr.converters.export import export_coreml, export_tflite  # noqa: E402
 from edgesr.core.checkpoint import load_checkpoint  # noqa: E402
 from edgesr.core.errors import EdgesrError  # noqa: E402
 from edgesr.core.data import SHARED_DATA, PatchDataset, benchmark_set, eval_pairs, load_folder  # noqa: E402
@@ -145,6 +147,22 @@ def w8a16_drop(module, ranges, minmax, set5, float_psnr: float, out: Path) -> fl
     return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
 
 
+def coreml_w8a8_drop(module, ranges, minmax, set5, float_psnr: float, path: Path) -> float | None:
+    """Set5 drop (dB) of the Core ML W8A8 export of ``(module, ranges)`` (TFLite's ranges and
+    per-channel int8 weights, :func:`edgesr.converters.export.export_coreml`) run by edgesr's MIL
+    interpreter (the one evaluation path; Core ML cannot predict on Linux), or None when it does
+    not convert."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        export_coreml(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}, minmax), path, "w8a8")
+    except EdgesrError as exc:
+        print("  Core ML W8A8 export failed:", exc, flush=True)
+        return None
+    return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
+
+
 def train_model(name: str, minutes: float, data: Path, out_dir: Path) -> tuple[Path, int]:
     """Train ``name`` x2 on ``data`` for about ``minutes`` (steps from a timed probe); cached."""
     run_dir = out_dir / f"{name.replace(':', '_')}_x2"
@@ -229,6 +247,11 @@ def main(argv=None) -> int:
         row["w8a16_drop"] = w8a16_drop(res.module, res.ranges, calibrate(res.module, calib), set5, row["float_psnr"],
                                        args.out / name)
         start = calibrate(deploy, calib)
+        row["minmax_drop"] = res.stages[0]["score"]  # the recipe's min/max start: the same calibration
+        row["coreml_w8a8_minmax_drop"] = coreml_w8a8_drop(deploy, start, start, set5, row["float_psnr"],
+                                                          args.out / name / "minmax_w8a8.mlpackage")
+        row["coreml_w8a8_drop"] = coreml_w8a8_drop(res.module, res.ranges, calibrate(res.module, calib), set5,
+                                                   row["float_psnr"], args.out / name / "recipe_w8a8.mlpackage")
         row["sensitivity"] = sensitivity(deploy, start, set5, row["float_psnr"])
         row["qat_cost"] = qat_cost(name, start, deploy, train_images)
         results[name] = row
@@ -293,16 +316,24 @@ def write_doc(results: dict, path: Path) -> None:
               f"For comparison: {AIMET_SESR_M5}. Targets: SESR-M5 <= 0.05 dB, every zoo model <= 0.2 dB: "
               + ", ".join(f"{r['label']} {'meets' if r['recipe_drop'] <= (0.05 if r['model'] == 'sesr_m5' else 0.2) else 'misses'}"
                           for r in rows) + ".", "",
-              "## w8a16: int16 activations at the same ranges", "",
-              "Set5 drop (dB) of the default recipe's result as the int8 simulation and as a w8a16 TFLite export "
-              "(TFLite's 16x8 quantization: the same int8 weights, int16 activations at the int8 model's ranges, "
-              "PRELU and DEPTH_TO_SPACE in float; run on LiteRT). The difference is what the int8 activations cost.",
-              "", "| model | int8 (recipe) | w8a16 |", "|---|---|---|"]
+              "## Core ML W8A8 and w8a16", "",
+              "Set5 drop (dB) of the min/max start and of the default recipe's result as the int8 simulation, as a "
+              "Core ML W8A8 program (the same ranges and per-channel int8 weights as TFLite, quantize/dequantize "
+              "pairs at TFLite's nudged scales; run by edgesr's MIL interpreter, since Core ML cannot predict on "
+              "Linux) and, for the recipe's result, as a w8a16 TFLite export (TFLite's 16x8 quantization: the same "
+              "int8 weights, int16 activations at the int8 model's ranges, PRELU and DEPTH_TO_SPACE in float; run "
+              "on LiteRT). The difference between int8 and w8a16 is what the int8 activations cost.",
+              "", "| model | int8 min/max | Core ML W8A8 min/max | int8 (recipe) | Core ML W8A8 (recipe) | w8a16 (recipe) |",
+              "|---|---|---|---|---|---|"]
+
+    def cell(r, key, failed):
+        v = r.get(key, "absent")
+        return "— (older result: rerun this model)" if v == "absent" else f"— ({failed})" if v is None else f"{v:.3f}"
+
     for r in rows:
-        w = r.get("w8a16_drop", "absent")
-        cell = ("— (older result: rerun this model)" if w == "absent" else "— (no 16x8 conversion)" if w is None
-                else f"{w:.3f}")
-        lines.append(f"| {r['label']} | {r['recipe_drop']:.3f} | {cell} |")
+        lines.append(f"| {r['label']} | {cell(r, 'minmax_drop', 'not measured')} | "
+                     f"{cell(r, 'coreml_w8a8_minmax_drop', 'no Core ML conversion')} | {r['recipe_drop']:.3f} | "
+                     f"{cell(r, 'coreml_w8a8_drop', 'no Core ML conversion')} | {cell(r, 'w8a16_drop', 'no 16x8 conversion')} |")
     lines += ["",
               "## Time each technique takes (s, CPU, same loaded machine)", "",
               "| model | " + " | ".join(STAGE_TITLES.values()) + " |", "|---|" + "---|" * len(STAGE_TITLES)]

@@ -51,18 +51,22 @@ def test_doc_shows_kept_and_rejected_stages_targets_and_qat_cost(bench, tmp_path
     assert "`python bench/quant.py --qat-steps 100`" in text and "100 LSQ QAT steps" in text
 
 
-def test_doc_has_the_w8a16_column(bench, tmp_path):
-    """The w8a16 table: a measured drop, a model without a 16x8 conversion, and an older result."""
+def test_doc_has_the_core_ml_and_w8a16_columns(bench, tmp_path):
+    """The Core ML W8A8 / w8a16 table: measured drops, a model without a conversion, and an older result."""
     stages = [_stage("minmax", True, 0.12)]
     base = {"train_steps": 500, "command": "python bench/quant.py", "minutes": 1.0, "float_psnr": 35.0, "stages": stages,
             "techniques": ["minmax"], "recipe_drop": 0.12, "sensitivity": {},
             "qat_cost": {"float_train_form_s": 0.1, "float_deploy_s": 0.05, "qat_ema_s": 0.2, "qat_lsq_s": 0.15}}
-    rows = {"sesr_m5": {**base, "label": "SESR-M5", "model": "sesr_m5", "w8a16_drop": 0.004},
-            "pkn": {**base, "label": "PKN", "model": "pkn", "w8a16_drop": None},
+    rows = {"sesr_m5": {**base, "label": "SESR-M5", "model": "sesr_m5", "w8a16_drop": 0.004, "minmax_drop": 0.3,
+                        "coreml_w8a8_minmax_drop": 0.31, "coreml_w8a8_drop": 0.125},
+            "pkn": {**base, "label": "PKN", "model": "pkn", "w8a16_drop": None, "minmax_drop": 0.2,
+                    "coreml_w8a8_minmax_drop": None, "coreml_w8a8_drop": None},
             "splitsr_s": {**base, "label": "SplitSR-S", "model": "splitsr_s"}}
     doc = tmp_path / "quant.md"
     bench.write_doc(rows, doc)
     text = doc.read_text()
-    assert "| SESR-M5 | 0.120 | 0.004 |" in text
-    assert "| PKN | 0.120 | — (no 16x8 conversion) |" in text
-    assert "| SplitSR-S | 0.120 | — (older result: rerun this model) |" in text
+    assert "| SESR-M5 | 0.300 | 0.310 | 0.120 | 0.125 | 0.004 |" in text
+    assert ("| PKN | 0.200 | — (no Core ML conversion) | 0.120 | — (no Core ML conversion) | "
+            "— (no 16x8 conversion) |") in text
+    older = "— (older result: rerun this model)"
+    assert f"| SplitSR-S | {older} | {older} | 0.120 | {older} | {older} |" in text
