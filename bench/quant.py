@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
+# bench/ off the path: bench/executorch.py would shadow the executorch package that coremltools imports
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
 sys.path.insert(0, str(ROOT))
 
 from edgesr.app.artifacts import open_artifact  # noqa: E402
