@@ -136,31 +136,23 @@ def sensitivity(deploy, ranges, set5, float_psnr) -> dict:
     return out
 
 
-def w8a16_drop(module, ranges, minmax, set5, float_psnr: float, out: Path) -> float | None:
-    """Set5 drop (dB) of the w8a16 TFLite export of ``(module, ranges)`` with ``minmax`` (the
-    module's min/max ranges, what :func:`edgesr.quantization.api.quantize_module` records and the
-    w8a16 export uses) on LiteRT's default interpreter, or None when the model does not convert to 16x8."""
-    path = out / "w8a16.tflite"
-    try:
-        export_tflite(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}, minmax), path, "w8a16")
-    except EdgesrError as exc:
-        print("  w8a16 export failed:", exc, flush=True)
-        return None
-    return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
+def export_drop(module, ranges, minmax, set5, float_psnr: float, path: Path, precision: str) -> float | None:
+    """Set5 drop (dB) of an export of ``(module, ranges)`` with ``minmax`` (the module's min/max
+    ranges, what :func:`edgesr.quantization.api.quantize_module` records and the w8a16 export uses),
+    scored through the one evaluation path, or None when the model does not convert.
 
-
-def coreml_w8a8_drop(module, ranges, minmax, set5, float_psnr: float, path: Path) -> float | None:
-    """Set5 drop (dB) of the Core ML W8A8 export of ``(module, ranges)`` (TFLite's ranges and
-    per-channel int8 weights, :func:`edgesr.converters.export.export_coreml`) run by edgesr's MIL
-    interpreter (the one evaluation path; Core ML cannot predict on Linux), or None when it does
-    not convert."""
-    if path.exists():
+    ``precision``: ``"w8a16"`` (a ``.tflite`` path; TFLite 16x8 on LiteRT's default interpreter) or
+    ``"w8a8"`` (a ``.mlpackage`` path; Core ML with TFLite's ranges and per-channel int8 weights, run
+    by edgesr's MIL interpreter since Core ML cannot predict on Linux).
+    """
+    export = export_tflite if precision == "w8a16" else export_coreml
+    if path.is_dir():
         shutil.rmtree(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        export_coreml(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}, minmax), path, "w8a8")
+        export(QuantizedCheckpoint(module, ranges, None, {"observer": "recipe"}, minmax), path, precision)
     except EdgesrError as exc:
-        print("  Core ML W8A8 export failed:", exc, flush=True)
+        print(f"  {precision} export failed:", exc, flush=True)
         return None
     return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
 
@@ -246,14 +238,15 @@ def main(argv=None) -> int:
         row["stages"] = res.stages
         row["techniques"] = res.techniques()
         row["recipe_drop"] = score(res.module, res.ranges)
-        row["w8a16_drop"] = w8a16_drop(res.module, res.ranges, calibrate(res.module, calib), set5, row["float_psnr"],
-                                       args.out / name)
+        minmax = calibrate(res.module, calib)
+        row["w8a16_drop"] = export_drop(res.module, res.ranges, minmax, set5, row["float_psnr"],
+                                        args.out / name / "w8a16.tflite", "w8a16")
         start = calibrate(deploy, calib)
         row["minmax_drop"] = res.stages[0]["score"]  # the recipe's min/max start: the same calibration
-        row["coreml_w8a8_minmax_drop"] = coreml_w8a8_drop(deploy, start, start, set5, row["float_psnr"],
-                                                          args.out / name / "minmax_w8a8.mlpackage")
-        row["coreml_w8a8_drop"] = coreml_w8a8_drop(res.module, res.ranges, calibrate(res.module, calib), set5,
-                                                   row["float_psnr"], args.out / name / "recipe_w8a8.mlpackage")
+        row["coreml_w8a8_minmax_drop"] = export_drop(deploy, start, start, set5, row["float_psnr"],
+                                                     args.out / name / "minmax_w8a8.mlpackage", "w8a8")
+        row["coreml_w8a8_drop"] = export_drop(res.module, res.ranges, minmax, set5, row["float_psnr"],
+                                              args.out / name / "recipe_w8a8.mlpackage", "w8a8")
         row["sensitivity"] = sensitivity(deploy, start, set5, row["float_psnr"])
         row["qat_cost"] = qat_cost(name, start, deploy, train_images)
         results[name] = row
