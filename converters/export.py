@@ -29,7 +29,8 @@ own and nothing is recalibrated; any other model is calibrated once per :func:`e
 (min/max on the calibration patches, :func:`int8_ranges`). TFLite w8a16 takes the checkpoint's
 ``minmax_ranges`` (the quantized module's own min/max, recorded by ``edgesr quantize``; the
 int8 ranges where an older checkpoint lacks them): ranges tuned for int8 may clip, which int16
-cannot make up for. Each int8/w8a8/w8a16 artifact's metadata records its ranges under
+cannot make up for. It converts the checkpoint's ``w8a16_module`` where ``edgesr quantize``
+found the float model's own weights better at int16 activations than the recipe's. Each int8/w8a8/w8a16 artifact's metadata records its ranges under
 ``provenance["quantization"]`` with ``ranges_from`` ``"checkpoint"`` or ``"export calibration"``.
 """
 
@@ -224,7 +225,9 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
     if precision == "w8a16":
         wide = q.minmax_ranges is not None
         ranges = q.minmax_ranges if wide else ranges
+        module = q.w8a16()
         extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
+                                  "weights_from": "recipe" if q.w8a16_module is None else "float model (w8a16_state_dict)",
                                   "biases": "int64",
                                   "ranges": "the quantized module's min/max ranges (minmax_ranges)" if wide
                                   else "the int8 model's tensor ranges",

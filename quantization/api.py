@@ -12,6 +12,8 @@ nothing recalibrates at export.
 
 from __future__ import annotations
 
+import copy
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +27,7 @@ from edgesr.quantization.calibration import (
 from edgesr.quantization.fake_quant import fake_quant_module
 from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
 from edgesr.quantization.qat import hr_patches, qat
-from edgesr.quantization.recipe import RECIPES, RecipeConfig, run_recipe, split_photos
+from edgesr.quantization.recipe import RECIPES, RecipeConfig, choose_w8a16_weights, run_recipe, split_photos
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
@@ -87,7 +89,7 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
         images = list(calibration)
     patches = calibration_patches(images, model.contract, patch, count, seed)
     ranges = calibrate(model, patches, observer, **observer_kw)
-    quantized, recipe_record = model, None
+    quantized, recipe_record, w8a16_module = model, None, None
     if recipe is not None:
         fit, held_out = split_photos(images)
         fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
@@ -97,6 +99,9 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
         quantized, ranges = result.module, result.ranges
         recipe_record = {"name": recipe, "techniques": result.techniques(),
                          "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "seconds")} for s in result.stages]}
+        if result.techniques() != ["minmax"]:  # the weights changed: which suit int16 activations?
+            chosen, recipe_record["w8a16"] = choose_w8a16_weights(model, quantized, val)
+            w8a16_module = chosen if chosen is not quantized else None
     elif qat_steps > 0:
         with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
             quantized, ranges = qat(model, images, qat_steps, ranges=ranges, patch=patch * model.scale,
@@ -107,9 +112,10 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
                 "weights": "int8 per-channel symmetric [-127, 127]", "activations": "int8 per-tensor asymmetric, nudged",
                 "recipe": recipe_record}
     quantized = quantized.eval()
-    minmax = calibrate(quantized, patches, "minmax")  # w8a16's ranges: int16 steps are fine, clipping is what costs
+    # w8a16's ranges: int16 steps are fine, clipping is what costs
+    minmax = calibrate(w8a16_module if w8a16_module is not None else quantized, patches, "minmax")
     return QuantizedCheckpoint(quantized, {k: (float(lo), float(hi)) for k, (lo, hi) in ranges.items()}, None, settings,
-                               minmax)
+                               minmax, w8a16_module)
 
 
 def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLike | None = None,
@@ -160,6 +166,8 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     save_checkpoint(out, q.module, step=int(state.get("step", 0)), config=state.get("config", {}), form="deploy",
                     extra={"activation_ranges": {k: [lo, hi] for k, (lo, hi) in q.activation_ranges.items()},
                            "minmax_ranges": {k: [lo, hi] for k, (lo, hi) in (q.minmax_ranges or {}).items()},
+                           **({"w8a16_state_dict": {k: v.detach().cpu() for k, v in q.w8a16_module.state_dict().items()}}
+                              if q.w8a16_module is not None else {}),
                            "quantization": {**settings, "eval": scores}})
     return {"checkpoint": str(ckpt_path), "out": str(out), "observer": observer, "qat_steps": int(qat_steps),
             "activation_ranges": q.activation_ranges, "eval": scores, "recipe": settings["recipe"]}
@@ -176,12 +184,17 @@ class QuantizedCheckpoint:
             contract's [0, 1]), min <= 0 <= max, one entry per int8 tensor node of ``module``.
         path: the checkpoint file; None for ranges calibrated at export (not saved).
         settings: the checkpoint's ``quantization`` record (observer, QAT steps, scores...).
-        minmax_ranges: the min/max ranges of ``module`` itself on the calibration patches (same
-            keys), recorded by :func:`quantize_module`; None in checkpoints written before it.
-            The w8a16 export uses them: the int8 ranges may clip on purpose (range search, QAT
+        minmax_ranges: the min/max ranges, on the calibration patches, of the module the w8a16
+            export uses (``w8a16_module`` or ``module``; same keys), recorded by
+            :func:`quantize_module`; None in checkpoints written before it. The w8a16 export uses them: the int8 ranges may clip on purpose (range search, QAT
             trade clipping for finer int8 steps), but int16 steps are 256x finer, so at int16
             the clipping is all that is left (measured on SESR-M5 x2 Set5: 0.030 dB at a
             recipe's clipped int8 ranges, 0.007 dB at min/max).
+        w8a16_module: the weights the w8a16 export uses where they are not ``module``'s: the
+            float model's own, when they scored higher than the recipe's with int8 weights and
+            float activations on the held-out crops
+            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`; saved as
+            ``w8a16_state_dict``); None: ``module``.
     """
 
     module: nn.Module
@@ -189,6 +202,11 @@ class QuantizedCheckpoint:
     path: str | None
     settings: dict = field(default_factory=dict)
     minmax_ranges: dict[str, tuple[float, float]] | None = None
+    w8a16_module: nn.Module | None = None
+
+    def w8a16(self) -> nn.Module:
+        """The module a w8a16 export converts (``w8a16_module`` or ``module``)."""
+        return self.w8a16_module if self.w8a16_module is not None else self.module
 
     def provenance(self) -> dict:
         """What an artifact made from it records in its metadata (``provenance["quantization"]``)."""
@@ -243,7 +261,15 @@ def read_quantized(path: str | os.PathLike) -> QuantizedCheckpoint:
     minmax = _ranges_of({"activation_ranges": state["minmax_ranges"]}, path) if state.get("minmax_ranges") else None
     if minmax is not None and set(minmax) != set(ranges):
         raise EdgesrError(f"{path}: minmax_ranges name other nodes than activation_ranges")
-    return QuantizedCheckpoint(module, ranges, str(path), dict(state.get("quantization") or {}), minmax)
+    w8a16_module = None
+    if state.get("w8a16_state_dict") is not None:
+        w8a16_module = copy.deepcopy(module)
+        try:
+            w8a16_module.load_state_dict(state["w8a16_state_dict"])
+        except (RuntimeError, TypeError, AttributeError) as exc:
+            raise EdgesrError(f"{path}: w8a16_state_dict does not fit the model: {str(exc).splitlines()[0]}") from None
+        w8a16_module.eval()
+    return QuantizedCheckpoint(module, ranges, str(path), dict(state.get("quantization") or {}), minmax, w8a16_module)
 
 
 def load_activation_ranges(path: str | os.PathLike) -> dict[str, tuple[float, float]]:

@@ -215,7 +215,8 @@ _UNSUPPORTED_FUNCTIONS = {F.conv2d, F.conv_transpose2d, F.linear, F.prelu, torch
 
 
 def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], *,
-                      range_mode: str = "fixed", share_weights: bool = False) -> fx.GraphModule:
+                      range_mode: str = "fixed", share_weights: bool = False,
+                      activations: bool = True) -> fx.GraphModule:
     """The int8 simulation of ``deploy_module``: a traced copy with fake-quant inserted.
 
     Args:
@@ -226,6 +227,9 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
             every quantizer except softmax/tanh outputs and the input (the contract's range),
             which stay fixed.
         share_weights: wrap ``deploy_module``'s own convs (QAT trains them) instead of a copy.
+        activations: False leaves every activation and bias in float: the int8 weights (and
+            PReLU slopes) alone, which is what a w8a16 model's int16 activations come within
+            1/256 of an int8 step of (``ranges`` then unused; ``quantizers`` empty).
     Returns:
         ``fx.GraphModule`` with the same ``contract``/``scale`` attributes, input and output
         shapes as ``deploy_module``; its ``quantizers`` attribute maps node names to their
@@ -241,7 +245,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     limits = clip_limits(gm, plan)
     quantizers: dict[str, ActivationFakeQuant] = {}
     for name, point in plan.items():  # first every quantizer: a shared one may come later (concat)
-        if point.kind == QUANTIZE:
+        if point.kind == QUANTIZE and activations:
             rng = point.fixed_range or ranges.get(name)
             if rng is None:
                 raise EdgesrError(f"activation range missing for node {name!r} (have: {', '.join(sorted(ranges))})")
@@ -256,7 +260,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     graph = gm.graph
     for node in list(graph.nodes):
         point = plan[node.name]
-        if point.kind not in (QUANTIZE, SHARED):
+        if point.kind not in (QUANTIZE, SHARED) or not activations:
             continue
         with graph.inserting_after(node):
             kwargs = {} if point.kind == QUANTIZE or point.observed else {"observe": False}

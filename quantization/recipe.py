@@ -66,7 +66,11 @@ class RecipeConfig:
     minimises does not rank them: on the T91-trained models of docs/quant.md (min/max ranges,
     ``bench/quant.py``'s calibration), 200/1000/2000 steps gave Set5 drops of 0.098/0.035/0.033 dB
     on the authors' eSR-MAX and 0.336/0.453/0.356 dB on eSR-CNN, in the order of the held-out
-    crops' drops (0.064/0.035/0.034 and 0.265/0.326/0.255 dB) but not of the layer losses;
+    crops' drops (0.064/0.035/0.034 and 0.265/0.326/0.255 dB) but not of the layer losses.
+    The 3000-step schedule fits the budget only for one-conv models (eSR-MAX): on the
+    T91-trained eSR-MAX the held-out crops chose it, and its Set5 drop after the recipe went
+    from 0.048 to 0.032 dB, w8a16 from 0.032 to 0.015 dB (docs/quant.md); the authors' eSR-MAX
+    keeps 1000;
     ``search_patches``: calibration patches the output-driven range search scores; ``qat_steps``: LSQ QAT steps (batch ``qat_batch``
     HR patches), weights at ``qat_lr`` and range bounds at ``qat_range_lr``, cosine decay,
     validated every ``qat_eval_every`` steps; ``seed`` fixes every random choice.
@@ -76,7 +80,7 @@ class RecipeConfig:
     result per model); keep-best rejects QAT where it does not help (the headline SESR-M5).
     """
 
-    adaround_iters: tuple[int, ...] = (200, 1000)
+    adaround_iters: tuple[int, ...] = (200, 1000, 3000)
     adaround_budget: int = 5000
     adaround_batch: int = 4
     search_patches: int = 16
@@ -185,6 +189,33 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
             on_stage(record)
     result.module, result.ranges = module.eval(), ranges
     return result
+
+
+def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_hr) -> tuple[nn.Module, dict]:
+    """The weights a w8a16 export should carry: the recipe's result or the float model's own.
+
+    The recipe's weights are chosen for int8 activations (AdaRound and bias correction on the
+    int8 simulation's inputs, LSQ QAT through it); at int16 activations what is left is the int8
+    weights' own error, and QAT's adaptation to int8 noise can cost more than it saves (measured
+    on the 12-minute SplitSR-S of docs/quant.md: w8a16 Set5 drop 0.072 dB with the recipe's
+    weights, 0.005 dB with the float model's). Each candidate is scored with int8 weights and
+    float activations (:func:`~edgesr.quantization.fake_quant.fake_quant_module` with
+    ``activations=False``) on ``val_hr``; the recipe's wins ties.
+
+    Args:
+        float_module, recipe_module: deploy modules of one architecture (the same graph), float32.
+        val_hr: float32 (M, C, H, W) held-out HR patches in [0, 1] (:func:`run_recipe`'s ``val_hr``).
+    Returns:
+        ``(module, record)``: the chosen module (one of the two, not copied) and
+        ``{"weights": "recipe" | "float", "val_psnr_db": {"recipe": dB, "float": dB}}``.
+    """
+    val_hr = torch.as_tensor(val_hr, dtype=torch.float32)
+    val_lr = imresize_torch(val_hr, 1.0 / float_module.contract.scale)
+    scores = {name: sim_psnr(fake_quant_module(m, {}, activations=False).eval(), val_lr, val_hr)
+              for name, m in (("recipe", recipe_module), ("float", float_module))}
+    choice = "float" if scores["float"] > scores["recipe"] else "recipe"
+    return (float_module if choice == "float" else recipe_module).eval(), {
+        "weights": choice, "val_psnr_db": {k: round(v, 4) for k, v in scores.items()}}
 
 
 def _cle(module, calib):

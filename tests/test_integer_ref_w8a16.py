@@ -247,3 +247,60 @@ def test_w8a16_dot_products_stay_close_to_float(name):
         want = module(torch.from_numpy(x)).numpy()
     got = np.asarray(open_artifact(path)(x))
     assert np.abs(got - want).max() <= 2.0 / 255, np.abs(got - want).max() * 255
+
+
+def test_w8a16_exports_the_checkpoints_w8a16_weights_and_validates_against_them(tmp_path):
+    """A quantized checkpoint whose ``w8a16_state_dict`` holds other weights than its int8 module:
+    ``read_quantized`` rebuilds them, the w8a16 export converts them (LiteRT's output follows
+    them, not the int8 module's), the int8 export keeps the int8 module's; a state dict that does
+    not fit the model is refused in one line."""
+    import json
+
+    import torch
+    from edgesr.converters.export import calibration_patches, deploy_module, export_tflite
+    from edgesr.quantization.api import read_quantized
+    from edgesr.quantization.calibration import calibrate
+
+    from edgesr.app.artifacts import open_artifact
+    from edgesr.cli import main
+    from edgesr.core.checkpoint import save_checkpoint
+    from edgesr.core.models import create
+
+    torch.manual_seed(0)
+    float_module = deploy_module(create("sesr_m3", scale=2))
+    int8_module = deploy_module(create("sesr_m3", scale=2))  # other weights: the int8 module's
+    int8_module.registry_name = float_module.registry_name = "sesr_m3"
+    patches = calibration_patches(None, float_module.contract, patch=32, count=4)
+    ranges, minmax = calibrate(int8_module, patches), calibrate(float_module, patches)
+    ckpt = save_checkpoint(tmp_path / "q_int8.pt", int8_module, form="deploy",
+                           extra={"activation_ranges": {k: list(v) for k, v in ranges.items()},
+                                  "minmax_ranges": {k: list(v) for k, v in minmax.items()},
+                                  "w8a16_state_dict": float_module.state_dict(), "quantization": {}})
+    q = read_quantized(ckpt)
+    assert q.w8a16() is q.w8a16_module and q.minmax_ranges == minmax
+    for k, v in float_module.state_dict().items():
+        assert torch.equal(q.w8a16_module.state_dict()[k], v)
+        assert v.ndim != 4 or not torch.equal(q.module.state_dict()[k], v)  # conv weights differ (PReLU init does not)
+    x = torch.from_numpy(model_input(crop(embedded_image("coffee"), 48, 64, 100, 200), float_module.contract).astype(np.float32))
+    outs = {}
+    for precision in ("w8a16", "int8"):
+        path = tmp_path / f"m_{precision}.tflite"
+        export_tflite(q, path, precision, patches)
+        outs[precision] = torch.from_numpy(open_artifact(path)(x.numpy()))
+    with torch.no_grad():
+        to_float, to_int8 = (float(torch.abs(outs["w8a16"] - m(x)).max()) for m in (float_module, int8_module))
+        # each export computes its own weights' function (random weights: the other's is far off)
+        assert to_float < to_int8 / 4
+        assert float(torch.abs(outs["int8"] - int8_module(x)).max()) < float(torch.abs(outs["int8"] - float_module(x)).max()) / 4
+    plain = save_checkpoint(tmp_path / "int8_weights.pt", int8_module, form="deploy")  # not quantized
+    p999 = {}
+    for name, source in (("checkpoint", ckpt), ("int8 module", plain)):
+        main(["validate", str(tmp_path / "m_w8a16.tflite"), "--reference", str(ckpt), "--source", str(source),
+              "--out", str(tmp_path / "v.json")])
+        p999[name] = json.loads((tmp_path / "v.json").read_text())["p999_abs_err"]
+    assert p999["checkpoint"] < p999["int8 module"] / 4  # --source CKPT_int8.pt: measured against its w8a16 weights
+    bad = save_checkpoint(tmp_path / "bad_int8.pt", int8_module, form="deploy",
+                          extra={"activation_ranges": {k: list(v) for k, v in ranges.items()},
+                                 "w8a16_state_dict": {"first.weight": torch.zeros(1)}, "quantization": {}})
+    with pytest.raises(EdgesrError, match="w8a16_state_dict does not fit"):
+        read_quantized(bad)

@@ -21,7 +21,9 @@ def bench():
 
 
 def test_every_trained_entry_is_registered_at_x2(bench):
-    for label, name in bench.ZOO:
+    for label, key in bench.ZOO:
+        name, _, minutes = key.partition("@")  # NAME@MIN: the same model trained for MIN minutes
+        assert not minutes or float(minutes) > 0, label
         if not name.startswith("authors:"):
             assert create(name, scale=2).scale == 2, label
 
@@ -36,13 +38,14 @@ def test_doc_shows_kept_and_rejected_stages_targets_and_qat_cost(bench, tmp_path
               _stage("range_search", True, 0.08), _stage("adaround", True, 0.04, 12.5), _stage("bias_correction", False, 0.05),
               _stage("lsq_qat", True, 0.03, details={"steps": 100, "best_step": 60, "val_psnr_db": []})]
     row = {"label": "SESR-M5", "model": "sesr_m5", "train_steps": 500, "command": "python bench/quant.py --qat-steps 100",
-           "minutes": 1.2, "float_psnr": 35.0, "stages": stages, "techniques": ["minmax", "range_search", "adaround", "lsq_qat"],
+           "minutes": 1.2, "float_psnr": 35.0, "bicubic_psnr": 33.5, "stages": stages, "techniques": ["minmax", "range_search", "adaround", "lsq_qat"],
            "recipe_drop": 0.03, "sensitivity": {"x": 0.02, "first": 0.01, "weights only": 0.005},
            "qat_cost": {"float_train_form_s": 0.1, "float_deploy_s": 0.05, "qat_ema_s": 0.2, "qat_lsq_s": 0.15}}
     doc = tmp_path / "quant.md"
     bench.write_doc({"sesr_m5": row}, doc)
     text = doc.read_text()
-    assert "| SESR-M5 (`sesr_m5`) | 500 | 35.00 | 0.120 | (0.130) | 0.080 | 0.040 | (0.050) | 0.030 | range_search, adaround, lsq_qat |" in text
+    assert "| SESR-M5 (`sesr_m5`) | 500 | 35.00 | +1.50 | 0.120 | (0.130) | 0.080 | 0.040 | (0.050) | 0.030 | range_search, adaround, lsq_qat |" in text
+    assert "MATLAB bicubic's (33.50 dB)" in text
     assert "SESR-M5 **0.030**" in text and "SESR-M5 meets" in text and "0.07 dB" in text
     assert "| SESR-M5 | 0.1000 | 0.0500 | 0.2000 | 0.1500 | 1.50x | 3.00x |" in text
     assert "| SESR-M5 | 1.0 | 1.0 | 1.0 | 12.5 | 1.0 | 1.0 |" in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from edgesr.quantization import calibrate, fake_quant_module
@@ -10,7 +12,9 @@ from edgesr.quantization.bias_correction import correct_bias
 from edgesr.quantization.equalization import equalization_pairs, equalize
 from edgesr.quantization.fake_quant import fake_quant_weight
 from edgesr.quantization.graph import trace
+from edgesr.quantization.qat import hr_patches
 from edgesr.quantization.range_search import search_ranges
+from edgesr.quantization.recipe import choose_w8a16_weights
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.core.data import embedded_images
@@ -111,3 +115,33 @@ def test_output_range_search_lowers_the_output_error(photos):
         search_ranges(model, calib, criterion="psnr?")
     with pytest.raises(EdgesrError, match="factors"):
         search_ranges(model, calib, factors=(1.5,))
+
+
+def test_weights_only_simulation_is_the_model_with_int8_weights(photos):
+    model, calib, held = photos
+    sim = fake_quant_module(model, {}, activations=False).eval()
+    assert sim.quantizers == {}
+    rounded = copy.deepcopy(model)
+    with torch.no_grad():
+        for conv in rounded.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.copy_(fake_quant_weight(conv.weight))
+        assert torch.equal(sim(held), rounded(held))
+        assert not torch.equal(sim(held), model(held))
+
+
+def test_w8a16_weights_are_the_better_of_the_recipes_and_the_float_models(photos):
+    """The choice follows the held-out PSNR with int8 weights and float activations, whichever
+    candidate plays which role; the recipe's wins a tie."""
+    model, calib, _ = photos
+    val = hr_patches(embedded_images("val"), model.contract, patch=48, count=8, seed=2)
+    worse = copy.deepcopy(model)
+    with torch.no_grad():
+        worse.first.weight.mul_(1.3)  # other weights, a worse function
+    chosen, record = choose_w8a16_weights(model, worse, val)
+    assert chosen is model and record["weights"] == "float"
+    assert record["val_psnr_db"]["float"] > record["val_psnr_db"]["recipe"]
+    chosen, record = choose_w8a16_weights(worse, model, val)
+    assert chosen is model and record["weights"] == "recipe"
+    chosen, record = choose_w8a16_weights(model, model, val)
+    assert record["weights"] == "recipe" and record["val_psnr_db"]["float"] == record["val_psnr_db"]["recipe"]

@@ -339,7 +339,7 @@ def _validate_and_report(run: Run) -> dict:
     ref_module = reference if reference is not None else trained
     ref = reference_run(ref_module, eval_sets, progress)
     val_dir = out_dir / "validation"
-    int8_path, int8_ref = out_dir / "checkpoints" / "int8.pt", None
+    int8_path, int8_refs = out_dir / "checkpoints" / "int8.pt", {}
     emulation_seconds, emulation_ref = 0.0, None
     for art in artifacts:
         cached = val_dir / (Path(art["path"]).name + ".json")
@@ -350,11 +350,13 @@ def _validate_and_report(run: Run) -> dict:
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            source = None  # int8 / w8a16 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module
-            if art["precision"] in RANGED_PRECISIONS and int8_path.exists():
-                if int8_ref is None:
-                    int8_ref = reference_run(read_quantized(int8_path).module, eval_sets, progress)
-                source = int8_ref
+            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module,
+            if art["precision"] in RANGED_PRECISIONS and int8_path.exists():  # w8a16 from its w8a16 module
+                q = int8_refs.setdefault("checkpoint", read_quantized(int8_path))
+                kind = "w8a16" if art["precision"] == "w8a16" and q.w8a16_module is not None else "int8"
+                if kind not in int8_refs:
+                    int8_refs[kind] = reference_run(q.w8a16() if kind == "w8a16" else q.module, eval_sets, progress)
+                source = int8_refs[kind]
             v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress,
                                   source_reference=source)
             _json_write(cached, v)

@@ -50,14 +50,30 @@ from edgesr.commands._args import (
 from edgesr.converters.partitions import xnnpack_line
 from edgesr.core.atomic import write_text_atomic
 from edgesr.core.checkpoint import load_checkpoint
+from edgesr.core.contract import read_artifact_metadata
 from edgesr.core.data import resolve_eval_sets
 from edgesr.core.errors import EdgesrError
+from edgesr.quantization.api import is_quantized, read_quantized
 from edgesr.quantization.integer_ref import IntegerGraph, contract_of_tflite
 
 
 def _reference(text: str) -> str:
     """``--reference``: the word ``integer`` (when no file has that name) or an existing checkpoint."""
     return text if text == "integer" and not os.path.exists(text) else existing_file(text)
+
+
+def _source_module(source: str, artifact: str, precision: str | None):
+    """The module ``artifact`` was exported from: a quantized checkpoint's w8a16 weights for a
+    w8a16 artifact (:meth:`~edgesr.quantization.api.QuantizedCheckpoint.w8a16`), else its deploy module."""
+    if not is_quantized(source):
+        return load_checkpoint(source, deploy=True)[0]
+    q = read_quantized(source)
+    if precision is None and os.path.isfile(artifact):
+        try:
+            precision = read_artifact_metadata(artifact).get("provenance", {}).get("precision")
+        except EdgesrError:
+            precision = None
+    return q.w8a16() if precision == "w8a16" else q.module
 
 
 def add_arguments(p) -> None:
@@ -159,7 +175,7 @@ def run(args) -> int:
             raise EdgesrError("--kernels / --reference-kernels apply to .tflite artifacts only")
         options["kernels"] = kernels
     tol = INT8_MAX_DROP_DB if args.int8_tolerance_db is None else args.int8_tolerance_db
-    source = load_checkpoint(args.source, deploy=True)[0] if args.source else None
+    source = _source_module(args.source, args.artifact, args.precision) if args.source else None
     result = validate_artifact(args.artifact, reference, sets, args.precision, int8_tolerance_db=tol,
                                progress=show_progress(args), source_reference=source, **options)
     if args.integer_reference:  # edgesr.app.integer_litert (issue 6)
