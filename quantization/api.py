@@ -26,7 +26,7 @@ from edgesr.quantization.calibration import (
 )
 from edgesr.quantization.fake_quant import fake_quant_module
 from edgesr.quantization.graph import quant_plan, tensor_nodes, trace
-from edgesr.quantization.qat import hr_patches, qat
+from edgesr.quantization.qat import hr_patches, qat, whole_images
 from edgesr.quantization.recipe import RECIPES, RecipeConfig, choose_w8a16_weights, run_recipe, split_photos
 
 from edgesr.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -59,8 +59,9 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
         recipe: None (calibrate with ``observer``, then ``qat_steps`` of QAT), or a name of
             :data:`edgesr.quantization.recipe.RECIPES` (``"default"``: CLE, range search,
             AdaRound, bias correction, then ``qat_steps`` of LSQ QAT, each stage kept where it
-            raises the int8 PSNR on photos held out of ``calibration``,
-            :func:`~edgesr.quantization.recipe.split_photos`).
+            raises the int8 PSNR on photos held out of ``calibration`` and scored whole, pooled
+            and on most of them (:func:`~edgesr.quantization.recipe.split_photos`,
+            :func:`~edgesr.quantization.qat.whole_images`, :meth:`~edgesr.quantization.qat.ValScore.beats`).
         patch, count, seed: calibration crops (:func:`edgesr.core.evaluate.calibration_patches`).
 
     Returns:
@@ -94,11 +95,12 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
         fit, held_out = split_photos(images)
         fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
         hr = hr_patches(fit, model.contract, patch * model.scale, max(count, 64), seed)
-        val = hr_patches(held_out, model.contract, patch * model.scale, 32, seed + 1000)
+        val = whole_images(held_out, model.contract)
         result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
         quantized, ranges = result.module, result.ranges
         recipe_record = {"name": recipe, "techniques": result.techniques(),
-                         "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "seconds")} for s in result.stages]}
+                         "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "val_images_better", "seconds") if k in s}
+                                    for s in result.stages]}
         if result.techniques() != ["minmax"]:  # the weights changed: which suit int16 activations?
             chosen, recipe_record["w8a16"] = choose_w8a16_weights(model, quantized, val)
             w8a16_module = chosen if chosen is not quantized else None
@@ -191,8 +193,8 @@ class QuantizedCheckpoint:
             the clipping is all that is left (measured on SESR-M5 x2 Set5: 0.030 dB at a
             recipe's clipped int8 ranges, 0.007 dB at min/max).
         w8a16_module: the weights the w8a16 export uses where they are not ``module``'s: the
-            float model's own, when they scored higher than the recipe's with int8 weights and
-            float activations on the held-out crops
+            float model's own, when they beat the recipe's with int8 weights and float
+            activations on the held-out photos
             (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`; saved as
             ``w8a16_state_dict``); None: ``module``.
     """

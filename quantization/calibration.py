@@ -192,9 +192,13 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
         (placeholder included; depth-to-space and the final clip repeat their input's range;
         a conv whose RELU TFLite fuses has no entry, its RELU has). min <= 0 <= max. The
         members of a same-scale cluster (:func:`edgesr.quantization.graph.observed_nodes`) share the
-        union of their ranges; a group that ends in the output clamp is narrowed to the
-        clamp's bounds (:func:`edgesr.quantization.graph.clip_limits`); the input takes the model
-        contract's ``value_range`` (every valid input representable, none clipped).
+        union of their ranges; a group that ends in the output clamp takes exactly the
+        clamp's bounds (:func:`edgesr.quantization.graph.clip_limits`): values beyond them cannot
+        reach the output, and on [0, 1] the int8 grid (scale 1/255, zero point -128) is the 8-bit
+        grid the output is shown on, so its rounding is the display's own (a narrower range
+        would round twice and clip bright pixels: LSQ QAT narrowing SESR-M5's to [0, 0.914] on
+        T91 patches cost 0.04 dB on Set5); the input takes the model contract's ``value_range``
+        (every valid input representable, none clipped).
 
     Raises:
         EdgesrError: unknown observer, or no patches.
@@ -215,7 +219,7 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
     for node in gm.graph.nodes:  # the input takes the contract's whole range: no valid input is clipped
         if node.op == "placeholder" and contract is not None and node.name in ranges:
             ranges[node.name] = _with_zero(*contract.value_range)
-    for n, (lo, hi) in clip_limits(gm, plan).items():  # values beyond the output clamp cannot matter
-        ranges[n] = _with_zero(max(ranges[n][0], lo), min(ranges[n][1], hi))
+    for n, (lo, hi) in clip_limits(gm, plan).items():  # the output clamp's range: the display grid
+        ranges[n] = _with_zero(lo, hi)
     fixed = {n: p.fixed_range for n, p in plan.items() if p.fixed_range is not None}
     return {n: fixed.get(n) or ranges[range_source(plan, n)] for n in tensor_nodes(plan)}

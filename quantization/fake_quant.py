@@ -124,13 +124,9 @@ class ActivationFakeQuant(nn.Module):
             of the exact arithmetic) or ``"lsq"`` (parameters; in training mode the fused
             :func:`~edgesr.quantization.lsq.lsq_fake_quant` with LSQ's step-size and offset
             gradients, in eval mode the exact arithmetic).
-        limits: for ``"ema"``: (lo, hi) that each batch's min/max is clamped to first, for a
-            tensor whose values beyond the output clamp cannot matter
-            (:func:`edgesr.quantization.graph.clip_limits`).
     """
 
-    def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01,
-                 limits: tuple[float, float] | None = None):
+    def __init__(self, rmin: float, rmax: float, mode: str = "fixed", momentum: float = 0.01):
         super().__init__()
         if mode not in RANGE_MODES:
             raise EdgesrError(f"range mode must be one of {', '.join(RANGE_MODES)}, got {mode!r}")
@@ -141,7 +137,7 @@ class ActivationFakeQuant(nn.Module):
         else:
             self.register_buffer("rmin", lo_t)
             self.register_buffer("rmax", hi_t)
-        self.mode, self.momentum, self.limits = mode, momentum, limits
+        self.mode, self.momentum = mode, momentum
 
     def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The range in use: rmin <= 0 <= rmax, rmax - rmin >= MIN_RANGE_WIDTH (0-dim float32)."""
@@ -157,8 +153,6 @@ class ActivationFakeQuant(nn.Module):
         if self.training and observe and self.mode == "ema":
             with torch.no_grad():
                 lo, hi = x.min(), x.max()
-                if self.limits is not None:  # values beyond the output clamp do not count
-                    lo, hi = torch.clamp(lo, min=self.limits[0]), torch.clamp(hi, max=self.limits[1])
                 self.rmin.lerp_(torch.clamp(lo, max=0.0), self.momentum)
                 self.rmax.lerp_(torch.clamp(hi, min=0.0), self.momentum)
         if self.training and (self.mode == "lsq" or (self.mode == "fixed" and x.requires_grad)):
@@ -224,8 +218,9 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
         ranges: ``{fx node name: (min, max)}`` for every int8 tensor node
             (:func:`edgesr.quantization.graph.tensor_nodes`), e.g. from :func:`edgesr.quantization.calibrate`.
         range_mode: one of :data:`RANGE_MODES` (:class:`ActivationFakeQuant`), for
-            every quantizer except softmax/tanh outputs and the input (the contract's range),
-            which stay fixed.
+            every quantizer except softmax/tanh outputs, the input (the contract's range) and
+            a group that ends in the output clamp (its ``clamped`` entry: the clamp's range,
+            the display grid; :func:`~edgesr.quantization.calibrate`), which stay fixed.
         share_weights: wrap ``deploy_module``'s own convs (QAT trains them) instead of a copy.
         activations: False leaves every activation and bias in float: the int8 weights (and
             PReLU slopes) alone, which is what a w8a16 model's int16 activations come within
@@ -233,7 +228,9 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     Returns:
         ``fx.GraphModule`` with the same ``contract``/``scale`` attributes, input and output
         shapes as ``deploy_module``; its ``quantizers`` attribute maps node names to their
-        :class:`ActivationFakeQuant` (:func:`quantizer_ranges` reads them back).
+        :class:`ActivationFakeQuant` (:func:`quantizer_ranges` reads them back), its ``clamped``
+        attribute the groups that end in the output clamp, ``{source node: (lo, hi)}``
+        (:func:`edgesr.quantization.graph.clip_limits`).
 
     Raises:
         EdgesrError: a node without a range, or a layer int8 simulation does not cover
@@ -253,9 +250,9 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
             # cluster's EMA is updated once per member, which narrows its range below the union;
             # measured on SplitSR-S (Set5 int8 drop after 200 QAT steps) that beats keeping the
             # calibrated union fixed: x2 1.42 vs 1.92 dB, x4 0.51 vs 0.60 dB.
-            fixed = point.fixed_range is not None or gm.graph.find_nodes(op="placeholder", target=name) != []
-            quantizers[name] = ActivationFakeQuant(rng[0], rng[1], "fixed" if fixed else range_mode,
-                                                   limits=limits.get(name))
+            fixed = (point.fixed_range is not None or name in limits
+                     or gm.graph.find_nodes(op="placeholder", target=name) != [])
+            quantizers[name] = ActivationFakeQuant(rng[0], rng[1], "fixed" if fixed else range_mode)
             gm.add_submodule(f"fq_{name}", quantizers[name])
     graph = gm.graph
     for node in list(graph.nodes):
@@ -289,7 +286,7 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
     for attr in ("contract", "scale", "registry_name", "registry_kwargs"):
         if hasattr(deploy_module, attr):
             setattr(gm, attr, getattr(deploy_module, attr))
-    gm.quantizers, gm.quant_plan = quantizers, plan
+    gm.quantizers, gm.quant_plan, gm.clamped = quantizers, plan, limits
     return gm.train(deploy_module.training)
 
 

@@ -10,8 +10,9 @@ error for a finer step everywhere else. Two criteria:
   graph order, both ends of its range are shrunk by each factor in turn and the choice that
   gives the least mean squared error between the int8 simulation's output and the float
   model's output on the calibration patches (inside a border crop) is kept (maximising the
-  output PSNR against the float model), the tensors before it already set. The model's input (the contract's range)
-  and fixed-range tensors (softmax, tanh) are not searched.
+  output PSNR against the float model), the tensors before it already set. The model's input (the contract's range),
+  fixed-range tensors (softmax, tanh) and a group that ends in the output clamp (the clamp's range, the
+  8-bit display grid; :func:`~edgesr.quantization.calibrate`) are not searched.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def search_ranges(deploy_module: nn.Module, patches, ranges: dict[str, tuple[flo
         want = torch.cat([deploy_module(x[i : i + batch_size]) for i in range(0, x.shape[0], batch_size)])
     inputs = {n.name for n in sim.graph.nodes if n.op == "placeholder"}
     searchable = [n for n, p in sim.quant_plan.items()
-                  if n in sim.quantizers and p.fixed_range is None and n not in inputs]
+                  if n in sim.quantizers and p.fixed_range is None and n not in inputs and n not in sim.clamped]
     report: dict[str, float] = {"output_mse_before": _output_mse(sim, x, want, batch_size)}
     best_err = report["output_mse_before"]
     for name in searchable:

@@ -12,9 +12,10 @@ Stages, in order (:data:`STAGES`), each applied to the result of the ones kept b
    with ``range_mode="lsq"``).
 
 The choice per model is measured, not guessed: a stage is kept only if it raises the int8
-simulation's PSNR on held-out validation patches (``val``, never the benchmark sets); otherwise
-the model and ranges before it go on to the next stage. Every stage's outcome (kept or not,
-validation PSNR, seconds) is recorded, for ``report.json`` and ``docs/quant.md``.
+simulation's PSNR on held-out photos (``val``, never the benchmark sets), pooled and on more than
+half of them one by one (:meth:`~edgesr.quantization.qat.ValScore.beats`); otherwise the model
+and ranges before it go on to the next stage. Every stage's outcome (kept or not, validation
+PSNR, how many photos it raised, seconds) is recorded, for ``report.json`` and ``docs/quant.md``.
 """
 
 from __future__ import annotations
@@ -29,12 +30,11 @@ from edgesr.quantization.bias_correction import correct_bias
 from edgesr.quantization.calibration import calibrate
 from edgesr.quantization.equalization import equalize
 from edgesr.quantization.fake_quant import fake_quant_module
-from edgesr.quantization.qat import qat, sim_psnr
+from edgesr.quantization.qat import ValScore, degrade, qat, sim_psnr, sim_scores
 from edgesr.quantization.range_search import search_ranges
 from torch import nn
 
 from edgesr.core.errors import EdgesrError
-from edgesr.core.imresize import imresize_torch
 
 STAGES = ("minmax", "cle", "range_search", "adaround", "bias_correction", "lsq_qat")
 RECIPES = {"minmax": STAGES[:1], "ptq": STAGES[:5], "default": STAGES}
@@ -124,9 +124,11 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
         deploy_module: plain deploy module (after ``collapse()``), float32, fx-traceable; not modified.
         calib: float32 (N, C, P, P) calibration inputs (LR model inputs in the contract's range).
         hr: float32 (N, C, H, W) HR training patches in [0, 1] for QAT (H, W multiples of the scale).
-        val_hr: float32 (M, C, H, W) HR patches in [0, 1] from photos that ``calib`` and ``hr``
-            do not come from (:func:`split_photos`): every keep/skip decision and QAT's keep-best
-            are made on them (LR by MATLAB bicubic).
+        val_hr: held-out HR targets in [0, 1] from photos that ``calib`` and ``hr`` do not come
+            from (:func:`split_photos`): the photos whole (a list of float32 (B, C, H, W) tensors,
+            :func:`~edgesr.quantization.qat.whole_images`; what ``edgesr quantize`` passes), or
+            float32 (M, C, H, W) patches. Every keep/skip decision and QAT's keep-best are made
+            on them (LR by MATLAB bicubic; :func:`~edgesr.quantization.qat.sim_psnr`).
         recipe: a key of :data:`RECIPES`.
         config: stage settings (:class:`RecipeConfig`).
         score: optional ``score(module, ranges) -> float`` recorded for every stage as
@@ -135,8 +137,9 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
         on_stage: called with each stage's record as it finishes (progress).
     Returns:
         :class:`RecipeResult`; ``stages[i]`` = ``{"technique", "kept", "val_psnr_db",
-        "val_drop_db", "seconds", "details"[, "score"]}`` where ``val_drop_db`` is the float
-        model's validation PSNR minus the int8 simulation's (model space, peak 1).
+        "val_drop_db", "seconds", "details"[, "val_images_better", "score"]}`` where ``val_drop_db``
+        is the float model's validation PSNR minus the int8 simulation's (model space, peak 1) and
+        ``val_images_better`` how many validation images the stage raised (``"k/n"``).
 
     Raises:
         EdgesrError: unknown recipe or empty patches.
@@ -145,14 +148,14 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
         raise EdgesrError(f"unknown int8 recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     cfg = config or RecipeConfig()
     calib = torch.as_tensor(calib, dtype=torch.float32)
-    hr, val_hr = torch.as_tensor(hr, dtype=torch.float32), torch.as_tensor(val_hr, dtype=torch.float32)
-    if min(calib.shape[0], hr.shape[0], val_hr.shape[0]) == 0:
+    hr, val_hr = torch.as_tensor(hr, dtype=torch.float32), _as_targets(val_hr)
+    if min(calib.shape[0], hr.shape[0], len(val_hr)) == 0:
         raise EdgesrError("the int8 recipe needs calibration, training and validation patches")
-    val_lr = imresize_torch(val_hr, 1.0 / deploy_module.contract.scale)
+    val_lr = degrade(val_hr, deploy_module.contract.scale)
     float_val = sim_psnr(deploy_module.eval(), val_lr, val_hr)
 
-    def evaluate(module, ranges) -> float:
-        return sim_psnr(fake_quant_module(module, ranges).eval(), val_lr, val_hr)
+    def evaluate(module, ranges) -> ValScore:
+        return sim_scores(fake_quant_module(module, ranges).eval(), val_lr, val_hr)
 
     techniques = {
         "cle": lambda m, r: _cle(m, calib),
@@ -165,7 +168,7 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
     module, ranges = deploy_module, calibrate(deploy_module, calib)
     best = evaluate(module, ranges)
     result = RecipeResult(module, ranges)
-    record = {"technique": "minmax", "kept": True, "val_psnr_db": best, "val_drop_db": float_val - best,
+    record = {"technique": "minmax", "kept": True, "val_psnr_db": best.psnr, "val_drop_db": float_val - best.psnr,
               "seconds": time.perf_counter() - t0, "details": {}}
     if score is not None:
         record["score"] = score(module, ranges)
@@ -177,8 +180,9 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
         cand_module, cand_ranges, details = techniques[name](module, ranges)
         seconds = time.perf_counter() - t0
         value = evaluate(cand_module, cand_ranges)
-        kept = value > best
-        record = {"technique": name, "kept": kept, "val_psnr_db": value, "val_drop_db": float_val - value,
+        kept = value.beats(best)
+        record = {"technique": name, "kept": kept, "val_psnr_db": value.psnr, "val_drop_db": float_val - value.psnr,
+                  "val_images_better": f"{int((value.each > best.each).sum())}/{len(value.each)}",
                   "seconds": seconds, "details": _summary(details)}
         if score is not None and (kept or ablation):
             record["score"] = score(cand_module, cand_ranges)
@@ -200,22 +204,31 @@ def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_
     on the 12-minute SplitSR-S of docs/quant.md: w8a16 Set5 drop 0.072 dB with the recipe's
     weights, 0.005 dB with the float model's). Each candidate is scored with int8 weights and
     float activations (:func:`~edgesr.quantization.fake_quant.fake_quant_module` with
-    ``activations=False``) on ``val_hr``; the recipe's wins ties.
+    ``activations=False``) on ``val_hr``; the float weights are chosen only if they beat the
+    recipe's (:meth:`~edgesr.quantization.qat.ValScore.beats`).
 
     Args:
         float_module, recipe_module: deploy modules of one architecture (the same graph), float32.
-        val_hr: float32 (M, C, H, W) held-out HR patches in [0, 1] (:func:`run_recipe`'s ``val_hr``).
+        val_hr: held-out HR targets, whole images or patches (:func:`run_recipe`'s ``val_hr``).
     Returns:
         ``(module, record)``: the chosen module (one of the two, not copied) and
         ``{"weights": "recipe" | "float", "val_psnr_db": {"recipe": dB, "float": dB}}``.
     """
-    val_hr = torch.as_tensor(val_hr, dtype=torch.float32)
-    val_lr = imresize_torch(val_hr, 1.0 / float_module.contract.scale)
-    scores = {name: sim_psnr(fake_quant_module(m, {}, activations=False).eval(), val_lr, val_hr)
+    val_hr = _as_targets(val_hr)
+    val_lr = degrade(val_hr, float_module.contract.scale)
+    scores = {name: sim_scores(fake_quant_module(m, {}, activations=False).eval(), val_lr, val_hr)
               for name, m in (("recipe", recipe_module), ("float", float_module))}
-    choice = "float" if scores["float"] > scores["recipe"] else "recipe"
+    choice = "float" if scores["float"].beats(scores["recipe"]) else "recipe"
     return (float_module if choice == "float" else recipe_module).eval(), {
-        "weights": choice, "val_psnr_db": {k: round(v, 4) for k, v in scores.items()}}
+        "weights": choice, "val_psnr_db": {k: round(v.psnr, 4) for k, v in scores.items()}}
+
+
+def _as_targets(val_hr):
+    """Validation targets as :func:`~edgesr.quantization.qat.sim_psnr` takes them: a list of whole
+    images stays a list of float32 tensors, anything else becomes one float32 batch of patches."""
+    if isinstance(val_hr, (list, tuple)):
+        return [torch.as_tensor(v, dtype=torch.float32) for v in val_hr]
+    return torch.as_tensor(val_hr, dtype=torch.float32)
 
 
 def _cle(module, calib):
@@ -236,7 +249,7 @@ def _adaround(module, ranges, calib, cfg: RecipeConfig, evaluate):
     tried = {}
     for iters in schedules:
         rounded, report = adaround(module, ranges, calib, iters=iters, batch_size=cfg.adaround_batch, seed=cfg.seed)
-        tried[iters] = round(evaluate(rounded, ranges), 4)
+        tried[iters] = round(evaluate(rounded, ranges).psnr, 4)
         if best is None or tried[iters] > best[0]:
             best = (tried[iters], iters, rounded, report)
     _, iters, rounded, report = best

@@ -15,8 +15,9 @@ Claims and thresholds:
   LiteRT's int8 output) up to what a float16 program cannot hold: scales rounded to float16
   (activation grids shift by up to 0.05 step at q = 127), float16 arithmetic between the
   quantizers, PReLU slopes and biases in float16. Its mean squared difference from the
-  simulation is below half the float model's (measured on chelsea: 1.47e-6 vs 3.21e-6; 1.98e-6
-  before the stored weights were TFLite's int8 values);
+  simulation is below half that of the float model's 8-bit output (the pixels shown, on the grid
+  the simulation's output, scale 1/255 over [0, 1], also lies on; measured on chelsea: 1.61e-6 vs
+  4.55e-6, 90% of the pixels equal, none more than 2 levels apart);
 * on HR at most 0.15 dB below the float model (edgesr's int8 tolerance).
 """
 
@@ -105,7 +106,7 @@ def test_w8a8_program_is_the_int8_simulation(fitted, calib, photos, tmp_path):
 
     sim = fake_quant_module(fitted, ranges).eval()
     sim_outs = _outputs(lambda x: sim(torch.from_numpy(x)).numpy(), fitted, photos)
-    float_outs = _outputs(lambda x: fitted(torch.from_numpy(x)).numpy(), fitted, photos)
+    float_outs = _outputs(lambda x: np.round(fitted(torch.from_numpy(x)).numpy() * 255.0) / 255.0, fitted, photos)
     up = MILUpscaler(art["path"])
     mil_outs = _outputs(up, fitted, photos)
     for name, ref in sim_outs.items():

@@ -124,7 +124,7 @@ def test_observer_selection_errors():
         MinMaxObserver().range()
 
 
-def test_input_takes_the_contracts_range_and_the_output_clamp_narrows_its_group(model, patches):
+def test_input_takes_the_contracts_range_and_the_output_clamp_sets_its_groups(model, patches):
     """The input range is the contract's [0, 1] (scale 1/255: every 8-bit level representable),
     not the calibration maximum; a group of tensors that ends in the output clamp gets the
     clamp's range; tensors with other consumers keep their observed ranges."""
@@ -154,5 +154,11 @@ def test_input_takes_the_contracts_range_and_the_output_clamp_narrows_its_group(
     gm = trace(model)
     assert clip_limits(gm, quant_plan(gm)) == {"add_1": (0.0, 1.0)}
     assert ranges["add_1"] == ranges["clamp"] == (0.0, 1.0)
+    # exactly the clamp's range even when no calibration output comes near its top: the int8
+    # grid (scale 1/255, zero point -128) is then the 8-bit grid the output is shown on
+    dark = calibrate(model, patches * 0.3)
+    with torch.no_grad():
+        assert float(model(torch.as_tensor(patches) * 0.3).max()) < 0.9
+    assert dark["add_1"] == dark["clamp"] == (0.0, 1.0)
     act = _activation(model, patches, "add")
     assert ranges["add"] == (min(float(act.min()), 0.0), max(float(act.max()), 0.0))  # observed, not narrowed

@@ -139,8 +139,10 @@ def test_keep_best_qat_never_ends_below_its_start_on_validation():
     val = hr_patches([embedded_image("chelsea")], model.contract, patch=48, count=8, seed=7)
     model, _ = qat(model, train, steps=40, patch=48, count=16, lr=3e-3)  # a fair start
     scores = []
-    # a learning rate of 1: training wrecks the model, keep-best must undo it
-    tuned, ranges = qat(model, train, steps=8, patch=48, count=16, lr=1.0, range_mode="lsq", range_lr=1.0,
+    # weights at a learning rate of 0.3: training wrecks the model, keep-best must undo it (with the
+    # range bounds at such a rate too, LSQ collapses the inner ranges to the int8 minimum and the
+    # output becomes the upsampled input, which on this barely trained model scores higher)
+    tuned, ranges = qat(model, train, steps=8, patch=48, count=16, lr=0.3, range_mode="lsq", range_lr=1e-3,
                         val=val, eval_every=4, on_eval=lambda step, psnr: scores.append((step, psnr)))
     assert [s for s, _ in scores] == [0, 4, 8]
     assert min(p for _, p in scores[1:]) < scores[0][1]  # training made it worse at some point
@@ -159,9 +161,10 @@ def test_recipe_records_each_stage_and_keeps_only_what_helps():
     assert [s["technique"] for s in res.stages] == ["minmax", "cle", "range_search", "adaround", "bias_correction",
                                                    "lsq_qat"]
     best = res.stages[0]["val_psnr_db"]
-    for s in res.stages[1:]:  # kept exactly when the validation PSNR rose
-        assert s["kept"] == (s["val_psnr_db"] > best)
-        best = max(best, s["val_psnr_db"])
+    for s in res.stages[1:]:  # kept exactly when the pooled PSNR rose and more than half the patches rose
+        k, n = map(int, s["val_images_better"].split("/"))
+        assert n == val.shape[0] and s["kept"] == (s["val_psnr_db"] > best and 2 * k > n)
+        best = s["val_psnr_db"] if s["kept"] else best
     final = sim_psnr(fake_quant_module(res.module, res.ranges).eval(), imresize_torch(val, 0.5), val)
     assert final == pytest.approx(best, abs=1e-9) and final >= res.stages[0]["val_psnr_db"]
     assert res.techniques()[0] == "minmax"
@@ -188,7 +191,7 @@ def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path, capsys):
     assert recipe["techniques"] == [s["technique"] for s in recipe["stages"] if s["kept"]]
     w16 = recipe["w8a16"]  # AdaRound moved the weights: which suit w8a16 was decided and recorded
     assert "adaround" in recipe["techniques"] and set(w16["val_psnr_db"]) == {"recipe", "float"}
-    assert w16["weights"] == max(w16["val_psnr_db"], key=lambda k: (w16["val_psnr_db"][k], k == "recipe"))
+    assert w16["weights"] == "recipe" or w16["val_psnr_db"]["float"] > w16["val_psnr_db"]["recipe"]
     assert ("w8a16_state_dict" in saved) == (w16["weights"] == "float")
     assert set(saved["activation_ranges"]) == set(calibrate(tiny_deploy(), torch.rand(1, 1, 16, 16)))
 

@@ -107,6 +107,8 @@ def test_output_range_search_lowers_the_output_error(photos):
     assert report["output_mse_after"] < report["output_mse_before"]
     assert report["acts_1"] < 1.0 and ranges["acts_1"][1] < 3 * hi
     assert ranges["x"] == start["x"]  # the input keeps the contract's range
+    # the group that ends in the output clamp keeps the clamp's range (the 8-bit display grid)
+    assert "add_1" not in report and ranges["add_1"] == start["add_1"] == (0.0, 1.0)
     for lo, hi in ranges.values():
         assert lo <= 0.0 <= hi
     mse_ranges, _ = search_ranges(model, calib, criterion="mse")
