@@ -47,7 +47,7 @@ def split_photos(images: list) -> tuple[list, list]:
     Every 8th photo (at least one) is held out when there are two or more, so that no
     decision rewards fitting the training photos themselves (measured: with validation crops
     cut from the QAT photos, LSQ QAT "improved" PKN's validation PSNR while its Set5 int8 drop
-    rose from 0.212 to 0.251 dB). A single photo serves both (its crops differ by seed).
+    rose from 0.212 to 0.251 dB). A single photo serves both.
     """
     if len(images) < 2:
         return list(images), list(images)
@@ -61,23 +61,22 @@ class RecipeConfig:
 
     ``adaround_iters``: AdaRound schedules to try (Adam steps per conv, batches of
     ``adaround_batch`` calibration patches), each one after the first only while its
-    steps times the model's int8 convs stay within ``adaround_budget``; the validation crops
-    pick among them. One schedule is not best for every model, and the layer loss AdaRound
-    minimises does not rank them: on the T91-trained models of docs/quant.md (min/max ranges,
-    ``bench/quant.py``'s calibration), 200/1000/2000 steps gave Set5 drops of 0.098/0.035/0.033 dB
-    on the authors' eSR-MAX and 0.336/0.453/0.356 dB on eSR-CNN, in the order of the held-out
-    crops' drops (0.064/0.035/0.034 and 0.265/0.326/0.255 dB) but not of the layer losses.
-    The 3000-step schedule fits the budget only for one-conv models (eSR-MAX): on the
-    T91-trained eSR-MAX the held-out crops chose it, and its Set5 drop after the recipe went
-    from 0.048 to 0.032 dB, w8a16 from 0.032 to 0.015 dB (docs/quant.md); the authors' eSR-MAX
-    keeps 1000;
+    steps times the model's int8 convs stay within ``adaround_budget``; the validation photos
+    pick among them (pooled PSNR). One schedule is not best for every model, and the layer loss
+    AdaRound minimises does not rank them: on the T91-trained models of an earlier docs/quant.md
+    (min/max ranges, ``bench/quant.py``'s calibration), 200/1000/2000 steps gave Set5 drops of
+    0.098/0.035/0.033 dB on the authors' eSR-MAX and 0.336/0.453/0.356 dB on eSR-CNN, in the order
+    of the held-out crops' drops then used for validation (0.064/0.035/0.034 and
+    0.265/0.326/0.255 dB) but not of the layer losses. The 3000-step schedule fits the budget
+    only for one-conv models (eSR-MAX): on that run's T91-trained eSR-MAX it was chosen, and its
+    Set5 drop after the recipe went from 0.048 to 0.032 dB, w8a16 from 0.032 to 0.015 dB;
     ``search_patches``: calibration patches the output-driven range search scores; ``qat_steps``: LSQ QAT steps (batch ``qat_batch``
     HR patches), weights at ``qat_lr`` and range bounds at ``qat_range_lr``, cosine decay,
     validated every ``qat_eval_every`` steps; ``seed`` fixes every random choice.
 
     ``qat_lr`` is 1e-4: on T91-trained eSR-CNN and eSR-TM x2 it lowered the Set5 drop after 200
     steps more than 2e-5 did (docs/quant.md's LSQ column, ``python bench/quant.py``, has the
-    result per model); keep-best rejects QAT where it does not help (the headline SESR-M5).
+    result per model); the recipe rejects QAT where it does not help (the headline SESR-M5).
     """
 
     adaround_iters: tuple[int, ...] = (200, 1000, 3000)
