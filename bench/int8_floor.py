@@ -5,8 +5,8 @@
 ``RUN_DIR`` is an ``edgesr run`` output folder: ``checkpoints/deploy.pt`` (the float model the
 run's report compares against) and ``checkpoints/int8.pt`` (the quantized checkpoint its int8
 and W8A8 exports are made from). The int8 simulation
-(:func:`edgesr.quantization.fake_quant_module`, which predicts LiteRT's int8 output bit for
-bit) is scored through the one evaluation path with parts of its arithmetic switched off:
+(:func:`edgesr.quantization.fake_quant_module`, which predicts LiteRT's int8 output to an
+LSB per tensor) is scored through the one evaluation path with parts of its arithmetic switched off:
 
 * ``int8``: everything, the exported model;
 * ``weights only``: per-channel int8 weights, every activation float;

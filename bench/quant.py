@@ -386,19 +386,16 @@ def write_doc(results: dict, path: Path) -> None:
               "depth-to-space and tanh in these models ends a pair (list below).",
               "- **Validation scores whole photos.** The recipe's keep/skip decisions and QAT's keep-best score the "
               "held-out T91 photos whole, border crop 2 as on Set5 (`quantization.qat.whole_images`; 12 photos, about "
-              "0.56 M HR pixels, as many as the 32 random 128 px crops used before). Random crops were noisy at the "
-              "size of the decisions: on the headline SESR-M5 (`edgesr run --model sesr_m5 --scale 2 --data "
-              "T91/HR`), the paired PSNR differences of two candidates over 8 crop seeds had standard deviations of "
-              "0.003-0.010 dB, and the one seed the recipe used kept CLE and dropped AdaRound, against the 8-seed "
-              "mean and against Set5. Crops also needed a border of a sixth of the side cropped: near a patch edge "
+              "0.56 M HR pixels, as many as the 32 random 128 px crops used before). Random crops sample the photos "
+              "unevenly, while the decisions are often a few thousandths of a dB (docs/recipe_stages.md, `python "
+              "bench/recipe_stages.py RUN_DIR` on the headline job's folder). Crops also needed a border of a sixth of the side cropped: near a patch edge "
               "the convolutions see zero padding that no whole-image benchmark has.",
               "- **The output keeps the display's grid.** The tensors that end in the output clamp (e.g. SESR's last "
               "ADD, eSR-MAX's conv) take the clamp's range [0, 1] exactly and are neither searched nor learned "
               "(`calibrate`, `graph.clip_limits`): their int8 grid (scale 1/255, zero point -128) is then the "
               "8-bit grid the output is shown on, and their rounding costs nothing the float model's display does "
-              "not. LSQ QAT used to learn this range too: on the headline SESR-M5 it narrowed it to [0, 0.914] on T91 "
-              "patches, which clipped Set5's bright pixels and cost 0.044 dB (200 steps from min/max, range search and "
-              "bias correction on that job's `deploy.pt`: 0.087 -> 0.132 dB); fixed, the same QAT gives 0.093 dB.",
+              "not. LSQ QAT used to learn this range too, and on T91 patches it narrowed the headline SESR-M5's below 1, "
+              "which clipped Set5's bright pixels.",
               "- **eSR: the head's int8 graph, then the weights.** Trained eSR-TM/TR/CNN learn softmax logits of "
               "about +-10 while their values stay near [0, 1]; in the trained model's one head conv both are one int8 "
               "tensor, and the values got the logits' step. The deploy form (`ESRDeploy`) splits the head conv per "
@@ -432,7 +429,7 @@ def write_doc(results: dict, path: Path) -> None:
               "- **A stage must help most photos.** The recipe keeps a stage only if it raises the held-out photos' "
               "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
               "record `val_images_better`): on the headline SESR-M5, LSQ QAT raised the pooled PSNR of the 12 photos "
-              "while lowering 7 of them, and it cost Set5 about 0.01 dB. In this run every stage that lowered a "
+              "while lowering 7 of them, and it cost Set5 0.006 dB (docs/recipe_stages.md). In this run every stage that lowered a "
               "Set5 drop by more than 0.01 dB raised at least 7 of the 12 photos (most 11 or 12), and of those that "
               "raised a drop by more than 0.01 dB one was kept (range search on the 6-minute eSR-CNN, +0.04 dB, "
               "11 of 12). Drops differing by less than about 0.01 dB between columns are within what the choice of "

@@ -44,6 +44,20 @@ def default_out_path(ckpt_path: str | os.PathLike) -> Path:
     return p.with_name(f"{p.stem}_int8{p.suffix or '.pt'}")
 
 
+def recipe_data(images, contract, patch: int = DEFAULT_PATCH, count: int = DEFAULT_COUNT, seed: int = 0):
+    """``(calib, hr, val)``: what :func:`quantize_module` runs a recipe on, from one photo list.
+
+    The photos are split by :func:`~edgesr.quantization.recipe.split_photos`. ``calib``: float32
+    (count, C, patch, patch) LR crops of the fit photos; ``hr``: float32 (max(count, 64), C, P, P)
+    HR crops of them for QAT, P = patch x scale; ``val``: the held-out photos whole
+    (:func:`~edgesr.quantization.qat.whole_images`). Deterministic in (images, patch, count, seed).
+    """
+    fit, held_out = split_photos(images)
+    return (calibration_patches(fit, contract, patch, count, seed),
+            hr_patches(fit, contract, patch * contract.scale, max(count, 64), seed),
+            whole_images(held_out, contract))
+
+
 def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minmax", qat_steps: int = 0,
                     recipe: str | None = None, patch: int = DEFAULT_PATCH, count: int = DEFAULT_COUNT, seed: int = 0,
                     observer_kw: dict | None = None, progress: bool = False) -> "QuantizedCheckpoint":
@@ -92,10 +106,7 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
     ranges = calibrate(model, patches, observer, **observer_kw)
     quantized, recipe_record, w8a16_module = model, None, None
     if recipe is not None:
-        fit, held_out = split_photos(images)
-        fit_patches = calibration_patches(fit, model.contract, patch, count, seed)
-        hr = hr_patches(fit, model.contract, patch * model.scale, max(count, 64), seed)
-        val = whole_images(held_out, model.contract)
+        fit_patches, hr, val = recipe_data(images, model.contract, patch, count, seed)
         result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
         quantized, ranges = result.module, result.ranges
         recipe_record = {"name": recipe, "techniques": result.techniques(),

@@ -196,8 +196,8 @@ def calibrate(deploy_module: nn.Module, patches, observer: str = "minmax", *, ba
         clamp's bounds (:func:`edgesr.quantization.graph.clip_limits`): values beyond them cannot
         reach the output, and on [0, 1] the int8 grid (scale 1/255, zero point -128) is the 8-bit
         grid the output is shown on, so its rounding is the display's own (a narrower range
-        would round twice and clip bright pixels: LSQ QAT narrowing SESR-M5's to [0, 0.914] on
-        T91 patches cost 0.04 dB on Set5); the input takes the model contract's ``value_range``
+        would round twice and clip bright pixels, as LSQ QAT did when it learned this range and
+        narrowed SESR-M5's below 1 on T91 patches); the input takes the model contract's ``value_range``
         (every valid input representable, none clipped).
 
     Raises:

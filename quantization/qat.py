@@ -103,11 +103,10 @@ class ValScore:
         """Better on the whole and on more than half of the images, one by one.
 
         The pooled PSNR alone lets a few large images outvote the rest: on the headline SESR-M5
-        (``edgesr run --model sesr_m5 --scale 2 --data T91/HR``, one thread), LSQ QAT raised the
-        12 held-out T91 photos' pooled PSNR by 0.007 dB while lowering 7 of them (median
-        -0.006 dB), and it cost Set5 0.012 dB; every stage that lowered the Set5 drop by more than 0.01 dB
-        on it and on T91-trained eSR-TR and eSR-CNN (range search, AdaRound, QAT) raised 10 to 12
-        of the 12.
+        (docs/recipe_stages.md, ``python bench/recipe_stages.py RUN_DIR``), LSQ QAT raised the 12
+        held-out T91 photos' pooled PSNR by 0.004 dB while lowering 7 of them, and it cost Set5
+        0.006 dB; in docs/quant.md every stage that lowered a Set5 drop by more than 0.01 dB
+        raised at least 7 of the 12, most of them 11 or 12.
         """
         return self.psnr > other.psnr and 2 * int((self.each > other.each).sum()) > len(self.each)
 
@@ -200,7 +199,7 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
         raise EdgesrError(f"QAT steps must be >= 0, got {steps}")
     contract = deploy_module.contract
     hr = hr_patches(patches_or_images, contract, patch, count, seed)
-    lr_patches = imresize_torch(hr, 1.0 / contract.scale)
+    lr_patches = degrade(hr, contract.scale)
     module = copy.deepcopy(deploy_module).float().eval()
     if ranges is None:
         ranges = calibrate(module, lr_patches, observer)

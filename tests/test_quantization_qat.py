@@ -69,7 +69,7 @@ def test_qat_rejects_bad_input(setup):
 def test_learned_ranges_leave_the_output_clamps_range_alone(setup):
     """LSQ learns every inner range but not the one of the tensors that end in the output
     clamp: narrowed on training patches it would clip the brighter pixels of other photos
-    (SESR-M5 on T91: to [0, 0.914], 0.044 dB on Set5) and round twice on the way to 8 bits."""
+    (SESR-M5's fell below 1 on T91 patches) and round twice on the way to 8 bits."""
     model, train, _, held_lr = setup
     start = calibrate(model, held_lr)
     sim = fake_quant_module(model, start, range_mode="lsq")
