@@ -14,7 +14,7 @@ Accuracy (with ``--trained``, the folder where ``python bench/quant.py`` keeps i
 models): for each of those models, three int8 graphs of the same weights, each through the
 post-training recipe (``recipe="ptq"``: CLE, range search, AdaRound, bias correction, each kept
 where it helps on held-out T91 crops, the calibration and validation crops of bench/quant.py),
-scored as the Set5 x2 drop of the int8 simulation (bit-exact with LiteRT) below the float model:
+scored as the Set5 x2 drop of the int8 simulation (within one LSB per tensor of LiteRT) below the float model:
 the one head conv with MUL + SUM, the split head with MUL + SUM, and the deploy form.
 Writes docs/esr_head.md (and .json); the CPU and load are recorded.
 """

@@ -11,7 +11,12 @@ float32 (1, C, s*H, s*W). Precisions:
 * ``w8``: int8 weights, per-channel symmetric as TFLite stores them (``linear_quantize_weights``
   ``linear_symmetric``: q in [-127, 127], zero point 0, ``scale[c] = max|w[c]| / 127``, one
   INT8 ``constexpr_affine_dequantize`` per conv; ``weight_threshold=0`` so the small convs are
-  quantized too), float16 compute. The int8 values are TFLite's (:func:`with_int8_weights`);
+  quantized too), float16 compute. Only conv weights: the constant operands of elementwise ops
+  stay float16. A global quantizer config had also made PKN's sub-pixel offsets (the kernel
+  geometry, e.g. -0.25 and 0.75 LR pixels) int8 on a symmetric grid of 2.25/127, which is not
+  TFLite's grid either (asymmetric per tensor: 4/255 with zero point 15 or -16 at x2): PKN's Core
+  ML W8A8 then scored 0.13 dB below the float model on Set5 where TFLite int8 and the simulation
+  lost 0.22-0.23 (a different function, not better arithmetic); with float16 offsets it loses 0.21. The int8 values are TFLite's (:func:`with_int8_weights`);
   the per-channel scales are stored in float16 (the program's type);
 * ``w8a8``: the same int8 weights, and int8 activations at edgesr's ranges, the int8 TFLite
   model's (:func:`with_activation_qdq`: a ``quantize`` -> ``dequantize`` pair after every
@@ -38,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from edgesr.quantization.arithmetic import nudged_qparams
-from edgesr.quantization.fake_quant import fake_quant_weight
+from edgesr.quantization.fake_quant import fake_quant_weight, quantize_constant_operands
 from edgesr.quantization.graph import trace
 
 from edgesr.core.atomic import atomic_path
@@ -96,13 +101,16 @@ def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]
     :func:`edgesr.quantization.graph.tensor_nodes`: the tensors that are int8 in the TFLite model,
     the input included); each becomes TFLite's nudged per-tensor int8 parameters
     (:func:`edgesr.quantization.arithmetic.nudged_qparams`), so the Core ML program quantizes the
-    same tensors at the same scales and zero points as the int8 TFLite model. Float32 NCHW in
-    and out, like ``module``.
+    same tensors at the same scales and zero points as the int8 TFLite model. Constant operands
+    of elementwise ops (PKN's sub-pixel offsets) take the values TFLite's int8 constants hold
+    (:func:`edgesr.quantization.fake_quant.quantize_constant_operands`), stored as float16
+    constants, not compressed. Float32 NCHW in and out, like ``module``.
 
     Raises:
         EdgesrError: a range names no node of the traced graph, or is not min <= 0 <= max.
     """
     gm = trace(copy.deepcopy(module).eval())
+    quantize_constant_operands(gm)  # constant operands on TFLite's int8 grid, stored as float16 values
     names = {n.name for n in gm.graph.nodes}
     unknown = sorted(set(activation_ranges) - names)
     if unknown:
@@ -177,7 +185,9 @@ def convert(module, channels: int, precision: str = "fp16",
 
                 op_cfg = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel",
                                                  weight_threshold=0)
-                ml = linear_quantize_weights(ml, OptimizationConfig(global_config=op_cfg))
+                # conv weights only: a global config also quantized the constant operands of
+                # elementwise ops (PKN's sub-pixel offsets), which changes the model's function
+                ml = linear_quantize_weights(ml, OptimizationConfig(op_type_configs={"conv": op_cfg}))
     except Exception as exc:  # coremltools raises many types
         raise EdgesrError(f"Core ML conversion ({precision}) failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}") from None
     return ml
@@ -198,14 +208,24 @@ def _dtype_name(tensor_type) -> str:
     return MIL_pb2.DataType.Name(tensor_type.dataType)
 
 
+def _out_channels(conv_op) -> int:
+    """Output channels of a MIL conv (N, C, H, W): C of its output type, 0 if not a constant."""
+    dims = conv_op.outputs[0].type.tensorType.dimensions
+    return int(dims[1].constant.size) if len(dims) == 4 and dims[1].HasField("constant") else 0
+
+
 def structure(path: str | os.PathLike) -> dict:
     """What Linux can check of a saved ``.mlpackage`` (no prediction).
 
     Returns:
         ``{"ops": [MIL op types, consts excluded], "inputs": {name: {"dtype", "shape",
         "ranges": [[lo, hi] per dim], "enumerated": [[dims], ...] (``EnumeratedShapes``, else
-        [])}}, "outputs": [names], "weight_dtypes": [dtypes of the
-        rank-4 constants (conv weights), e.g. "FLOAT16" or "INT8"], "metadata": str | None}``.
+        [])}}, "outputs": [names], "weight_dtypes": [dtypes in which the convs' weights are
+        stored, e.g. "FLOAT16" or "INT8"; a weight of one value per output channel is left out:
+        coremltools keeps it float16 in a W8 program, and it is exact on TFLite's int8 grid
+        (q = +-127 or 0), e.g. PKN-fixed's ones-generating 1x1 conv], "compressed_operands": ["op.input <- constant (dtype)"
+        for each compressed (``constexpr_*``) constant that is not a conv weight],
+        "metadata": str | None}``.
 
     Raises:
         EdgesrError: not a readable ML Program package.
@@ -220,13 +240,25 @@ def structure(path: str | os.PathLike) -> dict:
         raise EdgesrError(f"{path}: not an ML Program (mlprogram) package")
     fn = spec.mlProgram.functions["main"]
     ops = list(fn.block_specializations[fn.opset].operations)
-    weights = set()
+    stored = {}  # constant name -> (op type, dtype of its stored data, number of values)
     for op in ops:
         for key in ("val", "quantized_data", "data"):
             if key in op.attributes and op.attributes[key].type.HasField("tensorType"):
                 t = op.attributes[key].type.tensorType
-                if t.rank == 4:
-                    weights.add(_dtype_name(t))
+                stored[op.outputs[0].name] = (op.type, _dtype_name(t), int(np.prod([d.constant.size for d in t.dimensions])))
+                break
+    weights, compressed_operands = set(), []
+    for op in ops:
+        for key, arg in op.inputs.items():
+            for binding in arg.arguments:
+                const = stored.get(binding.name)
+                if const is None:
+                    continue
+                if op.type == "conv" and key == "weight":
+                    if const[2] > _out_channels(op):  # one value per output channel: see below
+                        weights.add(const[1])
+                elif const[0].startswith("constexpr"):
+                    compressed_operands.append(f"{op.type}.{key} <- {binding.name} ({const[1]})")
     inputs = {}
     for inp in spec.description.input:
         arr = inp.type.multiArrayType
@@ -239,6 +271,7 @@ def structure(path: str | os.PathLike) -> dict:
         "inputs": inputs,
         "outputs": [o.name for o in spec.description.output],
         "weight_dtypes": sorted(weights),
+        "compressed_operands": compressed_operands,
         "metadata": spec.description.metadata.userDefined.get(KEY),
     }
 
@@ -249,8 +282,8 @@ def check_structure(path: str | os.PathLike, precision: str, channels: int, inpu
     Checks: one input ``input`` float32 (1, C, H, W) with H and W ranged (2..4096), or for
     ``input_sizes`` (the contract's ``[(H, W), ...]``) the one fixed shape (1, C, H, W) or exactly
     those enumerated shapes, the first as the default; one output
-    ``output``, conv weights stored as FLOAT32 (fp32), FLOAT16 (fp16) or INT8 (w8, w8a8),
-    quantize/dequantize ops present for w8a8, and edgesr metadata embedded.
+    ``output``, conv weights stored as FLOAT32 (fp32), FLOAT16 (fp16) or INT8 (w8, w8a8), no
+    other constant compressed, quantize/dequantize ops present for w8a8, and edgesr metadata embedded.
 
     Returns:
         :func:`structure`'s dict plus ``"problems": [str]`` and ``"passed": bool``.
@@ -277,6 +310,9 @@ def check_structure(path: str | os.PathLike, precision: str, channels: int, inpu
     want = {"fp32": "FLOAT32", "fp16": "FLOAT16", "w8": "INT8", "w8a8": "INT8"}.get(precision)
     if want is None or s["weight_dtypes"] != [want]:
         problems.append(f"conv weights stored as {s['weight_dtypes']}, expected [{want}] for {precision}")
+    if s["compressed_operands"]:
+        problems.append(f"constants other than conv weights are compressed (the model's function changes): "
+                        f"{', '.join(s['compressed_operands'][:3])}")
     if precision == "w8a8" and not {"quantize", "dequantize"} <= set(s["ops"]):
         problems.append("w8a8 program has no quantize/dequantize activation ops")
     if s["metadata"] is None:

@@ -7,6 +7,12 @@
   (:func:`fake_quant_weight`, equal to :func:`~edgesr.quantization.arithmetic.quantize_weights_per_channel`
   dequantized); conv biases as int32 with scale ``input_scale * weight_scale``.
 * PReLU slopes: per-tensor symmetric int8, scale ``max|alpha| / 127`` (what TFLite stores).
+* Constant operands of elementwise ops (fx ``get_attr`` tensors, e.g. PKN's sub-pixel offsets
+  feeding a MUL): per-tensor asymmetric int8 at their own nudged range [min(c, 0), max(c, 0)],
+  what the TFLite converter stores for a constant input of an int8 MUL/ADD (read back from a
+  LiteRT model in ``tests/test_quantization_tflite.py``; PKN x2: offsets in [-2.25, 1.75] at
+  scale 4/255, zero point 15). Python scalars need nothing: a one-value constant sits on an end
+  of its own range, which the grid holds exactly.
 
 Gradients are straight-through: d out / d x = 1 inside the nudged range, 0 outside (TF's
 FakeQuant gradient); weights and biases pass gradients unchanged. With learnable ranges the
@@ -20,6 +26,7 @@ where TFLite keeps the input's parameters, and quantized weights in every conv.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -263,6 +270,8 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
             kwargs = {} if point.kind == QUANTIZE or point.observed else {"observe": False}
             fq_node = graph.call_module(f"fq_{range_source(plan, node.name)}", (node,), kwargs)
         node.replace_all_uses_with(fq_node, delete_user_cb=lambda user, fq=fq_node: user is not fq)
+    if activations:
+        quantize_constant_operands(gm)
     for node in graph.nodes:
         if node.op == "call_function" and node.target in _UNSUPPORTED_FUNCTIONS:
             raise EdgesrError(f"int8 simulation needs weights in modules; node {node.name!r} calls {node.target.__name__}")
@@ -288,6 +297,32 @@ def fake_quant_module(deploy_module: nn.Module, ranges: dict[str, tuple[float, f
             setattr(gm, attr, getattr(deploy_module, attr))
     gm.quantizers, gm.quant_plan, gm.clamped = quantizers, plan, limits
     return gm.train(deploy_module.training)
+
+
+def constant_operand_range(value: torch.Tensor) -> tuple[float, float]:
+    """The int8 range TFLite's converter gives a constant operand: ``[min(c, 0), max(c, 0)]``
+    (widened to :data:`MIN_RANGE_WIDTH` for an all-zero constant)."""
+    lo, hi = min(float(value.min()), 0.0), max(float(value.max()), 0.0)
+    return (lo, hi) if hi - lo >= MIN_RANGE_WIDTH else (lo, lo + MIN_RANGE_WIDTH)
+
+
+def quantize_constant_operands(gm: fx.GraphModule) -> None:
+    """Point every float ``get_attr`` tensor that a non-module op reads (an elementwise op's
+    constant operand) at its int8 values as TFLite stores them (:func:`constant_operand_range`,
+    dequantized, same shape and dtype) in a new buffer ``fq_const_<name>``, in place on ``gm``;
+    the module's own constant is left as it is."""
+    for node in list(gm.graph.nodes):
+        if node.op != "get_attr" or all(user.op == "call_module" for user in node.users):
+            continue
+        value = functools.reduce(getattr, node.target.split("."), gm)
+        if not isinstance(value, torch.Tensor) or not value.is_floating_point():
+            continue
+        lo, hi = constant_operand_range(value)
+        with torch.no_grad():
+            q = fake_quant_activation(value.detach().float(), torch.tensor(lo), torch.tensor(hi)).to(value.dtype)
+        name = "fq_const_" + node.target.replace(".", "_")
+        gm.register_buffer(name, q)
+        node.target = name
 
 
 def quantizer_ranges(gm: fx.GraphModule) -> dict[str, tuple[float, float]]:

@@ -158,3 +158,75 @@ def test_pkn_w8a8_weights_are_all_int8():
               for key in ("quantized_data", "data", "indices") if key in op.attributes]
     assert stored and {dtype for _, dtype in stored} == {"INT8"}, stored
     assert {op.op_type for op in _weight_ops(ml)} == {"constexpr_affine_dequantize"}
+
+
+def test_pkn_w8_quantizes_conv_weights_only(tmp_path):
+    """Only conv weights become int8. PKN multiplies by constant sub-pixel offsets (the kernel's
+    geometry, multiples of 0.25 LR pixels at x2, exact in float16); a global quantizer config also
+    stored them as int8 on a symmetric grid of 2.25/127, a different function: on the 'coffee' crop
+    below the W8 program then differed from the module with TFLite's int8 conv weights by up to
+    2.4e-3 (measured before the fix), against 2.0e-4 with float16 offsets (float16 weight scales;
+    the program evaluated in float32)."""
+    from edgesr.converters.mil_interpreter import MILUpscaler
+
+    from conftest import crop
+
+    from edgesr.converters.export import export_coreml
+
+    torch.manual_seed(0)
+    model = create("pkn", scale=2).eval()
+    path = tmp_path / "pkn_w8.mlpackage"
+    export_coreml(model, path, "w8")
+    s = coreml.check_structure(path, "w8", 1)
+    assert s["weight_dtypes"] == ["INT8"] and s["compressed_operands"] == [] and s["passed"], s["problems"]
+    offsets = {name: buf.numpy() for name, buf in model.named_buffers() if name.startswith(("dx", "dy"))}
+    assert offsets  # PKN's constant operands
+    pair = eval_pairs([("coffee", crop(embedded_image("coffee"), 150, 200, 64, 80))], 2)[0]
+    x = model_input(pair.lr, model.contract)
+    want = TorchUpscaler(coreml.with_int8_weights(model))(x)
+    got = MILUpscaler(path, precision="fp32", contract=model.contract)(x)
+    assert np.abs(got - want).max() < 5e-4
+
+
+def test_check_structure_flags_compressed_non_weights(tmp_path):
+    """A program whose elementwise constant is int8 (what the global config made of PKN's
+    offsets) fails :func:`check_structure`."""
+    import coremltools as ct
+    from coremltools.optimize.coreml import OpLinearQuantizerConfig, OptimizationConfig, linear_quantize_weights
+
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 25, 3, padding=1)
+            self.register_buffer("gain", torch.linspace(-2.25, 1.75, 25).reshape(1, 25, 1, 1))
+
+        def forward(self, x):
+            y = self.conv(x)
+            return y * y * self.gain  # not foldable into the conv
+
+    module = Scaled().eval()
+    traced = torch.jit.trace(module, torch.rand(1, 1, 8, 8))
+    ml = ct.convert(traced, inputs=[ct.TensorType(name="input", shape=(1, 1, 8, 8))],
+                    outputs=[ct.TensorType(name="output")], convert_to="mlprogram",
+                    minimum_deployment_target=ct.target.iOS17)
+    cfg = OpLinearQuantizerConfig(mode="linear_symmetric", dtype="int8", granularity="per_channel", weight_threshold=0)
+    path = tmp_path / "global.mlpackage"
+    linear_quantize_weights(ml, OptimizationConfig(global_config=cfg)).save(str(path))
+    s = coreml.check_structure(path, "w8", 1)
+    assert s["compressed_operands"] and s["compressed_operands"][0].startswith("mul.")
+    assert any("constants other than conv weights" in p for p in s["problems"])
+
+
+def test_pkn_fixed_w8_passes_the_structure_check(tmp_path):
+    """PKN-fixed's ones-generating 1x1 conv (weight 0, one value per output channel) stays float16
+    in coremltools' W8 program; it is exact on TFLite's int8 grid, and the structure check, which
+    had failed every PKN-fixed W8/W8A8 package on it, accepts it."""
+    from edgesr.converters.export import deploy_module, export_coreml
+
+    torch.manual_seed(0)
+    module = deploy_module(create("pkn_fixed", scale=2))
+    path = tmp_path / "pkn_fixed_w8.mlpackage"
+    export_coreml(module, path, "w8")
+    s = coreml.check_structure(path, "w8", 1)
+    assert s["passed"] and s["weight_dtypes"] == ["INT8"], s["problems"]
+    assert s["ops"].count("conv") == 3
