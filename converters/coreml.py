@@ -8,19 +8,19 @@ float32 (1, C, s*H, s*W). Precisions:
 
 * ``fp16`` (default): float16 weights and compute;
 * ``fp32``: float32 weights and compute;
-* ``w8``: int8 weights, per-channel symmetric as TFLite stores them (``linear_quantize_weights``
+* ``w8``: int8 conv weights, per-channel symmetric as TFLite stores them (``linear_quantize_weights``
   ``linear_symmetric``: q in [-127, 127], zero point 0, ``scale[c] = max|w[c]| / 127``, one
   INT8 ``constexpr_affine_dequantize`` per conv; ``weight_threshold=0`` so the small convs are
-  quantized too), float16 compute. Only conv weights: the constant operands of elementwise ops
-  stay float16. A global quantizer config had also made PKN's sub-pixel offsets (the kernel
-  geometry, e.g. -0.25 and 0.75 LR pixels) int8 on a symmetric grid of 2.25/127, which is not
-  TFLite's grid either (asymmetric per tensor: 4/255 with zero point 15 or -16 at x2): PKN's Core
-  ML W8A8 then scored 0.13 dB below the float model on Set5 where TFLite int8 and the simulation
-  lost 0.22-0.23 (a different function, not better arithmetic); with float16 offsets it loses 0.21. The int8 values are TFLite's (:func:`with_int8_weights`);
-  the per-channel scales are stored in float16 (the program's type);
+  quantized too), float16 compute. The int8 values are TFLite's (:func:`with_int8_weights`);
+  the per-channel scales are stored in float16 (the program's type). Conv weights only: the
+  constant operands of elementwise ops stay float16. A global quantizer config had also made
+  PKN's sub-pixel offsets (the kernel geometry, e.g. -0.25 and 0.75 LR pixels) int8 on a
+  symmetric grid of 2.25/127, which is not TFLite's grid either: a different function, whose
+  W8A8 program scored 0.13 dB below the float model on Set5 where LiteRT's int8 model lost 0.22;
 * ``w8a8``: the same int8 weights, and int8 activations at edgesr's ranges, the int8 TFLite
   model's (:func:`with_activation_qdq`: a ``quantize`` -> ``dequantize`` pair after every
-  tensor that is int8 in TFLite, at TFLite's nudged scale and zero point). coremltools keeps the
+  tensor that is int8 in TFLite, at TFLite's nudged scale and zero point), except the model
+  input, which stays float16 (see there). coremltools keeps the
   pairs; its ``distributive_quantized_binary_op_scale_normalization`` pass rewrites the scale
   of a quantize after an ``add`` relative to the add's first operand (same values), and it stores a
   zero point of -128 as ``uint8`` with zero point 0 (same values). Before, coremltools'
@@ -94,14 +94,22 @@ def with_int8_weights(module):
     return module
 
 
-def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]]) -> torch.fx.GraphModule:
-    """A traced copy of ``module`` with int8 quantize/dequantize after every node of ``activation_ranges``.
+def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]],
+                        quantize_input: bool = False) -> torch.fx.GraphModule:
+    """A traced copy of ``module`` with int8 quantize/dequantize after every node of
+    ``activation_ranges`` but the model input (unless ``quantize_input``).
 
     ``activation_ranges`` are edgesr's (``{fx node name: (min, max)}``, the keys of
     :func:`edgesr.quantization.graph.tensor_nodes`: the tensors that are int8 in the TFLite model,
     the input included); each becomes TFLite's nudged per-tensor int8 parameters
     (:func:`edgesr.quantization.arithmetic.nudged_qparams`), so the Core ML program quantizes the
-    same tensors at the same scales and zero points as the int8 TFLite model. Constant operands
+    same tensors at the same scales and zero points as the int8 TFLite model, except the model
+    input: a TFLite full-integer model's input tensor is int8 by definition, but a Core ML program
+    receives float32, and rounding it costs accuracy for little speed: the input stays float16, and
+    the ops that read it (the first conv, with one input channel in the zoo; a residual add)
+    compute with a float16 operand. On the headline SESR-M5 x2 (T91, `edgesr run`) the int8 input alone costs
+    0.046 dB on Set5 (docs/int8_floor.md), and the W8A8 program's drop went from 0.093 dB (input
+    int8) to 0.054 dB. Constant operands
     of elementwise ops (PKN's sub-pixel offsets) take the values TFLite's int8 constants hold
     (:func:`edgesr.quantization.fake_quant.quantize_constant_operands`), stored as float16
     constants, not compressed. Float32 NCHW in and out, like ``module``.
@@ -116,7 +124,7 @@ def with_activation_qdq(module, activation_ranges: dict[str, tuple[float, float]
     if unknown:
         raise EdgesrError(f"activation_ranges name nodes not in the traced graph: {', '.join(unknown[:5])}")
     for node in list(gm.graph.nodes):
-        if node.name not in activation_ranges:
+        if node.name not in activation_ranges or (node.op == "placeholder" and not quantize_input):
             continue
         try:
             qp = nudged_qparams(*activation_ranges[node.name])

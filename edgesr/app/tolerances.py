@@ -83,7 +83,8 @@ POLICY: dict[str, Tolerance] = {
     "w8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
                     "Core ML int8 weights (TFLite's values) with float16 compute: at most the int8 error"),
     "w8a8": Tolerance(INT8_MAX_DROP_DB, None, 8 * LEVEL, True,
-                      "Core ML at the int8 TFLite model's ranges and weights: the int8 error, plus float16"),
+                      "Core ML at the int8 TFLite model's ranges and weights (its input kept float16): at most "
+                      "the int8 error, plus float16"),
 }
 
 GOLDEN_MAX_ABS = {"fp32": 1e-4, "fp16": 4e-3}
