@@ -248,7 +248,7 @@ def main(argv=None) -> int:
         row["techniques"] = res.techniques()
         row["recipe_drop"] = score(res.module, res.ranges)
         minmax = calibrate(res.module, calib)
-        w16, row["w8a16_weights"] = choose_w8a16_weights(deploy, res.module, val)  # as edgesr quantize does
+        w16, row["w8a16_weights"] = choose_w8a16_weights(deploy, res.module, val, calib)  # as edgesr quantize does
         w16_minmax = minmax if w16 is res.module else calibrate(w16, calib)
         row["w8a16_drop"] = export_drop(w16, w16_minmax, w16_minmax, set5, row["float_psnr"],
                                         args.out / key / "w8a16.tflite", "w8a16")
@@ -294,7 +294,7 @@ def write_doc(results: dict, path: Path) -> None:
         "drops are those of these short-trained weights). Drops are Set5 PSNR (Y, BT.601, border crop 2, the one "
         "evaluation path) of the float deploy model minus that of its int8 simulation, which predicts LiteRT's int8 "
         "output (`fake_quant_module`: TFLite's quantization points, per-channel int8 weights, nudged int8 "
-        "activations; within one LSB per tensor, and exactly on 99% of a ReLU SESR's output pixels, "
+        "activations, constant operands at the int8 values TFLite stores; within one LSB per tensor, and exactly on 99% of a ReLU SESR's output pixels, "
         "`tests/test_quantization_tflite.py`: the integer kernels round twice where it rounds once). Each technique column adds that technique to the ones kept before it; a value in "
         "parentheses is the drop the technique gave when the recipe did **not** keep it (`recipe.py` keeps a stage "
         "only if it raises the int8 PSNR on every 8th T91 photo, scored whole with Set5's border crop, photos "
@@ -336,12 +336,14 @@ def write_doc(results: dict, path: Path) -> None:
               "## Core ML W8A8 and w8a16", "",
               "Set5 drop (dB) of the min/max start and of the default recipe's result as the int8 simulation, as a "
               "Core ML W8A8 program (the same ranges and per-channel int8 weights as TFLite, quantize/dequantize "
-              "pairs at TFLite's nudged scales; run by edgesr's MIL interpreter, since Core ML cannot predict on "
+              "pairs at TFLite's nudged scales after every int8 tensor but the input, which a Core ML program keeps "
+              "in float16; run by edgesr's MIL interpreter, since Core ML cannot predict on "
               "Linux) and as a w8a16 TFLite export (TFLite's 16x8 quantization: int8 weights, int16 activations at "
               "the min/max ranges, PRELU and DEPTH_TO_SPACE in float; run on LiteRT) of the weights `edgesr quantize` "
-              "records for w8a16: the recipe's, or the float model's own where those score higher with int8 weights "
-              "and float activations on the held-out photos (`choose_w8a16_weights`; marked *float weights*: QAT fits "
-              "the weights to int8 activations, which w8a16 does not have).",
+              "records for w8a16 (`choose_w8a16_weights`): the recipe's, or the float model's own (marked *float "
+              "weights*: QAT fits the weights to int8 activations, which w8a16 does not have), or the float model's "
+              "rounded by AdaRound for float activations (marked *AdaRound w8a16*), whichever scores higher with "
+              "int8 weights and float activations on the held-out photos.",
               "", "| model | int8 min/max | Core ML W8A8 min/max | int8 (recipe) | Core ML W8A8 (recipe) | w8a16 |",
               "|---|---|---|---|---|---|"]
 
@@ -353,7 +355,8 @@ def write_doc(results: dict, path: Path) -> None:
         lines.append(f"| {r['label']} | {cell(r, 'minmax_drop', 'not measured')} | "
                      f"{cell(r, 'coreml_w8a8_minmax_drop', 'no Core ML conversion')} | {r['recipe_drop']:.3f} | "
                      f"{cell(r, 'coreml_w8a8_drop', 'no Core ML conversion')} | {cell(r, 'w8a16_drop', 'no 16x8 conversion')}"
-                     + (" *float weights*" if r.get("w8a16_weights", {}).get("weights") == "float" else "") + " |")
+                     + {"float": " *float weights*", "adaround_w8a16": " *AdaRound w8a16*"}.get(
+                         r.get("w8a16_weights", {}).get("weights"), "") + " |")
     lines += ["",
               "## Time each technique takes (s, CPU, same loaded machine)", "",
               "| model | " + " | ".join(STAGE_TITLES.values()) + " |", "|---|" + "---|" * len(STAGE_TITLES)]

@@ -227,7 +227,9 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
         ranges = q.minmax_ranges if wide else ranges
         module = q.w8a16()
         extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
-                                  "weights_from": "recipe" if q.w8a16_module is None else "float model (w8a16_state_dict)",
+                                  "weights_from": "recipe" if q.w8a16_module is None else
+                                  f"{((q.settings.get('recipe') or {}).get('w8a16') or {}).get('weights', 'float')} "
+                                  "(w8a16_state_dict)",
                                   "biases": "int64",
                                   "ranges": "the quantized module's min/max ranges (minmax_ranges)" if wide
                                   else "the int8 model's tensor ranges",

@@ -140,13 +140,16 @@ def _sim_bias(sim: nn.Module, path: str) -> torch.Tensor | None:
 
 
 def adaround(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], patches, *, iters: int = 500,
-             batch_size: int = 8, lam: float = 0.01, lr: float = 1e-2, seed: int = 0,
+             batch_size: int = 8, lam: float = 0.01, lr: float = 1e-2, seed: int = 0, activations: bool = True,
              ) -> tuple[nn.Module, dict[str, LayerResult]]:
     """AdaRound every conv of ``deploy_module``, in graph order, for the int8 simulation with ``ranges``.
 
     Args:
         deploy_module: plain deploy module (after ``collapse()``), float32, fx-traceable.
         ranges: ``{fx node: (min, max)}`` activation ranges of the simulation.
+        activations: False: round for int8 weights with float activations and biases (a w8a16
+            model, whose int16 activations come within 1/256 of an int8 step of float), each
+            layer's inputs those of the already rounded layers before it; ``ranges`` unused.
         patches: float32 (N, C, P, P) calibration inputs in the contract's range.
         iters, batch_size, lam, lr, seed: see :func:`adaround_layer`.
     Returns:
@@ -156,7 +159,7 @@ def adaround(deploy_module: nn.Module, ranges: dict[str, tuple[float, float]], p
     Raises:
         EdgesrError: ``patches`` not (N, C, H, W) with N > 0.
     """
-    x, reference, module, sim, targets = layerwise_setup(deploy_module, ranges, patches, "AdaRound")
+    x, reference, module, sim, targets = layerwise_setup(deploy_module, ranges, patches, "AdaRound", activations)
     report: dict[str, LayerResult] = {}
     for path in targets:
         if not isinstance(sim.get_submodule(path), QuantConv2d):

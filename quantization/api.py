@@ -60,7 +60,7 @@ def recipe_data(images, contract, patch: int = DEFAULT_PATCH, count: int = DEFAU
 
 def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minmax", qat_steps: int = 0,
                     recipe: str | None = None, patch: int = DEFAULT_PATCH, count: int = DEFAULT_COUNT, seed: int = 0,
-                    observer_kw: dict | None = None, progress: bool = False) -> "QuantizedCheckpoint":
+                    observer_kw: dict | None = None, progress: bool = False, w8a16: bool = True) -> "QuantizedCheckpoint":
     """Int8-quantize a float deploy module: its activation ranges and (after QAT/AdaRound) weights.
 
     Args:
@@ -77,6 +77,10 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
             and on most of them (:func:`~edgesr.quantization.recipe.split_photos`,
             :func:`~edgesr.quantization.qat.whole_images`, :meth:`~edgesr.quantization.qat.ValScore.beats`).
         patch, count, seed: calibration crops (:func:`edgesr.core.evaluate.calibration_patches`).
+        w8a16: with a recipe, also choose the weights a w8a16 export carries
+            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`, AdaRound for float
+            activations among the candidates: seconds to tens of seconds); False skips it (the
+            checkpoint's w8a16 exports then carry the recipe's weights).
 
     Returns:
         a :class:`QuantizedCheckpoint` with ``path=None`` and ``settings`` recording the observer,
@@ -112,8 +116,8 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
         recipe_record = {"name": recipe, "techniques": result.techniques(),
                          "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "val_images_better", "seconds") if k in s}
                                     for s in result.stages]}
-        if result.techniques() != ["minmax"]:  # the weights changed: which suit int16 activations?
-            chosen, recipe_record["w8a16"] = choose_w8a16_weights(model, quantized, val)
+        if w8a16:  # which weights suit int16 activations?
+            chosen, recipe_record["w8a16"] = choose_w8a16_weights(model, quantized, val, fit_patches, seed=seed)
             w8a16_module = chosen if chosen is not quantized else None
     elif qat_steps > 0:
         with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
@@ -135,7 +139,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
                         observer: str = "minmax", qat_steps: int = 0, out_path: str | os.PathLike | None = None, *,
                         data_root: str | None = None, sets: list[str] | None = None, patch: int = DEFAULT_PATCH,
                         count: int = DEFAULT_COUNT, seed: int = 0, observer_kw: dict | None = None,
-                        progress: bool = False, recipe: str | None = None) -> dict:
+                        progress: bool = False, recipe: str | None = None, w8a16: bool = True) -> dict:
     """Quantize a checkpoint (:func:`quantize_module`), score the int8 simulation, save the result.
 
     Args:
@@ -147,7 +151,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
             (``{node: [min, max]}``) and ``quantization`` (settings and scores).
         data_root, sets: evaluation sets as ``edgesr eval`` takes them; default the embedded
             validation photographs.
-        observer, qat_steps, patch, count, seed, observer_kw, recipe: as :func:`quantize_module`.
+        observer, qat_steps, patch, count, seed, observer_kw, recipe, w8a16: as :func:`quantize_module`.
     Returns:
         ``{"checkpoint", "out", "observer", "qat_steps", "activation_ranges", "recipe",
         "eval": {set: {"float": {"psnr_y", "ssim_y"}, "int8_sim": {...}, "psnr_drop_db"}}}``;
@@ -165,7 +169,7 @@ def quantize_checkpoint(ckpt_path: str | os.PathLike, calib_dir: str | os.PathLi
     model, state = load_checkpoint(ckpt_path, deploy=True)
     eval_sets = resolve_eval_sets(data_root, sets)
     q = quantize_module(model, calib_dir, observer=observer, qat_steps=qat_steps, recipe=recipe, patch=patch,
-                        count=count, seed=seed, observer_kw=observer_kw, progress=progress)
+                        count=count, seed=seed, observer_kw=observer_kw, progress=progress, w8a16=w8a16)
     sim = fake_quant_module(q.module, q.activation_ranges).eval()
     float_scores = evaluate_sets(TorchUpscaler(model), eval_sets, progress)
     sim_scores = evaluate_sets(TorchUpscaler(sim), eval_sets, progress)
@@ -204,10 +208,11 @@ class QuantizedCheckpoint:
             the clipping is all that is left (measured on SESR-M5 x2 Set5: 0.030 dB at a
             recipe's clipped int8 ranges, 0.007 dB at min/max).
         w8a16_module: the weights the w8a16 export uses where they are not ``module``'s: the
-            float model's own, when they beat the recipe's with int8 weights and float
-            activations on the held-out photos
-            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`; saved as
-            ``w8a16_state_dict``); None: ``module``.
+            float model's own, or those rounded by AdaRound for float activations, when they beat
+            the recipe's with int8 weights and float activations on the held-out photos
+            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`, which one in
+            ``settings["recipe"]["w8a16"]["weights"]``; saved as ``w8a16_state_dict``); None:
+            ``module``.
     """
 
     module: nn.Module

@@ -61,8 +61,11 @@ def channel_mean(t: torch.Tensor) -> torch.Tensor:
     return t.double().mean(dim=(0, 2, 3))
 
 
-def layerwise_setup(deploy_module: nn.Module, ranges: dict, patches, technique: str):
+def layerwise_setup(deploy_module: nn.Module, ranges: dict, patches, technique: str, activations: bool = True):
     """The common start of a layer-by-layer PTQ pass (AdaRound, bias correction).
+
+    ``activations=False`` simulates int8 weights with float activations (the w8a16 model;
+    ``ranges`` unused), so a pass fits the weights' rounding alone.
 
     Returns:
         ``(x, reference, module, sim, targets)``: the patches as float32 (N, C, H, W), a float
@@ -78,5 +81,5 @@ def layerwise_setup(deploy_module: nn.Module, ranges: dict, patches, technique: 
         raise EdgesrError(f"{technique} needs patches (N, C, H, W), got shape {tuple(x.shape)}")
     reference = copy.deepcopy(deploy_module).float().eval()
     module = copy.deepcopy(deploy_module).float().eval()
-    sim = fake_quant_module(module, ranges, share_weights=True).eval()
+    sim = fake_quant_module(module, ranges, share_weights=True, activations=activations).eval()
     return x, reference, module, sim, conv_targets(trace(reference))

@@ -194,32 +194,57 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
     return result
 
 
-def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_hr) -> tuple[nn.Module, dict]:
-    """The weights a w8a16 export should carry: the recipe's result or the float model's own.
+W8A16_CANDIDATES = ("recipe", "float", "adaround_w8a16")
+"""The weights a w8a16 export may carry (:func:`choose_w8a16_weights`)."""
+
+
+def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_hr, calib=None, *,
+                         adaround_iters: int = 500, seed: int = 0) -> tuple[nn.Module, dict]:
+    """The weights a w8a16 export should carry: the recipe's result, the float model's own, or
+    the float model's with AdaRound fitted to float activations.
 
     The recipe's weights are chosen for int8 activations (AdaRound and bias correction on the
     int8 simulation's inputs, LSQ QAT through it); at int16 activations what is left is the int8
     weights' own error, and QAT's adaptation to int8 noise can cost more than it saves (measured
     on the 12-minute SplitSR-S of docs/quant.md: w8a16 Set5 drop 0.072 dB with the recipe's
-    weights, 0.005 dB with the float model's). Each candidate is scored with int8 weights and
-    float activations (:func:`~edgesr.quantization.fake_quant.fake_quant_module` with
-    ``activations=False``) on ``val_hr``; the float weights are chosen only if they beat the
-    recipe's (:meth:`~edgesr.quantization.qat.ValScore.beats`).
+    weights, 0.005 dB with the float model's). With ``calib``, a third candidate rounds the float
+    model's weights by AdaRound for int8 weights and float activations
+    (:func:`~edgesr.quantization.adaround.adaround` with ``activations=False``): the rounding that
+    minimises each layer's output error at w8a16 (on the T91-trained eSR-TR of docs/quant.md,
+    Set5 w8a16 drop 0.011 dB against 0.201 with nearest rounding). Each candidate is scored with
+    int8 weights and float activations (:func:`~edgesr.quantization.fake_quant.fake_quant_module`
+    with ``activations=False``) on ``val_hr``; starting from the recipe's, a candidate replaces the
+    one chosen so far only if it beats it (:meth:`~edgesr.quantization.qat.ValScore.beats`), in the
+    order of :data:`W8A16_CANDIDATES`.
 
     Args:
         float_module, recipe_module: deploy modules of one architecture (the same graph), float32.
         val_hr: held-out HR targets, whole images or patches (:func:`run_recipe`'s ``val_hr``).
+        calib: float32 (N, C, P, P) calibration patches for the AdaRound candidate; None: no such
+            candidate.
+        adaround_iters, seed: AdaRound's steps per conv and batch order.
     Returns:
-        ``(module, record)``: the chosen module (one of the two, not copied) and
-        ``{"weights": "recipe" | "float", "val_psnr_db": {"recipe": dB, "float": dB}}``.
+        ``(module, record)``: the chosen module (the recipe's or float module itself, or the new
+        AdaRound module) and ``{"weights": one of W8A16_CANDIDATES, "val_psnr_db": {candidate:
+        dB}, "adaround_seconds": s (with calib)}``.
     """
     val_hr = _as_targets(val_hr)
     val_lr = degrade(val_hr, float_module.contract.scale)
+    candidates = {"recipe": recipe_module, "float": float_module}
+    record: dict = {}
+    if calib is not None:
+        t0 = time.perf_counter()
+        candidates["adaround_w8a16"], _ = adaround(float_module, {}, calib, iters=adaround_iters, seed=seed,
+                                                   activations=False)
+        record["adaround_seconds"] = round(time.perf_counter() - t0, 1)
     scores = {name: sim_scores(fake_quant_module(m, {}, activations=False).eval(), val_lr, val_hr)
-              for name, m in (("recipe", recipe_module), ("float", float_module))}
-    choice = "float" if scores["float"].beats(scores["recipe"]) else "recipe"
-    return (float_module if choice == "float" else recipe_module).eval(), {
-        "weights": choice, "val_psnr_db": {k: round(v.psnr, 4) for k, v in scores.items()}}
+              for name, m in candidates.items()}
+    choice = "recipe"
+    for name in W8A16_CANDIDATES[1:]:
+        if name in scores and scores[name].beats(scores[choice]):
+            choice = name
+    return candidates[choice].eval(), {
+        "weights": choice, "val_psnr_db": {k: round(v.psnr, 4) for k, v in scores.items()}, **record}
 
 
 def _as_targets(val_hr):

@@ -190,9 +190,9 @@ def test_quantize_checkpoint_with_a_recipe_records_its_stages(tmp_path, capsys):
     assert [s["technique"] for s in recipe["stages"]] == ["minmax", "cle", "range_search", "adaround", "bias_correction"]
     assert recipe["techniques"] == [s["technique"] for s in recipe["stages"] if s["kept"]]
     w16 = recipe["w8a16"]  # AdaRound moved the weights: which suit w8a16 was decided and recorded
-    assert "adaround" in recipe["techniques"] and set(w16["val_psnr_db"]) == {"recipe", "float"}
-    assert w16["weights"] == "recipe" or w16["val_psnr_db"]["float"] > w16["val_psnr_db"]["recipe"]
-    assert ("w8a16_state_dict" in saved) == (w16["weights"] == "float")
+    assert "adaround" in recipe["techniques"] and set(w16["val_psnr_db"]) == {"recipe", "float", "adaround_w8a16"}
+    assert w16["weights"] == "recipe" or w16["val_psnr_db"][w16["weights"]] > w16["val_psnr_db"]["recipe"]
+    assert ("w8a16_state_dict" in saved) == (w16["weights"] != "recipe")
     assert set(saved["activation_ranges"]) == set(calibrate(tiny_deploy(), torch.rand(1, 1, 16, 16)))
 
 

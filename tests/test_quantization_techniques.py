@@ -147,3 +147,26 @@ def test_w8a16_weights_are_the_better_of_the_recipes_and_the_float_models(photos
     assert chosen is model and record["weights"] == "recipe"
     chosen, record = choose_w8a16_weights(model, model, val)
     assert record["weights"] == "recipe" and record["val_psnr_db"]["float"] == record["val_psnr_db"]["recipe"]
+
+
+def test_adaround_for_float_activations_lowers_the_w8a16_error(photos):
+    """AdaRound with ``activations=False`` fits the int8 weights' rounding to float activations
+    (a w8a16 model): on held-out photos the weights-only simulation's error falls below nearest
+    rounding's (measured: mean absolute error 9.8e-4 against 1.8e-3; the layers' reconstruction
+    errors sum to 0.71 of nearest rounding's), and :func:`choose_w8a16_weights` offers it as a
+    third candidate, taken here."""
+    model, calib, held = photos
+    rounded, report = adaround(model, {}, calib[:8], iters=40, batch_size=4, activations=False)
+    assert set(report) == {"first", "blocks.0", "blocks.1", "blocks.2", "last"}
+    assert sum(r.adaround for r in report.values()) < 0.8 * sum(r.nearest for r in report.values())
+
+    def w8a16_error(m):
+        with torch.no_grad():
+            return float((fake_quant_module(m, {}, activations=False).eval()(held) - model(held)).abs().mean())
+
+    assert w8a16_error(rounded) < w8a16_error(model)
+    val = hr_patches(embedded_images("val"), model.contract, patch=48, count=8, seed=2)
+    chosen, record = choose_w8a16_weights(model, model, val, calib[:8], adaround_iters=40)
+    assert set(record["val_psnr_db"]) == {"recipe", "float", "adaround_w8a16"}
+    assert record["weights"] == "adaround_w8a16" and chosen is not model
+    assert record["val_psnr_db"]["adaround_w8a16"] > record["val_psnr_db"]["recipe"]

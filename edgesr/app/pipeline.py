@@ -287,7 +287,8 @@ def _quantize(run: Run) -> None:
     run.stage("quantize", f"{how}, {c.qat_steps} QAT steps -> {int8_path}")
     if not int8_path.exists():
         quantize_checkpoint(run.out_dir / "checkpoints" / "deploy.pt", c.data, observer=c.observer, qat_steps=c.qat_steps,
-                            out_path=int8_path, progress=c.progress, recipe=c.recipe)
+                            out_path=int8_path, progress=c.progress, recipe=c.recipe,
+                            w8a16=any(p == "w8a16" for _, p in plan(c.formats, c.precisions)))
     run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a16 / w8a8 artifact
 
 
