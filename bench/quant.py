@@ -427,8 +427,8 @@ def write_doc(results: dict, path: Path) -> None:
               "trunk tensors (8 channels, conv and tanh) costs 0.04-0.08 dB on its own, and its pre-tanh values "
               "stay within +-1.5, so no saturation can be clipped away.",
               "- **The int8 input is a floor.** The models read Y (BT.601) computed in float from the RGB photo; "
-              "the int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
-              "whatever the other techniques do.",
+              "TFLite's int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
+              "whatever the other techniques do (Core ML W8A8 keeps its input float: below).",
               "- **A stage must help most photos.** The recipe keeps a stage only if it raises the held-out photos' "
               "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
               "record `val_images_better`): on the headline SESR-M5, LSQ QAT raised the pooled PSNR of the 12 photos "
@@ -437,14 +437,25 @@ def write_doc(results: dict, path: Path) -> None:
               "raised a drop by more than 0.01 dB one was kept (range search on the 6-minute eSR-CNN, +0.04 dB, "
               "11 of 12). Drops differing by less than about 0.01 dB between columns are within what the choice of "
               "calibration crops moves min/max calibration by.",
-              "- **PKN: nothing kept on this run's weights.** The output-driven range search halved the output "
-              "error on its 16 calibration patches and doubled the Set5 drop (0.231 -> 0.456 dB); the held-out "
-              "photos rejected it (pooled PSNR down, 5 of 12 raised), as they did AdaRound, bias correction and QAT, "
-              "so PKN misses 0.2 dB at min/max. On the previous run's PKN (2471 training steps, this bench at "
-              "commit 335c221) the same search had lowered the drop from 0.259 to 0.193 dB. Its Core ML W8A8 "
-              "program of the same ranges scores 0.132 dB and a TFLite int8 export 0.218 dB (measured apart from "
-              "this table): PKN chains about a hundred int8 tensors, each off LiteRT's by up to an LSB in the "
-              "simulation, and why the float16 program does better here is not established.",
+              "- **PKN: bias correction only.** The output-driven range search lowered the output error on its 16 "
+              "calibration patches and raised the Set5 drop (0.218 -> 0.242 dB); the held-out photos rejected it "
+              "(3 of 12 raised), as they did AdaRound and QAT, and kept bias correction (0.217 dB), so PKN misses "
+              "0.2 dB by 0.02. Its int8 output is unusually sensitive to the exact int8 grids: the earlier version "
+              "of this table had its Core ML W8A8 program at 0.132 dB against a simulated int8 0.231, because "
+              "edgesr's Core ML export made PKN's constant sub-pixel offsets (the kernel geometry) int8 on a "
+              "symmetric grid of its own, a different function, while the simulation kept them float where LiteRT "
+              "holds them in int8 (a LiteRT export of those ranges: 0.218 dB). Both now use the int8 values TFLite "
+              "stores for them (`quantize_constant_operands`; `tests/test_quantization_tflite.py -k pkn_constant` "
+              "reads them back from a LiteRT model), and the min/max column above is LiteRT's 0.218.",
+              "- **Core ML W8A8 keeps its input in float16.** A Core ML program receives float32, so the W8A8 "
+              "program quantizes every int8 tensor of TFLite's but the input; its column is then up to 0.035 dB "
+              "below the int8 simulation's (SESR-M5: 0.043 against 0.078), except for eSR-CNN (0.363 against "
+              "0.345), where float16 scales and arithmetic cost more than the input gains.",
+              "- **w8a16 weights: AdaRound for float activations.** AdaRound run with float activations "
+              "(`adaround(..., activations=False)`) rounds each conv's weights for the w8a16 model itself; it was "
+              "chosen for eSR-TR (0.011 dB, where the recipe's weights gave 0.036), PKN and the 12-minute SplitSR-S "
+              "(0.013 dB, where the float weights gave 0.039). The T91-trained eSR-MAX still misses 0.02 dB (0.033, "
+              "the recipe's weights; its int8 weights alone cost that much).",
               ]
     lines += ["", "## Which pairs CLE can equalize", ""]
     for r in rows:
