@@ -248,7 +248,7 @@ def main(argv=None) -> int:
         row["techniques"] = res.techniques()
         row["recipe_drop"] = score(res.module, res.ranges)
         minmax = calibrate(res.module, calib)
-        w16, row["w8a16_weights"] = choose_w8a16_weights(deploy, res.module, val, calib)  # as edgesr quantize does
+        w16, row["w8a16_weights"] = choose_w8a16_weights(deploy, res.module, val, calib, hr, config=cfg)  # as edgesr quantize does
         w16_minmax = minmax if w16 is res.module else calibrate(w16, calib)
         row["w8a16_drop"] = export_drop(w16, w16_minmax, w16_minmax, set5, row["float_psnr"],
                                         args.out / key / "w8a16.tflite", "w8a16")
@@ -342,8 +342,9 @@ def write_doc(results: dict, path: Path) -> None:
               "the min/max ranges, PRELU and DEPTH_TO_SPACE in float; run on LiteRT) of the weights `edgesr quantize` "
               "records for w8a16 (`choose_w8a16_weights`): the recipe's, or the float model's own (marked *float "
               "weights*: QAT fits the weights to int8 activations, which w8a16 does not have), or the float model's "
-              "rounded by AdaRound for float activations (marked *AdaRound w8a16*), whichever scores higher with "
-              "int8 weights and float activations on the held-out photos.",
+              "rounded by AdaRound for float activations (marked *AdaRound w8a16*), or the best of these fine-tuned "
+              "for the recipe's QAT steps through int8 weights and float activations (marked *QAT w8a16*), "
+              "whichever scores higher with int8 weights and float activations on the held-out photos.",
               "", "| model | int8 min/max | Core ML W8A8 min/max | int8 (recipe) | Core ML W8A8 (recipe) | w8a16 |",
               "|---|---|---|---|---|---|"]
 
@@ -355,7 +356,7 @@ def write_doc(results: dict, path: Path) -> None:
         lines.append(f"| {r['label']} | {cell(r, 'minmax_drop', 'not measured')} | "
                      f"{cell(r, 'coreml_w8a8_minmax_drop', 'no Core ML conversion')} | {r['recipe_drop']:.3f} | "
                      f"{cell(r, 'coreml_w8a8_drop', 'no Core ML conversion')} | {cell(r, 'w8a16_drop', 'no 16x8 conversion')}"
-                     + {"float": " *float weights*", "adaround_w8a16": " *AdaRound w8a16*"}.get(
+                     + {"float": " *float weights*", "adaround_w8a16": " *AdaRound w8a16*", "qat_w8a16": " *QAT w8a16*"}.get(
                          r.get("w8a16_weights", {}).get("weights"), "") + " |")
     lines += ["",
               "## Time each technique takes (s, CPU, same loaded machine)", "",

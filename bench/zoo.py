@@ -161,27 +161,27 @@ def run_entry(label, name, scale, args, train_images, pairs, out_dir) -> dict:
     return row
 
 
-def qat_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
-    """Set5 PSNR of the int8 TFLite model after ``edgesr quantize --qat-steps N`` (min/max
-    calibration, then N QAT steps on T91 patches: the recipe ``edgesr run`` ships)."""
-    from edgesr.converters import tflite
+def recipe_int8_psnr(ckpt: Path, args, run_dir: Path, set5) -> float:
+    """Set5 PSNR of the int8 TFLite model after ``edgesr quantize --recipe default --qat-steps N``
+    on T91 (the default recipe, with N steps of LSQ QAT: what ``edgesr run`` ships), exported at
+    the quantized checkpoint's own ranges."""
+    from edgesr.converters.export import export_tflite
     from edgesr.converters.runtime import TFLiteUpscaler
-    from edgesr.quantization.api import quantize_checkpoint
+    from edgesr.quantization.api import quantize_checkpoint, read_quantized
 
-    from edgesr.core.checkpoint import load_checkpoint
-    from edgesr.core.evaluate import calibration_patches, evaluate
+    from edgesr.core.evaluate import evaluate
 
-    q = quantize_checkpoint(ckpt, args.data_root / "T91" / "HR", "minmax", args.qat_steps, run_dir / "int8_qat.pt",
-                            data_root=str(args.data_root), sets=["Set5"])
-    model, _ = load_checkpoint(q["out"], deploy=True)
-    calib = calibration_patches(load_folder(args.data_root / "T91" / "HR"), model.contract, patch=48, count=8, seed=1)
-    path = tflite.save(tflite.convert(model, 1, "int8", calib, "int8", q["activation_ranges"]), run_dir / "model_int8_qat.tflite")
-    return evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), set5)["psnr_y"]
+    q = quantize_checkpoint(ckpt, args.data_root / "T91" / "HR", "minmax", args.qat_steps, run_dir / "int8_recipe.pt",
+                            data_root=str(args.data_root), sets=["Set5"], recipe="default", w8a16=False)
+    quantized = read_quantized(q["out"])  # as `edgesr export int8_recipe.pt` reads it: its own ranges
+    path = export_tflite(quantized, run_dir / "model_int8_recipe.tflite", "int8")["path"]
+    return evaluate(TFLiteUpscaler(path, quantized.module.contract, num_threads=args.threads), set5)["psnr_y"]
 
 
 def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, ckpt: Path | None = None) -> dict | str:
     """fp32 and int8 TFLite of a deploy model: latency, the int8 Set5 drop vs ``row``'s float PSNR
-    (post-training min/max calibration), and with ``args.qat_steps`` and ``ckpt`` the drop after QAT."""
+    (post-training min/max calibration), and with ``args.qat_steps`` and ``ckpt`` the drop after
+    the default recipe (:func:`recipe_int8_psnr`)."""
     from edgesr.core.evaluate import evaluate
 
     model = model.cpu().eval()
@@ -205,9 +205,10 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, c
                 if getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
                     entry["qat_steps"] = args.qat_steps
                     try:
-                        entry["set5_psnr_drop_qat"] = row["sets"]["Set5"]["psnr_y"] - qat_int8_psnr(ckpt, args, run_dir, pairs["Set5"])
+                        entry["set5_psnr_drop_recipe"] = (row["sets"]["Set5"]["psnr_y"]
+                                                          - recipe_int8_psnr(ckpt, args, run_dir, pairs["Set5"]))
                     except (EdgesrError, RuntimeError, ValueError) as exc:
-                        entry["qat"] = f"QAT failed: {str(exc).splitlines()[0][:140]}"
+                        entry["recipe"] = f"int8 recipe failed: {str(exc).splitlines()[0][:140]}"
             out[prec] = entry
         except (EdgesrError, RuntimeError, ValueError) as exc:
             out[prec] = f"export failed: {str(exc).splitlines()[0][:140]}"
@@ -278,12 +279,13 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         "declared extra multiply-adds). Latency: LiteRT, 2 threads, 640x360 input, median (a 2-core machine: "
         "when other jobs share it, repeated runs differ by up to 2-3x, so only large gaps mean anything); int8 drop: Set5 PSNR "
         "of the PyTorch float model minus the int8 TFLite model, after post-training min/max calibration (PTQ) and, "
-        "where measured, after `--qat-steps` steps of quantization-aware fine-tuning from that calibration (QAT, what "
-        "`edgesr run` ships; the QAT model's int8 output is compared with the float model before QAT). `—`: not "
-        "measured (see notes).",
+        "where measured, after the default int8 recipe with `--qat-steps` steps of LSQ QAT (`edgesr quantize "
+        "--recipe default`, what `edgesr run` ships; its int8 output is compared with the float model before the "
+        "recipe; docs/quant.md breaks it down by technique). `—`: not measured (see notes; rows measured before the "
+        "recipe, whose QAT column was plain QAT from min/max, are not shown).",
         "",
         "| model | scale | steps | params | MACs/720p (G) | " + " | ".join(f"{s} PSNR/SSIM" for s in sets)
-        + " | published (PSNR) | int8 drop PTQ (dB) | int8 drop QAT (dB) | fp32 ms | int8 ms |",
+        + " | published (PSNR) | int8 drop PTQ (dB) | int8 drop, recipe (dB) | fp32 ms | int8 ms |",
         "|---|---|---|---|---|" + "---|" * len(sets) + "---|---|---|---|---|",
     ]
     notes = []
@@ -295,13 +297,13 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         pub = PUBLISHED.get((r["model"], r["scale"]))
         pub_s = ", ".join(f"{k} {v:.2f}" for k, v in pub.items()) if pub else "—"
         tfl = r.get("tflite")
-        fp32 = int8 = drop = drop_qat = None
+        fp32 = int8 = drop = drop_recipe = None
         if isinstance(tfl, dict):
             if isinstance(tfl.get("fp32"), dict):
                 fp32 = tfl["fp32"]["latency_ms"]
             if isinstance(tfl.get("int8"), dict):
                 int8, drop = tfl["int8"]["latency_ms"], tfl["int8"].get("set5_psnr_drop")
-                drop_qat = tfl["int8"].get("set5_psnr_drop_qat")
+                drop_recipe = tfl["int8"].get("set5_psnr_drop_recipe")
             failed = {prec: v for prec, v in tfl.items() if isinstance(v, str)}
             for reason in dict.fromkeys(failed.values()):
                 precs = " and ".join(p for p, v in failed.items() if v == reason)
@@ -312,7 +314,7 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
             notes.append(f"- {r['label']} x{r['scale']}: {r['gmacs_720p']:.0f} GMACs/720p; on CPU scored on Set5/Set14 only.")
         lines.append(f"| {r['label']} (`{r['model']}`) | x{r['scale']} | {r['steps']} | {r['params']:,} | "
                      f"{r['gmacs_720p']:.2f} | " + " | ".join(cells)
-                     + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(drop_qat, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
+                     + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(drop_recipe, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
     if any(r.get("reprofiled") for r in rows):
         notes.insert(0, "- TFLite columns of the rows trained here were re-measured from the same checkpoints with "
                         "`--reprofile` after converter and quantization changes (latest: int8 ranges per TFLite "
@@ -336,8 +338,9 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
             lines += ["", f"Its int8 TFLite export (the same converter and calibration as the table) loses "
                           f"**{int8['set5_psnr_drop']:.2f} dB** on Set5 (fp32 {imported['tflite']['fp32']['latency_ms']:.1f} ms, "
                           f"int8 {int8['latency_ms']:.1f} ms); "
-                          + (f"after {int8['qat_steps']} QAT steps on T91 (`edgesr quantize --qat-steps {int8['qat_steps']}`) "
-                             f"it loses {int8['set5_psnr_drop_qat']:.2f} dB." if "set5_psnr_drop_qat" in int8 else
+                          + (f"after the default recipe on T91 (`edgesr quantize --recipe default --qat-steps "
+                             f"{int8['qat_steps']}`) it loses {int8['set5_psnr_drop_recipe']:.2f} dB."
+                             if "set5_psnr_drop_recipe" in int8 else
                              "the authors' fp32 weights were not trained for int8; `edgesr quantize --qat-steps N` "
                              "fine-tunes them for it.")]
     if plot_name:
@@ -412,7 +415,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--reprofile", action="store_true", help="redo only the TFLite stage of stored entries")
     p.add_argument("--qat-steps", type=int, default=0,
-                   help="also measure the int8 drop after this many QAT steps (edgesr run's recipe uses 200; default 0: PTQ only)")
+                   help="also measure the int8 drop after the default recipe with this many LSQ QAT steps "
+                        "(edgesr run uses 200; default 0: PTQ only)")
     args = p.parse_args(argv)
     args.command = "python bench/zoo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:

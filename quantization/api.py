@@ -78,8 +78,9 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
             :func:`~edgesr.quantization.qat.whole_images`, :meth:`~edgesr.quantization.qat.ValScore.beats`).
         patch, count, seed: calibration crops (:func:`edgesr.core.evaluate.calibration_patches`).
         w8a16: with a recipe, also choose the weights a w8a16 export carries
-            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`, AdaRound for float
-            activations among the candidates: seconds to tens of seconds); False skips it (the
+            (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`: AdaRound for float
+            activations and ``qat_steps`` of QAT through int8 weights and float activations
+            among the candidates, seconds to a minute); False skips it (the
             checkpoint's w8a16 exports then carry the recipe's weights).
 
     Returns:
@@ -111,13 +112,15 @@ def quantize_module(model: nn.Module, calibration=None, *, observer: str = "minm
     quantized, recipe_record, w8a16_module = model, None, None
     if recipe is not None:
         fit_patches, hr, val = recipe_data(images, model.contract, patch, count, seed)
-        result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=RecipeConfig(qat_steps=qat_steps, seed=seed))
+        config = RecipeConfig(qat_steps=qat_steps, seed=seed)
+        result = run_recipe(model, fit_patches, hr, val, recipe=recipe, config=config)
         quantized, ranges = result.module, result.ranges
         recipe_record = {"name": recipe, "techniques": result.techniques(),
                          "stages": [{k: s[k] for k in ("technique", "kept", "val_drop_db", "val_images_better", "seconds") if k in s}
                                     for s in result.stages]}
         if w8a16:  # which weights suit int16 activations?
-            chosen, recipe_record["w8a16"] = choose_w8a16_weights(model, quantized, val, fit_patches, seed=seed)
+            chosen, recipe_record["w8a16"] = choose_w8a16_weights(
+                model, quantized, val, fit_patches, hr if "lsq_qat" in RECIPES[recipe] else None, config=config)
             w8a16_module = chosen if chosen is not quantized else None
     elif qat_steps > 0:
         with tqdm(total=qat_steps, desc="QAT", disable=not progress, leave=False) as bar:
@@ -208,7 +211,8 @@ class QuantizedCheckpoint:
             the clipping is all that is left (measured on SESR-M5 x2 Set5: 0.030 dB at a
             recipe's clipped int8 ranges, 0.007 dB at min/max).
         w8a16_module: the weights the w8a16 export uses where they are not ``module``'s: the
-            float model's own, or those rounded by AdaRound for float activations, when they beat
+            float model's own, those rounded by AdaRound for float activations, or the best of these
+            after QAT through int8 weights and float activations, when they beat
             the recipe's with int8 weights and float activations on the held-out photos
             (:func:`~edgesr.quantization.recipe.choose_w8a16_weights`, which one in
             ``settings["recipe"]["w8a16"]["weights"]``; saved as ``w8a16_state_dict``); None:

@@ -161,7 +161,7 @@ def qat_optimizer(sim: nn.Module, lr: float, range_lr: float | None = None) -> t
 def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict | None = None,
         observer: str = "minmax", range_mode: str = "ema", lr: float = 1e-4, range_lr: float | None = None,
         batch_size: int = 8, patch: int = 64, count: int = 256, seed: int = 0, val=None, eval_every: int = 25,
-        cosine: bool = False, on_step: Callable[[int, float], None] | None = None,
+        cosine: bool = False, activations: bool = True, on_step: Callable[[int, float], None] | None = None,
         on_eval: Callable[[int, float], None] | None = None) -> tuple[nn.Module, dict[str, tuple[float, float]]]:
     """Fine-tune ``deploy_module`` through its int8 simulation.
 
@@ -185,6 +185,10 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
             and the best weights and ranges are returned: QAT never ends worse than its start
             on ``val`` (keep the best).
         cosine: decay both learning rates to 0 over ``steps`` (cosine schedule).
+        activations: False trains through int8 weights with float activations (and float
+            biases): the w8a16 model, whose int16 activations come within a few int16 steps of
+            float (:func:`~edgesr.quantization.fake_quant.fake_quant_module`); ``ranges`` are
+            then still returned (calibrated, untrained) but nothing quantizes with them.
         on_step: called as ``on_step(step, l1_loss)`` after every step (progress, tests).
         on_eval: called as ``on_eval(step, val_psnr_db)`` at every validation (step 0: the start).
     Returns:
@@ -203,9 +207,13 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     module = copy.deepcopy(deploy_module).float().eval()
     if ranges is None:
         ranges = calibrate(module, lr_patches, observer)
-    sim = fake_quant_module(module, ranges, range_mode=range_mode, share_weights=True)
+    sim = fake_quant_module(module, ranges, range_mode=range_mode, share_weights=True, activations=activations)
+
+    def sim_ranges() -> dict:
+        return quantizer_ranges(sim) if activations else dict(ranges)
+
     if steps == 0:
-        return module, quantizer_ranges(sim)
+        return module, sim_ranges()
     if val is None or (isinstance(val, list) and val and isinstance(val[0], torch.Tensor)):
         val_hr = val  # None, or whole images (:func:`whole_images`)
     else:
@@ -221,7 +229,7 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
         if on_eval is not None:
             on_eval(step, score)
         if best is None or score > best[0]:
-            best = (score, copy.deepcopy(module.state_dict()), quantizer_ranges(sim))
+            best = (score, copy.deepcopy(module.state_dict()), sim_ranges())
 
     if val_hr is not None:
         validate(0)
@@ -245,4 +253,4 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     if best is not None:
         module.load_state_dict(best[1])
         return module.eval(), best[2]
-    return module.eval(), quantizer_ranges(sim)
+    return module.eval(), sim_ranges()

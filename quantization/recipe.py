@@ -194,14 +194,15 @@ def run_recipe(deploy_module: nn.Module, calib, hr, val_hr, *, recipe: str = "de
     return result
 
 
-W8A16_CANDIDATES = ("recipe", "float", "adaround_w8a16")
+W8A16_CANDIDATES = ("recipe", "float", "adaround_w8a16", "qat_w8a16")
 """The weights a w8a16 export may carry (:func:`choose_w8a16_weights`)."""
 
 
-def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_hr, calib=None, *,
-                         adaround_iters: int = 500, seed: int = 0) -> tuple[nn.Module, dict]:
-    """The weights a w8a16 export should carry: the recipe's result, the float model's own, or
-    the float model's with AdaRound fitted to float activations.
+def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_hr, calib=None, hr=None, *,
+                         adaround_iters: int = 500, config: RecipeConfig | None = None) -> tuple[nn.Module, dict]:
+    """The weights a w8a16 export should carry: the recipe's result, the float model's own, the
+    float model's with AdaRound fitted to float activations, or the best of these fine-tuned
+    through int8 weights and float activations.
 
     The recipe's weights are chosen for int8 activations (AdaRound and bias correction on the
     int8 simulation's inputs, LSQ QAT through it); at int16 activations what is left is the int8
@@ -211,38 +212,64 @@ def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_
     model's weights by AdaRound for int8 weights and float activations
     (:func:`~edgesr.quantization.adaround.adaround` with ``activations=False``): the rounding that
     minimises each layer's output error at w8a16 (on the T91-trained eSR-TR of docs/quant.md,
-    Set5 w8a16 drop 0.011 dB against 0.201 with nearest rounding). Each candidate is scored with
-    int8 weights and float activations (:func:`~edgesr.quantization.fake_quant.fake_quant_module`
-    with ``activations=False``) on ``val_hr``; starting from the recipe's, a candidate replaces the
-    one chosen so far only if it beats it (:meth:`~edgesr.quantization.qat.ValScore.beats`), in the
-    order of :data:`W8A16_CANDIDATES`.
+    Set5 w8a16 drop 0.011 dB against 0.201 with nearest rounding). With ``hr``, a fourth
+    fine-tunes the best of those for ``config.qat_steps`` steps through int8 weights and float
+    activations (:func:`~edgesr.quantization.qat.qat` with ``activations=False``, cosine decay,
+    keep-best on ``val_hr``): the w8a16 model's own QAT, which moves weights onto the int8 grid
+    where no rounding alone gets them (eSR-MAX's coarse per-channel grids, docs/quant.md).
+    Each candidate is scored with int8 weights and float activations
+    (:func:`~edgesr.quantization.fake_quant.fake_quant_module` with ``activations=False``) on
+    ``val_hr``; starting from the recipe's, a candidate replaces the one chosen so far only if it
+    beats it (:meth:`~edgesr.quantization.qat.ValScore.beats`), in the order of
+    :data:`W8A16_CANDIDATES`.
 
     Args:
         float_module, recipe_module: deploy modules of one architecture (the same graph), float32.
         val_hr: held-out HR targets, whole images or patches (:func:`run_recipe`'s ``val_hr``).
         calib: float32 (N, C, P, P) calibration patches for the AdaRound candidate; None: no such
             candidate.
-        adaround_iters, seed: AdaRound's steps per conv and batch order.
+        hr: float32 (N, C, H, W) HR training patches in [0, 1] (:func:`run_recipe`'s ``hr``) for
+            the QAT candidate; None (or ``config.qat_steps == 0``): no such candidate.
+        adaround_iters: AdaRound's steps per conv.
+        config: QAT steps, batch, learning rate, validation interval and seed
+            (:class:`RecipeConfig`; default ``RecipeConfig()``).
     Returns:
-        ``(module, record)``: the chosen module (the recipe's or float module itself, or the new
-        AdaRound module) and ``{"weights": one of W8A16_CANDIDATES, "val_psnr_db": {candidate:
-        dB}, "adaround_seconds": s (with calib)}``.
+        ``(module, record)``: the chosen module (the recipe's or float module itself, or a new
+        module) and ``{"weights": one of W8A16_CANDIDATES, "val_psnr_db": {candidate: dB}``
+        plus ``"adaround_seconds"`` (with ``calib``) and ``"qat_seconds"``, ``"qat_from"``,
+        ``"qat_best_step"`` (with ``hr``)``}``.
     """
+    cfg = config or RecipeConfig()
     val_hr = _as_targets(val_hr)
     val_lr = degrade(val_hr, float_module.contract.scale)
     candidates = {"recipe": recipe_module, "float": float_module}
     record: dict = {}
     if calib is not None:
         t0 = time.perf_counter()
-        candidates["adaround_w8a16"], _ = adaround(float_module, {}, calib, iters=adaround_iters, seed=seed,
+        candidates["adaround_w8a16"], _ = adaround(float_module, {}, calib, iters=adaround_iters, seed=cfg.seed,
                                                    activations=False)
         record["adaround_seconds"] = round(time.perf_counter() - t0, 1)
-    scores = {name: sim_scores(fake_quant_module(m, {}, activations=False).eval(), val_lr, val_hr)
-              for name, m in candidates.items()}
+
+    def score(module) -> ValScore:
+        return sim_scores(fake_quant_module(module, {}, activations=False).eval(), val_lr, val_hr)
+
+    scores = {name: score(m) for name, m in candidates.items()}
     choice = "recipe"
-    for name in W8A16_CANDIDATES[1:]:
+    for name in W8A16_CANDIDATES[1:3]:
         if name in scores and scores[name].beats(scores[choice]):
             choice = name
+    if hr is not None and cfg.qat_steps > 0:
+        t0 = time.perf_counter()
+        history: list[tuple[int, float]] = []
+        candidates["qat_w8a16"], _ = qat(candidates[choice], torch.as_tensor(hr, dtype=torch.float32), cfg.qat_steps,
+                                         lr=cfg.qat_lr, batch_size=cfg.qat_batch, seed=cfg.seed, val=val_hr,
+                                         eval_every=cfg.qat_eval_every, cosine=True, activations=False,
+                                         on_eval=lambda step, psnr: history.append((step, psnr)))
+        record.update(qat_seconds=round(time.perf_counter() - t0, 1), qat_from=choice,
+                      qat_best_step=max(history, key=lambda h: h[1])[0])
+        scores["qat_w8a16"] = score(candidates["qat_w8a16"])
+        if scores["qat_w8a16"].beats(scores[choice]):
+            choice = "qat_w8a16"
     return candidates[choice].eval(), {
         "weights": choice, "val_psnr_db": {k: round(v.psnr, 4) for k, v in scores.items()}, **record}
 

@@ -12,9 +12,9 @@ from edgesr.quantization.bias_correction import correct_bias
 from edgesr.quantization.equalization import equalization_pairs, equalize
 from edgesr.quantization.fake_quant import fake_quant_weight
 from edgesr.quantization.graph import trace
-from edgesr.quantization.qat import hr_patches
+from edgesr.quantization.qat import hr_patches, qat
 from edgesr.quantization.range_search import search_ranges
-from edgesr.quantization.recipe import choose_w8a16_weights
+from edgesr.quantization.recipe import RecipeConfig, choose_w8a16_weights
 from test_quantization_common import one_thread, tiny_deploy  # noqa: F401 (fixture)
 
 from edgesr.core.data import embedded_images
@@ -170,3 +170,28 @@ def test_adaround_for_float_activations_lowers_the_w8a16_error(photos):
     assert set(record["val_psnr_db"]) == {"recipe", "float", "adaround_w8a16"}
     assert record["weights"] == "adaround_w8a16" and chosen is not model
     assert record["val_psnr_db"]["adaround_w8a16"] > record["val_psnr_db"]["recipe"]
+
+
+def test_qat_for_float_activations_is_the_last_w8a16_candidate(photos):
+    """Given HR patches, :func:`choose_w8a16_weights` fine-tunes the candidate chosen so far
+    through int8 weights and float activations (``qat(activations=False)``, keep-best on the
+    held-out patches): it never scores below its start there, it is taken only where it beats
+    it, and it trains the weights a w8a16 model runs, not the int8 activations' ones."""
+    model, _, held = photos
+    val = hr_patches(embedded_images("val"), model.contract, patch=48, count=8, seed=2)
+    hr = hr_patches(embedded_images("train"), model.contract, patch=48, count=32, seed=1)
+    config = RecipeConfig(qat_steps=40, qat_eval_every=10, qat_lr=1e-3)
+    chosen, record = choose_w8a16_weights(model, model, val, None, hr, config=config)
+    assert set(record["val_psnr_db"]) == {"recipe", "float", "qat_w8a16"} and record["qat_from"] == "recipe"
+    assert record["val_psnr_db"]["qat_w8a16"] > record["val_psnr_db"]["recipe"]
+    assert record["weights"] == "qat_w8a16" and chosen is not model and record["qat_best_step"] > 0
+
+    # what QAT trained through: float activations (the same steps through int8 activations
+    # move the weights elsewhere), and the ranges it returns are the calibrated ones, untouched
+    ranges = calibrate(model, held)
+    w16, w16_ranges = qat(model, hr, 5, ranges=ranges, lr=1e-3, activations=False)
+    a8, _ = qat(model, hr, 5, ranges=ranges, lr=1e-3)
+    assert w16_ranges == ranges
+    assert not torch.equal(w16.first.weight, a8.first.weight) and not torch.equal(w16.first.weight, model.first.weight)
+    _, untrained = choose_w8a16_weights(model, model, val, None, hr, config=RecipeConfig(qat_steps=0))
+    assert "qat_w8a16" not in untrained["val_psnr_db"]

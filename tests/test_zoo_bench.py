@@ -36,6 +36,14 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
          "budget_min": 0.5, "device": "cpu", "command": "python bench/zoo.py --minutes-per-model 0.5"},
         {"label": "SplitSR (paper)", "model": "splitsr", "scale": 4, "steps": 1, "params": 1642128,
          "gmacs_720p": 94.3, "heavy": True, "sets": {"Set5": {"psnr_y": 25.0, "ssim_y": 0.7}}, "tflite": "skipped (heavy on CPU)"},
+        {"label": "SESR-M5", "model": "sesr_m5", "scale": 2, "steps": 5, "params": 13700, "gmacs_720p": 3.1,
+         "heavy": False, "sets": {"Set5": {"psnr_y": 35.0, "ssim_y": 0.95}},
+         "tflite": {"fp32": {"latency_ms": 20.0}, "int8": {"latency_ms": 30.0, "set5_psnr_drop": 0.1234,
+                                                         "qat_steps": 200, "set5_psnr_drop_recipe": 0.0876}}},
+        {"label": "PKN", "model": "pkn", "scale": 2, "steps": 6, "params": 1000, "gmacs_720p": 1.0,  # measured before
+         "heavy": False, "sets": {"Set5": {"psnr_y": 33.0, "ssim_y": 0.93}},  # the recipe: plain QAT, not shown
+         "tflite": {"fp32": {"latency_ms": 20.0}, "int8": {"latency_ms": 30.0, "set5_psnr_drop": 0.5,
+                                                         "qat_steps": 200, "set5_psnr_drop_qat": 0.3}}},
     ]
     args = argparse.Namespace(command="python bench/zoo.py --minutes-per-model 1", minutes_per_model=1.0, device="cpu", out=tmp_path,
                               batch=16, lr_patch=32, lr=5e-4)
@@ -46,7 +54,9 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     assert "Set5 34.94" in text  # the authors' published number beside ours
     assert "eSR-MAX K7 C13 x2, TFLite int8: export failed: no int8 max" in text and "1-7 optimizer steps" in text
     assert "scored on Set5/Set14 only" in text
-    assert "| int8 drop PTQ (dB) | int8 drop QAT (dB) |" in text
+    assert "| int8 drop PTQ (dB) | int8 drop, recipe (dB) |" in text
+    assert "| 0.123 | 0.088 | 20.0 | 30.0 |" in text  # PTQ, then what edgesr run ships
+    assert "| 0.500 | — | 20.0 | 30.0 |" in text  # an older row's plain-QAT drop is not passed off as the recipe's
     # each row's own budget and command (rows accumulate across invocations), not this invocation's
     assert "**0.5 / 1 min of training" in text
     assert "`python bench/zoo.py --minutes-per-model 0.5`, then `python bench/zoo.py --minutes-per-model 1`" in text
