@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 import torch
 from edgesr.quantization.calibration import calibrate
-from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges
+from edgesr.quantization.fake_quant import fake_quant_module, quantizer_ranges, snap_weights_to_int8
 from torch import nn
 
 from edgesr.core.errors import EdgesrError
@@ -192,9 +192,13 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
         on_step: called as ``on_step(step, l1_loss)`` after every step (progress, tests).
         on_eval: called as ``on_eval(step, val_psnr_db)`` at every validation (step 0: the start).
     Returns:
-        ``(module, ranges)``: the fine-tuned float deploy module (a new module of the same
-        class, in eval mode) and its ``{fx node name: (min, max)}``;
-        ``fake_quant_module(module, ranges)`` is the model QAT trained (the best on ``val``).
+        ``(module, ranges)``: the fine-tuned deploy module (a new module of the same class, in
+        eval mode) and its ``{fx node name: (min, max)}``; ``fake_quant_module(module, ranges)``
+        is the model QAT trained (the best on ``val``). The module's conv weights and PReLU
+        slopes are their int8 values (:func:`~edgesr.quantization.fake_quant.snap_weights_to_int8`):
+        QAT's latent float weights are trained for what they round to, not for their own float
+        function, so the module in float is the int8 weights with float activations (a
+        meaningful reference and fp32 export), and the int8 export is unchanged.
 
     Raises:
         EdgesrError: negative steps or unusable patches.
@@ -252,5 +256,5 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     sim.eval()
     if best is not None:
         module.load_state_dict(best[1])
-        return module.eval(), best[2]
-    return module.eval(), sim_ranges()
+        return snap_weights_to_int8(module.eval()), best[2]
+    return snap_weights_to_int8(module.eval()), sim_ranges()

@@ -38,7 +38,8 @@ def _one_error_line(capsys) -> str:
 
 def test_quantize_writes_ranges_and_reports_the_psnr_drop(ckpt, calib_dir, tmp_path, capsys):
     out = tmp_path / "q" / "tiny_int8.pt"
-    status = main(["quantize", str(ckpt), "--calib", str(calib_dir), "--observer", "percentile", "--percentile", "99.9",
+    status = main(["quantize", str(ckpt), "--calib", str(calib_dir), "--recipe", "none",
+                   "--observer", "percentile", "--percentile", "99.9",
                    "--qat-steps", "3", "--patches", "8", "--patch-size", "32", "--out", str(out),
                    "--sets", str(calib_dir)])  # score on the two small photos: keeps the test short
     assert status == 0
@@ -75,5 +76,44 @@ def test_bad_options_exit_2(ckpt, tmp_path, capsys):
     assert "--qat-steps" in _one_error_line(capsys)
     assert main(["quantize", str(ckpt), "--percentile", "99"]) == 2
     assert "--percentile" in _one_error_line(capsys)
-    assert main(["quantize", str(ckpt), "--observer", "percentile", "--percentile", "20"]) == 2
+    assert main(["quantize", str(ckpt), "--recipe", "none", "--observer", "percentile", "--percentile", "20"]) == 2
     assert "percentile" in _one_error_line(capsys)
+    assert main(["quantize", str(ckpt), "--observer", "mse"]) == 2  # the recipe picks its own ranges
+    assert "--observer applies to --recipe none" in _one_error_line(capsys)
+    assert main(["quantize", str(ckpt), "--recipe", "ptq", "--qat-steps", "5"]) == 2
+    assert "--recipe ptq runs no QAT" in _one_error_line(capsys)
+    assert main(["quantize", str(ckpt), "--recipe", "aimet"]) == 2
+    assert "--recipe" in _one_error_line(capsys)
+    assert not list(tmp_path.glob("*_int8.pt"))
+
+
+@pytest.mark.parametrize("argv, recipe, qat_steps, observer", [
+    ([], "default", 200, "minmax"),  # what edgesr run applies, with its QAT steps
+    (["--qat-steps", "0"], "default", 0, "minmax"),
+    (["--recipe", "ptq"], "ptq", 0, "minmax"),
+    (["--recipe", "none"], None, 0, "minmax"),  # min/max post-training quantization
+    (["--recipe", "none", "--observer", "mse", "--qat-steps", "7"], None, 7, "mse"),
+])
+def test_quantize_applies_edgesr_runs_recipe_by_default(ckpt, monkeypatch, argv, recipe, qat_steps, observer):
+    from edgesr.app.pipeline import DEFAULT_RECIPE, RunConfig
+    from edgesr.commands import quantize as command
+
+    seen = {}
+
+    def fake(ckpt_path, calib, observer_, qat_steps_, out, **kw):
+        seen.update(observer=observer_, qat_steps=qat_steps_, recipe=kw["recipe"])
+        return {"out": "q.pt", "observer": observer_, "qat_steps": qat_steps_, "activation_ranges": {}, "eval": {}}
+
+    monkeypatch.setattr(command, "quantize_checkpoint", fake)
+    assert main(["quantize", str(ckpt), *argv]) == 0
+    assert seen == {"observer": observer, "qat_steps": qat_steps, "recipe": recipe}
+    assert (DEFAULT_RECIPE, RunConfig.qat_steps) == ("default", 200)
+
+
+def test_quantize_without_options_runs_the_recipe(ckpt, calib_dir, tmp_path, capsys):
+    out = tmp_path / "tiny_int8.pt"
+    assert main(["quantize", str(ckpt), "--calib", str(calib_dir), "--qat-steps", "3", "--patches", "8",
+                 "--patch-size", "32", "--out", str(out), "--sets", str(calib_dir)]) == 0
+    assert "recipe default: kept minmax" in capsys.readouterr().out
+    recipe = load_checkpoint(out)[1]["quantization"]["recipe"]
+    assert recipe["name"] == "default" and [s["technique"] for s in recipe["stages"]][-1] == "lsq_qat"

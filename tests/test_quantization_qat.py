@@ -113,3 +113,26 @@ def test_a_candidate_beats_the_incumbent_on_the_whole_and_on_most_images():
     assert not ValScore(29.9, np.array([30.1, 31.1, 28.0])).beats(base)  # most rise, the whole falls
     assert not base.beats(base)  # a tie keeps the incumbent
     assert not ValScore(30.1, np.array([30.1, 30.9])).beats(ValScore(30.0, np.array([30.0, 31.0])))  # half is not most
+
+
+def test_qat_returns_the_int8_weights_it_trained(setup):
+    """QAT's latent float weights are trained for what they round to; the module it returns
+    carries those int8 values (conv weights per channel, PReLU slopes per tensor), so in float it
+    is the int8 weights with float activations: the weights-only simulation exactly, and a
+    second rounding changes nothing."""
+    from edgesr.quantization.fake_quant import fake_quant_weight, snap_weights_to_int8
+
+    model, train, _, held_lr = setup
+    prelu_model = tiny_deploy("sesr_m3")  # PReLU slopes as well as convs
+    for start in (model, prelu_model):
+        tuned, ranges = qat(start, train, steps=10, patch=48, count=32, lr=1e-2, seed=3)
+        weights = [m.weight for m in tuned.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.PReLU))]
+        assert any(isinstance(m, torch.nn.PReLU) for m in tuned.modules()) == (start is prelu_model)
+        for w in weights:
+            assert torch.equal(fake_quant_weight(w.reshape(w.shape[0] if w.dim() > 1 else 1, -1)).reshape(w.shape), w)
+        with torch.no_grad():
+            assert torch.equal(tuned(held_lr), fake_quant_module(tuned, ranges, activations=False).eval()(held_lr))
+            assert torch.equal(fake_quant_module(snap_weights_to_int8(tuned), ranges).eval()(held_lr),
+                               fake_quant_module(tuned, ranges).eval()(held_lr))
+        assert not all(torch.equal(a, b) for a, b in zip(weights, [m.weight for m in start.modules()
+                                                                   if isinstance(m, (torch.nn.Conv2d, torch.nn.PReLU))]))
