@@ -225,11 +225,9 @@ def export_tflite(model, path, precision: str = "fp32", calibration=None, io_dty
     if precision == "w8a16":
         wide = q.minmax_ranges is not None
         ranges = q.minmax_ranges if wide else ranges
-        module = q.w8a16()
+        module = q.module_for(precision)
         extra["quantization"] |= {"weights": "int8 per-channel symmetric", "activations": "int16 symmetric (zero point 0)",
-                                  "weights_from": "recipe" if q.w8a16_module is None else
-                                  f"{((q.settings.get('recipe') or {}).get('w8a16') or {}).get('weights', 'float')} "
-                                  "(w8a16_state_dict)",
+                                  "weights_from": q.weights_from(precision),
                                   "biases": "int64",
                                   "ranges": "the quantized module's min/max ranges (minmax_ranges)" if wide
                                   else "the int8 model's tensor ranges",
@@ -258,12 +256,18 @@ def export_coreml(model, path, precision: str = "fp16", calibration=None, source
     (H, W) or several enumerated, recorded in the contract); returns the artifact dict.
 
     ``model``: a deploy ``nn.Module`` or a :class:`QuantizedCheckpoint`; w8a8 takes the same
-    activation ranges as the int8 TFLite model (:func:`int8_ranges`).
+    activation ranges as the int8 TFLite model (:func:`int8_ranges`), and W8 (int8 weights, float16
+    activations) a quantized checkpoint's weights for wide activations
+    (:meth:`QuantizedCheckpoint.module_for`, as TFLite w8a16 does); any other precision converts
+    the checkpoint's module.
     """
     module, extra, ranges = deploy_module(model), {}, None
     if precision == "w8a8":
         q = int8_ranges(model, calibration)
         ranges, extra = q.activation_ranges, {"quantization": q.provenance()}
+    elif precision == "w8" and isinstance(model, QuantizedCheckpoint):  # the weights for float activations
+        module = model.module_for(precision)
+        extra = {"quantization": {"weights_from": model.weights_from(precision), "checkpoint": model.path}}
     ml = coreml.convert(module, module.contract.channels, precision, ranges, input_sizes)
     meta = build_metadata(module, "coreml", precision, source=source, tools=("coremltools",), extra=extra,
                           input_sizes=input_sizes)

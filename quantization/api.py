@@ -34,6 +34,10 @@ from edgesr.core.data import embedded_images, load_folder, resolve_eval_sets
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import TorchUpscaler, calibration_patches, evaluate_sets
 
+WIDE_ACTIVATION_PRECISIONS = ("w8a16", "w8")
+"""Precisions with int8 weights and activations wider than int8 (TFLite 16x8: int16; Core ML W8:
+float16): their exports carry :meth:`QuantizedCheckpoint.module_for`'s weights for them."""
+
 DEFAULT_PATCH = 64
 DEFAULT_COUNT = 64
 
@@ -227,8 +231,24 @@ class QuantizedCheckpoint:
     w8a16_module: nn.Module | None = None
 
     def w8a16(self) -> nn.Module:
-        """The module a w8a16 export converts (``w8a16_module`` or ``module``)."""
+        """The weights for activations wider than int8 (``w8a16_module`` or ``module``)."""
         return self.w8a16_module if self.w8a16_module is not None else self.module
+
+    def module_for(self, precision: str) -> nn.Module:
+        """The module an export of ``precision`` converts: :meth:`w8a16` for the precisions of
+        :data:`WIDE_ACTIVATION_PRECISIONS` (TFLite w8a16, Core ML W8: int8 weights, wider
+        activations, the case :func:`~edgesr.quantization.recipe.choose_w8a16_weights` scores),
+        ``module`` for every other (int8, w8a8, and float exports of the checkpoint)."""
+        return self.w8a16() if precision in WIDE_ACTIVATION_PRECISIONS else self.module
+
+    def weights_from(self, precision: str) -> str:
+        """Which weights :meth:`module_for` gives ``precision``, as artifact metadata records it:
+        ``"recipe"`` (``module``) or the chosen candidate of ``settings["recipe"]["w8a16"]``
+        (:data:`~edgesr.quantization.recipe.W8A16_CANDIDATES`) with ``" (w8a16_state_dict)"``."""
+        if precision not in WIDE_ACTIVATION_PRECISIONS or self.w8a16_module is None:
+            return "recipe"
+        chosen = ((self.settings.get("recipe") or {}).get("w8a16") or {}).get("weights", "float")
+        return f"{chosen} (w8a16_state_dict)"
 
     def provenance(self) -> dict:
         """What an artifact made from it records in its metadata (``provenance["quantization"]``)."""

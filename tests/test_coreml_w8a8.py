@@ -235,3 +235,47 @@ def test_pkn_fixed_w8_passes_the_structure_check(tmp_path):
     s = coreml.check_structure(path, "w8", 1)
     assert s["passed"] and s["weight_dtypes"] == ["INT8"], s["problems"]
     assert s["ops"].count("conv") == 3
+
+
+def test_w8_of_a_quantized_checkpoint_carries_its_weights_for_wide_activations(fitted, calib, photos, tmp_path):
+    """Core ML W8 (int8 weights, float16 activations) is the case ``choose_w8a16_weights``
+    scores: exported from a quantized checkpoint it converts
+    :meth:`~edgesr.quantization.api.QuantizedCheckpoint.module_for` ``("w8")``, the w8a16
+    weights, as TFLite w8a16 does; W8A8 and int8 keep the checkpoint's module, and ``edgesr
+    validate --source`` compares each artifact with the module it came from."""
+    import copy
+
+    from edgesr.converters import export_coreml
+    from edgesr.converters.mil_interpreter import MILUpscaler
+    from edgesr.quantization.api import QuantizedCheckpoint
+
+    from edgesr.commands.validate import _source_module
+    from edgesr.core.checkpoint import save_checkpoint
+
+    other = copy.deepcopy(fitted)
+    with torch.no_grad():
+        other.first.weight.mul_(0.8)  # distinct weights for wide activations
+    ranges = calibrate(fitted, calib)
+    settings = {"recipe": {"w8a16": {"weights": "adaround_w8a16"}}}
+    q = QuantizedCheckpoint(fitted, ranges, None, settings, ranges, other)
+    assert q.module_for("w8") is other and q.module_for("w8a16") is other
+    assert q.module_for("w8a8") is fitted and q.module_for("int8") is fitted and q.module_for("fp32") is fitted
+    assert q.weights_from("w8") == "adaround_w8a16 (w8a16_state_dict)" and q.weights_from("w8a8") == "recipe"
+    arts = {p: export_coreml(q, tmp_path / f"m_{p}.mlpackage", p)["path"] for p in ("w8", "w8a8")}
+    outs = _outputs(MILUpscaler(arts["w8"]), fitted, photos)
+    err = {}
+    for name, module in (("other", other), ("fitted", fitted)):
+        ref = _outputs(lambda x, m=module: m(torch.from_numpy(x)).numpy(), fitted, photos)
+        err[name] = np.mean([np.mean((outs[k] - ref[k]) ** 2) for k in outs])
+    # measured: mean squared difference 5.6e-7 from the w8a16 weights' float output (int8 weights,
+    # float16), 5.7e-6 from the checkpoint module's (a first conv 20% off)
+    assert err["other"] < err["fitted"] / 5, err
+    meta = json.loads(coreml.check_structure(arts["w8"], "w8", channels=1)["metadata"])
+    assert meta["provenance"]["quantization"]["weights_from"] == "adaround_w8a16 (w8a16_state_dict)"
+    path = save_checkpoint(tmp_path / "q.pt", fitted, form="deploy", extra={
+        "activation_ranges": {k: list(v) for k, v in ranges.items()},
+        "minmax_ranges": {k: list(v) for k, v in ranges.items()},
+        "w8a16_state_dict": other.state_dict(), "quantization": settings})
+    for precision, module in (("w8", other), ("w8a8", fitted)):  # precision read from the metadata
+        src = _source_module(str(path), str(arts[precision]), None)
+        assert torch.equal(src.first.weight, module.first.weight), precision

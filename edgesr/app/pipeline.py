@@ -64,6 +64,7 @@ from edgesr.core.train import TrainConfig, train
 from edgesr.lut_baking import bake_and_finetune
 from edgesr.lut_baking.finetune import FINETUNE_STEPS
 from edgesr.quantization.api import (
+    WIDE_ACTIVATION_PRECISIONS,
     QuantizedCheckpoint,
     quantize_checkpoint,
     read_quantized,
@@ -280,7 +281,8 @@ def _collapse(run: Run) -> None:
 def _quantize(run: Run) -> None:
     c = run.config
     int8_path = run.out_dir / "checkpoints" / "int8.pt"
-    if not any(p in RANGED_PRECISIONS for _, p in plan(c.formats, c.precisions)):
+    precisions = {p for _, p in plan(c.formats, c.precisions)}
+    if not precisions & {*RANGED_PRECISIONS, *WIDE_ACTIVATION_PRECISIONS}:
         run.stage("quantize", "no int8 precision requested")
         return
     how = f"recipe {c.recipe!r}" if c.recipe else f"{c.observer} calibration"
@@ -288,8 +290,8 @@ def _quantize(run: Run) -> None:
     if not int8_path.exists():
         quantize_checkpoint(run.out_dir / "checkpoints" / "deploy.pt", c.data, observer=c.observer, qat_steps=c.qat_steps,
                             out_path=int8_path, progress=c.progress, recipe=c.recipe,
-                            w8a16=any(p == "w8a16" for _, p in plan(c.formats, c.precisions)))
-    run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a16 / w8a8 artifact
+                            w8a16=bool(precisions & set(WIDE_ACTIVATION_PRECISIONS)))
+    run.quantized = read_quantized(int8_path)  # weights and ranges of every int8 / w8a16 / w8a8 / w8 artifact
 
 
 def _export(run: Run) -> None:
@@ -308,7 +310,7 @@ def _export(run: Run) -> None:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             run.artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
-        int8 = prec in RANGED_PRECISIONS
+        int8 = prec in RANGED_PRECISIONS or prec in WIDE_ACTIVATION_PRECISIONS  # from int8.pt
         model = run.quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
@@ -351,13 +353,15 @@ def _validate_and_report(run: Run) -> dict:
                  "note": "the float reference itself"}
             _json_write(cached, v)
         else:
-            source = None  # int8 / w8a8 artifacts were exported from the int8 checkpoint's (QAT) module,
-            if art["precision"] in RANGED_PRECISIONS and int8_path.exists():  # w8a16 from its w8a16 module
-                q = int8_refs.setdefault("checkpoint", read_quantized(int8_path))
-                kind = "w8a16" if art["precision"] == "w8a16" and q.w8a16_module is not None else "int8"
-                if kind not in int8_refs:
-                    int8_refs[kind] = reference_run(q.w8a16() if kind == "w8a16" else q.module, eval_sets, progress)
-                source = int8_refs[kind]
+            source = None  # int8 / w8a8 / w8a16 / w8 artifacts were exported from the int8 checkpoint's
+            prec = art["precision"]  # module or its weights for wide activations (module_for)
+            if (prec in RANGED_PRECISIONS or prec in WIDE_ACTIVATION_PRECISIONS) and int8_path.exists():
+                if "checkpoint" not in int8_refs:
+                    int8_refs["checkpoint"] = read_quantized(int8_path)
+                module = int8_refs["checkpoint"].module_for(prec)
+                if id(module) not in int8_refs:
+                    int8_refs[id(module)] = reference_run(module, eval_sets, progress)
+                source = int8_refs[id(module)]
             v = validate_artifact(art["path"], ref, eval_sets, precision=art["precision"], progress=progress,
                                   source_reference=source)
             _json_write(cached, v)

@@ -63,17 +63,18 @@ def _reference(text: str) -> str:
 
 
 def _source_module(source: str, artifact: str, precision: str | None):
-    """The module ``artifact`` was exported from: a quantized checkpoint's w8a16 weights for a
-    w8a16 artifact (:meth:`~edgesr.quantization.api.QuantizedCheckpoint.w8a16`), else its deploy module."""
+    """The module ``artifact`` was exported from: of a quantized checkpoint, the one its precision
+    takes (:meth:`~edgesr.quantization.api.QuantizedCheckpoint.module_for`: the weights for wide
+    activations for w8a16 and Core ML W8, else its deploy module)."""
     if not is_quantized(source):
         return load_checkpoint(source, deploy=True)[0]
     q = read_quantized(source)
-    if precision is None and os.path.isfile(artifact):
+    if precision is None and os.path.exists(artifact):  # a file, or an .mlpackage folder
         try:
             precision = read_artifact_metadata(artifact).get("provenance", {}).get("precision")
         except EdgesrError:
             precision = None
-    return q.w8a16() if precision == "w8a16" else q.module
+    return q.module_for(precision or "int8")
 
 
 def add_arguments(p) -> None:
