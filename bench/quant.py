@@ -414,19 +414,17 @@ def write_doc(results: dict, path: Path) -> None:
               "the same way (its first 5x5 conv has three outputs with centre taps near 1); splitting the centre "
               "tap into its own 1x1 conv is exact in float but adds two int8 partial sums and was worse in trials "
               "on eSR-MAX and eSR-CNN (not in this table); LSQ QAT moves the weights onto the grid.",
-              "- **SplitSR-S and eSR-CNN miss 0.2 dB even when trained.** Trained ten and five times longer than the "
-              "common budget, both beat bicubic, and neither drop shrinks (`NAME@MIN` rows). SplitSR-S's standard-block "
-              "group quantizes its residual stream (sums of up to +-20) per tensor after every block: the sensitivity "
-              "rows' worst tensors are those ADDs. LSQ QAT recovers part of it: with 1000 steps instead of 200 "
-              "(`python bench/quant.py --threads 1 --qat-steps 1000 --models splitsr_s@12 --out COPY`, on a copy of "
-              "this run's `splitsr_s@12_x2`) the 12-minute model's drop fell from 0.567 to 0.383 dB (all 12 held-out "
-              "photos up; their PSNR flat after about 600 steps, the best at step 800). A per-channel equalization of "
-              "that stream (one positive scale per stream channel, moved into every conv that writes or reads it) "
-              "was tried on an earlier run and dropped: the stream's channels already span similar ranges, and after "
-              "the recipe the drop did not improve. eSR-CNN's drop is its int8 activations, not its weights (its "
-              "w8a16 column, the same int8 weights with int16 activations, is at most 0.014 dB): each of its four "
-              "trunk tensors (8 channels, conv and tanh) costs 0.04-0.08 dB on its own, and its pre-tanh values "
-              "stay within +-1.5, so no saturation can be clipped away.",
+              "- **SplitSR-S and eSR-CNN miss 0.2 dB even when trained.** Trained about six and nine times longer "
+              "than the common budget (train steps column), both beat bicubic by about 1.5 dB and neither drop falls "
+              "below 0.3 dB (`NAME@MIN` rows). SplitSR-S's standard-block group quantizes its residual stream per "
+              "tensor after every block: the sensitivity rows' worst tensors are those ADDs. LSQ QAT recovers part "
+              "of it, more with more steps: on an earlier run's 12-minute model (`python bench/quant.py --threads 1 "
+              "--qat-steps 1000 --models splitsr_s@12 --out COPY` on a copy of its `splitsr_s@12_x2`) 1000 steps "
+              "instead of 200 took the drop from 0.567 to 0.383 dB. A per-channel equalization of that stream (one "
+              "positive scale per stream channel, moved into every conv that writes or reads it) was tried on an "
+              "earlier run and dropped: the stream's channels already span similar ranges. eSR-CNN's drop is its "
+              "int8 activations: its sensitivity rows put each of its four trunk tensors (8 channels, conv and "
+              "tanh) 0.03-0.08 dB above the int8 weights alone.",
               "- **The int8 input is a floor.** The models read Y (BT.601) computed in float from the RGB photo; "
               "TFLite's int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
               "whatever the other techniques do (Core ML W8A8 keeps its input float: below).",
@@ -434,29 +432,33 @@ def write_doc(results: dict, path: Path) -> None:
               "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
               "record `val_images_better`): on the headline SESR-M5, LSQ QAT raised the pooled PSNR of the 12 photos "
               "while lowering 7 of them, and it cost Set5 0.006 dB (docs/recipe_stages.md). In this run every stage that lowered a "
-              "Set5 drop by more than 0.01 dB raised at least 7 of the 12 photos (most 11 or 12), and of those that "
-              "raised a drop by more than 0.01 dB one was kept (range search on the 6-minute eSR-CNN, +0.04 dB, "
-              "11 of 12). Drops differing by less than about 0.01 dB between columns are within what the choice of "
-              "calibration crops moves min/max calibration by.",
-              "- **PKN: bias correction only.** The output-driven range search lowered the output error on its 16 "
-              "calibration patches and raised the Set5 drop (0.218 -> 0.242 dB); the held-out photos rejected it "
-              "(3 of 12 raised), as they did AdaRound and QAT, and kept bias correction (0.217 dB), so PKN misses "
-              "0.2 dB by 0.02. Its int8 output is unusually sensitive to the exact int8 grids: the earlier version "
-              "of this table had its Core ML W8A8 program at 0.132 dB against a simulated int8 0.231, because "
+              "Set5 drop by more than 0.01 dB raised at least 8 of the 12 photos (most 11 or 12), and of those that "
+              "raised a drop by more than 0.01 dB two were kept (range search on eSR-TR, +0.05 dB, 10 of 12; AdaRound "
+              "on the 12-minute SplitSR-S, +0.04 dB, 7 of 12). Drops differing by less than about 0.01 dB between "
+              "columns are within what the choice of calibration crops moves min/max calibration by.",
+              "- **PKN misses by 0.03 dB.** The recipe kept CLE, range search and bias correction (0.229 dB); "
+              "AdaRound and QAT did not raise the held-out photos. On the previous run's PKN the range search had "
+              "lowered the output error on its 16 calibration patches and raised the Set5 drop (0.218 -> 0.242 dB), "
+              "and the held-out photos rejected it: its int8 output is unusually sensitive to the exact int8 grids. "
+              "An earlier version of this table had its Core ML W8A8 program at 0.132 dB against a simulated int8 0.231, because "
               "edgesr's Core ML export made PKN's constant sub-pixel offsets (the kernel geometry) int8 on a "
               "symmetric grid of its own, a different function, while the simulation kept them float where LiteRT "
               "holds them in int8 (a LiteRT export of those ranges: 0.218 dB). Both now use the int8 values TFLite "
               "stores for them (`quantize_constant_operands`; `tests/test_quantization_tflite.py -k pkn_constant` "
-              "reads them back from a LiteRT model), and the min/max column above is LiteRT's 0.218.",
+              "reads them back from a LiteRT model).",
               "- **Core ML W8A8 keeps its input in float16.** A Core ML program receives float32, so the W8A8 "
-              "program quantizes every int8 tensor of TFLite's but the input; its column is then up to 0.035 dB "
-              "below the int8 simulation's (SESR-M5: 0.043 against 0.078), except for eSR-CNN (0.363 against "
-              "0.345), where float16 scales and arithmetic cost more than the input gains.",
-              "- **w8a16 weights: AdaRound for float activations.** AdaRound run with float activations "
-              "(`adaround(..., activations=False)`) rounds each conv's weights for the w8a16 model itself; it was "
-              "chosen for eSR-TR (0.011 dB, where the recipe's weights gave 0.036), PKN and the 12-minute SplitSR-S "
-              "(0.013 dB, where the float weights gave 0.039). The T91-trained eSR-MAX still misses 0.02 dB (0.033, "
-              "the recipe's weights; its int8 weights alone cost that much).",
+              "program quantizes every int8 tensor of TFLite's but the input; its column is then 0.009-0.040 dB "
+              "below the int8 simulation's (SESR-M5: 0.053 against 0.085), except for eSR-CNN (0.306 against "
+              "0.300), where float16 scales and arithmetic cost more than the input gains.",
+              "- **w8a16 weights: fitted to float activations.** AdaRound run with float activations "
+              "(`adaround(..., activations=False)`) rounds each conv's weights for the w8a16 model itself, and QAT "
+              "through int8 weights and float activations (`qat(..., activations=False)`, the recipe's 200 steps, "
+              "keep-best) then fine-tunes the best candidate: it was chosen for 8 of the 11 rows, AdaRound for "
+              "SESR-M5, the recipe's weights for both eSR-MAX rows (QAT did not raise their held-out photos). Every "
+              "w8a16 drop is within 0.02 dB (at most 0.011 dB, the authors' eSR-MAX). A negative drop means that "
+              "QAT, which also trains, took these short-trained models past their float start (SplitSR-S: -0.437 "
+              "dB); on the previous run, without the QAT candidate, the T91-trained eSR-MAX had missed with 0.033 "
+              "dB (this run's recipe weights give it 0.005).",
               ]
     lines += ["", "## Which pairs CLE can equalize", ""]
     for r in rows:
