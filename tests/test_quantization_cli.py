@@ -114,6 +114,8 @@ def test_quantize_without_options_runs_the_recipe(ckpt, calib_dir, tmp_path, cap
     out = tmp_path / "tiny_int8.pt"
     assert main(["quantize", str(ckpt), "--calib", str(calib_dir), "--qat-steps", "3", "--patches", "8",
                  "--patch-size", "32", "--out", str(out), "--sets", str(calib_dir)]) == 0
-    assert "recipe default: kept minmax" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "(recipe default, 3 QAT steps," in text and "recipe default: kept minmax" in text
+    assert "weights for w8a16 and Core ML W8: " in text  # which candidate, of the four scored
     recipe = load_checkpoint(out)[1]["quantization"]["recipe"]
     assert recipe["name"] == "default" and [s["technique"] for s in recipe["stages"]][-1] == "lsq_qat"

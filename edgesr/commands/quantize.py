@@ -79,10 +79,13 @@ def run(args: argparse.Namespace) -> int:
         patch=args.patch_size, count=args.patches, seed=args.seed, observer_kw=observer_kw, progress=show_progress(args),
         recipe=recipe,
     )
-    print(f"wrote {report['out']} ({report['observer']}, QAT steps {report['qat_steps']}, "
-          f"{len(report['activation_ranges'])} activation ranges)")
+    how = (f"recipe {recipe}" if recipe else f"{report['observer']} ranges") + f", {report['qat_steps']} QAT steps"
+    print(f"wrote {report['out']} ({how}, {len(report['activation_ranges'])} activation ranges)")
     if report.get("recipe"):
         print(f"recipe {report['recipe']['name']}: kept {', '.join(report['recipe']['techniques'])}")
+        wide = report["recipe"].get("w8a16")
+        if wide:
+            print(f"weights for w8a16 and Core ML W8: {wide['weights']} (of {', '.join(wide['val_psnr_db'])})")
     for name, s in report["eval"].items():
         print(f"{name}: float {s['float']['psnr_y']:.3f} dB, int8 simulation {s['int8_sim']['psnr_y']:.3f} dB, "
               f"PSNR drop {s['psnr_drop_db']:.3f} dB")
