@@ -73,6 +73,9 @@ from edgesr.quantization.recipe import RECIPES
 
 DEFAULT_MODEL = "sesr_m5"
 DEFAULT_STEPS = 3000
+FROM_INT8_CHECKPOINT = (*RANGED_PRECISIONS, *WIDE_ACTIVATION_PRECISIONS)
+"""Precisions exported from the run's ``int8.pt`` (its ranges, its module or its weights for wide
+activations: :meth:`~edgesr.quantization.api.QuantizedCheckpoint.module_for`)."""
 DEFAULT_RECIPE = "default"
 """The int8 recipe ``edgesr run`` applies (:data:`edgesr.quantization.recipe.RECIPES`; None: min/max + QAT)."""
 
@@ -282,7 +285,7 @@ def _quantize(run: Run) -> None:
     c = run.config
     int8_path = run.out_dir / "checkpoints" / "int8.pt"
     precisions = {p for _, p in plan(c.formats, c.precisions)}
-    if not precisions & {*RANGED_PRECISIONS, *WIDE_ACTIVATION_PRECISIONS}:
+    if not precisions & set(FROM_INT8_CHECKPOINT):
         run.stage("quantize", "no int8 precision requested")
         return
     how = f"recipe {c.recipe!r}" if c.recipe else f"{c.observer} calibration"
@@ -310,7 +313,7 @@ def _export(run: Run) -> None:
             size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.is_dir() else path.stat().st_size
             run.artifacts.append({"format": fmt, "precision": prec, "path": str(path), "bytes": size})
             continue
-        int8 = prec in RANGED_PRECISIONS or prec in WIDE_ACTIVATION_PRECISIONS  # from int8.pt
+        int8 = prec in FROM_INT8_CHECKPOINT
         model = run.quantized if int8 else deploy
         source = str(int8_path if int8 else deploy_path)
         if fmt == "tflite":
@@ -355,7 +358,7 @@ def _validate_and_report(run: Run) -> dict:
         else:
             source = None  # int8 / w8a8 / w8a16 / w8 artifacts were exported from the int8 checkpoint's
             prec = art["precision"]  # module or its weights for wide activations (module_for)
-            if (prec in RANGED_PRECISIONS or prec in WIDE_ACTIVATION_PRECISIONS) and int8_path.exists():
+            if prec in FROM_INT8_CHECKPOINT and int8_path.exists():
                 if "checkpoint" not in int8_refs:
                     int8_refs["checkpoint"] = read_quantized(int8_path)
                 module = int8_refs["checkpoint"].module_for(prec)
