@@ -694,3 +694,214 @@ def strided_slice(x, begin, end, strides, begin_mask: int, end_mask: int, shrink
         idx.append(slice(b, e, int(strides[i])))
     y = x[tuple(idx)]
     return y.squeeze(tuple(shrink)) if shrink else y
+
+
+# --------------------------------------------------------------------------- 16x8 (int16 activation) kernels
+#
+# LiteRT runs every one of these through its reference arithmetic in all three resolvers (the
+# optimized builds have no int16 path for them, and XNNPACK delegates no int16 op): mul.cc
+# (reference_integer_ops::Mul / BroadcastMul6DSlow for int16), batch_matmul.cc (EvalInt16:
+# "optimized_ops not yet implemented for int16_t, use reference_ops in all cases"),
+# activations.cc (SoftmaxQuantized<int16, int16> -> reference_ops::SoftmaxInt16; TanhEval /
+# SigmoidEval int16 -> reference_integer_ops::Tanh / Logistic whenever the input scale is not a
+# power of two), exp.cc (int16 LUTPopulate + the interpolating lookup). Sources:
+# ``kernels/internal/common.h`` (LUTPopulateInt16, lut_lookup_with_interpolation,
+# sigmoid_table_uint16), ``reference/softmax.h``, ``reference/integer_ops/{tanh,logistic,mul}.h``,
+# ``reference/batch_matmul.h``.
+
+INT16_MIN, INT16_MAX = -32768, 32767
+
+# common.h ``sigmoid_table_uint16``: sigmoid(i / 24) in unsigned Q0.16, i = 0..255, the shared
+# table of TFLite's (and CMSIS-NN's) int16 TANH and LOGISTIC. Spec constants: 44 entries differ
+# by one from round(65536 * sigmoid(i / 24)), so the table is data, not a formula.
+SIGMOID_TABLE_UINT16 = np.array([
+    32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794, 41432, 42064, 42688,
+    43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443, 48964, 49475, 49975, 50464, 50942, 51409,
+    51865, 52311, 52745, 53169, 53581, 53983, 54374, 54755, 55125, 55485, 55834, 56174, 56503, 56823, 57133, 57433,
+    57724, 58007, 58280, 58544, 58800, 59048, 59288, 59519, 59743, 59959, 60168, 60370, 60565, 60753, 60935, 61110,
+    61279, 61441, 61599, 61750, 61896, 62036, 62172, 62302, 62428, 62549, 62666, 62778, 62886, 62990, 63090, 63186,
+    63279, 63368, 63454, 63536, 63615, 63691, 63765, 63835, 63903, 63968, 64030, 64090, 64148, 64204, 64257, 64308,
+    64357, 64405, 64450, 64494, 64536, 64576, 64614, 64652, 64687, 64721, 64754, 64786, 64816, 64845, 64873, 64900,
+    64926, 64950, 64974, 64997, 65019, 65039, 65060, 65079, 65097, 65115, 65132, 65149, 65164, 65179, 65194, 65208,
+    65221, 65234, 65246, 65258, 65269, 65280, 65291, 65301, 65310, 65319, 65328, 65337, 65345, 65352, 65360, 65367,
+    65374, 65381, 65387, 65393, 65399, 65404, 65410, 65415, 65420, 65425, 65429, 65433, 65438, 65442, 65445, 65449,
+    65453, 65456, 65459, 65462, 65465, 65468, 65471, 65474, 65476, 65479, 65481, 65483, 65485, 65488, 65489, 65491,
+    65493, 65495, 65497, 65498, 65500, 65501, 65503, 65504, 65505, 65507, 65508, 65509, 65510, 65511, 65512, 65513,
+    65514, 65515, 65516, 65517, 65517, 65518, 65519, 65520, 65520, 65521, 65522, 65522, 65523, 65523, 65524, 65524,
+    65525, 65525, 65526, 65526, 65526, 65527, 65527, 65528, 65528, 65528, 65529, 65529, 65529, 65529, 65530, 65530,
+    65530, 65530, 65531, 65531, 65531, 65531, 65531, 65532, 65532, 65532, 65532, 65532, 65532, 65533, 65533, 65533,
+    65533, 65533, 65533, 65533, 65533, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65534, 65535,
+], np.int64)
+
+
+def lut_populate_int16(fn, s_in: float, z_in: int, s_out: float, z_out: int, dtype=np.float32) -> np.ndarray:
+    """common.h ``LUTPopulateInt16<FloatT>``: the 513-entry int16 table of ``fn`` over the input's
+    int16 range, for :func:`lut_lookup_int16`.
+
+    All arithmetic in ``dtype`` (``FloatT``: float32 for EXP's ``LUTPopulate(float, ...)``, float64
+    for SOFTMAX's tables): ``lo = s_in * (-32768 - z_in)``, ``hi = s_in * (32767 - z_in)``, ``step
+    = (hi - lo) / 512``; the output's real range gives ``inv = 65536 / (out_hi - out_lo)``. Entry
+    ``i < 512`` is ``round(fn(x_i) * inv) - bias_i`` with ``x_i = lo + i * step`` and ``bias_i =
+    round((round((fn(x_{i+1}) * inv + round(fn(x_i) * inv)) / 2) - round(fn(x_i + step / 2) * inv)) / 2)``
+    (half the interpolation error at the midpoint); entry 512 is ``round(fn(hi) * inv)``; every
+    ``round`` is std::round (half away from zero), every entry clamped to int16. ``fn`` maps a
+    ``dtype`` array to ``dtype`` values. Returns int64 (513,)."""
+    f = dtype
+    lo = f(s_in) * f(INT16_MIN - z_in)
+    hi = f(s_in) * f(INT16_MAX - z_in)
+    out_lo = f(s_out) * f(INT16_MIN - z_out)
+    out_hi = f(s_out) * f(INT16_MAX - z_out)
+    step = (hi - lo) / f(512)
+    half = step / f(2)
+    inv = f(65536) / (out_hi - out_lo)
+    i = np.arange(512).astype(f)
+    x = (lo + i * step).astype(f)
+    val = np.asarray(fn(x), f)
+    val_mid = np.asarray(fn((x + half).astype(f)), f)
+    val_next = np.asarray(fn((lo + (i + f(1)) * step).astype(f)), f)
+    sample = _std_round((val * inv).astype(f))
+    interp = _std_round(((val_next * inv + sample) / f(2)).astype(f))
+    mid = _std_round((val_mid * inv).astype(f))
+    bias = _std_round(((interp - mid) / f(2)).astype(f))
+    table = np.empty(513, np.int64)
+    table[:512] = np.clip(sample - bias, INT16_MIN, INT16_MAX)
+    table[512] = np.clip(_std_round((np.asarray(fn(np.array([hi], f)), f) * inv).astype(f))[0], INT16_MIN, INT16_MAX)
+    return table
+
+
+def lut_lookup_int16(q, table: np.ndarray):
+    """common.h ``lut_lookup_with_interpolation`` (int16 in, int16 out): ``index = 256 + (q >> 7)``,
+    ``offset = q & 127``; ``out = base + ((slope * offset + 64) >> 7)`` with ``base = table[index]``
+    and ``slope = table[index + 1] - base`` (int16), the shift arithmetic (half up); the sum is
+    cast to int16 (wraps). Returns int64 values."""
+    q = np.asarray(q, np.int64)
+    index = 256 + (q >> 7)
+    base = table[index]
+    slope = _wrap_int16(table[index + 1] - base)
+    return _wrap_int16(base + ((slope * (q & 0x7F) + 64) >> 7))
+
+
+def _std_round(x):
+    """``std::round`` in the array's own float dtype, exactly: the fraction ``|x| - floor(|x|)`` is
+    exact, so ties go away from zero and nothing below a tie rounds up (``floor(|x| + 0.5)`` in
+    float32 rounds 0.49999997 to 1)."""
+    x = np.asarray(x)
+    a = np.abs(x)
+    fl = np.floor(a)
+    return (np.sign(x) * (fl + (a - fl >= 0.5))).astype(x.dtype)
+
+
+def _wrap_int16(v):
+    """Two's-complement int16 wrap-around (``static_cast<int16_t>``) of int64 values."""
+    return ((np.asarray(v, np.int64) + (1 << 15)) & 0xFFFF) - (1 << 15)
+
+
+def mul_int16(a, b, s1: float, s2: float, so: float, act_min: int, act_max: int, rounding: str = "double"):
+    """16x8 MUL (zero points 0): reference_integer_ops ``MulElementwise`` / ``BroadcastMul6DSlow``
+    on int16, in every LiteRT resolver: ``out = MBQM(a * b, M, shift)`` (the int32
+    MultiplyByQuantizedMultiplier; ``|a * b| <= 2^30`` fits int32), clamped; ``M = s1 * s2 / so``
+    in float32 (mul.cc). ``a`` and ``b`` broadcast (NumPy rules). Returns int64."""
+    return mul_int8(a, 0, b, 0, s1, s2, so, 0, act_min, act_max, rounding)
+
+
+def batch_matmul_int16(a, b, sa: float, sb: float, so: float, act_min: int, act_max: int):
+    """16x8 BATCH_MATMUL (zero points 0): batch_matmul.cc ``EvalInt16`` -> ``reference_ops::BatchMatMul
+    <int16_t, int64_t>`` in every resolver: ``acc = sum_k a[..., i, k] * b[..., k, j]`` in int64, then
+    the int64 MultiplyByQuantizedMultiplier (:func:`multiply_by_quantized_multiplier_int64`: 16-bit
+    multiplier, one rounding half up), clamped. ``M = double(sa) * double(sb) / double(so)``.
+    ``a`` (..., I, K), ``b`` (..., K, J), batch dims broadcast; returns int64 (..., I, J)."""
+    acc = np.matmul(np.asarray(a, np.int64), np.asarray(b, np.int64))
+    m, sh = quantize_multiplier(float(sa) * float(sb) / float(so))
+    return np.clip(multiply_by_quantized_multiplier_int64(acc, m, sh), act_min, act_max)
+
+
+def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
+    """activations.cc SoftmaxPrepare (int16): the ``exp`` table over [-10, 0] and the ``1 / (1 + x)``
+    table over [0, 1], both with output range [-1, 1] (scale ``2 / 65535``), built by
+    :func:`lut_populate_int16` in float64 ("double as FloatT for backward compatibility")."""
+    r = 65535.0
+    exp_lut = lut_populate_int16(np.exp, 10.0 / r, INT16_MAX, 2.0 / r, 0, np.float64)
+    recip_lut = lut_populate_int16(lambda v: 1.0 / (1.0 + v), 1.0 / r, INT16_MIN, 2.0 / r, 0, np.float64)
+    return exp_lut, recip_lut
+
+
+def softmax_int16(x, sx: float, beta: float):
+    """reference_ops ``SoftmaxInt16`` over the last axis (int16 in, int16 out at scale 1/32768,
+    zero point 0), LiteRT's kernel in every resolver.
+
+    Prepare: ``(M, shift) = QuantizeMultiplier(double(sx) * beta / (10 / 65535))``. Per row:
+    ``d = MBQM(x - max, M, shift)`` (int32, double rounding) maps [-10, 0] to [-65535, 0];
+    ``e = lookup(exp_lut, clamp(d + 32767))`` (Q0.15); ``s = sum e`` (int32); ``h =
+    CountLeadingZeros(uint32(s))``; ``r = lookup(recip_lut, clamp((((s << (h - 1)) + 2^13) >> 14)
+    - 98304))``; ``out = clamp((e * r + 2^(30 - h)) >> (31 - h), 0, 32767)``. Returns int64."""
+    exp_lut, recip_lut = softmax_int16_luts()
+    m, sh = quantize_multiplier(float(sx) * float(beta) / (10.0 / 65535.0))
+    x = np.asarray(x, np.int64)
+    diff = x - x.max(axis=-1, keepdims=True)
+    scaled = multiply_by_quantized_multiplier(diff, m, sh).astype(np.int64)
+    e = lut_lookup_int16(np.clip(scaled + 32767, INT16_MIN, INT16_MAX), exp_lut)
+    s = e.sum(axis=-1, keepdims=True)
+    h = count_leading_zeros_u32(s)
+    shifted = ((s << (h - 1)) + (1 << 13)) >> 14
+    r = lut_lookup_int16(np.clip(shifted - ((1 << 15) + (1 << 16)), INT16_MIN, INT16_MAX), recip_lut)
+    right = 31 - h
+    return np.clip((e * r + (np.int64(1) << (right - 1))) >> right, 0, INT16_MAX)
+
+
+def _is_pot_scale(scale: float) -> tuple[bool, int]:
+    """kernel_util ``CheckedLog2``: (``|log2(scale) - round(log2(scale))| < 1e-3``, the rounded log2)."""
+    lg = float(np.log(np.float32(scale)) * (np.float32(1) / np.log(np.float32(2))))
+    r = int(round_half_away(np.float64(lg)))
+    return abs(lg - r) < 1e-3, r
+
+
+def sigmoid_tanh_int16_params(s_in: float, tanh: bool) -> tuple[int, int]:
+    """TanhPrepare / SigmoidPrepare (int16): ``(input_multiplier, input_left_shift)``. A
+    power-of-two input scale (``left_shift = 12 + log2(s_in)`` in {0, 1} for TANH, 0 for LOGISTIC)
+    gives multiplier 0; otherwise ``m = double(s_in) * 4096 * 3``, doubled (``left_shift += 1``)
+    while ``m <= 32767 / 2`` and ``left_shift <= 30``, then truncated to int32."""
+    pot, lg = _is_pot_scale(s_in)
+    shift = 12 + lg
+    if pot and (shift in (0, 1) if tanh else shift == 0):
+        return 0, shift
+    m, shift = float(np.float32(s_in)) * 4096.0 * 3.0, 0
+    while m <= 32767.0 / 2.0 and shift <= 30:
+        shift += 1
+        m *= 2.0
+    return int(m), shift
+
+
+def _sigmoid_table_input(x, multiplier: int, left_shift: int):
+    if multiplier == 0:  # power-of-two scale: 3 << left_shift, no shift
+        multiplier, left_shift = 3 << left_shift, 0
+    rnd = (1 << (left_shift - 1)) if left_shift > 0 else 0
+    return (np.asarray(x, np.int64) * multiplier + rnd) >> left_shift
+
+
+def tanh_int16(x, multiplier: int, left_shift: int):
+    """reference_integer_ops ``Tanh`` (int16 in; out at scale 2^-15, zero point 0): ``v = (x * M +
+    round) >> shift`` (``round = 2^(shift-1)``), ``|v|`` split into ``uh = |v| >> 8`` and ``ut =
+    |v| & 255``; ``r = (T[uh] << 8) + ut * (T[uh+1] - T[uh])`` (``0xFFFF << 8`` when ``uh >= 255``);
+    ``out = (v >= 0 ? r - 2^23 + 2^7 : 2^23 - r + 2^7 - 1) >> 8`` with ``T`` =
+    :data:`SIGMOID_TABLE_UINT16` (tanh(x) = 2 sigmoid(2x) - 1). Returns int64."""
+    v = _sigmoid_table_input(x, multiplier, left_shift)
+    a = np.abs(v)
+    uh = np.minimum(a >> 8, 254)
+    t = SIGMOID_TABLE_UINT16
+    r = np.where((a >> 8) >= 255, 0xFFFF << 8, (t[uh] << 8) + (a & 0xFF) * (t[uh + 1] - t[uh]))
+    r = np.where(v >= 0, r - (1 << 23) + (1 << 7), -r + (1 << 23) + (1 << 7) - 1)
+    return _wrap_int16(r >> 8)
+
+
+def logistic_int16(x, multiplier: int, left_shift: int):
+    """reference_integer_ops ``Logistic`` (int16 in; out at scale 2^-15, zero point 0): as
+    :func:`tanh_int16` with ``uh = |v| >> 9``, ``ut = |v| & 511``, ``r = (T[uh] << 9) + ut * (T[uh+1]
+    - T[uh])`` (``0x7FFF << 10`` when ``uh >= 255``) and ``out = (v >= 0 ? r + 2^9 : 2^25 - r + 2^9
+    - 1) >> 10``. Returns int64."""
+    v = _sigmoid_table_input(x, multiplier, left_shift)
+    a = np.abs(v)
+    uh = np.minimum(a >> 9, 254)
+    t = SIGMOID_TABLE_UINT16
+    r = np.where((a >> 9) >= 255, 0x7FFF << 10, (t[uh] << 9) + (a & 0x1FF) * (t[uh + 1] - t[uh]))
+    r = np.where(v >= 0, r + (1 << 9), (1 << 25) - r + (1 << 9) - 1)
+    return _wrap_int16(r >> 10)

@@ -85,16 +85,34 @@ edgesr's graphs use, and how each is emulated (sources: TensorFlow Lite ``kernel
   ``Requantize`` (MultiplyByQuantizedMultiplier, double rounding); DEQUANTIZE int16 -> float:
   ``scale * q``;
 * MAXIMUM/MINIMUM, CONCATENATION (same scale), RELU, REDUCE_MAX, STRIDED_SLICE, RESHAPE on int16:
-  data movement or comparisons.
+  data movement or comparisons;
+* MUL int16: reference_integer_ops ``Mul`` / ``BroadcastMul6DSlow`` (int32 product, MultiplyByQuantizedMultiplier,
+  :func:`~edgesr.quantization.integer_kernels.mul_int16`);
+* SUB int16: the general path, the int8 formula with ``left_shift = 15`` (sub.cc's optimized
+  ``SubElementwiseInt16`` gives the same values on LiteRT 2.3's x86 wheel: measured on random
+  codes, elementwise and broadcast);
+* BATCH_MATMUL int16: ``reference_ops::BatchMatMul<int16_t, int64_t>``, int64 accumulators and the
+  int64 requantization (:func:`~edgesr.quantization.integer_kernels.batch_matmul_int16`);
+* SOFTMAX int16: ``reference_ops::SoftmaxInt16`` with tables from ``LUTPopulateInt16<double>``
+  (:func:`~edgesr.quantization.integer_kernels.softmax_int16`);
+* TANH / LOGISTIC int16: ``reference_integer_ops::Tanh`` / ``Logistic`` on ``sigmoid_table_uint16``
+  (:func:`~edgesr.quantization.integer_kernels.tanh_int16`). At a power-of-two input scale the
+  optimized resolver runs gemmlowp's fixed-point kernel instead: refused outside ``"reference"``;
+* EXP int16: ``LUTPopulateInt16<float>`` and the interpolating lookup
+  (:func:`~edgesr.quantization.integer_kernels.lut_lookup_int16`).
+
+Apart from that TANH / LOGISTIC case, LiteRT runs each of these with the same arithmetic in every
+resolver (batch_matmul.cc, mul.cc and activations.cc have no optimized int16 path for them).
+int16 SUM is not emulated (refused by name).
 
 LiteRT has no int16 PRELU (activations.cc: float32/uint8/int8) and no int16 DEPTH_TO_SPACE
 (depth_to_space.cc: float32/uint8/int8/int32/int64): TFLite's 16x8 converter runs them in
 float32 between DEQUANTIZE and QUANTIZE, and so does this reference (``x >= 0 ? x : x * alpha``
-in float32; DEPTH_TO_SPACE moves floats). 16x8 BATCH_MATMUL, MUL, SUB, SOFTMAX, SUM, TANH, LOGISTIC and EXP
-are not emulated (the graph is refused with their names). XNNPACK (LiteRT 2.3) delegates no
+in float32; DEPTH_TO_SPACE moves floats). XNNPACK (LiteRT 2.3) delegates no
 int16 op, so the ``"xnnpack"`` family of a 16x8 graph is its builtin kernels plus the float
-islands. Bit-exact with LiteRT on real photos in every family (``tests/test_integer_ref_w8a16.py``: SESR-M5,
-SESR-M5-ReLU, eSR-MAX, SplitSR-S).
+islands. Bit-exact with LiteRT on real photos in every family for every zoo model's w8a16 export
+(``tests/test_integer_ref_w8a16.py``), and op by op on every int16 code
+(``tests/test_integer_kernels_int16.py``).
 
 ``IntegerReference(path)`` is an :class:`edgesr.core.evaluate.Upscaler`;
 :func:`edgesr.app.integer_litert.compare_with_litert` runs it and LiteRT (through
@@ -165,9 +183,9 @@ class IntegerGraph:
                  "TANH", "LOGISTIC", "EXP", "SUB", "SUM", "SOFTMAX", "STRIDED_SLICE", "BATCH_MATMUL", "EXPAND_DIMS",
                  "SQUEEZE")
 
-    SUPPORTED_INT16 = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "CONCATENATION", "RELU", "DEPTH_TO_SPACE", "QUANTIZE",
-                       "DEQUANTIZE", "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE", "EXPAND_DIMS",
-                       "SQUEEZE")
+    SUPPORTED_INT16 = ("CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "SUB", "MUL", "BATCH_MATMUL", "SOFTMAX", "TANH",
+                       "LOGISTIC", "EXP", "CONCATENATION", "RELU", "DEPTH_TO_SPACE", "QUANTIZE", "DEQUANTIZE",
+                       "MAXIMUM", "MINIMUM", "REDUCE_MAX", "RESHAPE", "STRIDED_SLICE", "EXPAND_DIMS", "SQUEEZE")
     """Ops emulated on int16 (16x8) tensors; data movement and MAX/MIN need no arithmetic."""
 
     def __init__(self, path: str | os.PathLike, kernels: str = "reference", rounding: str = "double"):
@@ -265,6 +283,8 @@ class IntegerGraph:
     def _op_mul(self, op, args):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
         lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if to.dtype == np.int16:  # mul.cc: reference_integer_ops Mul / BroadcastMul6DSlow<int16> in every family
+            return K.mul_int16(args[0], args[1], t1.s, t2.s, to.s, lo, hi, self.rounding)
         if self.kernels == "xnnpack":
             return K.mul_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi)
         return K.mul_int8(args[0], t1.z, args[1], t2.z, t1.s, t2.s, to.s, to.z, lo, hi, self.rounding)
@@ -328,6 +348,8 @@ class IntegerGraph:
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
         if op.options.get("adj_x") or op.options.get("adj_y"):
             raise EdgesrError(f"{self.path}: BATCH_MATMUL with adjoint operands is not supported")
+        if (t1.dtype, t2.dtype, to.dtype) == (np.int16, np.int16, np.int16):  # EvalInt16: reference in every family
+            return K.batch_matmul_int16(args[0], args[1], t1.s, t2.s, to.s, *_act_range(to, "NONE"))
         if (t1.dtype, t2.dtype, to.dtype) != (np.int8, np.int8, np.int8):
             raise EdgesrError(f"{self.path}: BATCH_MATMUL is emulated for int8 x int8 -> int8 only")
         lo, hi = _act_range(to, "NONE")
@@ -361,11 +383,19 @@ class IntegerGraph:
         return table[args[0].astype(np.int64) + 128]
 
     def _op_exp(self, op, args):  # exp.cc: LUTPopulate for int8 in every kernel family
+        ti, to = self._t(op, 0), self._t(op, 0, out=True)
+        if ti.dtype == np.int16:  # exp.cc: LUTPopulate<int16_t> (float32, expf) + the interpolating lookup
+            table = K.lut_populate_int16(_libm(np.exp), ti.s, ti.z, to.s, to.z, np.float32)
+            return K.lut_lookup_int16(args[0], table)
         return self._lut(op, args, _libm(np.exp))
 
     def _op_sub(self, op, args):
         t1, t2, to = self._t(op, 0), self._t(op, 1), self._t(op, 0, out=True)
         lo, hi = _act_range(to, op.options.get("activation", "NONE"))
+        if to.dtype == np.int16:  # sub.cc general int16 path (pot_scale_int16 false): left shift 15
+            if op.options.get("pot_scale_int16", False):
+                raise EdgesrError(f"{self.path}: int16 SUB with power-of-two scales (pot_scale_int16) is not supported")
+            return K.sub_int8(args[0], 0, args[1], 0, 0, K.add_params(t1.s, t2.s, to.s, left_shift=15), lo, hi, self.rounding)
         if self.kernels == "xnnpack":  # XNNPACK subtracts as an add with a negated b multiplier
             return K.add_int8_xnnpack(args[0], t1.z, args[1], t2.z, t1.s, -t2.s, to.s, to.z, lo, hi)
         return K.sub_int8(args[0], t1.z, args[1], t2.z, to.z, K.add_params(t1.s, t2.s, to.s), lo, hi, self.rounding)
@@ -383,6 +413,8 @@ class IntegerGraph:
     def _op_softmax(self, op, args):
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         beta = op.options.get("beta", 1.0)
+        if (ti.dtype, to.dtype) == (np.int16, np.int16):  # SoftmaxQuantized<int16, int16>: every family
+            return K.softmax_int16(args[0], ti.s, beta)
         if self.kernels == "reference":  # reference_ops::Softmax: gemmlowp fixed-point exp and reciprocal
             if (ti.dtype, to.dtype) != (np.int8, np.int8):
                 raise EdgesrError(f"{self.path}: SOFTMAX with reference kernels is emulated for int8 -> int8 only")
@@ -396,10 +428,24 @@ class IntegerGraph:
         return K.strided_slice(args[0], args[1], args[2], args[3], o.get("begin_mask", 0), o.get("end_mask", 0),
                                o.get("shrink_axis_mask", 0))
 
+    def _sigmoid_tanh_int16(self, op, args, tanh: bool):
+        # TanhEval / SigmoidEval int16: reference_integer_ops in BUILTIN_REF, and in the optimized
+        # resolver whenever the input scale is not a power of two (input_multiplier > 0)
+        ti = self._t(op, 0)
+        m, shift = K.sigmoid_tanh_int16_params(ti.s, tanh)
+        if m == 0 and self.kernels != "reference":
+            raise EdgesrError(f"{self.path}: int16 {op.name} at a power-of-two input scale runs optimized_ops' "
+                              "gemmlowp kernel, which is not emulated")
+        return (K.tanh_int16 if tanh else K.logistic_int16)(args[0], m, shift)
+
     def _op_tanh(self, op, args):
+        if self._t(op, 0).dtype == np.int16:
+            return self._sigmoid_tanh_int16(op, args, tanh=True)
         return self._lut(op, args, _libm(np.tanh))
 
     def _op_logistic(self, op, args):
+        if self._t(op, 0).dtype == np.int16:
+            return self._sigmoid_tanh_int16(op, args, tanh=False)
         return self._lut(op, args, lambda v: np.float32(1) / (np.float32(1) + _libm(np.exp)(-v)))
 
 

@@ -116,6 +116,52 @@ def single_op_int8(kind: str, lo: float, hi: float, channels: int = 1) -> Path:
     return path
 
 
+@functools.cache
+def single_op_int16(kind: str, lo: float, hi: float, channels: int = 1, broadcast: bool = False) -> Path:
+    """A one-operator 16x8 ``.tflite`` (int16 I/O, zero points 0, dynamic H x W) from TFLite's
+    16x8 quantizer, calibrated so the input range is [lo, hi] (scale ``max(|lo|, |hi|) / 32767``).
+
+    Unary ``kind``: ``"tanh"``, ``"sigmoid"`` (LOGISTIC), ``"exp"``, ``"softmax"`` (over channels),
+    ``"sum"`` (over channels, keep_dims). Binary ``kind`` (two int16 inputs, the second calibrated
+    on [-hi, hi] / 2): ``"mul"``, ``"sub"`` (``broadcast``: the second input is fed as [1, 1, 1, C]),
+    ``"matmul"`` (BATCH_MATMUL of (N, 6, 8) by (N, 8, 5)). Cached per session."""
+    import keras
+    import tensorflow as tf
+
+    unary = {"tanh": tf.tanh, "sigmoid": tf.sigmoid, "exp": tf.exp, "softmax": lambda t: tf.nn.softmax(t, axis=-1),
+             "sum": lambda t: tf.reduce_sum(t, axis=-1, keepdims=True)}
+    binary = {"mul": lambda a, b: a * b, "sub": lambda a, b: a - b, "matmul": lambda a, b: tf.matmul(a, b)}
+    shapes = [(6, 8), (8, 5)] if kind == "matmul" else [(None, None, channels)] * (2 if kind in binary else 1)
+    inputs = [keras.Input(s) for s in shapes]
+    if kind in binary:
+        out = keras.layers.Lambda(lambda t: binary[kind](*t))(inputs)
+    else:
+        out = keras.layers.Lambda(unary[kind])(inputs[0])
+    model = keras.Model(inputs, out)
+
+    def representative():
+        rng = np.random.default_rng(0)
+        for _ in range(4):
+            sample = []
+            for k, shape in enumerate(shapes):
+                a, b = (lo, hi) if k == 0 else (-hi / 2, hi / 2)
+                dims = [1] + [1 if broadcast and k == 1 and d is None else (4 if d is None else d) for d in shape]
+                v = rng.uniform(a, b, dims).astype(np.float32)
+                v.flat[0], v.flat[-1] = a, b  # the calibrated range is exactly [a, b]
+                sample.append(v)
+            yield sample
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    conv.inference_input_type = tf.int16
+    conv.inference_output_type = tf.int16
+    path = _CACHE / f"single16_{kind}_{lo:g}_{hi:g}_c{channels}{'_b' if broadcast else ''}.tflite"
+    path.write_bytes(conv.convert())
+    return path
+
+
 def _static(model):
     import keras
 

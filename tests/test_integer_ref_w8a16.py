@@ -15,7 +15,8 @@ from edgesr.core.data import embedded_image
 from edgesr.core.errors import EdgesrError
 from edgesr.core.evaluate import model_input
 
-MODELS = ["sesr_m5", "sesr_m5_relu", "esr_max_s2_k7_c13", "splitsr_s"]
+MODELS = ["sesr_m5", "sesr_m5_relu", "esr_max_s2_k7_c13", "splitsr_s", "esr_tm_s2_k7_c16", "esr_tr_s2_k7_c13",
+          "esr_cnn_s2_c8_d3_s9", "pkn", "pkn_fixed"]
 
 
 def _photo_inputs(module):
@@ -26,9 +27,10 @@ def _photo_inputs(module):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_w8a16_bit_exact_with_litert_reference_kernels(name):
-    """BUILTIN_REF on every model (16x8 CONV_2D, int16 ADD, float PRELU/DEPTH_TO_SPACE islands,
-    QUANTIZE/DEQUANTIZE): 0 differing outputs; the optimized and default (XNNPACK) interpreters
-    too (their float->int16 QUANTIZE and int16 ADD round differently from BUILTIN_REF's)."""
+    """BUILTIN_REF on every zoo model with a 16x8 export (16x8 CONV_2D, int16 ADD/SUB/MUL,
+    BATCH_MATMUL, SOFTMAX, TANH, EXP, float PRELU/DEPTH_TO_SPACE islands, QUANTIZE/DEQUANTIZE): 0
+    differing outputs; the optimized and default (XNNPACK) interpreters too (their float->int16
+    QUANTIZE and int16 ADD round differently from BUILTIN_REF's)."""
     path, module = zoo_w8a16(name)
     res = compare_with_litert(path, _photo_inputs(module), kernels=("reference", "optimized", "xnnpack"))
     assert res["elements"] == 2 * 96 * 128 * module.contract.channels
@@ -89,12 +91,15 @@ def test_int64_requantization_rounds_half_up_with_a_16_bit_multiplier():
     assert int(K.multiply_by_quantized_multiplier_int64(np.array([1 << 20]), 0x7FFFFFFF, 0)[0]) == (((1 << 20) * 0x7FFF + (1 << 14)) >> 15)
 
 
-def test_int16_ops_without_a_kernel_are_refused():
-    """A 16x8 graph with an op the reference does not emulate on int16 (eSR-TM's SOFTMAX, BATCH_MATMUL)
-    is refused with the op names, not run with int8 arithmetic."""
-    path, _ = zoo_w8a16("esr_tm_s2_k7_c16")
-    with pytest.raises(EdgesrError, match="no int16 .*BATCH_MATMUL.*SOFTMAX"):
-        IntegerGraph(path)
+def test_w8a16_attention_heads_run_int16_kernels():
+    """eSR-TM's, eSR-CNN's and PKN's w8a16 graphs keep their heads in int16 (the ops the
+    bit-exact test above emulates), not in float islands."""
+    want = {"esr_tm_s2_k7_c16": {"BATCH_MATMUL", "SOFTMAX"}, "esr_cnn_s2_c8_d3_s9": {"BATCH_MATMUL", "SOFTMAX", "MUL", "TANH"},
+            "pkn": {"BATCH_MATMUL", "SOFTMAX", "MUL", "SUB", "EXP"}}
+    for name, ops in want.items():
+        g = IntegerGraph(zoo_w8a16(name)[0])
+        int16_ops = {op.name for op in g.ops if g.tensors[op.outputs[0]].dtype == np.int16}
+        assert ops <= int16_ops, (name, ops - int16_ops)
 
 
 @pytest.mark.parametrize("name", ["sesr_m5", "sesr_m5_relu", "splitsr_s"])
