@@ -825,12 +825,13 @@ def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
     return exp_lut, recip_lut
 
 
-def softmax_int16(x, sx: float, beta: float):
+def softmax_int16(x, sx: float, beta: float, rounding: str = "double"):
     """reference_ops ``SoftmaxInt16`` over the last axis (int16 in, int16 out at scale 1/32768,
     zero point 0), LiteRT's kernel in every resolver.
 
     Prepare: ``(M, shift) = QuantizeMultiplier(double(sx) * beta / (10 / 65535))``. Per row:
-    ``d = MBQM(x - max, M, shift)`` (int32, double rounding) maps [-10, 0] to [-65535, 0];
+    ``d = MBQM(x - max, M, shift)`` (int32; ``rounding`` as in :func:`mbqm_with_rounding`) maps
+    [-10, 0] to [-65535, 0];
     ``e = lookup(exp_lut, clamp(d + 32767))`` (Q0.15); ``s = sum e`` (int32); ``h =
     CountLeadingZeros(uint32(s))``; ``r = lookup(recip_lut, clamp((((s << (h - 1)) + 2^13) >> 14)
     - 98304))``; ``out = clamp((e * r + 2^(30 - h)) >> (31 - h), 0, 32767)``. Returns int64."""
@@ -838,7 +839,7 @@ def softmax_int16(x, sx: float, beta: float):
     m, sh = quantize_multiplier(float(sx) * float(beta) / (10.0 / 65535.0))
     x = np.asarray(x, np.int64)
     diff = x - x.max(axis=-1, keepdims=True)
-    scaled = multiply_by_quantized_multiplier(diff, m, sh).astype(np.int64)
+    scaled = mbqm_with_rounding(multiply_by_quantized_multiplier, rounding)(diff, m, sh).astype(np.int64)
     e = lut_lookup_int16(np.clip(scaled + 32767, INT16_MIN, INT16_MAX), exp_lut)
     s = e.sum(axis=-1, keepdims=True)
     h = count_leading_zeros_u32(s)

@@ -60,7 +60,9 @@ default build: gemmlowp SaturatingRoundingDoublingHighMul then RoundingDivideByP
 CONV_2D, DEPTHWISE_CONV_2D, ADD, SUB, MUL, PRELU and the requantizing ops); CMSIS-NN computes the
 same under ``CMSIS_NN_USE_SINGLE_ROUNDING`` (``arm_nn_requantize``). SUM then takes the int8
 formula (:func:`~edgesr.quantization.integer_kernels.sum_int8`), not BUILTIN_REF's uint8
-instantiation; the float LUTs and SOFTMAX are unchanged.
+instantiation; the float LUTs and the int8 SOFTMAX are unchanged. In 16x8 graphs the int16 MUL,
+SUB and ADD and the input scaling of the int16 SOFTMAX take the single rounding too; the int64
+requantization of CONV_2D and BATCH_MATMUL rounds once in either build.
 
 16x8 graphs (w8a16: int16 activations with zero point 0, int8 per-channel weights, int64
 biases; :mod:`edgesr.converters.tflite_w8a16`). The LiteRT 2.3 kernels with a 16x8 path that
@@ -414,7 +416,7 @@ class IntegerGraph:
         ti, to = self._t(op, 0), self._t(op, 0, out=True)
         beta = op.options.get("beta", 1.0)
         if (ti.dtype, to.dtype) == (np.int16, np.int16):  # SoftmaxQuantized<int16, int16>: every family
-            return K.softmax_int16(args[0], ti.s, beta)
+            return K.softmax_int16(args[0], ti.s, beta, self.rounding)
         if self.kernels == "reference":  # reference_ops::Softmax: gemmlowp fixed-point exp and reciprocal
             if (ti.dtype, to.dtype) != (np.int8, np.int8):
                 raise EdgesrError(f"{self.path}: SOFTMAX with reference kernels is emulated for int8 -> int8 only")
