@@ -392,3 +392,19 @@ def test_esr_deploy_checkpoint_of_the_single_conv_form_still_loads(tmp_path, pho
     with torch.no_grad():
         np.testing.assert_allclose(loaded(x).numpy(), net(x).numpy(), rtol=0, atol=1e-6)
 
+
+
+@pytest.mark.parametrize("entry", [e for e in list_models() if e.name != "bicubic"], ids=lambda e: e.name)
+def test_deploy_form_keeps_its_registry_identity(entry, tmp_path):
+    """Every registry model's deploy form (``collapse()`` where it has one) still names its model
+    and settings, so ``edgesr quantize`` can save it as a checkpoint and load it back as the same
+    model (pkn_fixed's did not: its quantized checkpoint could not be written)."""
+    from edgesr.core.checkpoint import load_checkpoint, save_checkpoint
+
+    scale = min(entry.scales)
+    model = create(entry.name, scale=scale).eval()
+    deploy = model.collapse() if hasattr(model, "collapse") else model
+    assert deploy.registry_name == entry.name and deploy.registry_kwargs == model.registry_kwargs
+    path = save_checkpoint(tmp_path / "deploy.pt", deploy, form="deploy")
+    loaded, _ = load_checkpoint(path, deploy=True)
+    assert type(loaded) is type(deploy) and loaded.registry_name == entry.name

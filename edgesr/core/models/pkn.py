@@ -205,7 +205,10 @@ class FixedPKN(PKN):
             gain = p[0, 3, 0, 0]
             m = (1.0 + gain) * w - gain * self.base.weight[:, :, 0, 0]
         k = 2 * self.radius + 1
-        return FixedKernelDeploy(m.reshape(self.scale * self.scale, 1, k, k), self.scale)
+        deploy = FixedKernelDeploy(m.reshape(self.scale * self.scale, 1, k, k), self.scale)
+        deploy.registry_name = getattr(self, "registry_name", None)  # a checkpoint of it names its model
+        deploy.registry_kwargs = getattr(self, "registry_kwargs", {})
+        return deploy
 
 
 class FixedKernelDeploy(nn.Module):
