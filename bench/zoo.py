@@ -202,7 +202,10 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, c
             if prec == "int8" and "Set5" in pairs:
                 res = evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), pairs["Set5"])
                 entry["set5_psnr_drop"] = row["sets"]["Set5"]["psnr_y"] - res["psnr_y"]
-                if getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
+                if getattr(args, "qat_steps", 0) > 0 and ckpt is not None and row["gmacs_720p"] > args.recipe_max_gmacs:
+                    entry["recipe"] = (f"recipe not run: {row['gmacs_720p']:.0f} GMACs per 720p frame, above "
+                                       f"--recipe-max-gmacs {args.recipe_max_gmacs:g} (AdaRound and QAT take hours on CPU)")
+                elif getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
                     entry["qat_steps"] = args.qat_steps
                     try:
                         entry["set5_psnr_drop_recipe"] = (row["sets"]["Set5"]["psnr_y"]
@@ -304,6 +307,8 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
             if isinstance(tfl.get("int8"), dict):
                 int8, drop = tfl["int8"]["latency_ms"], tfl["int8"].get("set5_psnr_drop")
                 drop_recipe = tfl["int8"].get("set5_psnr_drop_recipe")
+                if "recipe" in tfl["int8"]:  # why the recipe column is empty
+                    notes.append(f"- {r['label']} x{r['scale']}: {tfl['int8']['recipe']}")
             failed = {prec: v for prec, v in tfl.items() if isinstance(v, str)}
             for reason in dict.fromkeys(failed.values()):
                 precs = " and ".join(p for p, v in failed.items() if v == reason)
@@ -316,9 +321,9 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
                      f"{r['gmacs_720p']:.2f} | " + " | ".join(cells)
                      + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(drop_recipe, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
     if any(r.get("reprofiled") for r in rows):
-        notes.insert(0, "- TFLite columns of the rows trained here were re-measured from the same checkpoints with "
-                        "`--reprofile` after converter and quantization changes (latest: int8 ranges per TFLite "
-                        "same-scale cluster, input range = the contract's, output-clamp-aware ranges).")
+        notes.insert(0, "- The TFLite columns of " + ", ".join(sorted({f"{r['label']} x{r['scale']}" for r in rows if r.get("reprofiled")}))
+                     + " were re-measured from the same checkpoints with `--reprofile` (the commands above; each "
+                       "row of results.json records the one that re-profiled it).")
     if notes:
         lines += ["", "Notes:", ""] + sorted(set(notes), key=notes.index)
     lines += ["", "## The models", ""] + MODEL_NOTES
@@ -411,6 +416,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--heavy-gmacs", type=float, default=100.0, help="on CPU, models above this are scored on Set5/Set14 only")
+    p.add_argument("--recipe-max-gmacs", type=float, default=50.0,
+                   help="with --qat-steps, run the int8 recipe only for models up to this many GMACs per 720p frame")
     p.add_argument("--sets", default=",".join(BENCHMARK_SETS), help="evaluation sets (default: all four)")
     p.add_argument("--no-tflite", action="store_true")
     p.add_argument("--reprofile", action="store_true", help="redo only the TFLite stage of stored entries")

@@ -44,6 +44,10 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
          "heavy": False, "sets": {"Set5": {"psnr_y": 33.0, "ssim_y": 0.93}},  # the recipe: plain QAT, not shown
          "tflite": {"fp32": {"latency_ms": 20.0}, "int8": {"latency_ms": 30.0, "set5_psnr_drop": 0.5,
                                                          "qat_steps": 200, "set5_psnr_drop_qat": 0.3}}},
+        {"label": "SplitSR (paper)", "model": "splitsr", "scale": 2, "steps": 2, "params": 1635204, "gmacs_720p": 94.0,
+         "heavy": False, "sets": {"Set5": {"psnr_y": 24.0, "ssim_y": 0.6}}, "reprofiled": True,
+         "tflite": {"fp32": {"latency_ms": 900.0}, "int8": {"latency_ms": 950.0, "set5_psnr_drop": 4.0,
+                                                          "recipe": "recipe not run: 94 GMACs per 720p frame"}}},
     ]
     args = argparse.Namespace(command="python bench/zoo.py --minutes-per-model 1", minutes_per_model=1.0, device="cpu", out=tmp_path,
                               batch=16, lr_patch=32, lr=5e-4)
@@ -57,6 +61,8 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     assert "| int8 drop PTQ (dB) | int8 drop, recipe (dB) |" in text
     assert "| 0.123 | 0.088 | 20.0 | 30.0 |" in text  # PTQ, then what edgesr run ships
     assert "| 0.500 | — | 20.0 | 30.0 |" in text  # an older row's plain-QAT drop is not passed off as the recipe's
+    assert "SplitSR (paper) x2: recipe not run: 94 GMACs per 720p frame" in text  # why its recipe cell is empty
+    assert "The TFLite columns of SplitSR (paper) x2 were re-measured" in text
     # each row's own budget and command (rows accumulate across invocations), not this invocation's
     assert "**0.5 / 1 min of training" in text
     assert "`python bench/zoo.py --minutes-per-model 0.5`, then `python bench/zoo.py --minutes-per-model 1`" in text
