@@ -202,8 +202,8 @@ def profile_tflite(model, row: dict, args, train_images, pairs, run_dir: Path, c
             if prec == "int8" and "Set5" in pairs:
                 res = evaluate(TFLiteUpscaler(path, model.contract, num_threads=args.threads), pairs["Set5"])
                 entry["set5_psnr_drop"] = row["sets"]["Set5"]["psnr_y"] - res["psnr_y"]
-                if getattr(args, "qat_steps", 0) > 0 and ckpt is not None and row["gmacs_720p"] > args.recipe_max_gmacs:
-                    entry["recipe"] = (f"recipe not run: {row['gmacs_720p']:.0f} GMACs per 720p frame, above "
+                if getattr(args, "qat_steps", 0) > 0 and ckpt is not None and row.get("gmacs_720p", 0.0) > args.recipe_max_gmacs:
+                    entry["recipe"] = (f"recipe not run: {row.get('gmacs_720p', 0.0):.0f} GMACs per 720p frame, above "
                                        f"--recipe-max-gmacs {args.recipe_max_gmacs:g} (AdaRound and QAT take hours on CPU)")
                 elif getattr(args, "qat_steps", 0) > 0 and ckpt is not None:
                     entry["qat_steps"] = args.qat_steps
