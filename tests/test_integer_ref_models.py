@@ -132,7 +132,9 @@ def single_op_int16(kind: str, lo: float, hi: float, channels: int = 1, broadcas
              "sum": lambda t: tf.reduce_sum(t, axis=-1, keepdims=True)}
     binary = {"mul": lambda a, b: a * b, "sub": lambda a, b: a - b, "matmul": lambda a, b: tf.matmul(a, b)}
     shapes = [(6, 8), (8, 5)] if kind == "matmul" else [(None, None, channels)] * (2 if kind in binary else 1)
-    inputs = [keras.Input(s) for s in shapes]
+    # named so that the converter's input order (by name) is the list order whatever Keras's
+    # session-wide tensor counter has reached
+    inputs = [keras.Input(s, name=f"in{k}") for k, s in enumerate(shapes)]
     if kind in binary:
         out = keras.layers.Lambda(lambda t: binary[kind](*t))(inputs)
     else:
