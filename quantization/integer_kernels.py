@@ -33,6 +33,8 @@ Rounding modes, named as in the sources:
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from edgesr.quantization.arithmetic import (  # the spec functions, one implementation shared with QAT
     INT32_MAX,
@@ -815,13 +817,16 @@ def batch_matmul_int16(a, b, sa: float, sb: float, so: float, act_min: int, act_
     return np.clip(multiply_by_quantized_multiplier_int64(acc, m, sh), act_min, act_max)
 
 
+@functools.cache
 def softmax_int16_luts() -> tuple[np.ndarray, np.ndarray]:
     """activations.cc SoftmaxPrepare (int16): the ``exp`` table over [-10, 0] and the ``1 / (1 + x)``
     table over [0, 1], both with output range [-1, 1] (scale ``2 / 65535``), built by
-    :func:`lut_populate_int16` in float64 ("double as FloatT for backward compatibility")."""
+    :func:`lut_populate_int16` in float64 ("double as FloatT for backward compatibility").
+    The same for every SOFTMAX: built once, returned read-only."""
     r = 65535.0
     exp_lut = lut_populate_int16(np.exp, 10.0 / r, INT16_MAX, 2.0 / r, 0, np.float64)
     recip_lut = lut_populate_int16(lambda v: 1.0 / (1.0 + v), 1.0 / r, INT16_MIN, 2.0 / r, 0, np.float64)
+    exp_lut.flags.writeable = recip_lut.flags.writeable = False
     return exp_lut, recip_lut
 
 

@@ -60,27 +60,33 @@ def _build(kind: str):
     return keras.Model(inp, out)
 
 
+def _quantized_tflite(model, representative, name: str, io_dtype: str = "int8", ops=("TFLITE_BUILTINS_INT8",)) -> Path:
+    """Convert a Keras model with TFLite's full-integer quantizer (``ops``: OpsSet names; the
+    16x8 quantizer is ``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``), integer
+    I/O of ``io_dtype``, calibrated by ``representative``; written to the session cache as ``name``."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [getattr(tf.lite.OpsSet, o) for o in ops]
+    conv.inference_input_type = conv.inference_output_type = getattr(tf, io_dtype)
+    path = _CACHE / name
+    path.write_bytes(conv.convert())
+    return path
+
+
 @functools.cache
 def int8_model(kind: str = "sesr_like") -> Path:
     """Path of a cached int8 ``.tflite``, int8 I/O; ``kind``: ``"sesr_like"`` (clean),
     ``"rank6_shuffle"`` (pixel shuffle through rank-6 reshape/transpose, static 16 x 16 input)
     or ``"float_island"`` (a float SIN between int8 convs, allowed by ``TFLITE_BUILTINS``)."""
-    import tensorflow as tf
-
     model = _build(kind)
     if kind == "rank6_shuffle":  # static shape: the rank-6 reshape needs it
         model = _static(model)
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: _patches(size=16 if kind == "rank6_shuffle" else 32)
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if kind == "float_island":
-        conv.target_spec.supported_ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    path = _CACHE / f"{kind}.tflite"
-    path.write_bytes(conv.convert())
-    return path
+    ops = ("TFLITE_BUILTINS_INT8", "TFLITE_BUILTINS") if kind == "float_island" else ("TFLITE_BUILTINS_INT8",)
+    return _quantized_tflite(model, lambda: _patches(size=16 if kind == "rank6_shuffle" else 32), f"{kind}.tflite",
+                             ops=ops)
 
 
 @functools.cache
@@ -105,15 +111,7 @@ def single_op_int8(kind: str, lo: float, hi: float, channels: int = 1) -> Path:
             v.flat[0], v.flat[1] = lo, hi  # the calibrated range is exactly [lo, hi]
             yield [v]
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
-    path = _CACHE / f"single_{kind}_{lo:g}_{hi:g}_c{channels}.tflite"
-    path.write_bytes(conv.convert())
-    return path
+    return _quantized_tflite(model, representative, f"single_{kind}_{lo:g}_{hi:g}_c{channels}.tflite")
 
 
 @functools.cache
@@ -153,15 +151,8 @@ def single_op_int16(kind: str, lo: float, hi: float, channels: int = 1, broadcas
                 sample.append(v)
             yield sample
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-    conv.inference_input_type = tf.int16
-    conv.inference_output_type = tf.int16
-    path = _CACHE / f"single16_{kind}_{lo:g}_{hi:g}_c{channels}{'_b' if broadcast else ''}.tflite"
-    path.write_bytes(conv.convert())
-    return path
+    return _quantized_tflite(model, representative, f"single16_{kind}_{lo:g}_{hi:g}_c{channels}{'_b' if broadcast else ''}.tflite",
+                             "int16", ("EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8",))
 
 
 def _static(model):
