@@ -192,7 +192,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--minutes-per-model", type=float, default=1.0)
     p.add_argument("--models", default=",".join(n for _, n in ZOO))
-    p.add_argument("--qat-steps", type=int, default=200)
+    p.add_argument("--qat-steps", type=int, default=RecipeConfig.qat_steps)
     p.add_argument("--data-root", type=Path, default=SHARED_DATA)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "quant")
     p.add_argument("--threads", type=int, default=2)
@@ -241,6 +241,7 @@ def main(argv=None) -> int:
             return row["float_psnr"] - evaluate(TorchUpscaler(fake_quant_module(module, ranges).eval()), set5)["psnr_y"]
 
         cfg = RecipeConfig(qat_steps=args.qat_steps)
+        row["qat_lr"] = cfg.qat_lr
         res = run_recipe(deploy, calib, hr, val, config=cfg, score=score, ablation=True,
                          on_stage=lambda st: print(f"  {key} {st['technique']}: kept={st['kept']} "
                                                    f"Set5 drop {st['score']:.3f} dB, {st['seconds']:.0f} s", flush=True))
@@ -301,7 +302,8 @@ def write_doc(results: dict, path: Path) -> None:
         "that calibration and QAT never see, both pooled and on more than half of the photos one by one; Set5 "
         "never decides anything). The last LSQ "
         f"column is the default recipe's result ({rows[0]['stages'][-1]['details'].get('steps', '?') if rows else '?'} "
-        "LSQ QAT steps, batch 8 HR patches of 96 px, weights lr 1e-4, ranges lr 1e-3, cosine, keep-best on the "
+        f"LSQ QAT steps, batch 8 HR patches of 96 px, weights lr {format(rows[0].get('qat_lr', 1e-4), 'g') if rows else '?'}, "
+        "ranges lr 1e-3, cosine, keep-best on the "
         "held-out photos).",
         "",
         "",

@@ -320,6 +320,13 @@ def write_markdown(rows: list[dict], imported: dict | None, args, path: Path, pl
         lines.append(f"| {r['label']} (`{r['model']}`) | x{r['scale']} | {r['steps']} | {r['params']:,} | "
                      f"{r['gmacs_720p']:.2f} | " + " | ".join(cells)
                      + f" | {pub_s} | {_fmt(drop, '.3f')} | {_fmt(drop_recipe, '.3f')} | {_fmt(fp32, '.1f')} | {_fmt(int8, '.1f')} |")
+    negative = [f"{r['label']} x{r['scale']}" for r in rows if isinstance(r.get("tflite"), dict)
+                and isinstance(r["tflite"].get("int8"), dict) and r["tflite"]["int8"].get("set5_psnr_drop_recipe", 0.0) < 0]
+    if negative:
+        notes.insert(0, f"- A negative recipe drop ({', '.join(negative)}): the int8 model scores above the float model "
+                        "it was quantized from. The recipe's QAT fits the HR photos, so on these briefly trained models "
+                        "it is also further training, not only quantization repair; `python bench/qat_control.py "
+                        "RUN_DIR` (docs/qat_control.md) puts the float model fine-tuned the same way beside it.")
     if any(r.get("reprofiled") for r in rows):
         notes.insert(0, "- The TFLite columns of " + ", ".join(sorted({f"{r['label']} x{r['scale']}" for r in rows if r.get("reprofiled")}))
                      + " were re-measured from the same checkpoints with `--reprofile` (the commands above; each "
@@ -423,7 +430,7 @@ def main(argv=None) -> int:
     p.add_argument("--reprofile", action="store_true", help="redo only the TFLite stage of stored entries")
     p.add_argument("--qat-steps", type=int, default=0,
                    help="also measure the int8 drop after the default recipe with this many LSQ QAT steps "
-                        "(edgesr run uses 200; default 0: PTQ only)")
+                        "(edgesr run uses 1000; default 0: PTQ only)")
     args = p.parse_args(argv)
     args.command = "python bench/zoo.py " + " ".join(sys.argv[1:] if argv is None else argv)
     try:

@@ -161,7 +161,8 @@ def qat_optimizer(sim: nn.Module, lr: float, range_lr: float | None = None) -> t
 def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict | None = None,
         observer: str = "minmax", range_mode: str = "ema", lr: float = 1e-4, range_lr: float | None = None,
         batch_size: int = 8, patch: int = 64, count: int = 256, seed: int = 0, val=None, eval_every: int = 25,
-        cosine: bool = False, activations: bool = True, on_step: Callable[[int, float], None] | None = None,
+        cosine: bool = False, activations: bool = True, teacher: nn.Module | None = None,
+        on_step: Callable[[int, float], None] | None = None,
         on_eval: Callable[[int, float], None] | None = None) -> tuple[nn.Module, dict[str, tuple[float, float]]]:
     """Fine-tune ``deploy_module`` through its int8 simulation.
 
@@ -189,6 +190,10 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
             biases): the w8a16 model, whose int16 activations come within a few int16 steps of
             float (:func:`~edgesr.quantization.fake_quant.fake_quant_module`); ``ranges`` are
             then still returned (calibrated, untrained) but nothing quantizes with them.
+        teacher: None (default): the L1 loss is against the HR patches. A module: against
+            ``teacher(lr_patches)`` (the float model's output, computed once), i.e. distillation:
+            QAT then learns to reproduce that model in int8 rather than to fit the photos, which
+            separates the quantization error from further training (``bench/qat_control.py``).
         on_step: called as ``on_step(step, l1_loss)`` after every step (progress, tests).
         on_eval: called as ``on_eval(step, val_psnr_db)`` at every validation (step 0: the start).
     Returns:
@@ -223,6 +228,10 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     else:
         val_hr = hr_patches(val, contract, patch, count, seed + 1)
     val_lr = None if val_hr is None else degrade(val_hr, contract.scale)
+    target = hr
+    if teacher is not None:
+        with torch.no_grad():
+            target = torch.cat([teacher.eval()(lr_patches[i : i + 64]) for i in range(0, lr_patches.shape[0], 64)])
     best = None
 
     def validate(step: int):
@@ -243,7 +252,7 @@ def qat(deploy_module: nn.Module, patches_or_images, steps: int, *, ranges: dict
     rng = np.random.default_rng(seed)
     for step in range(steps):
         idx = torch.from_numpy(rng.choice(hr.shape[0], size=min(batch_size, hr.shape[0]), replace=False))
-        loss = torch.nn.functional.l1_loss(sim(lr_patches[idx]), hr[idx])
+        loss = torch.nn.functional.l1_loss(sim(lr_patches[idx]), target[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -52,6 +52,9 @@ def test_doc_shows_kept_and_rejected_stages_targets_and_qat_cost(bench, tmp_path
     assert "weights only 0.005; worst tensors `x` 0.020, `first` 0.010" in text
     assert "1 pair(s) (a->b via relu)" in text
     assert "`python bench/quant.py --qat-steps 100`" in text and "100 LSQ QAT steps" in text
+    assert "weights lr 0.0001," in text  # a row without qat_lr ran at the old default, 1e-4
+    bench.write_doc({"sesr_m5": {**row, "qat_lr": 1e-3}}, doc)
+    assert "weights lr 0.001," in doc.read_text()
 
 
 def test_doc_has_the_core_ml_and_w8a16_columns(bench, tmp_path):

@@ -107,7 +107,7 @@ def test_quantize_applies_edgesr_runs_recipe_by_default(ckpt, monkeypatch, argv,
     monkeypatch.setattr(command, "quantize_checkpoint", fake)
     assert main(["quantize", str(ckpt), *argv]) == 0
     assert seen == {"observer": observer, "qat_steps": qat_steps, "recipe": recipe}
-    assert (DEFAULT_RECIPE, RunConfig.qat_steps) == ("default", 200)
+    assert (DEFAULT_RECIPE, RunConfig.qat_steps) == ("default", 1000)
 
 
 def test_quantize_without_options_runs_the_recipe(ckpt, calib_dir, tmp_path, capsys):

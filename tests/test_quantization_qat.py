@@ -136,3 +136,17 @@ def test_qat_returns_the_int8_weights_it_trained(setup):
                                fake_quant_module(tuned, ranges).eval()(held_lr))
         assert not all(torch.equal(a, b) for a, b in zip(weights, [m.weight for m in start.modules()
                                                                    if isinstance(m, (torch.nn.Conv2d, torch.nn.PReLU))]))
+
+
+def test_distillation_brings_the_int8_model_closer_to_its_float_teacher(setup):
+    """``teacher=``: QAT fits the float model's output, so the int8 simulation's error against that
+    output on an unseen photo falls below the calibrated start's; fitting the HR patches instead
+    (the default) takes this untrained model far from its own output."""
+    model, train, _, held_lr = setup
+    with torch.no_grad():
+        teacher_out = model.eval()(held_lr)
+    start = _sim_l1(*qat(model, train, steps=0, patch=48, count=32), held_lr, teacher_out)
+    distilled = _sim_l1(*qat(model, train, steps=25, patch=48, count=32, lr=1e-4, teacher=model), held_lr, teacher_out)
+    to_photos = _sim_l1(*qat(model, train, steps=25, patch=48, count=32, lr=1e-4), held_lr, teacher_out)
+    assert distilled < 0.9 * start, (start, distilled)
+    assert to_photos > 10 * start, (start, to_photos)

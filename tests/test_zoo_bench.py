@@ -66,5 +66,9 @@ def test_report_lists_rows_published_numbers_and_failures(zoo, tmp_path):
     # each row's own budget and command (rows accumulate across invocations), not this invocation's
     assert "**0.5 / 1 min of training" in text
     assert "`python bench/zoo.py --minutes-per-model 0.5`, then `python bench/zoo.py --minutes-per-model 1`" in text
+    assert "negative recipe drop" not in text
+    rows[2]["tflite"]["int8"]["set5_psnr_drop_recipe"] = -0.05  # int8 above float: QAT also trained it
+    zoo.write_markdown(rows, None, args, doc, "zoo_pareto.png")
+    assert "- A negative recipe drop (SESR-M5 x2): the int8 model scores above" in doc.read_text()
     zoo.write_plot(rows, tmp_path / "zoo_pareto.png")
     assert (tmp_path / "zoo_pareto.png").stat().st_size > 1000

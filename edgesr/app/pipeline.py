@@ -110,7 +110,7 @@ class RunConfig:
     sets: tuple[str, ...] | None = None
     steps: int = DEFAULT_STEPS
     batch: int = 16
-    qat_steps: int = 200
+    qat_steps: int = 1000
     observer: str = "minmax"
     recipe: str | None = DEFAULT_RECIPE
     formats: tuple[str, ...] | None = None

@@ -1,7 +1,7 @@
 """``edgesr quantize CKPT [--calib DIR] [--recipe default|ptq|minmax|none] [--qat-steps N] [--observer minmax|percentile|mse] [-o PATH]``.
 
 By default the int8 recipe ``edgesr run`` applies (:data:`edgesr.app.pipeline.DEFAULT_RECIPE`:
-CLE, range search, AdaRound, bias correction, then 200 steps of LSQ QAT, each stage kept where it
+CLE, range search, AdaRound, bias correction, then 1000 steps of LSQ QAT at lr 1e-3, each stage kept where it
 helps on held-out photos); ``--recipe none`` calibrates with ``--observer`` and runs
 ``--qat-steps`` of plain QAT instead. The output checkpoint carries the activation ranges (and
 the weights the recipe or QAT left): ``edgesr export`` of it builds the int8 TFLite and Core ML

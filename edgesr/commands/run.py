@@ -35,7 +35,8 @@ def add_arguments(p) -> None:
     p.add_argument("--sets", help="comma-separated evaluation sets (default: Set5,Set14 with --data-root, else the embedded photos)")
     p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help=f"training steps (default {DEFAULT_STEPS})")
     p.add_argument("--batch", type=positive_int, default=16, help="training patches per step")
-    p.add_argument("--qat-steps", type=nonnegative_int, default=200, help="quantization-aware fine-tuning steps (0 = PTQ only)")
+    p.add_argument("--qat-steps", type=nonnegative_int, default=RunConfig.qat_steps,
+                   help=f"quantization-aware fine-tuning steps (default {RunConfig.qat_steps}; 0 = PTQ only)")
     p.add_argument("--observer", default="minmax", choices=("minmax", "percentile", "mse"),
                    help="int8 calibration observer (with --recipe none)")
     p.add_argument("--recipe", default=DEFAULT_RECIPE or "none", choices=(*RECIPES, "none"),
