@@ -88,7 +88,7 @@ def test_bad_options_exit_2(ckpt, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, recipe, qat_steps, observer", [
-    ([], "default", 200, "minmax"),  # what edgesr run applies, with its QAT steps
+    ([], "default", 1000, "minmax"),  # what edgesr run applies, with its QAT steps
     (["--qat-steps", "0"], "default", 0, "minmax"),
     (["--recipe", "ptq"], "ptq", 0, "minmax"),
     (["--recipe", "none"], None, 0, "minmax"),  # min/max post-training quantization
