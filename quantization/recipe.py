@@ -79,9 +79,7 @@ class RecipeConfig:
     shipped TFLite int8 model went from 0.522 to 0.166 dB on eSR-TR x2, 0.340 to 0.196 on eSR-CNN
     x2, 0.553 to -0.373 on SplitSR-S x2, 0.224 to 0.007 on PKN x2, and on the headline SESR-M5
     job from 0.088 to -0.002 dB (the earlier QAT was rejected there); keep-best picked steps
-    near the end, so the models were still improving. 200 steps at 1e-3 alone gave 0.427 on
-    SplitSR-S, 0.345 on eSR-TR, 0.339 on eSR-CNN (``RecipeConfig(qat_steps=200, qat_lr=1e-3)``
-    on the same checkpoints). QAT trains on HR targets, so part of what it recovers on briefly
+    near the end, so the models were still improving. QAT trains on HR targets, so part of what it recovers on briefly
     trained models is further training, not quantization: ``python bench/qat_control.py``
     (docs/qat_control.md) puts the float model fine-tuned the same way, and QAT towards the
     float model's output (``qat(teacher=...)``), beside it.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -45,3 +46,12 @@ def gray_photo() -> np.ndarray:
 def crop(img: np.ndarray, h: int, w: int, y: int = 0, x: int = 0) -> np.ndarray:
     """A (h, w) window of a real image (tests use odd sizes to catch layout bugs)."""
     return np.ascontiguousarray(img[y : y + h, x : x + w])
+
+
+def load_bench(name: str):
+    """``bench/NAME.py`` imported as a module (the benchmarks are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

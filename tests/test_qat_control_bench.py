@@ -2,19 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
+from conftest import load_bench
 
 from edgesr.quantization.recipe import RecipeConfig
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("qat_control", ROOT / "bench" / "qat_control.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_the_table_states_each_drop_against_its_reference(tmp_path):
@@ -23,7 +13,7 @@ def test_the_table_states_each_drop_against_its_reference(tmp_path):
                        "qat, distilled": {"Set5": 36.250}, "float fine-tuned": {"Set5": 36.400}},
               "seconds": {"ptq": 10.0, "qat": 50.0}}
     doc = tmp_path / "qat_control.md"
-    _bench().write_markdown([record], RecipeConfig(), "python bench/qat_control.py runs/x", doc)
+    load_bench("qat_control").write_markdown([record], RecipeConfig(), "python bench/qat_control.py runs/x", doc)
     text = doc.read_text()
     # float, PTQ drop, QAT drop (negative: above float), distilled drop, float gain, QAT below fine-tuned float
     assert "| sesr_m5 x2 (`runs/x`) | 36.300 | 0.090 | -0.020 | 0.050 | 0.100 | 0.080 |" in text

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-from pathlib import Path
 
 import pytest
 
+from conftest import load_bench
+
 from edgesr.core.models import create
-
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="module")
 def zoo():
-    spec = importlib.util.spec_from_file_location("bench_zoo", ROOT / "bench" / "zoo.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench("zoo")
 
 
 @pytest.mark.parametrize("scale", [2, 4])
