@@ -161,10 +161,22 @@ def export_drop(module, ranges, minmax, set5, float_psnr: float, path: Path, pre
     return float_psnr - evaluate(open_artifact(path), set5)["psnr_y"]
 
 
-def train_model(name: str, minutes: float, data: Path, out_dir: Path, key: str | None = None) -> tuple[Path, int]:
-    """Train ``name`` x2 on ``data`` for about ``minutes`` (steps from a timed probe); cached under ``key``."""
-    run_dir = out_dir / f"{(key or name).replace(':', '_')}_x2"
+def _entry_dir(out_dir: Path, key: str) -> Path:
+    """Where ``key``'s trained checkpoint and ``steps.json`` live under ``out_dir``."""
+    return out_dir / f"{key.replace(':', '_')}_x2"
+
+
+def train_model(name: str, minutes: float, data: Path, out_dir: Path, key: str | None = None,
+                checkpoints_from: Path | None = None) -> tuple[Path, int]:
+    """Train ``name`` x2 on ``data`` for about ``minutes`` (steps from a timed probe); cached under ``key``.
+    ``checkpoints_from``: another run's ``--out``; its trained checkpoint of ``key``, if any, is used instead
+    (recorded in ``steps.json``, which points at it; the doc names the run that trained it)."""
+    run_dir = _entry_dir(out_dir, key or name)
     done = run_dir / "steps.json"
+    other = _entry_dir(checkpoints_from, key or name) / "steps.json" if checkpoints_from else None
+    if not done.exists() and other is not None and other.exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        done.write_text(other.read_text())
     if done.exists():
         return Path(json.loads(done.read_text())["ckpt"]), json.loads(done.read_text())["steps"]
     if name.startswith("authors:"):  # published weights: imported, not trained
@@ -195,6 +207,8 @@ def main(argv=None) -> int:
     p.add_argument("--qat-steps", type=int, default=RecipeConfig.qat_steps)
     p.add_argument("--data-root", type=Path, default=SHARED_DATA)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "quant")
+    p.add_argument("--checkpoints-from", type=Path, default=None, metavar="DIR",
+                   help="use the trained checkpoints of an earlier run's --out DIR instead of training (same keys)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-only", action="store_true")
     p.add_argument("--qat-cost-only", action="store_true",
@@ -214,7 +228,7 @@ def main(argv=None) -> int:
     for key in args.models.split(","):
         name, _, minutes = key.partition("@")
         minutes = float(minutes) if minutes else args.minutes_per_model
-        ckpt, steps = train_model(name, minutes, t91, args.out, key)
+        ckpt, steps = train_model(name, minutes, t91, args.out, key, args.checkpoints_from)
         if key in results:
             results[key]["bicubic_psnr"] = bicubic
         if args.qat_cost_only and key in results:
@@ -264,10 +278,10 @@ def main(argv=None) -> int:
         results[key] = row
         results_path.write_text(json.dumps(results, indent=1))
         print(key, "recipe drop", round(row["recipe_drop"], 3), row["techniques"], flush=True)
-        write_doc(results, args.doc)
+        write_doc(results, args.doc, args.out)
     if not args.train_only and results:
         results_path.write_text(json.dumps(results, indent=1))  # bicubic_psnr added to older rows
-        write_doc(results, args.doc)
+        write_doc(results, args.doc, args.out)
     return 0
 
 
@@ -280,17 +294,46 @@ def _fmt_stage(st: dict) -> str:
     return drop if st["kept"] else f"({drop})"
 
 
-def write_doc(results: dict, path: Path) -> None:
-    """``docs/quant.md`` from the accumulated results (one row per model)."""
+def trained_by(results: dict, out: Path | None) -> dict:
+    """``{key: (training run's --out, its results row)}`` for entries whose checkpoint another run of
+    this bench trained (``--checkpoints-from``; read from ``OUT/KEY_x2/steps.json``)."""
+    found = {}
+    for key in results if out is not None else ():
+        done = _entry_dir(out, key) / "steps.json"
+        if not done.exists():
+            continue
+        ckpt = Path(json.loads(done.read_text())["ckpt"])
+        origin = next((d.parent for d in ckpt.parents if d.name == _entry_dir(out, key).name), None)
+        if origin is not None and origin.resolve() != out.resolve() and (origin / "results.json").exists():
+            found[key] = (origin, json.loads((origin / "results.json").read_text()).get(key, {}))
+    return found
+
+
+def _rel(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
+def write_doc(results: dict, path: Path, out: Path | None = None) -> None:
+    """``docs/quant.md`` from the accumulated results (one row per model) of the run in ``out``."""
     rows = list(results.values())
     cmds = sorted({r["command"] for r in rows} | {r["qat_cost_command"] for r in rows if "qat_cost_command" in r})
+    reused = trained_by(results, out)
+    origins = sorted({(_rel(o), r.get("command", "?")) for o, r in reused.values()})
+    minutes = next((r.get("minutes") for k, (_, r) in reused.items() if "@" not in k), None) or (
+        next((r.get("minutes") for k, r in results.items() if "@" not in k), None))
     lines = [
         "# Int8: what each technique does, per model",
         "",
-        f"Generated by `{'`, `'.join(cmds)}` (`bench/quant.py`; do not edit by hand; results in `runs/quant/results.json`).",
+        f"Generated by `{'`, `'.join(cmds)}` (`bench/quant.py`; do not edit by hand; results in "
+        f"`{_rel(out / 'results.json') if out is not None else 'OUT/results.json'}`)"
+        + ("; the trained checkpoints of " + ("every entry" if len(reused) == len(results) else ", ".join(sorted(reused)))
+           + " come from " + "; ".join(f"`{o}`, trained by `{c}`" for o, c in origins) if reused else "") + ".",
         "",
         "Every zoo model at x2, trained on T91 for about "
-        f"{rows[0].get('minutes', 1.2) if rows else 1.2} min of CPU each (a loaded 2-core machine shared with other jobs: "
+        f"{minutes or '?'} min of CPU each (a loaded 2-core machine shared with other jobs: "
         "the steps column says how far each got, far from the papers' budgets, so the float PSNRs are low and the "
         "drops are those of these short-trained weights). Drops are Set5 PSNR (Y, BT.601, border crop 2, the one "
         "evaluation path) of the float deploy model minus that of its int8 simulation, which predicts LiteRT's int8 "
@@ -416,51 +459,14 @@ def write_doc(results: dict, path: Path) -> None:
               "the same way (its first 5x5 conv has three outputs with centre taps near 1); splitting the centre "
               "tap into its own 1x1 conv is exact in float but adds two int8 partial sums and was worse in trials "
               "on eSR-MAX and eSR-CNN (not in this table); LSQ QAT moves the weights onto the grid.",
-              "- **SplitSR-S and eSR-CNN miss 0.2 dB even when trained.** Trained about six and nine times longer "
-              "than the common budget (train steps column), both beat bicubic by about 1.5 dB and neither drop falls "
-              "below 0.3 dB (`NAME@MIN` rows). SplitSR-S's standard-block group quantizes its residual stream per "
-              "tensor after every block: the sensitivity rows' worst tensors are those ADDs. LSQ QAT recovers part "
-              "of it, more with more steps: on an earlier run's 12-minute model (`python bench/quant.py --threads 1 "
-              "--qat-steps 1000 --models splitsr_s@12 --out COPY` on a copy of its `splitsr_s@12_x2`) 1000 steps "
-              "instead of 200 took the drop from 0.567 to 0.383 dB. A per-channel equalization of that stream (one "
-              "positive scale per stream channel, moved into every conv that writes or reads it) was tried on an "
-              "earlier run and dropped: the stream's channels already span similar ranges. eSR-CNN's drop is its "
-              "int8 activations: its sensitivity rows put each of its four trunk tensors (8 channels, conv and "
-              "tanh) 0.03-0.08 dB above the int8 weights alone.",
+              _longer_paragraph(results),
               "- **The int8 input is a floor.** The models read Y (BT.601) computed in float from the RGB photo; "
               "TFLite's int8 input tensor rounds it to 1/255 steps, which costs the `x` entry of the sensitivity rows "
               "whatever the other techniques do (Core ML W8A8 keeps its input float: below).",
-              "- **A stage must help most photos.** The recipe keeps a stage only if it raises the held-out photos' "
-              "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
-              "record `val_images_better`): on the headline SESR-M5, LSQ QAT raised the pooled PSNR of the 12 photos "
-              "while lowering 7 of them, and it cost Set5 0.006 dB (docs/recipe_stages.md). In this run every stage that lowered a "
-              "Set5 drop by more than 0.01 dB raised at least 8 of the 12 photos (most 11 or 12), and of those that "
-              "raised a drop by more than 0.01 dB two were kept (range search on eSR-TR, +0.05 dB, 10 of 12; AdaRound "
-              "on the 12-minute SplitSR-S, +0.04 dB, 7 of 12). Drops differing by less than about 0.01 dB between "
-              "columns are within what the choice of calibration crops moves min/max calibration by.",
-              "- **PKN misses by 0.03 dB.** The recipe kept CLE, range search and bias correction (0.229 dB); "
-              "AdaRound and QAT did not raise the held-out photos. On the previous run's PKN the range search had "
-              "lowered the output error on its 16 calibration patches and raised the Set5 drop (0.218 -> 0.242 dB), "
-              "and the held-out photos rejected it: its int8 output is unusually sensitive to the exact int8 grids. "
-              "An earlier version of this table had its Core ML W8A8 program at 0.132 dB against a simulated int8 0.231, because "
-              "edgesr's Core ML export made PKN's constant sub-pixel offsets (the kernel geometry) int8 on a "
-              "symmetric grid of its own, a different function, while the simulation kept them float where LiteRT "
-              "holds them in int8 (a LiteRT export of those ranges: 0.218 dB). Both now use the int8 values TFLite "
-              "stores for them (`quantize_constant_operands`; `tests/test_quantization_tflite.py -k pkn_constant` "
-              "reads them back from a LiteRT model).",
-              "- **Core ML W8A8 keeps its input in float16.** A Core ML program receives float32, so the W8A8 "
-              "program quantizes every int8 tensor of TFLite's but the input; its column is then 0.009-0.040 dB "
-              "below the int8 simulation's (SESR-M5: 0.053 against 0.085), except for eSR-CNN (0.306 against "
-              "0.300), where float16 scales and arithmetic cost more than the input gains.",
-              "- **w8a16 weights: fitted to float activations.** AdaRound run with float activations "
-              "(`adaround(..., activations=False)`) rounds each conv's weights for the w8a16 model itself, and QAT "
-              "through int8 weights and float activations (`qat(..., activations=False)`, the recipe's 200 steps, "
-              "keep-best) then fine-tunes the best candidate: it was chosen for 8 of the 11 rows, AdaRound for "
-              "SESR-M5, the recipe's weights for both eSR-MAX rows (QAT did not raise their held-out photos). Every "
-              "w8a16 drop is within 0.02 dB (at most 0.011 dB, the authors' eSR-MAX). A negative drop means that "
-              "QAT, which also trains, took these short-trained models past their float start (SplitSR-S: -0.437 "
-              "dB); on the previous run, without the QAT candidate, the T91-trained eSR-MAX had missed with 0.033 "
-              "dB (this run's recipe weights give it 0.005).",
+              _stage_paragraph(rows),
+              _pkn_paragraph(results),
+              _coreml_paragraph(rows),
+              _w8a16_paragraph(rows),
               ]
     lines += ["", "## Which pairs CLE can equalize", ""]
     for r in rows:
@@ -472,6 +478,110 @@ def write_doc(results: dict, path: Path) -> None:
                          + f"; {len(cle['details'].get('skipped', {}))} conv(s) skipped (residual adds, slices, concats, "
                          "depth-to-space, tanh)")
     path.write_text("\n".join(lines) + "\n")
+
+
+def _stage_effects(row: dict):
+    """``(technique, kept, Set5 drop change vs the last kept stage, "k/n" held-out photos raised)`` per stage."""
+    last = None
+    for st in row["stages"]:
+        if "score" in st and last is not None:
+            yield st["technique"], st["kept"], st["score"] - last, st.get("val_images_better", "?")
+        if st["kept"] and "score" in st:
+            last = st["score"]
+
+
+def _stage_paragraph(rows: list) -> str:
+    helped = [(r["label"], t, d, b) for r in rows for t, k, d, b in _stage_effects(r) if k and d < -0.01]
+    hurt = [(r["label"], t, d, b) for r in rows for t, k, d, b in _stage_effects(r) if k and d > 0.01]
+    least = min((int(b.split("/")[0]) for *_, b in helped if "/" in b), default=None)
+    return ("- **A stage must help most photos.** The recipe keeps a stage only if it raises the held-out photos' "
+            "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
+            "record `val_images_better`): the rule came from an earlier headline SESR-M5 job, where LSQ QAT raised "
+            "the pooled PSNR of the 12 photos while lowering 7 of them and cost Set5 0.006 dB. In this run "
+            + (f"every kept stage that lowered a Set5 drop by more than 0.01 dB raised at least {least} of the 12 photos"
+               if least is not None else "no kept stage lowered a Set5 drop by more than 0.01 dB")
+            + ", and " + (f"{len(hurt)} kept stage(s) raised one by more than 0.01 dB ("
+                          + "; ".join(f"{t} on {lab}, {d:+.3f} dB, {b}" for lab, t, d, b in hurt) + ")"
+                          if hurt else "no kept stage raised one by more than 0.01 dB")
+            + ". Drops differing by less than about 0.01 dB between columns are within what the choice of "
+            "calibration crops moves min/max calibration by.")
+
+
+def _longer_paragraph(results: dict) -> str:
+    longer = [(k, r) for k, r in results.items() if "@" in k and k.split("@")[0] in results]
+    if not longer:
+        return "- **Trained longer.** No `NAME@MIN` row in this run."
+    parts = []
+    for k, r in longer:
+        base = results[k.split("@")[0]]
+        ratio = (f"{r['train_steps'] / base['train_steps']:.1f}x the steps"
+                 if isinstance(r["train_steps"], int) and isinstance(base["train_steps"], int) else "longer")
+        vs = f", {r['float_psnr'] - r['bicubic_psnr']:+.2f} dB vs bicubic" if "bicubic_psnr" in r else ""
+        parts.append(f"{r['label']} ({ratio} of the common budget{vs}): min/max {r['minmax_drop']:.3f} dB, "
+                     f"default recipe {r['recipe_drop']:.3f} dB")
+    cnn = [r.get("sensitivity", {}) for k, r in results.items() if r["model"].startswith("eSR-CNN")]
+    gaps = [v - sens["weights only"] for sens in cnn if "weights only" in sens
+            for t, v in sens.items() if t.startswith("trunk")]
+    return ("- **Trained longer.** " + "; ".join(parts) + ". SplitSR-S's standard-block group quantizes its "
+            "residual stream per tensor after every block: the sensitivity rows' worst tensors are those ADDs; "
+            "a per-channel equalization of that stream (one positive scale per stream channel, moved into every "
+            "conv that writes or reads it) was tried on an earlier run and dropped: the stream's channels already "
+            "span similar ranges. eSR-CNN's drop is its int8 activations"
+            + (f": its sensitivity rows put each of its four trunk tensors (8 channels, conv and tanh) "
+               f"{min(gaps):.2f}-{max(gaps):.2f} dB above the int8 weights alone" if gaps else "")
+            + ". The QAT, which fits HR photos, also trains: docs/qat_control.md (`python bench/qat_control.py "
+            "RUN_DIR ...`) separates its quantization repair from that training on the zoo's models.")
+
+
+def _pkn_paragraph(results: dict) -> str:
+    r = results.get("pkn")
+    kept = f"The recipe kept {', '.join(r['techniques'][1:]) or 'none'} ({r['recipe_drop']:.3f} dB). " if r else ""
+    return ("- **PKN.** " + kept + "Its int8 output is unusually sensitive to the exact int8 grids: on an earlier "
+            "run the range search lowered the output error on its calibration patches and raised the Set5 drop "
+            "(0.218 -> 0.242 dB), and the held-out photos rejected it. An earlier version of this table had its Core "
+            "ML W8A8 program at 0.132 dB against a simulated int8 0.231, because edgesr's Core ML export made PKN's "
+            "constant sub-pixel offsets (the kernel geometry) int8 on a symmetric grid of its own, a different "
+            "function, while the simulation kept them float where LiteRT holds them in int8 (a LiteRT export of "
+            "those ranges: 0.218 dB). Both now use the int8 values TFLite stores for them "
+            "(`quantize_constant_operands`; `tests/test_quantization_tflite.py -k pkn_constant` reads them back "
+            "from a LiteRT model).")
+
+
+def _coreml_paragraph(rows: list) -> str:
+    pairs = [(r["label"], r["recipe_drop"] - r["coreml_w8a8_drop"]) for r in rows
+             if isinstance(r.get("coreml_w8a8_drop"), float)]
+    if not pairs:
+        return "- **Core ML W8A8 keeps its input in float16.** No Core ML W8A8 result in this run."
+    better = [d for _, d in pairs if d >= 0]
+    worse = [f"{lab}, {-d:.3f} dB" for lab, d in pairs if d < 0]
+    return ("- **Core ML W8A8 keeps its input in float16.** A Core ML program receives float32, so the W8A8 program "
+            "quantizes every int8 tensor of TFLite's but the input; after the recipe its drop is "
+            + (f"{min(better):.3f}-{max(better):.3f} dB below the int8 simulation's on {len(better)} of {len(pairs)} rows"
+               if better else "never below the int8 simulation's")
+            + (f", above it on {'; '.join(worse)} (float16 scales and arithmetic cost more than the input gains)"
+               if worse else "") + ".")
+
+
+def _w8a16_paragraph(rows: list) -> str:
+    names = {"recipe": "the recipe's", "float": "the float model's", "adaround_w8a16": "AdaRound w8a16",
+             "qat_w8a16": "QAT w8a16"}
+    chosen: dict[str, list] = {}
+    for r in rows:
+        chosen.setdefault(r.get("w8a16_weights", {}).get("weights", "recipe"), []).append(r["label"])
+    drops = [(r["w8a16_drop"], r["label"]) for r in rows if isinstance(r.get("w8a16_drop"), float)]
+    within = [d for d, _ in drops if d <= 0.02]
+    text = ("- **w8a16 weights: fitted to float activations.** AdaRound run with float activations "
+            "(`adaround(..., activations=False)`) rounds each conv's weights for the w8a16 model itself, and QAT "
+            "through int8 weights and float activations (`qat(..., activations=False)`, the recipe's QAT steps, "
+            "keep-best) then fine-tunes the best candidate. Chosen: "
+            + "; ".join(f"{names.get(k, k)} for {len(v)} row(s)" + (f" ({', '.join(v)})" if len(v) <= 3 else "")
+                        for k, v in sorted(chosen.items(), key=lambda kv: -len(kv[1]))) + ".")
+    if drops:
+        hi, lo = max(drops), min(drops)
+        text += (f" {len(within)} of {len(drops)} w8a16 drops are within 0.02 dB (the largest {hi[0]:.3f} dB, {hi[1]})"
+                 + (f"; a negative drop means that QAT, which also trains, took these short-trained models past their "
+                    f"float start ({lo[1]}: {lo[0]:.3f} dB)" if lo[0] < 0 else "") + ".")
+    return text
 
 
 if __name__ == "__main__":

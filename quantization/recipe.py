@@ -213,11 +213,11 @@ def choose_w8a16_weights(float_module: nn.Module, recipe_module: nn.Module, val_
     The recipe's weights are chosen for int8 activations (AdaRound and bias correction on the
     int8 simulation's inputs, LSQ QAT through it); at int16 activations what is left is the int8
     weights' own error, and QAT's adaptation to int8 noise can cost more than it saves (measured
-    on the 12-minute SplitSR-S of docs/quant.md: w8a16 Set5 drop 0.072 dB with the recipe's
+    on the 12-minute SplitSR-S of an earlier docs/quant.md: w8a16 Set5 drop 0.072 dB with the recipe's
     weights, 0.005 dB with the float model's). With ``calib``, a third candidate rounds the float
     model's weights by AdaRound for int8 weights and float activations
     (:func:`~edgesr.quantization.adaround.adaround` with ``activations=False``): the rounding that
-    minimises each layer's output error at w8a16 (on the T91-trained eSR-TR of docs/quant.md,
+    minimises each layer's output error at w8a16 (on the T91-trained eSR-TR of an earlier docs/quant.md,
     Set5 w8a16 drop 0.011 dB against 0.201 with nearest rounding). With ``hr``, a fourth
     fine-tunes the best of those for ``config.qat_steps`` steps through int8 weights and float
     activations (:func:`~edgesr.quantization.qat.qat` with ``activations=False``, cosine decay,

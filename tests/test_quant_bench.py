@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 
 import pytest
 
@@ -70,3 +71,43 @@ def test_doc_has_the_core_ml_and_w8a16_columns(bench, tmp_path):
             "— (no 16x8 conversion) |") in text
     older = "— (older result: rerun this model)"
     assert f"| SplitSR-S | {older} | {older} | 0.120 | {older} | {older} |" in text
+
+
+def test_doc_names_the_run_that_trained_reused_checkpoints_and_reads_its_numbers_from_the_rows(bench, tmp_path):
+    """``--checkpoints-from``: the doc names the run that trained the checkpoints (from steps.json) and
+    its training minutes; the reading paragraphs quote this run's rows, not fixed numbers."""
+    trained, out = tmp_path / "quant", tmp_path / "quant2"
+    for d, key in ((trained, "sesr_m5"), (trained, "sesr_m5@5")):
+        (bench._entry_dir(d, key) / "checkpoints").mkdir(parents=True)
+    cmd = "python bench/quant.py --minutes-per-model 1.2"
+    (trained / "results.json").write_text(json.dumps({"sesr_m5": {"command": cmd, "minutes": 1.2},
+                                                      "sesr_m5@5": {"command": cmd, "minutes": 5.0}}))
+    stages = [_stage("minmax", True, 0.12), _stage("range_search", True, 0.15, details={}),
+              _stage("lsq_qat", True, 0.03, details={"steps": 10})]
+    for st, b in zip(stages[1:], ("9/12", "7/12")):
+        st["val_images_better"] = b
+    base = {"command": "python bench/quant.py --out OUT", "minutes": 1.0, "float_psnr": 35.0, "bicubic_psnr": 33.5,
+            "stages": stages, "techniques": ["minmax", "range_search", "lsq_qat"], "sensitivity": {},
+            "minmax_drop": 0.12, "qat_cost": {"float_train_form_s": 0.1, "float_deploy_s": 0.05, "qat_ema_s": 0.2,
+                                              "qat_lsq_s": 0.15}}
+    rows = {"sesr_m5": {**base, "label": "SESR-M5", "model": "sesr_m5", "train_steps": 100, "recipe_drop": 0.03,
+                        "coreml_w8a8_drop": 0.01, "w8a16_drop": 0.004, "w8a16_weights": {"weights": "qat_w8a16"}},
+            "sesr_m5@5": {**base, "label": "SESR-M5, 5 min", "model": "sesr_m5", "train_steps": 400, "recipe_drop": 0.02,
+                          "coreml_w8a8_drop": 0.05, "w8a16_drop": 0.03}}
+    for key in rows:
+        src = bench._entry_dir(trained, key) / "steps.json"
+        src.write_text(json.dumps({"ckpt": str(bench._entry_dir(trained, key) / "checkpoints" / "last.pt"), "steps": 1}))
+        ckpt, steps = bench.train_model("sesr_m5", 1.0, tmp_path, out, key, checkpoints_from=trained)
+        assert ckpt.parent.parent == bench._entry_dir(trained, key) and steps == 1  # reused, not trained
+    doc = tmp_path / "quant.md"
+    bench.write_doc(rows, doc, out)
+    text = doc.read_text()
+    assert f"the trained checkpoints of every entry come from `{trained}`, trained by `{cmd}`" in text
+    assert "trained on T91 for about 1.2 min" in text
+    assert "SESR-M5, 5 min (4.0x the steps of the common budget, +1.50 dB vs bicubic): min/max 0.120 dB, default recipe 0.020 dB" in text
+    assert ("2 kept stage(s) raised one by more than 0.01 dB (range_search on SESR-M5, +0.030 dB, 9/12; "
+            "range_search on SESR-M5, 5 min, +0.030 dB, 9/12)") in text
+    assert "raised at least 7 of the 12 photos" in text
+    assert "0.020 dB below the int8 simulation's on 1 of 2 rows, above it on SESR-M5, 5 min, 0.030 dB" in text
+    assert "QAT w8a16 for 1 row(s) (SESR-M5); the recipe's for 1 row(s) (SESR-M5, 5 min)" in text
+    assert "1 of 2 w8a16 drops are within 0.02 dB (the largest 0.030 dB, SESR-M5, 5 min)" in text

@@ -33,6 +33,29 @@ def test_independent_error_at_the_bound_costs_the_drop():
         min_psnr_vs_reference_db(0.0, 36.0)
 
 
+@pytest.mark.parametrize("source_sigma", [3.0, 4.0, 4.05])
+def test_independent_error_from_another_source_costs_the_drop_against_the_reference(source_sigma):
+    """A QAT checkpoint's int8 artifact is compared with its source (the fine-tuned weights in
+    float), which scores apart from the float reference: an error independent of the source's, at
+    the bound, leaves the artifact exactly ``drop`` dB below the reference vs HR (Gaussian errors on
+    a real photo); a source equal to the reference gives the closed form, and one more than ``drop``
+    below the reference leaves no room at all."""
+    hr = to_luma(embedded_image("astronaut")).astype(np.float64) * 255.0
+    rng = np.random.default_rng(1)
+
+    def psnr(x):
+        return 10 * np.log10(255.0**2 / np.mean((x - hr) ** 2))
+
+    ref_psnr = psnr(hr + rng.normal(0.0, 4.0, hr.shape))
+    src = hr + rng.normal(0.0, source_sigma, hr.shape)
+    need = min_psnr_vs_reference_db(0.15, ref_psnr, psnr(src))
+    art = src + rng.normal(0.0, np.sqrt(255.0**2 / 10 ** (need / 10)), hr.shape)
+    assert ref_psnr - psnr(art) == pytest.approx(0.15, abs=0.01)
+    assert min_psnr_vs_reference_db(0.15, 36.0, 36.0) == pytest.approx(min_psnr_vs_reference_db(0.15, 36.0), abs=1e-9)
+    assert min_psnr_vs_reference_db(0.15, 36.0, 36.3) < min_psnr_vs_reference_db(0.15, 36.0) < min_psnr_vs_reference_db(0.15, 36.0, 35.95)
+    assert min_psnr_vs_reference_db(0.15, 36.0, 35.8) == float("inf")
+
+
 def test_every_precision_has_a_stated_reason_and_a_gate_on_both_sides():
     for precision, tol in POLICY.items():
         assert len(tol.why) > 40, precision
@@ -74,10 +97,27 @@ def test_an_artifact_far_from_its_reference_fails_even_when_its_psnr_rises(sets)
     assert "psnr_drop_db" not in r["failed_checks"]
     assert {"psnr_vs_reference_db", "p999_abs_err"} <= set(r["failed_checks"]) and r["passed"] is False
     assert r["psnr_vs_reference_db"] < r["tolerance"]["min_psnr_vs_reference_db"]
+    assert r["independent_error_cost_db"] > 0.15  # the same fact, as the dB the error would cost
     assert "vs its float reference" in failure_message(r)
     # Measured against its own float reference (the module it was exported from) it is exact.
     own = validate_artifact(TorchUpscaler(bicubic), ref, sets, precision="int8", source_reference=bicubic)
     assert own["max_abs_err"] == 0.0 and own["failed_checks"] == [] and own["passed"] is True
+    assert own["independent_error_cost_db"] is None  # identical outputs: no error
+    # The bound credits the source's own score against the float reference's.
+    assert own["tolerance"]["min_psnr_vs_reference_db"] == pytest.approx(min_psnr_vs_reference_db(
+        0.15, ref.eval["photos"]["psnr_y"], own["source_reference_eval"]["photos"]["psnr_y"]), abs=1e-9)
+
+
+def test_a_source_far_below_the_reference_leaves_no_room(sets):
+    """Exported from a module that scores more than the drop tolerance below the float reference:
+    no error against that source is within tolerance, and the message says why."""
+    torch.manual_seed(0)
+    weak = create("sesr_m3_relu", scale=2, expansion=16).collapse().eval()
+    bicubic = _Bicubic(weak.contract)
+    r = validate_artifact(TorchUpscaler(weak), bicubic, sets,
+                          precision="int8", source_reference=weak)
+    assert r["max_abs_err"] == 0.0 and "psnr_vs_reference_db" in r["failed_checks"]
+    assert r["tolerance"]["min_psnr_vs_reference_db"] is None and "no error against the source" in failure_message(r)
 
 
 def test_a_float_model_below_bicubic_is_flagged(sets):

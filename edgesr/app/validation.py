@@ -12,6 +12,9 @@ artifact::
      "p999_abs_err": float,             # 99.9th percentile of |clip(artifact) - clip(reference)|
      "eval": {SET: {"psnr_y", "ssim_y"}},            # artifact vs HR
      "reference_eval": {SET: {"psnr_y", "ssim_y"}},  # float reference vs HR
+     "source_reference_eval": {SET: {...}},          # the source vs HR (only when it is not the reference)
+     "independent_error_cost_db": float | null,      # dB an error of this size, independent of the
+                                        # source's own, would cost vs the source on its best-scored set
      "passed": bool, "tolerance": {...}, "failed_checks": [str], "skipped": reason | null,
      "structure": {...} (Core ML only),
      "xnnpack": {"partitions", "delegated_ops", "ops_outside", ...} (.tflite only: what LiteRT's
@@ -21,8 +24,9 @@ Tolerances: :mod:`edgesr.app.tolerances`, the one policy, two-sided: the PSNR dr
 against the float reference (fp16 0.05 dB; int8, Core ML w8 / w8a8 ``int8_tolerance_db``,
 default 0.15 dB), and the error against the artifact's own float reference (``source_reference``:
 the module it was exported from, e.g. a quantized checkpoint's): fp32 max abs error <= 1e-4;
-otherwise the 99.9th-percentile absolute error (``p999_abs_err``) and the PSNR vs the reference
-(at least what an independent error costing ``max_drop_db`` would allow). ``tolerance`` in the
+otherwise the 99.9th-percentile absolute error (``p999_abs_err``) and the PSNR vs the source
+(at least what an error independent of the source's own would need to stay within ``max_drop_db``
+of the float reference vs HR, :func:`edgesr.app.tolerances.min_psnr_vs_reference_db`). ``tolerance`` in the
 result holds the bounds and ``failed_checks`` names the ones missed.
 Core ML on Linux (no MIL interpreter): numbers null, ``skipped`` says why, ``passed``
 reflects the structural checks (:func:`edgesr.converters.coreml.check_structure`).
@@ -143,9 +147,11 @@ def _compare(art_outputs: dict, ref: ReferenceRun) -> tuple[float, float | None,
     return max_err, (None if mse == 0 else 10.0 * math.log10(255.0**2 / mse)), p999
 
 
-def _checks(tol: dict, max_err: float, psnr_ref: float | None, p999: float, drops: dict, ref_eval: dict) -> list[str]:
+def _checks(tol: dict, max_err: float, psnr_ref: float | None, p999: float, drops: dict, ref_eval: dict,
+            source_eval: dict | None = None) -> list[str]:
     """Names of the policy checks the numbers miss (empty: within tolerance); fills ``tol``'s
-    ``drop_db`` and ``min_psnr_vs_reference_db``."""
+    ``drop_db`` and ``min_psnr_vs_reference_db`` (the strictest set's bound; ``source_eval``: the
+    source's scores when it is not the float reference)."""
     failed = []
     if tol["max_abs_err"] is not None and max_err > tol["max_abs_err"]:
         failed.append("max_abs_err")
@@ -156,9 +162,11 @@ def _checks(tol: dict, max_err: float, psnr_ref: float | None, p999: float, drop
     if tol["max_p999_abs_err"] is not None and p999 > tol["max_p999_abs_err"]:
         failed.append("p999_abs_err")
     if tol["psnr_margin"] and tol["max_drop_db"] and tol["max_drop_db"] > 0 and ref_eval:
-        need = min_psnr_vs_reference_db(tol["max_drop_db"], max(e["psnr_y"] for e in ref_eval.values()))
-        tol["min_psnr_vs_reference_db"] = need
-        if psnr_ref is not None and psnr_ref < need:
+        need = max(min_psnr_vs_reference_db(tol["max_drop_db"], e["psnr_y"],
+                                            None if source_eval is None else source_eval[name]["psnr_y"])
+                   for name, e in ref_eval.items())
+        tol["min_psnr_vs_reference_db"] = need if math.isfinite(need) else None  # None: no error allowed
+        if not math.isfinite(need) or (psnr_ref is not None and psnr_ref < need):
             failed.append("psnr_vs_reference_db")
     return failed
 
@@ -200,7 +208,8 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     tolerance = _tolerance(precision, int8_tolerance_db)
     result = {"artifact": str(path_or_upscaler) if is_path else type(path_or_upscaler).__name__,
               "format": prov.get("artifact_format"), "precision": precision, "max_abs_err": None,
-              "psnr_vs_reference_db": None, "p999_abs_err": None, "eval": None, "reference_eval": None,
+              "psnr_vs_reference_db": None, "p999_abs_err": None, "independent_error_cost_db": None,
+              "eval": None, "reference_eval": None,
               "passed": False, "tolerance": tolerance, "failed_checks": [], "skipped": None}
     if is_path and Path(path_or_upscaler).suffix.lower() == ".mlpackage":
         result["structure"] = check_structure(path_or_upscaler, precision, meta["contract"]["channels"],
@@ -224,13 +233,15 @@ def validate_artifact(path_or_upscaler, reference_module, sets: dict, precision:
     outputs, scores = _run_sets(upscaler, ref.sets, progress)
     max_err, psnr_ref, p999 = _compare(outputs, own)
     drops = {name: ref.eval[name]["psnr_y"] - scores[name]["psnr_y"] for name in scores}
-    failed = _checks(tolerance, max_err, psnr_ref, p999, drops, ref.eval)
+    failed = _checks(tolerance, max_err, psnr_ref, p999, drops, ref.eval, None if own is ref else own.eval)
     if not result.get("structure", {}).get("passed", True):
         failed.append("structure")
     result.update(max_abs_err=max_err, psnr_vs_reference_db=psnr_ref, p999_abs_err=p999, eval=scores,
                   reference_eval=ref.eval, failed_checks=failed, passed=not failed)
     if own is not ref:
         result["source_reference_eval"] = own.eval
+    best = max(e["psnr_y"] for e in own.eval.values())
+    result["independent_error_cost_db"] = None if psnr_ref is None else 10.0 * math.log10(1.0 + 10.0 ** ((best - psnr_ref) / 10.0))
     return result
 
 
@@ -246,7 +257,10 @@ def failure_message(result: dict) -> str:
     if "p999_abs_err" in failed:
         parts.append(f"99.9th-percentile error vs its float reference {result['p999_abs_err'] * 255:.2f} 8-bit levels "
                      f"> {tol['max_p999_abs_err'] * 255:.2f}")
-    if "psnr_vs_reference_db" in failed:
+    if "psnr_vs_reference_db" in failed and tol.get("min_psnr_vs_reference_db") is None:
+        parts.append(f"its source scores more than {tol['max_drop_db']:g} dB below the float reference, "
+                     "so no error against the source is within tolerance")
+    elif "psnr_vs_reference_db" in failed:
         parts.append(f"PSNR vs its float reference {result['psnr_vs_reference_db']:.2f} dB < "
                      f"{tol['min_psnr_vs_reference_db']:.2f} dB")
     parts += result.get("structure", {}).get("problems", [])

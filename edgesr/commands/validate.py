@@ -193,11 +193,18 @@ def run(args) -> int:
     if result["skipped"]:
         print(f"  numbers skipped: {result['skipped']}")
     else:
-        print(f"  max abs error {_fmt(result['max_abs_err'], '.3g')}, 99.9th percentile "
-              f"{_fmt(result['p999_abs_err'], '.3g')}, PSNR vs reference {_fmt(result['psnr_vs_reference_db'], '.2f')} dB")
+        against = "source" if "source_reference_eval" in result else "reference"
+        need = result["tolerance"].get("min_psnr_vs_reference_db")
+        print(f"  vs {against}: max abs error {_fmt(result['max_abs_err'], '.3g')}, 99.9th percentile "
+              f"{_fmt(result['p999_abs_err'], '.3g')}, PSNR {_fmt(result['psnr_vs_reference_db'], '.2f')} dB"
+              + (f" (needs >= {need:.2f} dB)" if need is not None else "")
+              + (f"; as an independent error it would cost {result['independent_error_cost_db']:.3f} dB"
+                 if result.get("independent_error_cost_db") is not None else ""))
         for name, r in result["eval"].items():
             ref = result["reference_eval"][name]
-            print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f})")
+            src = result.get("source_reference_eval", {}).get(name)
+            print(f"  {name:<10} {r['psnr_y']:7.3f} dB / {r['ssim_y']:.4f}   (reference {ref['psnr_y']:7.3f} / {ref['ssim_y']:.4f}"
+                  + (f"; source {src['psnr_y']:7.3f} / {src['ssim_y']:.4f})" if src else ")"))
     if "structure" in result:
         print(f"  structure: {'ok' if result['structure']['passed'] else '; '.join(result['structure']['problems'])}")
     if "xnnpack" in result:
