@@ -178,7 +178,8 @@ def train_model(name: str, minutes: float, data: Path, out_dir: Path, key: str |
         run_dir.mkdir(parents=True, exist_ok=True)
         done.write_text(other.read_text())
     if done.exists():
-        return Path(json.loads(done.read_text())["ckpt"]), json.loads(done.read_text())["steps"]
+        record = json.loads(done.read_text())
+        return Path(record["ckpt"]), record["steps"]
     if name.startswith("authors:"):  # published weights: imported, not trained
         ckpt = import_esr(PEER_WEIGHTS / f"{name.split(':', 1)[1]}.model", run_dir / "authors.pt")
         done.write_text(json.dumps({"ckpt": str(ckpt), "steps": "authors'"}))
@@ -297,7 +298,7 @@ def _fmt_stage(st: dict) -> str:
 def trained_by(results: dict, out: Path | None) -> dict:
     """``{key: (training run's --out, its results row)}`` for entries whose checkpoint another run of
     this bench trained (``--checkpoints-from``; read from ``OUT/KEY_x2/steps.json``)."""
-    found = {}
+    found, origin_rows = {}, {}
     for key in results if out is not None else ():
         done = _entry_dir(out, key) / "steps.json"
         if not done.exists():
@@ -305,7 +306,9 @@ def trained_by(results: dict, out: Path | None) -> dict:
         ckpt = Path(json.loads(done.read_text())["ckpt"])
         origin = next((d.parent for d in ckpt.parents if d.name == _entry_dir(out, key).name), None)
         if origin is not None and origin.resolve() != out.resolve() and (origin / "results.json").exists():
-            found[key] = (origin, json.loads((origin / "results.json").read_text()).get(key, {}))
+            if origin not in origin_rows:
+                origin_rows[origin] = json.loads((origin / "results.json").read_text())
+            found[key] = (origin, origin_rows[origin].get(key, {}))
     return found
 
 
@@ -491,8 +494,9 @@ def _stage_effects(row: dict):
 
 
 def _stage_paragraph(rows: list) -> str:
-    helped = [(r["label"], t, d, b) for r in rows for t, k, d, b in _stage_effects(r) if k and d < -0.01]
-    hurt = [(r["label"], t, d, b) for r in rows for t, k, d, b in _stage_effects(r) if k and d > 0.01]
+    kept = [(r["label"], t, d, b) for r in rows for t, k, d, b in _stage_effects(r) if k]
+    helped = [e for e in kept if e[2] < -0.01]
+    hurt = [e for e in kept if e[2] > 0.01]
     least = min((int(b.split("/")[0]) for *_, b in helped if "/" in b), default=None)
     return ("- **A stage must help most photos.** The recipe keeps a stage only if it raises the held-out photos' "
             "pooled PSNR and more than half of them one by one (`ValScore.beats`; `report.json` and results.json "
